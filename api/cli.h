@@ -1,0 +1,29 @@
+// Command-line options of the ember binary.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmm/vm_config.h"
+
+namespace ember {
+
+struct CliOptions {
+  bool help = false;
+  bool version = false;
+  std::optional<std::string> config_path;
+  std::optional<std::string> kernel, initrd, cmdline, serial_out, log_level;
+  std::optional<uint32_t> vcpus;
+  std::optional<uint64_t> mem_mib;
+  bool no_prefault = false;
+};
+
+// Throws Error for unknown flags, missing values and malformed numbers.
+CliOptions parse_cli(const std::vector<std::string>& args);
+// Command-line flags override the file.
+void apply_overrides(const CliOptions& options, VmConfig& config);
+const char* usage_text();
+
+}  // namespace ember

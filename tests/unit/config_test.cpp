@@ -1,0 +1,139 @@
+// TOML launcher format and command-line flags.
+#include <gtest/gtest.h>
+
+#include "api/cli.h"
+#include "api/toml_config.h"
+#include "vmm/util/error.h"
+
+namespace ember {
+namespace {
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_toml_config(text, "vm.toml", "/cfg");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(TomlConfig, FullConfig) {
+  VmConfig c = parse_toml_config(R"(
+[boot-source]
+kernel_image_path = "kernels/vmlinux"
+initrd_path = "/abs/initrd.gz"
+boot_args = "console=ttyS0 quiet"
+
+[machine-config]
+vcpu_count = 4
+mem_size_mib = 2048
+huge_pages = "Transparent"
+prefault = false
+smt = false
+
+[serial]
+output = "file"
+path = "console.log"
+input = false
+)",
+                                 "vm.toml", "/cfg");
+  EXPECT_EQ(c.boot.kernel_image_path, "/cfg/kernels/vmlinux");
+  EXPECT_EQ(c.boot.initrd_path, "/abs/initrd.gz");
+  EXPECT_EQ(c.boot.boot_args, "console=ttyS0 quiet");
+  EXPECT_EQ(c.machine.vcpu_count, 4u);
+  EXPECT_EQ(c.machine.mem_size_mib, 2048u);
+  EXPECT_EQ(c.machine.huge_pages, HugePages::Transparent);
+  EXPECT_FALSE(c.machine.prefault);
+  EXPECT_EQ(c.serial.output, SerialConfig::Output::File);
+  EXPECT_EQ(c.serial.path, "/cfg/console.log");
+  EXPECT_FALSE(c.serial.input);
+  EXPECT_NO_THROW(validate(c));
+}
+
+TEST(TomlConfig, DefaultsMatchFirecracker) {
+  VmConfig c = parse_toml_config("[boot-source]\nkernel_image_path = \"k\"\n", "vm.toml", "/cfg");
+  EXPECT_EQ(c.machine.vcpu_count, 1u);
+  EXPECT_EQ(c.machine.mem_size_mib, 128u);
+  EXPECT_EQ(c.boot.boot_args, kDefaultBootArgs);
+  EXPECT_TRUE(c.machine.prefault);
+  EXPECT_EQ(c.serial.output, SerialConfig::Output::Stdout);
+}
+
+TEST(TomlConfig, ErrorsNameKeyAndLine) {
+  EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\nkernel_path = \"x\"\n"),
+            "vm.toml:3: unknown key 'kernel_path' in [boot-source]");
+  EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[machine-config]\nvcpu_count = \"two\"\n"),
+            "vm.toml:4: machine-config.vcpu_count must be an integer");
+  EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[machine-config]\nvcpu_count = 33\n"),
+            "vm.toml:4: machine-config.vcpu_count must be between 1 and 32 (got 33)");
+  EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[machine-config]\nmem_size_mib = 0\n"),
+            "vm.toml:4: machine-config.mem_size_mib must be between 2 and 1048576 (got 0)");
+  EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = 5\n"), "vm.toml:2: boot-source.kernel_image_path must be a string");
+  EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[drives]\n"),
+            "vm.toml:3: unknown table or key 'drives' (expected [boot-source], [machine-config] or [serial])");
+  EXPECT_EQ(error_of("[machine-config]\nvcpu_count = 1\n"), "vm.toml: [boot-source] kernel_image_path is required");
+  EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[machine-config]\nhuge_pages = \"1G\"\n"),
+            "vm.toml:4: machine-config.huge_pages must be \"None\", \"Transparent\" or \"2M\" (got \"1G\")");
+  EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[machine-config]\nsmt = true\n"),
+            "vm.toml:4: machine-config.smt = true is not supported: ember presents one thread per core");
+  EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[serial]\noutput = \"file\"\n"),
+            "vm.toml: [serial] output = \"file\" needs a path");
+}
+
+TEST(TomlConfig, SyntaxErrorsGiveLineAndColumn) {
+  std::string e = error_of("[boot-source]\nkernel_image_path = \"k\n");
+  EXPECT_EQ(e.rfind("vm.toml:2:", 0), 0u) << e;
+  e = error_of("[boot-source]\nkernel_image_path = \"a\"\nkernel_image_path = \"b\"\n");
+  EXPECT_EQ(e.rfind("vm.toml:3:", 0), 0u) << e;
+}
+
+TEST(TomlConfig, MissingFile) {
+  try {
+    load_toml_config("/nonexistent/vm.toml");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/vm.toml"), std::string::npos);
+  }
+}
+
+TEST(Cli, FlagsOverrideFile) {
+  VmConfig c = parse_toml_config("[boot-source]\nkernel_image_path = \"k\"\n", "vm.toml", "/cfg");
+  CliOptions o = parse_cli({"--config", "vm.toml", "--vcpus", "2", "--mem-mib", "512", "--kernel", "/k2",
+                            "--initrd", "/i", "--cmdline", "quiet", "--serial-out", "none", "--no-prefault"});
+  apply_overrides(o, c);
+  EXPECT_EQ(*o.config_path, "vm.toml");
+  EXPECT_EQ(c.machine.vcpu_count, 2u);
+  EXPECT_EQ(c.machine.mem_size_mib, 512u);
+  EXPECT_EQ(c.boot.kernel_image_path, "/k2");
+  EXPECT_EQ(c.boot.initrd_path, "/i");
+  EXPECT_EQ(c.boot.boot_args, "quiet");
+  EXPECT_EQ(c.serial.output, SerialConfig::Output::None);
+  EXPECT_FALSE(c.machine.prefault);
+}
+
+TEST(Cli, BadFlags) {
+  EXPECT_THROW(parse_cli({"--bogus"}), Error);
+  EXPECT_THROW(parse_cli({"--vcpus"}), Error);
+  EXPECT_THROW(parse_cli({"--vcpus", "two"}), Error);
+  EXPECT_THROW(parse_cli({"--mem-mib", "-5"}), Error);
+  EXPECT_THROW(parse_cli({"--mem-mib", "99999999999999999999999"}), Error);
+}
+
+TEST(Validate, RangesChecked) {
+  VmConfig c;
+  c.boot.kernel_image_path = "k";
+  EXPECT_NO_THROW(validate(c));
+  c.machine.vcpu_count = 0;
+  EXPECT_THROW(validate(c), Error);
+  c.machine.vcpu_count = 33;
+  EXPECT_THROW(validate(c), Error);
+  c.machine.vcpu_count = 1;
+  c.machine.mem_size_mib = 1;
+  EXPECT_THROW(validate(c), Error);
+  c.machine.mem_size_mib = 129;
+  c.machine.huge_pages = HugePages::Huge2M;
+  EXPECT_THROW(validate(c), Error);
+}
+
+}  // namespace
+}  // namespace ember

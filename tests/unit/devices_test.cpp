@@ -1,0 +1,155 @@
+// Address bus, 8250 UART and i8042 behaviour as a Linux driver sees it.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "vmm/devices/bus.h"
+#include "vmm/devices/i8042.h"
+#include "vmm/devices/serial.h"
+#include "vmm/util/error.h"
+
+namespace ember {
+namespace {
+
+class Recorder : public BusDevice {
+ public:
+  void read(uint64_t offset, std::span<uint8_t> data) override { data[0] = static_cast<uint8_t>(offset); }
+  void write(uint64_t offset, std::span<const uint8_t> data) override { last = {offset, data[0]}; }
+  std::pair<uint64_t, uint8_t> last{};
+};
+
+TEST(Bus, DispatchesOffsetsAndRejectsOverlap) {
+  Bus bus("test");
+  auto a = std::make_shared<Recorder>();
+  auto b = std::make_shared<Recorder>();
+  bus.insert(a, 0x100, 8, "a");
+  bus.insert(b, 0x200, 0x10, "b");
+  EXPECT_THROW(bus.insert(b, 0x104, 8, "c"), Error);
+  EXPECT_THROW(bus.insert(b, 0xfc, 8, "d"), Error);
+  EXPECT_THROW(bus.insert(b, UINT64_MAX - 2, 8, "wrap"), Error);
+  EXPECT_THROW(bus.insert(b, 0x300, 0, "empty"), Error);
+  uint8_t v[1];
+  ASSERT_TRUE(bus.read(0x103, v));
+  EXPECT_EQ(v[0], 3);
+  uint8_t w[1] = {9};
+  ASSERT_TRUE(bus.write(0x20f, w));
+  EXPECT_EQ(b->last.first, 0xfu);
+  EXPECT_FALSE(bus.read(0x108, v));
+  EXPECT_FALSE(bus.read(0x1ff, v));
+  uint8_t wide[4];
+  EXPECT_FALSE(bus.read(0x106, wide));  // crosses the end of device a
+}
+
+struct SerialHarness {
+  int pipefd[2];
+  int irqs = 0;
+  std::vector<std::string> lines;
+  std::unique_ptr<Serial> serial;
+  SerialHarness() {
+    EXPECT_EQ(::pipe(pipefd), 0);
+    serial = std::make_unique<Serial>(
+        pipefd[1], [this] { ++irqs; }, [this](const std::string& l) { lines.push_back(l); });
+  }
+  ~SerialHarness() {
+    ::close(pipefd[0]);
+    ::close(pipefd[1]);
+  }
+  uint8_t in(uint64_t off) {
+    uint8_t v;
+    serial->read(off, std::span<uint8_t>(&v, 1));
+    return v;
+  }
+  void out(uint64_t off, uint8_t v) { serial->write(off, std::span<const uint8_t>(&v, 1)); }
+};
+
+TEST(Serial, TransmitsBytesAndSplitsLines) {
+  SerialHarness h;
+  for (char c : std::string("hi\r\nthere\n")) h.out(0, static_cast<uint8_t>(c));
+  char buf[16] = {};
+  ASSERT_EQ(::read(h.pipefd[0], buf, sizeof(buf)), 10);
+  EXPECT_EQ(std::string(buf, 10), "hi\r\nthere\n");
+  ASSERT_EQ(h.lines.size(), 2u);
+  EXPECT_EQ(h.lines[0], "hi");
+  EXPECT_EQ(h.lines[1], "there");
+  EXPECT_EQ(h.in(5) & 0x60, 0x60);  // THR empty, transmitter empty
+}
+
+TEST(Serial, ThreInterruptOnEnableAndAfterWrite) {
+  SerialHarness h;
+  EXPECT_EQ(h.in(2) & 0x0f, 0x01);  // nothing pending
+  h.out(1, 0x02);                   // enable THRE interrupt
+  EXPECT_EQ(h.irqs, 1);
+  EXPECT_EQ(h.in(2) & 0x0f, 0x02);  // THRE pending; reading IIR clears it
+  EXPECT_EQ(h.in(2) & 0x0f, 0x01);
+  h.out(0, 'x');
+  EXPECT_EQ(h.irqs, 2);
+  EXPECT_EQ(h.in(2) & 0x0f, 0x02);
+}
+
+TEST(Serial, ReceivesInputWithDataReadyAndInterrupt) {
+  SerialHarness h;
+  h.out(1, 0x01);  // RX data interrupt
+  const uint8_t input[] = {'a', 'b'};
+  EXPECT_EQ(h.serial->enqueue_input(input), 2u);
+  EXPECT_EQ(h.irqs, 1);
+  EXPECT_EQ(h.in(5) & 0x01, 0x01);
+  EXPECT_EQ(h.in(2) & 0x0f, 0x04);
+  EXPECT_EQ(h.in(0), 'a');
+  EXPECT_EQ(h.in(0), 'b');
+  EXPECT_EQ(h.in(5) & 0x01, 0x00);
+  EXPECT_EQ(h.in(2) & 0x0f, 0x01);
+}
+
+TEST(Serial, InputIsBounded) {
+  SerialHarness h;
+  std::vector<uint8_t> big(Serial::kRxCapacity + 100, 'z');
+  EXPECT_EQ(h.serial->enqueue_input(big), Serial::kRxCapacity);
+  EXPECT_EQ(h.in(5) & 0x02, 0x02);  // overrun reported once
+  EXPECT_EQ(h.in(5) & 0x02, 0x00);
+}
+
+TEST(Serial, DivisorLatchAndScratch) {
+  SerialHarness h;
+  h.out(3, 0x80);  // DLAB
+  h.out(0, 0x01);
+  h.out(1, 0x00);
+  EXPECT_EQ(h.in(0), 0x01);
+  h.out(3, 0x03);
+  h.out(7, 0x5a);
+  EXPECT_EQ(h.in(7), 0x5a);
+  char c;
+  EXPECT_EQ(h.irqs, 0);
+  h.out(4, 0x10);  // loopback: a written byte comes back as input, not output
+  h.out(0, 'L');
+  EXPECT_EQ(h.in(0), 'L');
+  (void)c;
+}
+
+TEST(I8042, ResetCommandEndsVm) {
+  int resets = 0;
+  I8042 kbd([&] { ++resets; });
+  uint8_t status;
+  kbd.read(4, std::span<uint8_t>(&status, 1));
+  EXPECT_EQ(status & 0x02, 0);  // input buffer empty: Linux's kb_wait passes
+  uint8_t other = 0xaa;
+  kbd.write(4, std::span<const uint8_t>(&other, 1));
+  EXPECT_EQ(resets, 0);
+  uint8_t reset = 0xfe;
+  kbd.write(0, std::span<const uint8_t>(&reset, 1));  // data port: not a command
+  EXPECT_EQ(resets, 0);
+  kbd.write(4, std::span<const uint8_t>(&reset, 1));
+  EXPECT_EQ(resets, 1);
+}
+
+TEST(BootMarker, OnlyTheMagicByteAtOffsetZero) {
+  int marks = 0;
+  BootMarker m([&] { ++marks; });
+  uint8_t wrong = 12, magic = BootMarker::kMagic;
+  m.write(0, std::span<const uint8_t>(&wrong, 1));
+  m.write(1, std::span<const uint8_t>(&magic, 1));
+  EXPECT_EQ(marks, 0);
+  m.write(0, std::span<const uint8_t>(&magic, 1));
+  EXPECT_EQ(marks, 1);
+}
+
+}  // namespace
+}  // namespace ember

@@ -1,0 +1,19 @@
+// Intel MultiProcessor Specification 1.4 tables, so a guest without ACPI finds
+// every vCPU, the IOAPIC and the ISA interrupt routing.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "vmm/memory/guest_memory.h"
+
+namespace ember::x86 {
+
+constexpr uint32_t kMaxVcpus = 32;
+
+// Builds the floating pointer and configuration table as they would sit at `base`.
+std::vector<uint8_t> build_mptable(uint32_t vcpu_count, uint64_t base);
+// Writes them at layout::kMptableStart. Throws Error if they do not fit.
+void write_mptable(GuestMemory& memory, uint32_t vcpu_count);
+
+}  // namespace ember::x86

@@ -1,0 +1,47 @@
+// 16550A-compatible UART (COM1): guest output to a host fd, host input into a
+// bounded receive FIFO, interrupts through a callback (an irqfd in the VMM).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+
+#include "vmm/devices/bus.h"
+
+namespace ember {
+
+class Serial : public BusDevice {
+ public:
+  static constexpr size_t kRxCapacity = 64 * 1024;
+
+  // `out_fd` < 0 discards output. `on_line` sees each complete output line (for
+  // panic detection); both callbacks run on the calling vCPU thread.
+  Serial(int out_fd, std::function<void()> raise_irq, std::function<void(const std::string&)> on_line);
+
+  void read(uint64_t offset, std::span<uint8_t> data) override;
+  void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+  // Host input. Returns how many bytes were accepted (the rest overran the FIFO).
+  size_t enqueue_input(std::span<const uint8_t> bytes);
+
+ private:
+  uint8_t read_register(uint64_t offset);
+  void write_register(uint64_t offset, uint8_t value);
+  void emit(uint8_t byte);
+  void update_interrupt();
+
+  std::mutex mu_;
+  int out_fd_;
+  std::function<void()> raise_irq_;
+  std::function<void(const std::string&)> on_line_;
+  std::string line_;
+  std::deque<uint8_t> rx_;
+  uint8_t ier_ = 0, lcr_ = 0, mcr_ = 0x08, scr_ = 0, dll_ = 0x0c, dlm_ = 0;
+  bool thre_pending_ = false;
+  bool overrun_ = false;
+  bool irq_asserted_ = false;
+};
+
+}  // namespace ember

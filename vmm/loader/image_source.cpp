@@ -1,0 +1,49 @@
+#include "vmm/loader/image_source.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "vmm/util/error.h"
+
+namespace ember {
+
+namespace {
+void check_range(const ImageSource& image, uint64_t offset, uint64_t len) {
+  if (offset > image.size() || len > image.size() - offset) {
+    fail(image.name(), " is truncated: needs bytes ", offset, "..", offset + len, " but has ", image.size());
+  }
+}
+}  // namespace
+
+FileImage FileImage::open(const std::string& path, const char* what) {
+  FileImage image;
+  image.name_ = std::string(what) + " '" + path + "'";
+  image.fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!image.fd_.valid()) fail("cannot open ", image.name_, ": ", errno_text());
+  struct stat st{};
+  if (::fstat(image.fd_.get(), &st) < 0) fail("cannot stat ", image.name_, ": ", errno_text());
+  if (!S_ISREG(st.st_mode)) fail(image.name_, " is not a regular file");
+  image.size_ = static_cast<uint64_t>(st.st_size);
+  return image;
+}
+
+void FileImage::read(uint64_t offset, std::span<uint8_t> dst) const {
+  check_range(*this, offset, dst.size());
+  size_t done = 0;
+  while (done < dst.size()) {
+    ssize_t n = ::pread(fd_.get(), dst.data() + done, dst.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("cannot read ", name_, ": ", errno_text());
+    if (n == 0) fail(name_, " shrank while being read (at byte ", offset + done, ")");
+    done += static_cast<size_t>(n);
+  }
+}
+
+void BufferImage::read(uint64_t offset, std::span<uint8_t> dst) const {
+  check_range(*this, offset, dst.size());
+  if (!dst.empty()) std::memcpy(dst.data(), bytes_.data() + offset, dst.size());
+}
+
+}  // namespace ember

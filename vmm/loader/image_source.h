@@ -1,0 +1,56 @@
+// Random-access, bounds-checked reads of a kernel or initrd image, from a file
+// (pread straight into guest memory) or from a buffer (tests, fuzzing).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vmm/util/unique_fd.h"
+
+namespace ember {
+
+class ImageSource {
+ public:
+  virtual ~ImageSource() = default;
+  virtual uint64_t size() const = 0;
+  virtual const std::string& name() const = 0;
+  // Fills `dst` from `offset`. Throws Error naming the image if the range is past the end.
+  virtual void read(uint64_t offset, std::span<uint8_t> dst) const = 0;
+
+  template <typename T>
+  T read_obj(uint64_t offset) const {
+    T value;
+    read(offset, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&value), sizeof(T)));
+    return value;
+  }
+};
+
+class FileImage : public ImageSource {
+ public:
+  // `what` says which image it is ("kernel", "initrd") for messages.
+  static FileImage open(const std::string& path, const char* what);
+  uint64_t size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+  void read(uint64_t offset, std::span<uint8_t> dst) const override;
+
+ private:
+  UniqueFd fd_;
+  uint64_t size_ = 0;
+  std::string name_;
+};
+
+class BufferImage : public ImageSource {
+ public:
+  BufferImage(std::vector<uint8_t> bytes, std::string name) : bytes_(std::move(bytes)), name_(std::move(name)) {}
+  uint64_t size() const override { return bytes_.size(); }
+  const std::string& name() const override { return name_; }
+  void read(uint64_t offset, std::span<uint8_t> dst) const override;
+
+ private:
+  std::vector<uint8_t> bytes_;
+  std::string name_;
+};
+
+}  // namespace ember

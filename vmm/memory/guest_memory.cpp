@@ -1,0 +1,88 @@
+#include "vmm/memory/guest_memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vmm/memory/layout.h"
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << 26)
+#endif
+
+namespace ember {
+
+std::vector<MemoryRegion> GuestMemory::plan_regions(uint64_t size_bytes) {
+  std::vector<MemoryRegion> regions;
+  uint64_t low = std::min(size_bytes, layout::kMmioGapStart);
+  regions.push_back({0, low, 0});
+  if (size_bytes > low) regions.push_back({layout::kMmioGapEnd, size_bytes - low, low});
+  return regions;
+}
+
+namespace {
+
+void prefault(uint8_t* base, uint64_t size, uint64_t page) {
+  if (::madvise(base, size, MADV_POPULATE_WRITE) == 0) return;
+  // Kernels before 5.14 lack MADV_POPULATE_WRITE: touch one byte per page instead.
+  log::debug(cat("MADV_POPULATE_WRITE failed (", errno_text(), "), touching pages"));
+  for (uint64_t off = 0; off < size; off += page) {
+    reinterpret_cast<volatile uint8_t*>(base)[off] = 0;
+  }
+}
+
+}  // namespace
+
+GuestMemory GuestMemory::create(const GuestMemoryOptions& options) {
+  uint64_t size = options.size_bytes;
+  if (size == 0 || size % layout::kMiB != 0) fail("guest memory size must be a positive number of MiB");
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  uint64_t page = layout::kPageSize;
+  if (options.huge_pages == HugePages::Huge2M) {
+    if (size % (2 * layout::kMiB) != 0) fail("mem_size_mib must be a multiple of 2 with 2M huge pages");
+    flags |= MAP_HUGETLB | MAP_HUGE_2MB;
+    page = 2 * layout::kMiB;
+  }
+  void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (addr == MAP_FAILED) {
+    if (options.huge_pages == HugePages::Huge2M) {
+      fail("cannot map ", size / layout::kMiB, " MiB of guest memory with 2 MiB huge pages: ",
+           errno_text(), " (reserve pages with: echo N > /proc/sys/vm/nr_hugepages)");
+    }
+    fail("cannot map ", size / layout::kMiB, " MiB of guest memory: ", errno_text());
+  }
+  GuestMemory memory;
+  memory.mapping_ = Mapping(addr, size);
+  memory.regions_ = plan_regions(size);
+  // KVM may merge pages from a fork into the guest; guest RAM is never shared.
+  ::madvise(addr, size, MADV_DONTFORK);
+  if (options.huge_pages == HugePages::Transparent) ::madvise(addr, size, MADV_HUGEPAGE);
+  if (options.prefault) prefault(memory.mapping_.data(), size, page);
+  return memory;
+}
+
+std::optional<std::span<uint8_t>> GuestMemory::try_span(uint64_t gpa, uint64_t len) const {
+  for (const MemoryRegion& r : regions_) {
+    if (gpa < r.gpa) continue;
+    uint64_t offset = gpa - r.gpa;
+    if (offset >= r.size && !(offset == r.size && len == 0)) continue;
+    if (len > r.size - offset) return std::nullopt;  // crosses the end of this region
+    return std::span<uint8_t>(mapping_.data() + r.host_offset + offset, len);
+  }
+  return std::nullopt;
+}
+
+std::span<uint8_t> GuestMemory::span(uint64_t gpa, uint64_t len, const char* what) const {
+  auto s = try_span(gpa, len);
+  if (!s) {
+    fail(what, " at guest address ", hex(gpa), " (", len, " bytes) is outside guest memory (",
+         size() / layout::kMiB, " MiB)");
+  }
+  return *s;
+}
+
+}  // namespace ember

@@ -1,0 +1,67 @@
+// Guest RAM: one anonymous mapping exposed to KVM as up to two slots (below and
+// above the 32-bit MMIO gap), with bounds-checked access by guest-physical address.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "vmm/util/mapping.h"
+
+namespace ember {
+
+struct MemoryRegion {
+  uint64_t gpa;       // guest-physical start
+  uint64_t size;      // bytes
+  uint64_t host_offset;  // offset into the backing mapping
+};
+
+enum class HugePages { None, Transparent, Huge2M };
+
+struct GuestMemoryOptions {
+  uint64_t size_bytes = 0;
+  HugePages huge_pages = HugePages::None;
+  bool prefault = true;
+};
+
+class GuestMemory {
+ public:
+  // Maps and (optionally) pre-faults guest RAM. Throws Error on failure.
+  static GuestMemory create(const GuestMemoryOptions& options);
+  // Splits [0, size) of RAM around the MMIO gap; exposed for tests.
+  static std::vector<MemoryRegion> plan_regions(uint64_t size_bytes);
+
+  // Host view of [gpa, gpa+len) if it lies entirely inside one region.
+  // Never throws: hot paths use this and treat nullopt as a guest error.
+  std::optional<std::span<uint8_t>> try_span(uint64_t gpa, uint64_t len) const;
+  // Same, but throws Error naming the range (for setup code).
+  std::span<uint8_t> span(uint64_t gpa, uint64_t len, const char* what) const;
+
+  template <typename T>
+  void write_obj(uint64_t gpa, const T& value, const char* what) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    std::memcpy(span(gpa, sizeof(T), what).data(), &value, sizeof(T));
+  }
+  template <typename T>
+  T read_obj(uint64_t gpa, const char* what) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T value;
+    std::memcpy(&value, span(gpa, sizeof(T), what).data(), sizeof(T));
+    return value;
+  }
+
+  const std::vector<MemoryRegion>& regions() const { return regions_; }
+  uint64_t size() const { return mapping_.size(); }
+  uint8_t* host_base() const { return mapping_.data(); }
+  // End of RAM below 4 GiB (exclusive).
+  uint64_t low_end() const { return regions_.front().gpa + regions_.front().size; }
+
+ private:
+  Mapping mapping_;
+  std::vector<MemoryRegion> regions_;
+};
+
+}  // namespace ember

@@ -1,0 +1,140 @@
+#include "vmm/vcpu.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+
+#include <cstring>
+
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember {
+
+namespace {
+
+thread_local kvm_run* t_run = nullptr;
+
+int kick_signal() { return SIGRTMIN; }
+
+void on_kick(int) {
+  // Only async-signal-safe work: ask the next (or current) KVM_RUN to return.
+  if (t_run) t_run->immediate_exit = 1;
+}
+
+}  // namespace
+
+void Vcpu::install_kick_handler() {
+  struct sigaction sa{};
+  sa.sa_handler = on_kick;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+  if (::sigaction(kick_signal(), &sa, nullptr) < 0) fail("sigaction for vCPU kick: ", errno_text());
+}
+
+void Vcpu::start() {
+  started_ = true;
+  thread_ = std::thread([this] { run_loop(); });
+  std::string name = "ember-vcpu" + std::to_string(fd_.id());
+  pthread_setname_np(thread_.native_handle(), name.c_str());
+}
+
+void Vcpu::kick() {
+  if (started_ && thread_.joinable()) pthread_kill(thread_.native_handle(), kick_signal());
+}
+
+void Vcpu::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Vcpu::run_loop() {
+  kvm_run* run = fd_.run();
+  t_run = run;
+  // The kick signal is blocked by the spawning thread's mask only if inherited; make sure it is open here.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, kick_signal());
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+
+  while (!exit_.reported()) {
+    int ret = ::ioctl(fd_.fd(), KVM_RUN, 0);
+    if (ret < 0) {
+      if (errno == EINTR || errno == EAGAIN) {
+        run->immediate_exit = 0;
+        continue;
+      }
+      exit_.report(ExitKind::Error, cat("KVM_RUN failed on vCPU ", fd_.id(), ": ", errno_text()));
+      break;
+    }
+    if (!handle_exit(run)) break;
+  }
+  t_run = nullptr;
+}
+
+bool Vcpu::handle_exit(kvm_run* run) {
+  switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+      handle_io(run);
+      return true;
+    case KVM_EXIT_MMIO:
+      handle_mmio(run);
+      return true;
+    case KVM_EXIT_SHUTDOWN:
+      exit_.report(ExitKind::TripleFault, cat("guest triple fault on vCPU ", fd_.id(), " (KVM_EXIT_SHUTDOWN)"));
+      return false;
+    case KVM_EXIT_SYSTEM_EVENT:
+      switch (run->system_event.type) {
+        case KVM_SYSTEM_EVENT_SHUTDOWN:
+        case KVM_SYSTEM_EVENT_RESET:
+          exit_.report(ExitKind::GuestShutdown, "guest requested shutdown");
+          return false;
+        case KVM_SYSTEM_EVENT_CRASH:
+          exit_.report(ExitKind::GuestPanic, "guest reported a crash");
+          return false;
+        default:
+          exit_.report(ExitKind::Error, cat("unhandled KVM_EXIT_SYSTEM_EVENT type ", run->system_event.type));
+          return false;
+      }
+    case KVM_EXIT_FAIL_ENTRY:
+      exit_.report(ExitKind::Error, cat("KVM_EXIT_FAIL_ENTRY on vCPU ", fd_.id(), ": hardware reason ",
+                                        hex(run->fail_entry.hardware_entry_failure_reason)));
+      return false;
+    case KVM_EXIT_INTERNAL_ERROR:
+      exit_.report(ExitKind::Error,
+                   cat("KVM_EXIT_INTERNAL_ERROR on vCPU ", fd_.id(), ": suberror ", run->internal.suberror));
+      return false;
+    case KVM_EXIT_INTR:
+      return true;
+    default:
+      exit_.report(ExitKind::Error,
+                   cat("unhandled exit ", kvm_exit_name(run->exit_reason), " (", run->exit_reason, ") on vCPU ",
+                       fd_.id()));
+      return false;
+  }
+}
+
+void Vcpu::handle_io(kvm_run* run) {
+  auto* base = reinterpret_cast<uint8_t*>(run);
+  const uint32_t size = run->io.size;
+  const uint32_t count = run->io.count;
+  for (uint32_t i = 0; i < count; ++i) {
+    std::span<uint8_t> data(base + run->io.data_offset + uint64_t{i} * size, size);
+    if (run->io.direction == KVM_EXIT_IO_OUT) {
+      if (!pio_.write(run->io.port, data)) log::debug(cat("unhandled port write ", hex(run->io.port)));
+    } else if (!pio_.read(run->io.port, data)) {
+      std::memset(data.data(), 0xff, size);  // no device: the bus floats high
+    }
+  }
+}
+
+void Vcpu::handle_mmio(kvm_run* run) {
+  uint32_t len = std::min<uint32_t>(run->mmio.len, sizeof(run->mmio.data));
+  std::span<uint8_t> data(run->mmio.data, len);
+  if (run->mmio.is_write) {
+    if (!mmio_.write(run->mmio.phys_addr, data)) log::debug(cat("unhandled MMIO write ", hex(run->mmio.phys_addr)));
+  } else if (!mmio_.read(run->mmio.phys_addr, data)) {
+    std::memset(data.data(), 0xff, len);
+  }
+}
+
+}  // namespace ember

@@ -1,0 +1,157 @@
+#include "vmm/vm.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "vmm/arch/x86_64/cpuid.h"
+#include "vmm/arch/x86_64/mptable.h"
+#include "vmm/arch/x86_64/regs.h"
+#include "vmm/devices/i8042.h"
+#include "vmm/loader/boot_info.h"
+#include "vmm/loader/kernel_loader.h"
+#include "vmm/memory/layout.h"
+#include "vmm/stdin_forwarder.h"
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember {
+
+namespace {
+constexpr const char* kPanicMarker = "Kernel panic - not syncing";
+}
+
+Vm::Vm(const KvmSystem& kvm, const VmConfig& config) : kvm_(kvm), config_(config) {
+  validate(config_);
+  vm_ = VmFd::create(kvm_);
+  vm_.create_irq_chip_and_pit();
+  setup_memory();
+  setup_devices();
+  create_vcpus(load_guest());
+}
+
+Vm::~Vm() { stop_vcpus(); }
+
+void Vm::setup_memory() {
+  GuestMemoryOptions options;
+  options.size_bytes = config_.machine.mem_size_mib * layout::kMiB;
+  options.huge_pages = config_.machine.huge_pages;
+  options.prefault = config_.machine.prefault;
+  memory_ = GuestMemory::create(options);
+  uint32_t slot = 0;
+  for (const MemoryRegion& r : memory_.regions()) {
+    vm_.set_user_memory_region(slot++, r.gpa, r.size, memory_.host_base() + r.host_offset);
+  }
+}
+
+void Vm::setup_devices() {
+  int out_fd = -1;
+  switch (config_.serial.output) {
+    case SerialConfig::Output::Stdout:
+      out_fd = STDOUT_FILENO;
+      break;
+    case SerialConfig::Output::File:
+      serial_out_.reset(::open(config_.serial.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+      if (!serial_out_.valid()) fail("cannot open serial output file '", config_.serial.path, "': ", errno_text());
+      out_fd = serial_out_.get();
+      break;
+    case SerialConfig::Output::None:
+      break;
+  }
+  serial_irq_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!serial_irq_.valid()) fail("eventfd for the serial IRQ: ", errno_text());
+  vm_.register_irqfd(serial_irq_.get(), layout::kCom1Irq);
+  int irq_fd = serial_irq_.get();
+  serial_ = std::make_shared<Serial>(
+      out_fd,
+      [irq_fd] {
+        uint64_t one = 1;
+        ssize_t ignored = ::write(irq_fd, &one, sizeof(one));
+        (void)ignored;
+      },
+      [this](const std::string& line) {
+        if (line.find(kPanicMarker) != std::string::npos) exit_.note_panic(line);
+      });
+  pio_.insert(serial_, layout::kCom1Port, 8, "COM1");
+  pio_.insert(std::make_shared<I8042>([this] { exit_.report(ExitKind::GuestShutdown, "guest reset via i8042"); }),
+              layout::kI8042DataPort, layout::kI8042CommandPort - layout::kI8042DataPort + 1, "i8042");
+  mmio_.insert(std::make_shared<BootMarker>([] { log::info("guest reported boot complete"); }),
+               layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
+}
+
+Vm::BootEntry Vm::load_guest() {
+  const BootSource& boot = config_.boot;
+  FileImage kernel_image = FileImage::open(boot.kernel_image_path, "kernel");
+  LoadedKernel kernel = load_kernel(kernel_image, memory_);
+  std::optional<InitrdLocation> initrd;
+  if (!boot.initrd_path.empty()) {
+    FileImage initrd_image = FileImage::open(boot.initrd_path, "initrd");
+    initrd = load_initrd(initrd_image, kernel, memory_);
+  }
+  write_cmdline(memory_, kernel, boot.boot_args);
+  x86::write_boot_tables(memory_);
+  x86::write_mptable(memory_, config_.machine.vcpu_count);
+  uint64_t boot_info = write_boot_info(memory_, kernel, boot.boot_args, initrd);
+  log::info(cat("loaded ", kernel.format == KernelFormat::Elf ? "ELF" : "bzImage", " kernel, entry ",
+                hex(kernel.entry), kernel.mode == x86::EntryMode::Pvh32 ? " (PVH)" : " (64-bit)"));
+  return {kernel.mode, kernel.entry, boot_info};
+}
+
+void Vm::create_vcpus(const BootEntry& boot) {
+  Vcpu::install_kick_handler();
+  for (uint32_t id = 0; id < config_.machine.vcpu_count; ++id) {
+    VcpuFd fd = VcpuFd::create(kvm_, vm_, id);
+    fd.set_cpuid(x86::vcpu_cpuid(kvm_.supported_cpuid(), id, config_.machine.vcpu_count));
+    x86::setup_msrs(fd);
+    x86::setup_fpu(fd);
+    x86::setup_lapic(fd);
+    // Application processors wait for INIT/SIPI from the guest; only the BSP gets boot state.
+    if (id == 0) x86::setup_boot_registers(fd, boot.mode, boot.entry, boot.boot_info);
+    vcpus_.push_back(std::make_unique<Vcpu>(std::move(fd), pio_, mmio_, exit_));
+  }
+}
+
+void Vm::stop_vcpus() {
+  for (auto& v : vcpus_) v->kick();
+  for (auto& v : vcpus_) v->join();
+}
+
+VmExit Vm::run() {
+  // SIGINT/SIGTERM are taken through a signalfd by this thread only; vCPU threads
+  // inherit the blocked mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigset_t previous;
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
+  UniqueFd sigfd(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+
+  std::unique_ptr<StdinForwarder> stdin_forwarder;
+  if (config_.serial.input) stdin_forwarder = std::make_unique<StdinForwarder>(*serial_);
+  for (auto& v : vcpus_) v->start();
+
+  while (!exit_.reported()) {
+    pollfd fds[2] = {{exit_.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+    int n = ::poll(fds, sigfd.valid() ? 2 : 1, -1);
+    if (n < 0 && errno != EINTR) {
+      exit_.report(ExitKind::Error, cat("poll: ", errno_text()));
+      break;
+    }
+    if (sigfd.valid() && (fds[1].revents & POLLIN)) {
+      signalfd_siginfo info{};
+      ssize_t got = ::read(sigfd.get(), &info, sizeof(info));
+      (void)got;
+      exit_.report(ExitKind::Signal, cat("stopped by signal ", strsignal(static_cast<int>(info.ssi_signo))));
+    }
+  }
+  stop_vcpus();
+  stdin_forwarder.reset();
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  return exit_.get();
+}
+
+}  // namespace ember

@@ -1,0 +1,53 @@
+// A microVM: guest memory, the kernel loaded into it, legacy devices on the
+// buses, and one thread per vCPU. Built from a VmConfig, run until it ends.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "vmm/arch/x86_64/regs.h"
+#include "vmm/devices/bus.h"
+#include "vmm/devices/serial.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/memory/guest_memory.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm_config.h"
+#include "vmm/vm_exit.h"
+
+namespace ember {
+
+class Vm {
+ public:
+  // Creates the VM and loads the kernel; throws Error with context on failure.
+  Vm(const KvmSystem& kvm, const VmConfig& config);
+  ~Vm();
+
+  // Runs the guest until it shuts down, fails, or ember gets SIGINT/SIGTERM.
+  VmExit run();
+
+ private:
+  void setup_memory();
+  void setup_devices();
+  struct BootEntry {
+    x86::EntryMode mode;
+    uint64_t entry;
+    uint64_t boot_info;
+  };
+  BootEntry load_guest();
+  void create_vcpus(const BootEntry& boot);
+  void stop_vcpus();
+
+  const KvmSystem& kvm_;
+  VmConfig config_;
+  VmFd vm_;
+  GuestMemory memory_;
+  ExitLatch exit_;
+  Bus pio_{"port I/O"};
+  Bus mmio_{"MMIO"};
+  UniqueFd serial_out_;
+  UniqueFd serial_irq_;
+  std::shared_ptr<Serial> serial_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+};
+
+}  // namespace ember

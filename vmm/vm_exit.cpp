@@ -1,0 +1,52 @@
+#include "vmm/vm_exit.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "vmm/util/error.h"
+
+namespace ember {
+
+int VmExit::exit_code() const {
+  switch (kind) {
+    case ExitKind::GuestShutdown: return 0;
+    case ExitKind::GuestPanic: return 3;
+    case ExitKind::TripleFault: return 4;
+    case ExitKind::Signal: return 130;
+    case ExitKind::Error: return 1;
+  }
+  return 1;
+}
+
+ExitLatch::ExitLatch() : event_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  if (!event_.valid()) fail("eventfd: ", errno_text());
+}
+
+void ExitLatch::note_panic(std::string line) {
+  std::lock_guard lock(mu_);
+  if (panic_line_.empty()) panic_line_ = std::move(line);
+}
+
+void ExitLatch::report(ExitKind kind, std::string detail) {
+  {
+    std::lock_guard lock(mu_);
+    if (reported_.load()) return;
+    // With panic=N the kernel resets after a panic: report the panic, not a clean end.
+    if (kind == ExitKind::GuestShutdown && !panic_line_.empty()) {
+      kind = ExitKind::GuestPanic;
+      detail = "guest kernel panic: " + panic_line_;
+    }
+    exit_ = {kind, std::move(detail)};
+    reported_.store(true, std::memory_order_release);
+  }
+  uint64_t one = 1;
+  ssize_t ignored = ::write(event_.get(), &one, sizeof(one));
+  (void)ignored;
+}
+
+VmExit ExitLatch::get() const {
+  std::lock_guard lock(mu_);
+  return exit_;
+}
+
+}  // namespace ember
