@@ -99,10 +99,15 @@ bool Vcpu::handle_exit(kvm_run* run) {
       exit_.report(ExitKind::Error, cat("KVM_EXIT_FAIL_ENTRY on vCPU ", fd_.id(), ": hardware reason ",
                                         hex(run->fail_entry.hardware_entry_failure_reason)));
       return false;
-    case KVM_EXIT_INTERNAL_ERROR:
-      exit_.report(ExitKind::Error,
-                   cat("KVM_EXIT_INTERNAL_ERROR on vCPU ", fd_.id(), ": suberror ", run->internal.suberror));
+    case KVM_EXIT_INTERNAL_ERROR: {
+      std::string data;
+      for (uint32_t i = 0; i < std::min<uint32_t>(run->internal.ndata, 16); ++i) {
+        data += " " + hex(run->internal.data[i]);
+      }
+      exit_.report(ExitKind::Error, cat("KVM_EXIT_INTERNAL_ERROR on vCPU ", fd_.id(), ": suberror ",
+                                        run->internal.suberror, " at rip ", hex(current_rip()), ", data", data));
       return false;
+    }
     case KVM_EXIT_INTR:
       return true;
     default:
@@ -111,6 +116,12 @@ bool Vcpu::handle_exit(kvm_run* run) {
                        fd_.id()));
       return false;
   }
+}
+
+uint64_t Vcpu::current_rip() {
+  kvm_regs regs{};
+  if (::ioctl(fd_.fd(), KVM_GET_REGS, &regs) < 0) return 0;
+  return regs.rip;
 }
 
 void Vcpu::handle_io(kvm_run* run) {

@@ -33,6 +33,7 @@ class Vcpu {
   bool handle_exit(kvm_run* run);
   void handle_io(kvm_run* run);
   void handle_mmio(kvm_run* run);
+  uint64_t current_rip();
 
   VcpuFd fd_;
   const Bus& pio_;

@@ -1,0 +1,224 @@
+// End-to-end: the real ember binary boots the project's guest kernel and initramfs
+// under KVM. Run through tests/e2e/run-e2e.sh, which provides KVM (directly, or
+// inside the emulated host) and these environment variables:
+//   EMBER_BIN        the ember binary
+//   EMBER_GUEST_DIR  folder with vmlinux, bzImage, initramfs.cpio.gz (guest/build.sh)
+//   EMBER_SOURCE_DIR the source tree (for configs/)
+//   EMBER_E2E_TIME_SCALE  multiplier for timeouts (the emulated host is 50-100x slower)
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "tests/e2e/process.h"
+
+namespace ember::e2e {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) {
+    ADD_FAILURE() << name << " is not set: run the end-to-end tests through tests/e2e/run-e2e.sh";
+    return "";
+  }
+  return v;
+}
+
+double time_scale() {
+  const char* v = std::getenv("EMBER_E2E_TIME_SCALE");
+  return v ? std::atof(v) : 1.0;
+}
+
+fs::path scratch_dir() {
+  const char* tmp = std::getenv("TMPDIR");
+  fs::path dir = fs::path(tmp ? tmp : "/tmp") / ("ember-e2e-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string base64(const std::string& in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], t[n & 63]};
+  }
+  if (i + 1 == in.size()) {
+    uint32_t n = uint8_t(in[i]) << 16;
+    out += {t[n >> 18], t[(n >> 12) & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], '='};
+  }
+  return out;
+}
+
+// Command line for the test guest: quiet (each console byte is an exit, which is
+// slow in the emulated host), and optionally a script for its init to run.
+std::string cmdline(const std::string& script = "") {
+  std::string c = "console=ttyS0 reboot=k panic=1 pci=off quiet";
+  if (!script.empty()) c += " ember_test=" + base64(script);
+  return c;
+}
+
+struct Boot {
+  std::string kernel = "bzImage";
+  uint32_t vcpus = 1;
+  uint32_t mem_mib = 128;
+  std::string script;
+  std::vector<std::string> extra;
+};
+
+ProcessResult boot(const Boot& b, double timeout = 60) {
+  std::string guest = env("EMBER_GUEST_DIR");
+  std::vector<std::string> argv = {env("EMBER_BIN"),
+                                   "--kernel", guest + "/" + b.kernel,
+                                   "--initrd", guest + "/initramfs.cpio.gz",
+                                   "--cmdline", cmdline(b.script),
+                                   "--vcpus", std::to_string(b.vcpus),
+                                   "--mem-mib", std::to_string(b.mem_mib)};
+  argv.insert(argv.end(), b.extra.begin(), b.extra.end());
+  return run_process(argv, timeout * time_scale());
+}
+
+std::string describe(const ProcessResult& r) {
+  return "exit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") + " after " +
+         std::to_string(r.seconds) + " s\n--- stdout ---\n" + r.out + "\n--- stderr ---\n" + r.err;
+}
+
+// The guest init prints "EMBER_GUEST_USERSPACE cpus=N mem_mib=M".
+bool reached_userspace(const ProcessResult& r, uint32_t cpus, uint32_t mem_mib) {
+  std::smatch m;
+  std::regex re("EMBER_GUEST_USERSPACE cpus=(\\d+) mem_mib=(\\d+)");
+  if (!std::regex_search(r.out, m, re)) return false;
+  return std::stoul(m[1]) == cpus && std::stoul(m[2]) == mem_mib;
+}
+
+struct Shape {
+  const char* kernel;
+  uint32_t vcpus;
+  uint32_t mem_mib;
+};
+
+class BootShapes : public ::testing::TestWithParam<Shape> {};
+
+TEST_P(BootShapes, GuestReachesUserspaceAndSeesItsShape) {
+  Shape s = GetParam();
+  ProcessResult r = boot({s.kernel, s.vcpus, s.mem_mib, "", {}});
+  EXPECT_FALSE(r.timed_out) << describe(r);
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_TRUE(reached_userspace(r, s.vcpus, s.mem_mib)) << describe(r);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ember, BootShapes,
+                         ::testing::Values(Shape{"bzImage", 1, 128}, Shape{"vmlinux", 1, 128},
+                                           Shape{"bzImage", 2, 512}, Shape{"vmlinux", 4, 2048},
+                                           Shape{"bzImage", 4, 2048}),
+                         [](const auto& info) {
+                           return std::string(info.param.kernel) + "_" + std::to_string(info.param.vcpus) +
+                                  "cpu_" + std::to_string(info.param.mem_mib) + "mib";
+                         });
+
+TEST(GuestLifecycle, TestScriptRunsAndItsStatusIsReported) {
+  ProcessResult r = boot({"bzImage", 1, 128, "echo from-the-guest; exit 7", {}});
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.out.find("from-the-guest"), std::string::npos) << describe(r);
+  EXPECT_NE(r.out.find("EMBER_TEST_EXIT=7"), std::string::npos) << describe(r);
+}
+
+TEST(GuestLifecycle, GuestRebootEndsEmberWithZero) {
+  ProcessResult r = boot({"bzImage", 2, 128, "echo rebooting-now; reboot -f; sleep 30", {}});
+  EXPECT_FALSE(r.timed_out) << describe(r);
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.out.find("rebooting-now"), std::string::npos) << describe(r);
+  EXPECT_EQ(r.out.find("EMBER_TEST_EXIT="), std::string::npos) << describe(r);
+}
+
+TEST(GuestLifecycle, GuestPanicEndsEmberNonZero) {
+  ProcessResult r = boot({"bzImage", 1, 128, "echo c > /proc/sysrq-trigger; sleep 30", {}});
+  EXPECT_FALSE(r.timed_out) << describe(r);
+  EXPECT_EQ(r.exit_code, 3) << describe(r);
+  EXPECT_NE(r.err.find("guest kernel panic"), std::string::npos) << describe(r);
+}
+
+TEST(GuestLifecycle, SerialOutputToFile) {
+  fs::path log = scratch_dir() / "console.log";
+  fs::remove(log);
+  ProcessResult r = boot({"vmlinux", 1, 128, "echo to-the-file", {"--serial-out", log.string()}});
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(r.out.find("to-the-file"), std::string::npos) << describe(r);
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("to-the-file"), std::string::npos) << text;
+}
+
+// Bad input fails fast, with a message naming the problem, and no crash.
+void expect_clean_failure(const ProcessResult& r, int code, const std::string& message) {
+  EXPECT_FALSE(r.timed_out) << describe(r);
+  EXPECT_EQ(r.exit_code, code) << describe(r);
+  EXPECT_NE(r.err.find(message), std::string::npos) << describe(r);
+  EXPECT_LT(r.seconds, 10 * time_scale()) << describe(r);
+}
+
+TEST(BadInput, MissingKernel) {
+  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", "/nonexistent/vmlinux"}, 30 * time_scale());
+  expect_clean_failure(r, 2, "cannot open kernel '/nonexistent/vmlinux': No such file or directory");
+}
+
+TEST(BadInput, GarbageKernel) {
+  fs::path junk = scratch_dir() / "garbage.bin";
+  std::ofstream(junk) << std::string(100000, 'x');
+  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", junk.string()}, 30 * time_scale());
+  expect_clean_failure(r, 2, "is neither an ELF vmlinux nor a bzImage");
+}
+
+TEST(BadInput, TruncatedKernel) {
+  fs::path cut = scratch_dir() / "truncated-vmlinux";
+  fs::copy_file(env("EMBER_GUEST_DIR") + "/vmlinux", cut, fs::copy_options::overwrite_existing);
+  fs::resize_file(cut, 1 << 20);
+  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", cut.string()}, 30 * time_scale());
+  expect_clean_failure(r, 1, "is truncated");
+}
+
+TEST(BadInput, InitrdTooLargeForMemory) {
+  fs::path big = scratch_dir() / "big-initrd";
+  { std::ofstream(big) << "x"; }
+  fs::resize_file(big, 200 << 20);  // sparse: 200 MiB for a 128 MiB guest
+  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", env("EMBER_GUEST_DIR") + "/bzImage", "--initrd",
+                                 big.string(), "--mem-mib", "128"},
+                                30 * time_scale());
+  expect_clean_failure(r, 1, "initrd of 209715200 bytes does not fit in guest memory");
+}
+
+TEST(BadInput, BadTomlFile) {
+  fs::path toml = scratch_dir() / "bad.toml";
+  std::ofstream(toml) << "[boot-source]\nkernel_image_path = \"vmlinux\"\n[machine-config]\nvcpu_count = 64\n";
+  ProcessResult r = run_process({env("EMBER_BIN"), "--config", toml.string()}, 30 * time_scale());
+  expect_clean_failure(r, 2, "bad.toml:4: machine-config.vcpu_count must be between 1 and 32 (got 64)");
+}
+
+// Every shipped example config boots. They name the guest through build/guest,
+// which run-e2e.sh links to the cached artifacts.
+TEST(Configs, EveryShippedConfigBoots) {
+  fs::path dir = fs::path(env("EMBER_SOURCE_DIR")) / "configs";
+  int booted = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".toml") continue;
+    SCOPED_TRACE(entry.path().string());
+    // Quiet command line so the check is fast in the emulated host; everything else comes from the file.
+    ProcessResult r = run_process({env("EMBER_BIN"), "--config", entry.path().string(), "--cmdline", cmdline()},
+                                  120 * time_scale());
+    EXPECT_EQ(r.exit_code, 0) << describe(r);
+    EXPECT_NE(r.out.find("EMBER_GUEST_USERSPACE"), std::string::npos) << describe(r);
+    ++booted;
+  }
+  EXPECT_GE(booted, 2);
+}
+
+}  // namespace
+}  // namespace ember::e2e

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the end-to-end tests (the ember_e2e_tests binary): directly when this host's
+# /dev/kvm boots guests, otherwise inside the emulated host (tests/e2e/emulated-host),
+# which boots once and runs them all. Nothing is skipped for lack of KVM.
+#   usage: run-e2e.sh BUILD_DIR [gtest flags...]
+#   EMBER_E2E_MODE=auto|direct|emulated   force a mode (default auto)
+set -euo pipefail
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=$(cd "${1:?usage: run-e2e.sh BUILD_DIR [gtest flags]}" && pwd)
+shift
+
+guest=$("$src/guest/build.sh")
+ln -sfn "$guest" "$build/guest"   # configs/*.toml name the guest as ../build/guest/...
+export EMBER_BIN=$build/ember EMBER_GUEST_DIR=$guest EMBER_SOURCE_DIR=$src
+tests=$build/tests/e2e/ember_e2e_tests
+
+mode=${EMBER_E2E_MODE:-auto}
+if [[ $mode == auto ]]; then
+  if why=$("$src/tests/e2e/kvm-probe.sh" "$EMBER_BIN" "$guest"); then mode=direct; else mode=emulated; fi
+fi
+if [[ $mode == direct ]]; then
+  echo "e2e: running on this host's /dev/kvm"
+  exec "$tests" "$@"
+fi
+echo "e2e: ${why:-emulated mode requested}: running the end-to-end tests inside the emulated host (QEMU TCG, nested SVM)"
+# The emulated host is 50-100x slower than hardware.
+export EMBER_E2E_TIME_SCALE=${EMBER_E2E_TIME_SCALE:-25}
+exec "$src/tests/e2e/emulated-host/run.sh" -- "$tests" "$@"
