@@ -165,6 +165,53 @@ void expect_clean_failure(const ProcessResult& r, int code, const std::string& m
   EXPECT_LT(r.seconds, 10 * time_scale()) << describe(r);
 }
 
+TEST(GuestLifecycle, HostStdinReachesTheGuestConsole) {
+  std::string guest = env("EMBER_GUEST_DIR");
+  StdinScript input{"hello-from-the-host\n", "ready-for-input"};
+  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", guest + "/vmlinux", "--initrd",
+                                 guest + "/initramfs.cpio.gz", "--cmdline",
+                                 cmdline("echo ready-for-input; read -r line; echo \"guest-read:$line\"")},
+                                60 * time_scale(), &input);
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.out.find("guest-read:hello-from-the-host"), std::string::npos) << describe(r);
+}
+
+// Above 3 GiB, RAM continues past the 32-bit MMIO gap at 4 GiB; the guest sees all of it.
+TEST(GuestMemoryLayout, MemoryAboveTheMmioGap) {
+  ProcessResult r = boot({"bzImage", 2, 4096, "", {"--no-prefault"}}, 120);
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_TRUE(reached_userspace(r, 2, 4096)) << describe(r);
+}
+
+// 2 MiB hugetlbfs pages when the host has them reserved, else a clear error.
+TEST(GuestMemoryLayout, HugePages2M) {
+  fs::path toml = scratch_dir() / "huge.toml";
+  std::string guest = env("EMBER_GUEST_DIR");
+  std::ofstream(toml) << "[boot-source]\nkernel_image_path = \"" << guest << "/bzImage\"\ninitrd_path = \"" << guest
+                      << "/initramfs.cpio.gz\"\n[machine-config]\nmem_size_mib = 128\nhuge_pages = \"2M\"\n";
+  std::string saved;
+  bool reserved = false;
+  {
+    std::ifstream in("/proc/sys/vm/nr_hugepages");
+    std::getline(in, saved);
+  }
+  {
+    std::ofstream out("/proc/sys/vm/nr_hugepages");
+    out << (std::stoul(saved.empty() ? "0" : saved) + 64);
+    out.flush();
+    reserved = out.good();
+  }
+  ProcessResult r = run_process({env("EMBER_BIN"), "--config", toml.string(), "--cmdline", cmdline()},
+                                60 * time_scale());
+  if (reserved) {
+    std::ofstream("/proc/sys/vm/nr_hugepages") << saved;
+    EXPECT_EQ(r.exit_code, 0) << describe(r);
+    EXPECT_TRUE(reached_userspace(r, 1, 128)) << describe(r);
+  } else {
+    expect_clean_failure(r, 1, "with 2 MiB huge pages");
+  }
+}
+
 TEST(BadInput, MissingKernel) {
   ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", "/nonexistent/vmlinux"}, 30 * time_scale());
   expect_clean_failure(r, 2, "cannot open kernel '/nonexistent/vmlinux': No such file or directory");

@@ -10,17 +10,19 @@
 
 namespace ember::e2e {
 
-ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds) {
+ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds,
+                          const StdinScript* input) {
   ProcessResult result;
-  int out_pipe[2], err_pipe[2];
+  int out_pipe[2], err_pipe[2], in_pipe[2] = {-1, -1};
   if (::pipe2(out_pipe, O_CLOEXEC) < 0 || ::pipe2(err_pipe, O_CLOEXEC) < 0) return result;
+  if (input && ::pipe2(in_pipe, O_CLOEXEC) < 0) return result;
   auto start = std::chrono::steady_clock::now();
   pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(out_pipe[1], STDOUT_FILENO);
     ::dup2(err_pipe[1], STDERR_FILENO);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    ::dup2(devnull, STDIN_FILENO);
+    int in_fd = input ? in_pipe[0] : ::open("/dev/null", O_RDONLY);
+    ::dup2(in_fd, STDIN_FILENO);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -29,9 +31,18 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
   }
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
+  if (input) ::close(in_pipe[0]);
+  bool input_sent = false;
+  auto maybe_send_input = [&] {
+    if (!input || input_sent || result.out.find(input->after) == std::string::npos) return;
+    ssize_t n = ::write(in_pipe[1], input->data.data(), input->data.size());
+    (void)n;
+    input_sent = true;  // keep the pipe open: EOF would end forwarding, not the test
+  };
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   std::string* sinks[2] = {&result.out, &result.err};
   int open_fds = 2;
+  maybe_send_input();
   auto deadline = start + std::chrono::duration<double>(timeout_seconds);
   while (open_fds > 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -47,6 +58,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
       ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
       if (n > 0) {
         sinks[i]->append(buf, static_cast<size_t>(n));
+        maybe_send_input();
       } else {
         ::close(fds[i].fd);
         fds[i].fd = -1;
@@ -59,6 +71,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
   }
   int status = 0;
   ::waitpid(pid, &status, 0);
+  if (input) ::close(in_pipe[1]);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;

@@ -14,6 +14,14 @@ struct ProcessResult {
   double seconds = 0;
 };
 
-ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds);
+// Input for the process's stdin (a pipe), written once its stdout contains `after`
+// (right away when `after` is empty). Without it stdin is /dev/null.
+struct StdinScript {
+  std::string data;
+  std::string after;
+};
+
+ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds,
+                          const StdinScript* input = nullptr);
 
 }  // namespace ember::e2e

@@ -99,6 +99,16 @@ TEST(Serial, ReceivesInputWithDataReadyAndInterrupt) {
   EXPECT_EQ(h.in(2) & 0x0f, 0x01);
 }
 
+TEST(Serial, FifoControlClearsReceiveFifo) {
+  SerialHarness h;
+  const uint8_t input[] = {'a', 'b'};
+  h.serial->enqueue_input(input);
+  h.out(2, 0x01);  // enable FIFOs only: input stays
+  EXPECT_EQ(h.in(5) & 0x01, 0x01);
+  h.out(2, 0x03);  // clear RX FIFO
+  EXPECT_EQ(h.in(5) & 0x01, 0x00);
+}
+
 TEST(Serial, InputIsBounded) {
   SerialHarness h;
   std::vector<uint8_t> big(Serial::kRxCapacity + 100, 'z');

@@ -11,6 +11,7 @@ constexpr uint64_t kData = 0, kIer = 1, kIir = 2, kLcr = 3, kMcr = 4, kLsr = 5, 
 constexpr uint8_t kIerRxData = 0x01, kIerThre = 0x02;
 constexpr uint8_t kIirNone = 0x01, kIirThre = 0x02, kIirRxData = 0x04, kIirFifo = 0xc0;
 constexpr uint8_t kLcrDlab = 0x80;
+constexpr uint8_t kFcrClearRx = 0x02;
 constexpr uint8_t kMcrLoop = 0x10;
 constexpr uint8_t kLsrDataReady = 0x01, kLsrOverrun = 0x02, kLsrThre = 0x20, kLsrTemt = 0x40;
 constexpr uint8_t kMsrDcd = 0x80, kMsrDsr = 0x20, kMsrCts = 0x10;
@@ -119,7 +120,12 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
       update_interrupt();
       return;
     case kIir:
-      return;  // FCR: FIFOs are always on; nothing to configure
+      // FCR: FIFOs are always on; bit 1 clears the receive FIFO (Linux does this at port startup).
+      if (value & kFcrClearRx) {
+        rx_.clear();
+        update_interrupt();
+      }
+      return;
     case kLcr:
       lcr_ = value;
       return;
