@@ -18,6 +18,30 @@ uint64_t parse_number(const std::string& flag, const std::string& text, uint64_t
   return value;
 }
 
+// --drive id=ID,path=P[,ro][,root][,engine=io_uring|sync]
+DriveConfig parse_drive(const std::string& text) {
+  DriveConfig d;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    size_t eq = item.find('=');
+    std::string key = item.substr(0, eq);
+    std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    if (key == "id" && !value.empty()) d.drive_id = value;
+    else if (key == "path" && !value.empty()) d.path_on_host = value;
+    else if (item == "ro") d.is_read_only = true;
+    else if (item == "root") d.is_root_device = true;
+    else if (item == "engine=sync") d.io_engine = DriveConfig::IoEngine::Sync;
+    else if (item == "engine=io_uring") d.io_engine = DriveConfig::IoEngine::IoUring;
+    else fail("--drive: unknown or empty item '", item, "' (expected id=ID,path=P[,ro][,root][,engine=sync])");
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (d.drive_id.empty() || d.path_on_host.empty()) fail("--drive needs id=ID and path=PATH (got '", text, "')");
+  return d;
+}
+
 }  // namespace
 
 const char* usage_text() {
@@ -32,8 +56,12 @@ const char* usage_text() {
          "  --vcpus N         number of vCPUs (1-32)\n"
          "  --mem-mib N       guest memory in MiB\n"
          "  --serial-out X    guest console to 'stdout' (default), 'none', or a file path\n"
-         "  --no-prefault     do not populate guest memory before boot\n"
+         "  --prefault MODE   populate guest memory: sync (before boot), background, off\n"
+         "  --no-prefault     same as --prefault off\n"
+         "  --drive SPEC      virtio-blk drive: id=ID,path=FILE[,ro][,root][,engine=sync]\n"
+         "                    (repeatable; engine defaults to io_uring; root adds root=/dev/vda)\n"
          "  --log-level L     error, warn (default), info or debug\n"
+         "  --boot-timings F  at exit, write boot phase times (JSON, microseconds) to F\n"
          "  --version         print the version\n"
          "  -h, --help        this text\n"
          "\n"
@@ -57,9 +85,18 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     else if (a == "--cmdline") o.cmdline = value();
     else if (a == "--serial-out") o.serial_out = value();
     else if (a == "--log-level") o.log_level = value();
+    else if (a == "--boot-timings") o.boot_timings = value();
+    else if (a == "--drive") o.drives.push_back(parse_drive(value()));
     else if (a == "--vcpus") o.vcpus = static_cast<uint32_t>(parse_number(a, value(), kMaxVcpuCount * 1000ull));
     else if (a == "--mem-mib") o.mem_mib = parse_number(a, value(), kMaxMemMib * 1000);
-    else if (a == "--no-prefault") o.no_prefault = true;
+    else if (a == "--no-prefault") o.prefault = Prefault::Off;
+    else if (a == "--prefault") {
+      std::string mode = value();
+      if (mode == "sync") o.prefault = Prefault::Sync;
+      else if (mode == "background") o.prefault = Prefault::Background;
+      else if (mode == "off") o.prefault = Prefault::Off;
+      else fail("--prefault must be sync, background or off (got '", mode, "')");
+    }
     else fail("unknown option '", a, "'");
   }
   return o;
@@ -69,9 +106,10 @@ void apply_overrides(const CliOptions& o, VmConfig& config) {
   if (o.kernel) config.boot.kernel_image_path = *o.kernel;
   if (o.initrd) config.boot.initrd_path = *o.initrd;
   if (o.cmdline) config.boot.boot_args = *o.cmdline;
+  config.drives.insert(config.drives.end(), o.drives.begin(), o.drives.end());
   if (o.vcpus) config.machine.vcpu_count = *o.vcpus;
   if (o.mem_mib) config.machine.mem_size_mib = *o.mem_mib;
-  if (o.no_prefault) config.machine.prefault = false;
+  if (o.prefault) config.machine.prefault = *o.prefault;
   if (o.serial_out) {
     if (*o.serial_out == "stdout") config.serial.output = SerialConfig::Output::Stdout;
     else if (*o.serial_out == "none") config.serial.output = SerialConfig::Output::None;

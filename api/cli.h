@@ -14,10 +14,11 @@ struct CliOptions {
   bool help = false;
   bool version = false;
   std::optional<std::string> config_path;
-  std::optional<std::string> kernel, initrd, cmdline, serial_out, log_level;
+  std::optional<std::string> kernel, initrd, cmdline, serial_out, log_level, boot_timings;
   std::optional<uint32_t> vcpus;
   std::optional<uint64_t> mem_mib;
-  bool no_prefault = false;
+  std::vector<DriveConfig> drives;  // --drive, added after the config file's
+  std::optional<Prefault> prefault;
 };
 
 // Throws Error for unknown flags, missing values and malformed numbers.

@@ -73,6 +73,41 @@ HugePages parse_huge_pages(const TomlReader& r, const toml::node& node, const st
   r.error_at(node, key + " must be \"None\", \"Transparent\" or \"2M\" (got \"" + v + "\")");
 }
 
+DriveConfig::IoEngine parse_io_engine(const TomlReader& r, const toml::node& node, const std::string& key) {
+  std::string v = r.string(node, key);
+  if (v == "io_uring" || v == "Async") return DriveConfig::IoEngine::IoUring;
+  if (v == "sync" || v == "Sync") return DriveConfig::IoEngine::Sync;
+  r.error_at(node, key + " must be \"io_uring\" or \"sync\" (got \"" + v + "\")");
+}
+
+// [[drive]] tables. Keys follow the task's short names; Firecracker's Drive
+// names (drive_id, path_on_host, is_read_only, is_root_device) are accepted too.
+std::vector<DriveConfig> parse_drives(const TomlReader& r, const toml::node& node) {
+  if (!node.is_array_of_tables()) r.error_at(node, "drive must be written as [[drive]] tables");
+  std::vector<DriveConfig> drives;
+  int roots = 0;
+  for (const toml::node& table : *node.as_array()) {
+    DriveConfig d;
+    auto id = [&](const toml::node& n, const std::string& k) { d.drive_id = r.string(n, k); };
+    auto path = [&](const toml::node& n, const std::string& k) { d.path_on_host = r.path(n, k); };
+    auto ro = [&](const toml::node& n, const std::string& k) { d.is_read_only = r.boolean(n, k); };
+    auto root = [&](const toml::node& n, const std::string& k) { d.is_root_device = r.boolean(n, k); };
+    r.each_key(table, "drive",
+               {{"id", id}, {"drive_id", id}, {"path", path}, {"path_on_host", path},
+                {"read_only", ro}, {"is_read_only", ro}, {"root", root}, {"is_root_device", root},
+                {"io_engine", [&](const toml::node& n, const std::string& k) { d.io_engine = parse_io_engine(r, n, k); }}});
+    if (d.drive_id.empty()) r.error_at(table, "[[drive]] needs an id");
+    if (d.path_on_host.empty()) r.error_at(table, "drive '" + d.drive_id + "' needs a path");
+    for (const DriveConfig& other : drives) {
+      if (other.drive_id == d.drive_id) r.error_at(table, "a second drive is called '" + d.drive_id + "'");
+    }
+    if (d.is_root_device && ++roots > 1) r.error_at(table, "drive '" + d.drive_id + "': only one drive can be root");
+    drives.push_back(std::move(d));
+  }
+  if (drives.size() > kMaxDrives) r.error_at(node, cat("at most ", kMaxDrives, " drives are supported"));
+  return drives;
+}
+
 }  // namespace
 
 VmConfig parse_toml_config(const std::string& text, const std::string& source_name, const std::string& base_dir) {
@@ -108,7 +143,18 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
       {"huge_pages", [&](const toml::node& n, const std::string& k) {
          config.machine.huge_pages = parse_huge_pages(r, n, k);
        }},
-      {"prefault", [&](const toml::node& n, const std::string& k) { config.machine.prefault = r.boolean(n, k); }},
+      {"prefault", [&](const toml::node& n, const std::string& k) {
+         if (n.is_boolean()) {
+           config.machine.prefault = r.boolean(n, k) ? Prefault::Sync : Prefault::Off;
+           return;
+         }
+         if (!n.is_string()) r.error_at(n, k + " must be true, false, \"sync\" or \"background\"");
+         std::string v = r.string(n, k);
+         if (v == "sync") config.machine.prefault = Prefault::Sync;
+         else if (v == "background") config.machine.prefault = Prefault::Background;
+         else if (v == "off") config.machine.prefault = Prefault::Off;
+         else r.error_at(n, k + " must be true, false, \"sync\" or \"background\" (got \"" + v + "\")");
+       }},
       {"track_dirty_pages", [&](const toml::node& n, const std::string& k) {
          if (r.boolean(n, k)) r.error_at(n, k + " = true is not supported yet");
        }},
@@ -137,9 +183,11 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
       r.each_key(value, k, machine_keys);
     } else if (k == "serial") {
       r.each_key(value, k, serial_keys);
+    } else if (k == "drive") {
+      config.drives = parse_drives(r, value);
     } else {
       fail(source_name, ":", key.source().begin.line, ": unknown table or key '", k,
-           "' (expected [boot-source], [machine-config] or [serial])");
+           "' (expected [boot-source], [machine-config], [serial] or [[drive]])");
     }
   }
   if (!have_boot_source || !have_kernel) {

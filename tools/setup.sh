@@ -8,10 +8,14 @@ packages=(
   # build and test ember
   build-essential cmake ninja-build pkg-config linux-libc-dev
   liburing-dev libseccomp-dev libtomlplusplus-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
+  # the virtqueue fuzz target (libFuzzer; skipped when clang++ is missing)
+  clang
   # build the guest kernel and initramfs (guest/build.sh)
   linux-source-6.1 busybox-static cpio bc flex bison libelf-dev libssl-dev xz-utils
   # the emulated host for machines without a usable /dev/kvm, and the QEMU comparison
   qemu-system-x86 kmod e2fsprogs
+  # the boot-latency chart
+  gnuplot-nox
 )
 
 missing=()

@@ -56,6 +56,7 @@ void Vcpu::run_loop() {
   sigaddset(&set, kick_signal());
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 
+  if (first_run_hook_) first_run_hook_();
   while (!exit_.reported()) {
     int ret = ::ioctl(fd_.fd(), KVM_RUN, 0);
     if (ret < 0) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "vmm/devices/bus.h"
@@ -19,10 +20,14 @@ class Vcpu {
   Vcpu& operator=(const Vcpu&) = delete;
 
   VcpuFd& fd() { return fd_; }
+  // Runs on this vCPU's thread just before its first KVM_RUN.
+  void set_first_run_hook(std::function<void()> hook) { first_run_hook_ = std::move(hook); }
   void start();
   // Makes KVM_RUN return (now or at its next entry) so the thread sees the exit latch.
   void kick();
   void join();
+  // The guest's instruction pointer (for diagnostics; call when the thread is stopped).
+  uint64_t current_rip();
 
   // Installs the process-wide signal handler used by kick(). Call once before start().
   static void install_kick_handler();
@@ -33,7 +38,7 @@ class Vcpu {
   bool handle_exit(kvm_run* run);
   void handle_io(kvm_run* run);
   void handle_mmio(kvm_run* run);
-  uint64_t current_rip();
+
 
   VcpuFd fd_;
   const Bus& pio_;
@@ -41,6 +46,7 @@ class Vcpu {
   ExitLatch& exit_;
   std::thread thread_;
   std::atomic<bool> started_{false};
+  std::function<void()> first_run_hook_;
 };
 
 }  // namespace ember

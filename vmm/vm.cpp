@@ -24,13 +24,21 @@ namespace {
 constexpr const char* kPanicMarker = "Kernel panic - not syncing";
 }
 
-Vm::Vm(const KvmSystem& kvm, const VmConfig& config) : kvm_(kvm), config_(config) {
+Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
+    : kvm_(kvm), config_(config), timeline_(timeline) {
   validate(config_);
   vm_ = VmFd::create(kvm_);
   vm_.create_irq_chip_and_pit();
+  timeline_.mark(BootPhase::KvmReady);
   setup_memory();
+  timeline_.mark(BootPhase::MemoryReady);
   setup_devices();
-  create_vcpus(load_guest());
+  virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_.drives);
+  config_.boot.boot_args += virtio_->cmdline();
+  BootEntry entry = load_guest();
+  timeline_.mark(BootPhase::KernelLoaded);
+  create_vcpus(entry);
+  timeline_.mark(BootPhase::VcpusReady);
 }
 
 Vm::~Vm() { stop_vcpus(); }
@@ -78,7 +86,11 @@ void Vm::setup_devices() {
   pio_.insert(serial_, layout::kCom1Port, 8, "COM1");
   pio_.insert(std::make_shared<I8042>([this] { exit_.report(ExitKind::GuestShutdown, "guest reset via i8042"); }),
               layout::kI8042DataPort, layout::kI8042CommandPort - layout::kI8042DataPort + 1, "i8042");
-  mmio_.insert(std::make_shared<BootMarker>([] { log::info("guest reported boot complete"); }),
+  mmio_.insert(std::make_shared<BootMarker>([this] {
+                 timeline_.mark(BootPhase::BootComplete);
+                 log::info(cat("guest boot complete after ", timeline_.wall_us(BootPhase::BootComplete), " us (",
+                               timeline_.cpu_us(BootPhase::BootComplete), " us CPU)"));
+               }),
                layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
 }
 
@@ -112,6 +124,7 @@ void Vm::create_vcpus(const BootEntry& boot) {
     if (id == 0) x86::setup_boot_registers(fd, boot.mode, boot.entry, boot.boot_info);
     vcpus_.push_back(std::make_unique<Vcpu>(std::move(fd), pio_, mmio_, exit_));
   }
+  vcpus_.front()->set_first_run_hook([this] { timeline_.mark(BootPhase::FirstKvmRun); });
 }
 
 void Vm::stop_vcpus() {
@@ -132,6 +145,7 @@ VmExit Vm::run() {
 
   std::unique_ptr<StdinForwarder> stdin_forwarder;
   if (config_.serial.input) stdin_forwarder = std::make_unique<StdinForwarder>(*serial_);
+  virtio_->start();  // the event thread runs before any vCPU can notify a queue
   for (auto& v : vcpus_) v->start();
 
   while (!exit_.reported()) {
@@ -149,6 +163,13 @@ VmExit Vm::run() {
     }
   }
   stop_vcpus();
+  if (exit_.get().kind == ExitKind::Signal) {
+    // Where the guest was, for diagnosing hangs that made someone stop ember.
+    std::string where;
+    for (auto& v : vcpus_) where += cat(" vCPU ", v->fd().id(), " at rip ", hex(v->current_rip()), ";");
+    log::warn("guest state when stopped:" + where);
+  }
+  virtio_->stop();
   stdin_forwarder.reset();
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return exit_.get();

@@ -10,7 +10,9 @@
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/boot_timeline.h"
 #include "vmm/vcpu.h"
+#include "vmm/virtio_devices.h"
 #include "vmm/vm_config.h"
 #include "vmm/vm_exit.h"
 
@@ -19,7 +21,7 @@ namespace ember {
 class Vm {
  public:
   // Creates the VM and loads the kernel; throws Error with context on failure.
-  Vm(const KvmSystem& kvm, const VmConfig& config);
+  Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline);
   ~Vm();
 
   // Runs the guest until it shuts down, fails, or ember gets SIGINT/SIGTERM.
@@ -41,12 +43,15 @@ class Vm {
   VmConfig config_;
   VmFd vm_;
   GuestMemory memory_;
+  BootTimeline& timeline_;
   ExitLatch exit_;
   Bus pio_{"port I/O"};
   Bus mmio_{"MMIO"};
   UniqueFd serial_out_;
   UniqueFd serial_irq_;
   std::shared_ptr<Serial> serial_;
+  // After the buses and memory (it uses them), before the vCPUs (destroyed first).
+  std::unique_ptr<VirtioDevices> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
 };
 

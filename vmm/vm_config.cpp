@@ -4,6 +4,21 @@
 
 namespace ember {
 
+void validate_drives(const std::vector<DriveConfig>& drives) {
+  if (drives.size() > kMaxDrives) fail("at most ", kMaxDrives, " drives are supported (got ", drives.size(), ")");
+  int roots = 0;
+  for (size_t i = 0; i < drives.size(); ++i) {
+    const DriveConfig& d = drives[i];
+    if (d.drive_id.empty()) fail("drive ", i + 1, " has no drive_id");
+    if (d.path_on_host.empty()) fail("drive '", d.drive_id, "' has no path_on_host");
+    for (size_t j = 0; j < i; ++j) {
+      if (drives[j].drive_id == d.drive_id) fail("two drives are called '", d.drive_id, "'");
+    }
+    roots += d.is_root_device ? 1 : 0;
+  }
+  if (roots > 1) fail("only one drive can be the root device (", roots, " are)");
+}
+
 void validate(const VmConfig& config) {
   const MachineConfig& m = config.machine;
   if (m.vcpu_count < 1 || m.vcpu_count > kMaxVcpuCount) {
@@ -20,6 +35,7 @@ void validate(const VmConfig& config) {
   if (config.serial.output == SerialConfig::Output::File && config.serial.path.empty()) {
     fail("serial output is a file but serial.path is empty");
   }
+  validate_drives(config.drives);
 }
 
 }  // namespace ember

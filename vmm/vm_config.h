@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "vmm/memory/guest_memory.h"
 
@@ -13,6 +14,7 @@ namespace ember {
 constexpr uint32_t kMaxVcpuCount = 32;
 constexpr uint64_t kMinMemMib = 2;
 constexpr uint64_t kMaxMemMib = 1024 * 1024;  // 1 TiB
+constexpr uint32_t kMaxDrives = 16;
 constexpr const char* kDefaultBootArgs =
     "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
 
@@ -21,7 +23,7 @@ struct MachineConfig {
   uint64_t mem_size_mib = 128;
   bool smt = false;
   HugePages huge_pages = HugePages::None;
-  bool prefault = true;  // ember extension: populate guest RAM before boot
+  Prefault prefault = Prefault::Sync;  // ember extension: when guest RAM is populated
 };
 
 struct BootSource {
@@ -37,13 +39,25 @@ struct SerialConfig {
   bool input = true;  // forward host stdin when it is a terminal or pipe
 };
 
+// A virtio-blk drive, shaped after Firecracker's Drive object.
+struct DriveConfig {
+  enum class IoEngine { IoUring, Sync };
+  std::string drive_id;
+  std::string path_on_host;
+  bool is_read_only = false;  // opened O_RDONLY; the guest sees VIRTIO_BLK_F_RO
+  bool is_root_device = false;  // becomes /dev/vda; "root=/dev/vda rw" (ro if read-only) is appended
+  IoEngine io_engine = IoEngine::IoUring;
+};
+
 struct VmConfig {
   MachineConfig machine;
   BootSource boot;
   SerialConfig serial;
+  std::vector<DriveConfig> drives;
 };
 
 // Throws Error naming the first invalid field.
 void validate(const VmConfig& config);
+void validate_drives(const std::vector<DriveConfig>& drives);
 
 }  // namespace ember

@@ -46,8 +46,14 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
   auto deadline = start + std::chrono::duration<double>(timeout_seconds);
   while (open_fds > 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
+    if (left.count() <= 0 && !result.timed_out) {
+      // SIGTERM first: ember then says where the guest was. SIGKILL if that takes long.
       result.timed_out = true;
+      ::kill(pid, SIGTERM);
+      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      continue;
+    }
+    if (left.count() <= 0) {
       ::kill(pid, SIGKILL);
       break;
     }

@@ -43,7 +43,7 @@ input = false
   EXPECT_EQ(c.machine.vcpu_count, 4u);
   EXPECT_EQ(c.machine.mem_size_mib, 2048u);
   EXPECT_EQ(c.machine.huge_pages, HugePages::Transparent);
-  EXPECT_FALSE(c.machine.prefault);
+  EXPECT_EQ(c.machine.prefault, Prefault::Off);
   EXPECT_EQ(c.serial.output, SerialConfig::Output::File);
   EXPECT_EQ(c.serial.path, "/cfg/console.log");
   EXPECT_FALSE(c.serial.input);
@@ -55,7 +55,7 @@ TEST(TomlConfig, DefaultsMatchFirecracker) {
   EXPECT_EQ(c.machine.vcpu_count, 1u);
   EXPECT_EQ(c.machine.mem_size_mib, 128u);
   EXPECT_EQ(c.boot.boot_args, kDefaultBootArgs);
-  EXPECT_TRUE(c.machine.prefault);
+  EXPECT_EQ(c.machine.prefault, Prefault::Sync);
   EXPECT_EQ(c.serial.output, SerialConfig::Output::Stdout);
 }
 
@@ -70,7 +70,7 @@ TEST(TomlConfig, ErrorsNameKeyAndLine) {
             "vm.toml:4: machine-config.mem_size_mib must be between 2 and 1048576 (got 0)");
   EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = 5\n"), "vm.toml:2: boot-source.kernel_image_path must be a string");
   EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[drives]\n"),
-            "vm.toml:3: unknown table or key 'drives' (expected [boot-source], [machine-config] or [serial])");
+            "vm.toml:3: unknown table or key 'drives' (expected [boot-source], [machine-config], [serial] or [[drive]])");
   EXPECT_EQ(error_of("[machine-config]\nvcpu_count = 1\n"), "vm.toml: [boot-source] kernel_image_path is required");
   EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[machine-config]\nhuge_pages = \"1G\"\n"),
             "vm.toml:4: machine-config.huge_pages must be \"None\", \"Transparent\" or \"2M\" (got \"1G\")");
@@ -108,7 +108,7 @@ TEST(Cli, FlagsOverrideFile) {
   EXPECT_EQ(c.boot.initrd_path, "/i");
   EXPECT_EQ(c.boot.boot_args, "quiet");
   EXPECT_EQ(c.serial.output, SerialConfig::Output::None);
-  EXPECT_FALSE(c.machine.prefault);
+  EXPECT_EQ(c.machine.prefault, Prefault::Off);
 }
 
 TEST(Cli, BadFlags) {

@@ -14,7 +14,7 @@ using test::BzImageSpec;
 using test::ElfSpec;
 
 GuestMemory small_memory(uint64_t mib = 64) {
-  return GuestMemory::create({mib * layout::kMiB, HugePages::None, false});
+  return GuestMemory::create({mib * layout::kMiB, HugePages::None, Prefault::Off});
 }
 
 std::string load_error(const std::vector<uint8_t>& bytes, uint64_t mib = 64) {

@@ -49,7 +49,7 @@ TEST(GuestMemory, LargeMemorySplitsAroundMmioGap) {
 }
 
 TEST(GuestMemory, BoundsChecked) {
-  GuestMemory mem = GuestMemory::create({16 * layout::kMiB, HugePages::None, true});
+  GuestMemory mem = GuestMemory::create({16 * layout::kMiB, HugePages::None, Prefault::Sync});
   EXPECT_TRUE(mem.try_span(0, 16 * layout::kMiB).has_value());
   EXPECT_TRUE(mem.try_span(16 * layout::kMiB - 1, 1).has_value());
   EXPECT_FALSE(mem.try_span(16 * layout::kMiB - 1, 2).has_value());
@@ -62,7 +62,7 @@ TEST(GuestMemory, BoundsChecked) {
 }
 
 TEST(GuestMemory, RangesDoNotCrossTheGap) {
-  GuestMemory mem = GuestMemory::create({3 * layout::kGiB + 4 * layout::kMiB, HugePages::None, false});
+  GuestMemory mem = GuestMemory::create({3 * layout::kGiB + 4 * layout::kMiB, HugePages::None, Prefault::Off});
   ASSERT_EQ(mem.regions().size(), 2u);
   EXPECT_FALSE(mem.try_span(layout::kMmioGapStart - 4, 8).has_value());
   EXPECT_FALSE(mem.try_span(layout::kMmioGapStart, 4).has_value());
@@ -71,8 +71,8 @@ TEST(GuestMemory, RangesDoNotCrossTheGap) {
 }
 
 TEST(GuestMemory, RejectsBadSizes) {
-  EXPECT_THROW(GuestMemory::create({0, HugePages::None, false}), Error);
-  EXPECT_THROW(GuestMemory::create({layout::kMiB + 1, HugePages::None, false}), Error);
+  EXPECT_THROW(GuestMemory::create({0, HugePages::None, Prefault::Off}), Error);
+  EXPECT_THROW(GuestMemory::create({layout::kMiB + 1, HugePages::None, Prefault::Off}), Error);
 }
 
 TEST(E820, SmallGuest) {

@@ -41,7 +41,7 @@ TEST(Gdt, EntryRoundTrip) {
 }
 
 TEST(PageTables, IdentityMapFirst4GiB) {
-  GuestMemory mem = GuestMemory::create({16 * layout::kMiB, HugePages::None, false});
+  GuestMemory mem = GuestMemory::create({16 * layout::kMiB, HugePages::None, Prefault::Off});
   x86::write_boot_tables(mem);
   // Walk the tables for a few addresses as the MMU would.
   for (uint64_t addr : {0ull, 0x1000000ull, 0x3fffffffull, 0x40000000ull, 0xfee00000ull, 0xffffffffull}) {

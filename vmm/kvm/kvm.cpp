@@ -159,6 +159,18 @@ void VmFd::register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool mmi
   if (xioctl(fd(), KVM_IOEVENTFD, &io) < 0) fail("KVM_IOEVENTFD at ", hex(addr), ": ", errno_text());
 }
 
+void VmFd::register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, uint64_t datamatch) {
+  kvm_ioeventfd io{};
+  io.addr = addr;
+  io.len = len;
+  io.fd = eventfd;
+  io.datamatch = datamatch;
+  io.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;
+  if (xioctl(fd(), KVM_IOEVENTFD, &io) < 0) {
+    fail("KVM_IOEVENTFD at ", hex(addr), " for value ", datamatch, ": ", errno_text());
+  }
+}
+
 VcpuFd VcpuFd::create(const KvmSystem& kvm, const VmFd& vm, uint32_t id) {
   VcpuFd vcpu;
   vcpu.id_ = id;

@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "vmm/util/joining_thread.h"
 #include "vmm/util/mapping.h"
 
 namespace ember {
@@ -21,10 +22,14 @@ struct MemoryRegion {
 
 enum class HugePages { None, Transparent, Huge2M };
 
+// When guest RAM is populated: never (faulted in as the guest touches it), before
+// create() returns, or on a background thread that overlaps kernel loading and boot.
+enum class Prefault { Off, Sync, Background };
+
 struct GuestMemoryOptions {
   uint64_t size_bytes = 0;
   HugePages huge_pages = HugePages::None;
-  bool prefault = true;
+  Prefault prefault = Prefault::Sync;
 };
 
 class GuestMemory {
@@ -58,10 +63,13 @@ class GuestMemory {
   uint8_t* host_base() const { return mapping_.data(); }
   // End of RAM below 4 GiB (exclusive).
   uint64_t low_end() const { return regions_.front().gpa + regions_.front().size; }
+  // Waits for a background prefault to finish (no-op otherwise).
+  void wait_prefault() { prefault_thread_.join(); }
 
  private:
   Mapping mapping_;
   std::vector<MemoryRegion> regions_;
+  JoiningThread prefault_thread_;  // declared after mapping_: joined before the unmap
 };
 
 }  // namespace ember

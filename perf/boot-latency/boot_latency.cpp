@@ -1,0 +1,293 @@
+// Boot-latency suite driver: boots the same guest N times with ember and N times
+// with QEMU's microvm machine, interleaved, and measures each boot the same way:
+// wall time from spawning the VMM to the guest init's userspace line on the
+// console, the VMM's CPU time and peak RSS (wait4), and, for ember, its own phase
+// timeline (--boot-timings). One extra boot of each VMM measures its memory
+// overhead: RSS from /proc/PID/smaps minus the guest-RAM mapping, after boot.
+// Writes results.json and results.md into --out.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  int runs = 10;
+  std::string ember, qemu = "qemu-system-x86_64", guest, out = ".";
+  std::vector<std::string> kernels = {"bzImage", "vmlinux"};
+  int mem_mib = 128, vcpus = 1;
+  double timeout_s = 600;
+  std::vector<std::string> ember_extra;  // extra ember flags (e.g. --no-prefault)
+};
+
+constexpr const char* kMarker = "EMBER_GUEST_USERSPACE";
+const std::string kCmdline = "console=ttyS0 reboot=k panic=1 pci=off quiet ember_boot_marker=1";
+
+struct Boot {
+  bool ok = false;
+  double ttu_ms = 0;     // spawn -> userspace line
+  double total_ms = 0;   // spawn -> exit
+  double cpu_ms = 0;     // user + system, whole process
+  long max_rss_kib = 0;
+  long overhead_kib = -1;  // RSS without guest RAM, sampled after boot (memory runs only)
+  json phases;           // ember only
+  std::string error;
+};
+
+long smaps_overhead_kib(pid_t pid, long guest_kib) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+  std::string line;
+  long total = 0, size = 0;
+  bool guest_ram = false;
+  while (std::getline(in, line)) {
+    // A mapping header: "start-end perms offset dev inode [name]".
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < 17) {
+      guest_ram = line.find("[anon:ember-guest-ram]") != std::string::npos;
+      size = 0;
+    } else if (line.rfind("Size:", 0) == 0) {
+      size = std::stol(line.substr(5));
+      // QEMU does not name its RAM: treat an anonymous mapping of at least the guest size as RAM.
+      if (size >= guest_kib) guest_ram = true;
+    } else if (line.rfind("Rss:", 0) == 0 && !guest_ram) {
+      total += std::stol(line.substr(4));
+    }
+  }
+  return total;
+}
+
+Boot run_boot(const std::vector<std::string>& argv, const Options& o, bool sample_memory) {
+  Boot b;
+  int out_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) < 0) return b;
+  auto start = Clock::now();
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out_pipe[1], STDOUT_FILENO);
+    int null_fd = open("/dev/null", O_RDWR);
+    dup2(null_fd, STDIN_FILENO);
+    dup2(null_fd, STDERR_FILENO);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  std::string out;
+  bool seen = false;
+  auto deadline = start + std::chrono::duration<double>(o.timeout_s);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      kill(pid, SIGKILL);
+      b.error = "timed out";
+      break;
+    }
+    pollfd p{out_pipe[0], POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(std::min<long>(left, 500))) <= 0) continue;
+    char buf[4096];
+    ssize_t n = read(out_pipe[0], buf, sizeof(buf));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (!seen && out.find(kMarker) != std::string::npos) {
+      seen = true;
+      b.ttu_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+      if (sample_memory) b.overhead_kib = smaps_overhead_kib(pid, long{o.mem_mib} * 1024);
+    }
+  }
+  close(out_pipe[0]);
+  int status = 0;
+  rusage ru{};
+  wait4(pid, &status, 0, &ru);
+  b.total_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  b.cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
+  b.max_rss_kib = ru.ru_maxrss;
+  bool exited_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  b.ok = seen && exited_ok;
+  if (!b.ok && b.error.empty()) {
+    b.error = seen ? "exit status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1)
+                   : "no userspace line; output tail: " + out.substr(out.size() > 300 ? out.size() - 300 : 0);
+  }
+  return b;
+}
+
+std::vector<std::string> ember_argv(const Options& o, const std::string& kernel, const std::string& timings,
+                                    const std::string& script) {
+  std::vector<std::string> a = {o.ember, "--kernel", o.guest + "/" + kernel, "--initrd",
+                                o.guest + "/initramfs.cpio.gz", "--cmdline", kCmdline + script,
+                                "--vcpus", std::to_string(o.vcpus), "--mem-mib", std::to_string(o.mem_mib),
+                                "--boot-timings", timings};
+  a.insert(a.end(), o.ember_extra.begin(), o.ember_extra.end());
+  return a;
+}
+
+// QEMU's fastest direct-boot setup for this guest: microvm without ACPI, option
+// ROMs or default devices; an i8042 so reboot=k ends it, as it ends ember.
+std::vector<std::string> qemu_argv(const Options& o, const std::string& kernel, const std::string& script) {
+  return {o.qemu, "-M", "microvm,acpi=off,x-option-roms=off,rtc=off", "-enable-kvm", "-cpu", "host",
+          "-smp", std::to_string(o.vcpus), "-m", std::to_string(o.mem_mib), "-nodefaults", "-no-user-config",
+          "-nographic", "-no-reboot", "-serial", "stdio", "-device", "i8042",
+          "-kernel", o.guest + "/" + kernel, "-initrd", o.guest + "/initramfs.cpio.gz",
+          "-append", kCmdline + script};
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  double idx = p * (v.size() - 1);
+  size_t lo = static_cast<size_t>(idx);
+  size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (idx - lo);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--runs") o.runs = std::stoi(next());
+    else if (a == "--ember") o.ember = next();
+    else if (a == "--qemu") o.qemu = next();
+    else if (a == "--guest") o.guest = next();
+    else if (a == "--out") o.out = next();
+    else if (a == "--mem-mib") o.mem_mib = std::stoi(next());
+    else if (a == "--vcpus") o.vcpus = std::stoi(next());
+    else if (a == "--timeout") o.timeout_s = std::stod(next());
+    else if (a == "--kernels") {
+      o.kernels.clear();
+      std::stringstream ss(next());
+      for (std::string k; std::getline(ss, k, ',');) o.kernels.push_back(k);
+    } else if (a == "--ember-flag") o.ember_extra.push_back(next());
+    else throw std::runtime_error("unknown option " + a);
+  }
+  if (o.ember.empty() || o.guest.empty()) throw std::runtime_error("--ember and --guest are required");
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  try {
+    o = parse(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "boot_latency: " << e.what() << "\n"
+              << "usage: boot_latency --ember BIN --guest DIR [--qemu BIN] [--runs N] [--out DIR]"
+                 " [--kernels bzImage,vmlinux] [--mem-mib N] [--vcpus N] [--ember-flag FLAG]...\n";
+    return 2;
+  }
+  json results = {{"runs", o.runs}, {"mem_mib", o.mem_mib}, {"vcpus", o.vcpus}, {"cmdline", kCmdline},
+                  {"ember_flags", o.ember_extra}, {"boots", json::array()}};
+  std::map<std::string, std::vector<Boot>> by_variant;
+  int failures = 0;
+  const std::string timings = o.out + "/ember-timings.json";
+  for (int run = 0; run < o.runs; ++run) {
+    for (const auto& kernel : o.kernels) {
+      for (const std::string vmm : {"ember", "qemu"}) {
+        Boot b = vmm == "ember" ? run_boot(ember_argv(o, kernel, timings, ""), o, false)
+                                : run_boot(qemu_argv(o, kernel, ""), o, false);
+        if (vmm == "ember" && b.ok) {
+          std::ifstream in(timings);
+          b.phases = json::parse(in, nullptr, false);
+        }
+        std::string variant = vmm + "/" + kernel;
+        std::cerr << "run " << run + 1 << "/" << o.runs << " " << variant << ": "
+                  << (b.ok ? std::to_string(b.ttu_ms) + " ms" : "FAILED: " + b.error) << "\n";
+        if (!b.ok) ++failures;
+        results["boots"].push_back({{"run", run}, {"variant", variant}, {"ok", b.ok}, {"ttu_ms", b.ttu_ms},
+                                    {"total_ms", b.total_ms}, {"cpu_ms", b.cpu_ms},
+                                    {"max_rss_kib", b.max_rss_kib}, {"phases", b.phases}, {"error", b.error}});
+        if (b.ok) by_variant[variant].push_back(b);
+      }
+    }
+  }
+  // Memory overhead: boot once more with a guest that waits, sample smaps after boot.
+  const std::string wait_script = " ember_test=c2xlZXAgMgo=";  // "sleep 2"
+  Boot em = run_boot(ember_argv(o, o.kernels.front(), timings, wait_script), o, true);
+  Boot qm = run_boot(qemu_argv(o, o.kernels.front(), wait_script), o, true);
+  results["memory_overhead_kib"] = {{"ember", em.overhead_kib}, {"qemu", qm.overhead_kib}};
+
+  json summary = json::object();
+  std::ostringstream md;
+  md << "| variant | boots | median ms | p90 ms | median CPU ms | peak RSS MiB |\n|---|---|---|---|---|---|\n";
+  for (auto& [variant, boots] : by_variant) {
+    std::vector<double> ttu, cpu, rss;
+    for (auto& b : boots) {
+      ttu.push_back(b.ttu_ms);
+      cpu.push_back(b.cpu_ms);
+      rss.push_back(b.max_rss_kib / 1024.0);
+    }
+    summary[variant] = {{"boots", boots.size()}, {"median_ms", percentile(ttu, 0.5)}, {"p90_ms", percentile(ttu, 0.9)},
+                        {"median_cpu_ms", percentile(cpu, 0.5)}, {"peak_rss_mib", percentile(rss, 1.0)},
+                        {"ttu_ms", ttu}};
+    char row[256];
+    std::snprintf(row, sizeof(row), "| %s | %zu | %.0f | %.0f | %.0f | %.1f |\n", variant.c_str(), boots.size(),
+                  percentile(ttu, 0.5), percentile(ttu, 0.9), percentile(cpu, 0.5), percentile(rss, 1.0));
+    md << row;
+    // Sorted times with their cumulative fraction, for the CDF chart.
+    std::sort(ttu.begin(), ttu.end());
+    std::string name = variant;
+    std::replace(name.begin(), name.end(), '/', '_');
+    std::ofstream cdf(o.out + "/cdf-" + name + ".dat");
+    for (size_t i = 0; i < ttu.size(); ++i) cdf << ttu[i] << " " << double(i + 1) / ttu.size() << "\n";
+  }
+  md << "\n| kernel | ember/QEMU median | ember first KVM_RUN (median) | share of ember's time to userspace |\n"
+        "|---|---|---|---|\n";
+  for (const auto& kernel : o.kernels) {
+    std::string e = "ember/" + kernel, q = "qemu/" + kernel;
+    if (!summary.contains(e) || !summary.contains(q)) continue;
+    double ratio = summary[e]["median_ms"].get<double>() / summary[q]["median_ms"].get<double>();
+    std::vector<double> first_run;
+    for (auto& b : by_variant[e]) {
+      if (b.phases.contains("first_kvm_run")) first_run.push_back(b.phases["first_kvm_run"]["wall_us"].get<double>() / 1000);
+    }
+    double fr = percentile(first_run, 0.5);
+    summary[kernel + "_ratio"] = ratio;
+    summary[kernel + "_first_kvm_run_ms"] = fr;
+    char row[256];
+    std::snprintf(row, sizeof(row), "| %s | %.2f | %.0f ms | %.1f%% |\n", kernel.c_str(), ratio, fr,
+                  100.0 * fr / summary[e]["median_ms"].get<double>());
+    md << row;
+  }
+  // Ember's phase breakdown, medians over its boots (first kernel).
+  std::string e0 = "ember/" + o.kernels.front();
+  md << "\nember phases (" << e0 << ", median wall ms since process start): ";
+  for (const char* phase : {"args_parsed", "kvm_ready", "memory_ready", "kernel_loaded", "vcpus_ready",
+                            "first_kvm_run", "boot_complete"}) {
+    std::vector<double> v;
+    for (auto& b : by_variant[e0]) {
+      if (b.phases.contains(phase)) v.push_back(b.phases[phase]["wall_us"].get<double>() / 1000);
+    }
+    summary["ember_phases_ms"][phase] = percentile(v, 0.5);
+    char part[64];
+    std::snprintf(part, sizeof(part), "%s %.0f; ", phase, percentile(v, 0.5));
+    md << part;
+  }
+  md << "\n\nmemory overhead (RSS without guest RAM, after boot): ember " << em.overhead_kib << " KiB, QEMU "
+     << qm.overhead_kib << " KiB\n";
+  results["summary"] = summary;
+  std::ofstream(o.out + "/results.json") << results.dump(2) << "\n";
+  std::ofstream(o.out + "/results.md") << md.str();
+  std::cout << md.str();
+  return failures == 0 ? 0 : 1;
+}

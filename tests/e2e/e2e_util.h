@@ -1,0 +1,84 @@
+// Helpers shared by end-to-end tests: environment from run-e2e.sh, scratch
+// folders, the guest command line (with an ember_test script), shell commands.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "tests/e2e/process.h"
+
+namespace ember::e2e::util {
+
+namespace fs = std::filesystem;
+
+inline std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) {
+    ADD_FAILURE() << name << " is not set: run the end-to-end tests through tests/e2e/run-e2e.sh";
+    return "";
+  }
+  return v;
+}
+
+inline double time_scale() {
+  const char* v = std::getenv("EMBER_E2E_TIME_SCALE");
+  return v ? std::atof(v) : 1.0;
+}
+
+// A fresh folder for one test.
+inline fs::path scratch_dir(const std::string& name) {
+  const char* tmp = std::getenv("TMPDIR");
+  fs::path dir = fs::path(tmp ? tmp : "/tmp") / ("ember-e2e-" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+inline std::string base64(const std::string& in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], t[n & 63]};
+  }
+  if (i + 1 == in.size()) {
+    uint32_t n = uint8_t(in[i]) << 16;
+    out += {t[n >> 18], t[(n >> 12) & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], '='};
+  }
+  return out;
+}
+
+// Quiet (each console byte is slow in the emulated host), plus the test script.
+inline std::string cmdline(const std::string& script = "") {
+  std::string c = "console=ttyS0 reboot=k panic=1 pci=off quiet";
+  if (!script.empty()) c += " ember_test=" + base64(script);
+  return c;
+}
+
+inline std::string describe(const ProcessResult& r) {
+  return "exit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") + " after " +
+         std::to_string(r.seconds) + " s\n--- stdout ---\n" + r.out + "\n--- stderr ---\n" + r.err;
+}
+
+// Runs `command` with /bin/sh; fails the test (and returns "") when it fails.
+inline std::string sh(const std::string& command, double timeout = 120) {
+  ProcessResult r = run_process({"/bin/sh", "-c", command}, timeout * time_scale());
+  EXPECT_EQ(r.exit_code, 0) << command << "\n" << describe(r);
+  return r.exit_code == 0 ? r.out : "";
+}
+
+inline std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace ember::e2e::util

@@ -1,0 +1,220 @@
+// virtio-blk request handling on a temporary file, with both I/O engines:
+// data in and out, flush, GET_ID, status codes, and requests a guest got wrong.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "tests/unit/virtio_driver.h"
+#include "virtio/blk/block_device.h"
+#include "vmm/util/error.h"
+
+namespace ember::virtio::blk {
+namespace {
+
+namespace fs = std::filesystem;
+using test::Buffer;
+
+fs::path temp_file(const std::string& name, size_t size, char fill) {
+  const char* tmp = std::getenv("TMPDIR");
+  fs::path p = fs::path(tmp ? tmp : "/tmp") / ("ember-blk-" + std::to_string(::getpid()) + "-" + name);
+  std::ofstream(p, std::ios::binary) << std::string(size, fill);
+  return p;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+enum class Engine { Sync, IoUring };
+
+struct BlkHarness {
+  fs::path path;
+  GuestMemory memory = test::small_guest_memory();
+  test::VirtioDriver driver{memory, 16};
+  UniqueFd irqfd{::eventfd(0, EFD_NONBLOCK)};
+  Interrupt interrupt{irqfd.get()};
+  std::unique_ptr<IoUringRing> ring;
+  std::unique_ptr<BlockDevice> device;
+  std::vector<SplitQueue> queues;
+
+  BlkHarness(Engine engine, bool read_only = false, size_t disk_bytes = 64 * 1024, const std::string& id = "disk0")
+      : path(temp_file(id, disk_bytes, 'd')) {
+    if (engine == Engine::IoUring) ring = std::make_unique<IoUringRing>(64);
+    device = std::make_unique<BlockDevice>(BlockDeviceOptions{id, path.string(), read_only, false, 16}, ring.get());
+    std::string why;
+    queues.push_back(*SplitQueue::create(memory, driver.config(), 16, {true, true}, &why));
+    device->activate(queues, interrupt, 0);
+  }
+  ~BlkHarness() {
+    device->reset();
+    fs::remove(path);
+  }
+
+  // Sends one request and waits for it to be used; returns the status byte.
+  uint8_t request(uint32_t type, uint64_t sector, std::vector<Buffer> readable_data, std::vector<Buffer> writable,
+                  uint32_t* used_len = nullptr) {
+    Buffer header = driver.alloc(16);
+    RequestHeader h{type, 0, sector};
+    std::memcpy(driver.bytes(header).data(), &h, 16);
+    Buffer status = driver.alloc(1, 0xee);
+    readable_data.insert(readable_data.begin(), header);
+    writable.push_back(status);
+    uint16_t before = driver.used_idx();
+    driver.add(readable_data, writable);
+    device->process_queue(0);
+    wait_used(before + 1);
+    if (used_len) *used_len = driver.used(before).len;
+    return driver.bytes(status)[0];
+  }
+  void wait_used(uint16_t target) {
+    for (int i = 0; i < 1000 && driver.used_idx() != target; ++i) {
+      if (!ring) break;
+      pollfd p{ring->event_fd(), POLLIN, 0};
+      ::poll(&p, 1, 10);
+      ring->reap();
+    }
+    ASSERT_EQ(driver.used_idx(), target);
+  }
+};
+
+class BlkEngines : public ::testing::TestWithParam<Engine> {};
+
+TEST_P(BlkEngines, ReadReturnsTheFileContents) {
+  BlkHarness h(GetParam());
+  { std::fstream f(h.path, std::ios::in | std::ios::out | std::ios::binary); f.seekp(1024); f << "hello"; }
+  Buffer a = h.driver.alloc(512), b = h.driver.alloc(512);
+  uint32_t used = 0;
+  EXPECT_EQ(h.request(kTypeIn, 1, {}, {a, b}, &used), kStatusOk);
+  EXPECT_EQ(used, 1025u);
+  EXPECT_EQ(h.driver.bytes(a)[0], 'd');
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(h.driver.bytes(b).data()), 5), "hello");
+  EXPECT_GT(h.interrupt.raised(), 0u);
+}
+
+TEST_P(BlkEngines, WriteReachesTheFileAndFlushSucceeds) {
+  BlkHarness h(GetParam());
+  Buffer data = h.driver.alloc(1024, 'w');
+  EXPECT_EQ(h.request(kTypeOut, 2, {data}, {}), kStatusOk);
+  EXPECT_EQ(h.request(kTypeFlush, 0, {}, {}), kStatusOk);
+  std::string contents = read_file(h.path);
+  EXPECT_EQ(contents.substr(1024, 1024), std::string(1024, 'w'));
+  EXPECT_EQ(contents[1023], 'd');
+  EXPECT_EQ(contents[2048], 'd');
+}
+
+TEST_P(BlkEngines, ManyRequestsInOneNotification) {
+  BlkHarness h(GetParam());
+  std::vector<Buffer> statuses;
+  for (int i = 0; i < 8; ++i) {
+    Buffer header = h.driver.alloc(16);
+    RequestHeader hdr{kTypeIn, static_cast<uint64_t>(i), 0};
+    std::memcpy(h.driver.bytes(header).data(), &hdr, 16);
+    statuses.push_back(h.driver.alloc(1, 0xee));
+    h.driver.add({header}, {h.driver.alloc(512), statuses.back()}, true);  // 8 chains of 3 exceed 16 descriptors
+  }
+  h.device->process_queue(0);
+  h.wait_used(8);
+  for (const Buffer& s : statuses) EXPECT_EQ(h.driver.bytes(s)[0], kStatusOk);
+}
+
+TEST_P(BlkEngines, ReadOnlyDriveRefusesWrites) {
+  BlkHarness h(GetParam(), true);
+  EXPECT_EQ(h.device->device_features() & bit(kFeatureRo), bit(kFeatureRo));
+  EXPECT_EQ(h.request(kTypeOut, 0, {h.driver.alloc(512, 'x')}, {}), kStatusIoErr);
+  EXPECT_EQ(read_file(h.path)[0], 'd');
+  EXPECT_EQ(h.request(kTypeIn, 0, {}, {h.driver.alloc(512)}), kStatusOk);
+}
+
+TEST_P(BlkEngines, SectorsBeyondTheCapacityAreIoErrors) {
+  BlkHarness h(GetParam(), false, 8192);  // 16 sectors
+  EXPECT_EQ(h.request(kTypeIn, 15, {}, {h.driver.alloc(512)}), kStatusOk);
+  EXPECT_EQ(h.request(kTypeIn, 15, {}, {h.driver.alloc(1024)}), kStatusIoErr);
+  EXPECT_EQ(h.request(kTypeIn, 16, {}, {h.driver.alloc(512)}), kStatusIoErr);
+  EXPECT_EQ(h.request(kTypeOut, UINT64_MAX, {h.driver.alloc(512)}, {}), kStatusIoErr);  // overflow
+  EXPECT_EQ(h.request(kTypeIn, 0, {}, {h.driver.alloc(100)}), kStatusIoErr);  // not whole sectors
+}
+
+TEST_P(BlkEngines, TruncatedBackingFileGivesIoErrorsNotACrash) {
+  BlkHarness h(GetParam(), false, 64 * 1024);
+  fs::resize_file(h.path, 4096);
+  EXPECT_EQ(h.request(kTypeIn, 0, {}, {h.driver.alloc(512)}), kStatusOk);
+  EXPECT_EQ(h.request(kTypeIn, 64, {}, {h.driver.alloc(4096)}), kStatusIoErr);  // past the new end
+}
+
+TEST_P(BlkEngines, GetIdReturnsTheDriveId) {
+  BlkHarness h(GetParam(), false, 4096, "rootfs");
+  Buffer id = h.driver.alloc(20, 0xff);
+  uint32_t used = 0;
+  EXPECT_EQ(h.request(kTypeGetId, 0, {}, {id}, &used), kStatusOk);
+  EXPECT_EQ(used, 21u);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(h.driver.bytes(id).data())), "rootfs");
+  EXPECT_EQ(h.driver.bytes(id)[19], 0);
+}
+
+TEST_P(BlkEngines, UnknownRequestTypeIsUnsupported) {
+  BlkHarness h(GetParam());
+  EXPECT_EQ(h.request(11 /* DISCARD, not offered */, 0, {}, {}), kStatusUnsupported);
+  EXPECT_EQ(h.request(0x1234, 0, {}, {}), kStatusUnsupported);
+}
+
+INSTANTIATE_TEST_SUITE_P(Blk, BlkEngines, ::testing::Values(Engine::Sync, Engine::IoUring),
+                         [](const auto& info) { return info.param == Engine::Sync ? "sync" : "io_uring"; });
+
+TEST(Blk, RequestWithoutStatusByteIsReturnedEmpty) {
+  BlkHarness h(Engine::Sync);
+  Buffer header = h.driver.alloc(16);
+  h.driver.add({header}, {});
+  h.device->process_queue(0);
+  ASSERT_EQ(h.driver.used_idx(), 1);
+  EXPECT_EQ(h.driver.used(0).len, 0u);
+}
+
+TEST(Blk, ShortHeaderIsAnIoError) {
+  BlkHarness h(Engine::Sync);
+  Buffer status = h.driver.alloc(1, 0xee);
+  h.driver.add({h.driver.alloc(8)}, {status});
+  h.device->process_queue(0);
+  ASSERT_EQ(h.driver.used_idx(), 1);
+  EXPECT_EQ(h.driver.bytes(status)[0], kStatusIoErr);
+}
+
+TEST(Blk, HeaderSplitAcrossDescriptorsIsParsed) {
+  BlkHarness h(Engine::Sync);
+  Buffer a = h.driver.alloc(4), b = h.driver.alloc(12);
+  RequestHeader hdr{kTypeIn, 0, 3};
+  std::memcpy(h.driver.bytes(a).data(), &hdr, 4);
+  std::memcpy(h.driver.bytes(b).data(), reinterpret_cast<uint8_t*>(&hdr) + 4, 12);
+  Buffer status = h.driver.alloc(1, 0xee);
+  h.driver.add({a, b}, {h.driver.alloc(512), status});
+  h.device->process_queue(0);
+  EXPECT_EQ(h.driver.bytes(status)[0], kStatusOk);
+}
+
+TEST(Blk, ConfigSpaceHasCapacitySegMaxAndBlockSize) {
+  BlkHarness h(Engine::Sync, false, 1 << 20);
+  uint8_t config[24] = {};
+  h.device->read_config(0, config);
+  uint64_t capacity;
+  uint32_t seg_max, blk_size;
+  std::memcpy(&capacity, config, 8);
+  std::memcpy(&seg_max, config + 12, 4);
+  std::memcpy(&blk_size, config + 20, 4);
+  EXPECT_EQ(capacity, 2048u);
+  EXPECT_EQ(seg_max, 14u);
+  EXPECT_EQ(blk_size, 512u);
+  uint64_t f = h.device->device_features();
+  EXPECT_EQ(f, bit(kFeatureSegMax) | bit(kFeatureBlkSize) | bit(kFeatureFlush));
+}
+
+TEST(Blk, MissingBackingFileIsASetupError) {
+  EXPECT_THROW(BlockDevice(BlockDeviceOptions{"x", "/nonexistent/disk.img"}, nullptr), Error);
+}
+
+}  // namespace
+}  // namespace ember::virtio::blk

@@ -1,0 +1,223 @@
+// The virtio-mmio register file as Linux's virtio_mmio.c programs it, and what
+// it does with drivers that skip steps or lie.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "tests/unit/virtio_driver.h"
+#include "virtio/mmio_transport.h"
+#include "virtio/spec.h"
+
+namespace ember::virtio {
+namespace {
+
+class FakeDevice : public VirtioDevice {
+ public:
+  struct Log {
+    int activations = 0, resets = 0, processed = 0;
+    uint64_t acked = 0;
+  };
+  explicit FakeDevice(Log& log) : log_(log) {}
+  uint32_t device_type() const override { return 42; }
+  uint64_t device_features() const override { return bit(3); }
+  void read_config(uint64_t offset, std::span<uint8_t> data) const override {
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(offset + i);
+  }
+  void write_config(uint64_t, std::span<const uint8_t>) override {}
+  std::vector<uint16_t> queue_max_sizes() const override { return {64}; }
+  void activate(std::span<SplitQueue> queues, Interrupt& irq, uint64_t acked) override {
+    queues_ = queues;
+    irq_ = &irq;
+    log_.activations++;
+    log_.acked = acked;
+  }
+  void reset() override { log_.resets++; }
+  void process_queue(uint16_t index) override {
+    log_.processed++;
+    while (auto chain = queues_[index].pop()) chain->complete(0);
+    if (queues_[index].needs_interrupt()) irq_->signal_used();
+  }
+
+ private:
+  Log& log_;
+  std::span<SplitQueue> queues_;
+  Interrupt* irq_ = nullptr;
+};
+
+struct MmioHarness {
+  GuestMemory memory = test::small_guest_memory();
+  test::VirtioDriver driver{memory, 64};
+  EventLoop loop;
+  FakeDevice::Log log;
+  MmioTransport transport{std::make_unique<FakeDevice>(log), memory, loop, "fake"};
+
+  uint32_t rd(uint64_t off) {
+    uint32_t v;
+    transport.read(off, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&v), 4));
+    return v;
+  }
+  void wr(uint64_t off, uint32_t v) {
+    transport.write(off, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&v), 4));
+  }
+  // Linux's virtio_mmio probe: status, features, queue setup, DRIVER_OK.
+  void negotiate(uint64_t features = bit(kFeatureVersion1) | bit(kFeatureEventIdx) | bit(kFeatureIndirectDesc)) {
+    wr(mmio::kStatus, 0);
+    wr(mmio::kStatus, kStatusAcknowledge);
+    wr(mmio::kStatus, kStatusAcknowledge | kStatusDriver);
+    wr(mmio::kDriverFeaturesSel, 0);
+    wr(mmio::kDriverFeatures, static_cast<uint32_t>(features));
+    wr(mmio::kDriverFeaturesSel, 1);
+    wr(mmio::kDriverFeatures, static_cast<uint32_t>(features >> 32));
+    wr(mmio::kStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+  }
+  void setup_queue(const QueueConfig& c) {
+    wr(mmio::kQueueSel, 0);
+    wr(mmio::kQueueNum, c.size);
+    wr(mmio::kQueueDescLow, static_cast<uint32_t>(c.desc));
+    wr(mmio::kQueueDescHigh, static_cast<uint32_t>(c.desc >> 32));
+    wr(mmio::kQueueDriverLow, static_cast<uint32_t>(c.driver));
+    wr(mmio::kQueueDriverHigh, static_cast<uint32_t>(c.driver >> 32));
+    wr(mmio::kQueueDeviceLow, static_cast<uint32_t>(c.device));
+    wr(mmio::kQueueDeviceHigh, static_cast<uint32_t>(c.device >> 32));
+    wr(mmio::kQueueReady, 1);
+  }
+  void driver_ok() {
+    wr(mmio::kStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+    loop.run_once(0);  // the activation hand-off
+  }
+};
+
+TEST(VirtioMmio, IdentifiesItselfAsVersion2) {
+  MmioHarness h;
+  EXPECT_EQ(h.rd(mmio::kMagicValue), 0x74726976u);
+  EXPECT_EQ(h.rd(mmio::kVersionReg), 2u);
+  EXPECT_EQ(h.rd(mmio::kDeviceId), 42u);
+  EXPECT_EQ(h.rd(mmio::kVendorIdReg), mmio::kVendorId);
+  h.wr(mmio::kDeviceFeaturesSel, 0);
+  EXPECT_EQ(h.rd(mmio::kDeviceFeatures), (1u << 3) | (1u << kFeatureIndirectDesc) | (1u << kFeatureEventIdx));
+  h.wr(mmio::kDeviceFeaturesSel, 1);
+  EXPECT_EQ(h.rd(mmio::kDeviceFeatures), 1u);  // VERSION_1
+  h.wr(mmio::kDeviceFeaturesSel, 2);
+  EXPECT_EQ(h.rd(mmio::kDeviceFeatures), 0u);
+  h.wr(mmio::kQueueSel, 0);
+  EXPECT_EQ(h.rd(mmio::kQueueNumMax), 64u);
+  h.wr(mmio::kQueueSel, 1);
+  EXPECT_EQ(h.rd(mmio::kQueueNumMax), 0u);
+}
+
+TEST(VirtioMmio, ConfigSpaceIsReadAtAnyWidth) {
+  MmioHarness h;
+  uint8_t b[2];
+  h.transport.read(mmio::kConfig + 5, b);
+  EXPECT_EQ(b[0], 5);
+  EXPECT_EQ(b[1], 6);
+}
+
+TEST(VirtioMmio, NarrowRegisterAccessIsIgnored) {
+  MmioHarness h;
+  uint8_t b[2] = {0xff, 0xff};
+  h.transport.read(mmio::kMagicValue, b);
+  EXPECT_EQ(b[0], 0);
+}
+
+TEST(VirtioMmio, FullNegotiationActivatesAndNotificationsAreProcessed) {
+  MmioHarness h;
+  h.negotiate();
+  EXPECT_EQ(h.rd(mmio::kStatus), kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+  h.setup_queue(h.driver.config());
+  EXPECT_EQ(h.rd(mmio::kQueueReady), 1u);
+  h.driver_ok();
+  EXPECT_EQ(h.log.activations, 1);
+  EXPECT_EQ(h.log.acked, bit(kFeatureVersion1) | bit(kFeatureEventIdx) | bit(kFeatureIndirectDesc));
+
+  h.driver.add({}, {h.driver.alloc(8)});
+  h.wr(mmio::kQueueNotify, 0);  // KVM's ioeventfd does this write's job in a real VM
+  h.loop.run_once(0);
+  EXPECT_EQ(h.driver.used_idx(), 1);
+  EXPECT_EQ(h.rd(mmio::kInterruptStatus) & mmio::kInterruptUsedBuffer, mmio::kInterruptUsedBuffer);
+  h.wr(mmio::kInterruptAck, mmio::kInterruptUsedBuffer);
+  EXPECT_EQ(h.rd(mmio::kInterruptStatus), 0u);
+}
+
+TEST(VirtioMmio, StatusMustFollowTheSpecSequence) {
+  MmioHarness h;
+  h.wr(mmio::kStatus, kStatusAcknowledge | kStatusDriver);  // skipped ACKNOWLEDGE
+  EXPECT_EQ(h.rd(mmio::kStatus), 0u);
+  h.wr(mmio::kStatus, kStatusAcknowledge);
+  h.wr(mmio::kStatus, kStatusAcknowledge | kStatusDriverOk);  // skipped DRIVER and FEATURES_OK
+  EXPECT_EQ(h.rd(mmio::kStatus), kStatusAcknowledge);
+  h.wr(mmio::kStatus, kStatusAcknowledge | kStatusDriver);
+  EXPECT_EQ(h.rd(mmio::kStatus), kStatusAcknowledge | kStatusDriver);
+  h.wr(mmio::kStatus, kStatusAcknowledge);  // clearing a bit is not a transition
+  EXPECT_EQ(h.rd(mmio::kStatus), kStatusAcknowledge | kStatusDriver);
+  EXPECT_EQ(h.log.activations, 0);
+}
+
+TEST(VirtioMmio, FeaturesOkIsRefusedWithoutVersion1OrWithUnofferedFeatures) {
+  MmioHarness h;
+  h.negotiate(bit(kFeatureEventIdx));  // a legacy driver
+  EXPECT_EQ(h.rd(mmio::kStatus) & kStatusFeaturesOk, 0u);
+  h.negotiate(bit(kFeatureVersion1) | bit(7));  // bit 7 was not offered
+  EXPECT_EQ(h.rd(mmio::kStatus) & kStatusFeaturesOk, 0u);
+  h.negotiate(bit(kFeatureVersion1));
+  EXPECT_NE(h.rd(mmio::kStatus) & kStatusFeaturesOk, 0u);
+}
+
+TEST(VirtioMmio, BadQueueAtDriverOkSetsNeedsResetWithAConfigInterrupt) {
+  MmioHarness h;
+  h.negotiate();
+  QueueConfig c = h.driver.config();
+  c.size = 48;  // not a power of two
+  h.setup_queue(c);
+  h.driver_ok();
+  EXPECT_EQ(h.log.activations, 0);
+  EXPECT_NE(h.rd(mmio::kStatus) & kStatusNeedsReset, 0u);
+  EXPECT_NE(h.rd(mmio::kInterruptStatus) & mmio::kInterruptConfigChange, 0u);
+}
+
+TEST(VirtioMmio, QueueNotReadyAtDriverOkSetsNeedsReset) {
+  MmioHarness h;
+  h.negotiate();
+  h.driver_ok();
+  EXPECT_NE(h.rd(mmio::kStatus) & kStatusNeedsReset, 0u);
+}
+
+TEST(VirtioMmio, BrokenRingSetsNeedsResetAndResetRecovers) {
+  MmioHarness h;
+  h.negotiate();
+  h.setup_queue(h.driver.config());
+  h.driver_ok();
+  h.driver.set_avail_idx(1000);
+  h.wr(mmio::kQueueNotify, 0);
+  h.loop.run_once(0);
+  EXPECT_NE(h.rd(mmio::kStatus) & kStatusNeedsReset, 0u);
+  EXPECT_NE(h.rd(mmio::kInterruptStatus) & mmio::kInterruptConfigChange, 0u);
+  h.wr(mmio::kStatus, 0);
+  EXPECT_EQ(h.log.resets, 1);
+  EXPECT_EQ(h.rd(mmio::kStatus), 0u);
+  EXPECT_EQ(h.rd(mmio::kQueueReady), 0u);
+  EXPECT_EQ(h.rd(mmio::kInterruptStatus), 0u);
+}
+
+TEST(VirtioMmio, QueueRegistersAreFrozenAfterDriverOk) {
+  MmioHarness h;
+  h.negotiate();
+  h.setup_queue(h.driver.config());
+  h.driver_ok();
+  h.wr(mmio::kQueueReady, 0);
+  h.wr(mmio::kQueueNum, 2);
+  EXPECT_EQ(h.rd(mmio::kQueueReady), 1u);
+}
+
+TEST(VirtioMmio, NotificationForAMissingQueueIsIgnored) {
+  MmioHarness h;
+  h.negotiate();
+  h.setup_queue(h.driver.config());
+  h.driver_ok();
+  h.wr(mmio::kQueueNotify, 7);
+  h.loop.run_once(0);
+  EXPECT_EQ(h.log.processed, 1);  // only the pass at activation
+}
+
+}  // namespace
+}  // namespace ember::virtio

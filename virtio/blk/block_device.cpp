@@ -1,0 +1,206 @@
+#include "virtio/blk/block_device.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "virtio/guest_warning.h"
+#include "virtio/spec.h"
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember::virtio::blk {
+
+namespace {
+
+uint64_t backing_size(int fd, const std::string& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) < 0) fail("cannot stat drive '", path, "': ", errno_text());
+  if (S_ISBLK(st.st_mode)) {
+    uint64_t bytes = 0;
+    if (::ioctl(fd, BLKGETSIZE64, &bytes) < 0) fail("cannot get the size of '", path, "': ", errno_text());
+    return bytes;
+  }
+  if (!S_ISREG(st.st_mode)) fail("drive '", path, "' is neither a regular file nor a block device");
+  return static_cast<uint64_t>(st.st_size);
+}
+
+template <typename T>
+void put(std::vector<uint8_t>& config, size_t offset, T value) {
+  std::memcpy(config.data() + offset, &value, sizeof(value));
+}
+
+}  // namespace
+
+BlockDevice::BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring) : options_(options) {
+  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (options.direct_io ? O_DIRECT : 0);
+  fd_.reset(::open(options.path.c_str(), flags));
+  if (!fd_.valid()) fail("cannot open drive '", options.id, "' at '", options.path, "': ", errno_text());
+  uint64_t bytes = backing_size(fd_.get(), options.path);
+  capacity_sectors_ = bytes / kSectorSize;
+  if (bytes % kSectorSize) {
+    log::warn(cat("drive '", options.id, "': size ", bytes, " is not a multiple of 512; the last ",
+                  bytes % kSectorSize, " bytes are not visible to the guest"));
+  }
+  // 5.2.4 struct virtio_blk_config, up to blk_size and the topology after it.
+  config_.assign(36, 0);
+  put<uint64_t>(config_, 0, capacity_sectors_);
+  put<uint32_t>(config_, 12, options.queue_size - 2u);  // seg_max: header and status take two
+  put<uint32_t>(config_, 20, static_cast<uint32_t>(kSectorSize));  // blk_size
+  put<uint16_t>(config_, 34, 1);  // num_queues
+  backend_ = ring ? make_io_uring_backend(fd_.get(), *ring) : make_sync_backend(fd_.get());
+  if (ring) ring->on_batch_end([this] { signal_if_needed(); });
+  slots_ = std::vector<InFlight>(options.queue_size);
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    slots_[i].device = this;
+    free_slots_.push_back(static_cast<uint32_t>(slots_.size() - 1 - i));
+  }
+}
+
+BlockDevice::~BlockDevice() = default;
+
+uint32_t BlockDevice::device_type() const { return kDeviceTypeBlock; }
+
+uint64_t BlockDevice::device_features() const {
+  uint64_t f = bit(kFeatureSegMax) | bit(kFeatureBlkSize) | bit(kFeatureFlush);
+  if (options_.read_only) f |= bit(kFeatureRo);
+  return f;
+}
+
+void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
+  if (offset >= config_.size()) return;  // the transport zero-filled `data`
+  size_t n = std::min<size_t>(data.size(), config_.size() - offset);
+  std::memcpy(data.data(), config_.data() + offset, n);
+}
+
+void BlockDevice::write_config(uint64_t offset, std::span<const uint8_t>) {
+  // Only `writeback` is writable, and only with VIRTIO_BLK_F_CONFIG_WCE, not offered.
+  warn_guest(cat("drive '", options_.id, "': write to config offset ", offset, " ignored"));
+}
+
+void BlockDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t) {
+  queues_ = queues;
+  interrupt_ = &interrupt;
+  resetting_ = false;
+}
+
+void BlockDevice::reset() {
+  // Requests still in the kernel write into guest memory the driver may reuse:
+  // wait for them, and drop their chains without touching the rings.
+  resetting_ = true;
+  backend_->wait_until([this] { return free_slots_.size() == slots_.size(); });
+  queues_ = {};
+  interrupt_ = nullptr;
+}
+
+void BlockDevice::process_queue(uint16_t index) {
+  if (index >= queues_.size()) return;
+  in_batch_ = true;
+  while (auto chain = queues_[index].pop()) handle(std::move(*chain));
+  in_batch_ = false;
+  backend_->flush_submissions();
+  signal_if_needed();
+}
+
+void BlockDevice::handle(DescriptorChain chain) {
+  BlockRequest request = parse_block_request(chain);
+  if (request.error) {
+    warn_guest(cat("drive '", options_.id, "': malformed request: ", request.error));
+    complete_now(chain, request, kStatusIoErr);
+    return;
+  }
+  uint64_t offset = 0, length = 0;
+  const char* why = nullptr;
+  switch (request.type) {
+    case kTypeIn:
+    case kTypeOut:
+      if (request.type == kTypeOut && options_.read_only) {
+        complete_now(chain, request, kStatusIoErr);  // 5.2.6.2: IOERR for writes with F_RO
+        return;
+      }
+      if (!request_range(request, capacity_sectors_, offset, length, &why)) {
+        warn_guest(cat("drive '", options_.id, "': ", request.type == kTypeIn ? "read" : "write", " at sector ",
+                       request.sector, ": ", why));
+        complete_now(chain, request, kStatusIoErr);
+        return;
+      }
+      {
+        BlockIo::Op op = request.type == kTypeIn ? BlockIo::Op::Read : BlockIo::Op::Write;
+        start_io(std::move(chain), std::move(request), op, offset, length);
+      }
+      return;
+    case kTypeFlush:
+      start_io(std::move(chain), std::move(request), BlockIo::Op::Flush, 0, 0);
+      return;
+    case kTypeGetId: {
+      char id[kIdBytes] = {};
+      std::memcpy(id, options_.id.data(), std::min(options_.id.size(), kIdBytes));
+      size_t n = request.data_out.write(std::span<const uint8_t>(reinterpret_cast<uint8_t*>(id), kIdBytes));
+      complete_now(chain, request, kStatusOk, static_cast<uint32_t>(n));
+      return;
+    }
+    default:
+      complete_now(chain, request, kStatusUnsupported);
+  }
+}
+
+void BlockDevice::start_io(DescriptorChain chain, BlockRequest request, BlockIo::Op op, uint64_t offset,
+                           uint64_t length) {
+  if (free_slots_.empty()) {
+    // Only a driver that re-offers descriptors still in flight gets here.
+    warn_guest(cat("drive '", options_.id, "': more requests in flight than the queue holds"));
+    complete_now(chain, request, kStatusIoErr);
+    return;
+  }
+  InFlight& slot = slots_[free_slots_.back()];
+  free_slots_.pop_back();
+  slot.op = op;
+  slot.offset = offset;
+  slot.expected = length;
+  slot.iov.clear();
+  ChainBytes data = op == BlockIo::Op::Read ? ChainBytes(request.data_out) : ChainBytes(request.data_in);
+  data.split_at(length);  // keeps the first `length` bytes
+  data.append_iovecs(slot.iov);
+  slot.chain = std::move(chain);
+  slot.request = std::move(request);
+  backend_->submit(slot);
+}
+
+void BlockDevice::finish(InFlight& slot, int64_t result) {
+  const char* what = slot.op == BlockIo::Op::Read ? "read" : slot.op == BlockIo::Op::Write ? "write" : "flush";
+  uint8_t status = kStatusOk;
+  if (result < 0) {
+    warn_limited(cat("drive '", options_.id, "': ", what, " of ", slot.expected, " bytes at offset ", slot.offset,
+                     " failed: ", errno_text(static_cast<int>(-result))));
+    status = kStatusIoErr;
+  } else if (static_cast<uint64_t>(result) != slot.expected) {
+    warn_limited(cat("drive '", options_.id, "': ", what, " at offset ", slot.offset, " moved ", result, " of ",
+                     slot.expected, " bytes (backing file truncated?)"));
+    status = kStatusIoErr;
+  }
+  if (resetting_) {
+    slot.chain.abandon();
+  } else {
+    uint32_t data = slot.op == BlockIo::Op::Read ? static_cast<uint32_t>(std::max<int64_t>(result, 0)) : 0;
+    slot.chain.complete(slot.request.finish(status, data));
+  }
+  slot.request = BlockRequest{};
+  free_slots_.push_back(static_cast<uint32_t>(&slot - slots_.data()));
+}
+
+void BlockDevice::complete_now(DescriptorChain& chain, BlockRequest& request, uint8_t status, uint32_t written) {
+  chain.complete(request.finish(status, written));
+}
+
+void BlockDevice::signal_if_needed() {
+  if (in_batch_ || !interrupt_) return;
+  bool any = false;
+  for (SplitQueue& q : queues_) any |= q.needs_interrupt();
+  if (any) interrupt_->signal_used();
+}
+
+}  // namespace ember::virtio::blk

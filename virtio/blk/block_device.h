@@ -1,0 +1,73 @@
+// virtio-blk (virtio 1.2 section 5.2) on a host file or block device: IN, OUT,
+// FLUSH and GET_ID, read-only drives, and either I/O engine.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "virtio/blk/block_backend.h"
+#include "virtio/blk/block_request.h"
+#include "virtio/virtio_device.h"
+#include "vmm/util/unique_fd.h"
+
+namespace ember::virtio::blk {
+
+struct BlockDeviceOptions {
+  std::string id;    // GET_ID answer (first 20 bytes) and log name
+  std::string path;  // host file or block device
+  bool read_only = false;
+  bool direct_io = false;  // O_DIRECT (the guest's buffers are page aligned)
+  uint16_t queue_size = 256;
+};
+
+class BlockDevice final : public VirtioDevice {
+ public:
+  // Opens the backing file (O_RDONLY for read-only drives). `ring` selects the
+  // io_uring engine; nullptr the synchronous one. Throws Error at setup.
+  BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring);
+  ~BlockDevice() override;
+
+  uint32_t device_type() const override;
+  uint64_t device_features() const override;
+  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  void write_config(uint64_t offset, std::span<const uint8_t> data) override;
+  std::vector<uint16_t> queue_max_sizes() const override { return {options_.queue_size}; }
+  void activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t acked_features) override;
+  void reset() override;
+  void process_queue(uint16_t index) override;
+
+  uint64_t capacity_sectors() const { return capacity_sectors_; }
+  const char* engine() const { return backend_->name(); }
+
+ private:
+  // One request handed to the backend; slots never move (the ring points at them).
+  struct InFlight final : BlockIo {
+    BlockDevice* device = nullptr;
+    DescriptorChain chain;
+    BlockRequest request;
+    uint64_t expected = 0;
+    void on_complete(int64_t result) override { device->finish(*this, result); }
+  };
+  void handle(DescriptorChain chain);
+  void start_io(DescriptorChain chain, BlockRequest request, BlockIo::Op op, uint64_t offset, uint64_t length);
+  void finish(InFlight& slot, int64_t result);
+  void complete_now(DescriptorChain& chain, BlockRequest& request, uint8_t status, uint32_t written = 0);
+  void signal_if_needed();
+
+  BlockDeviceOptions options_;
+  UniqueFd fd_;
+  uint64_t capacity_sectors_ = 0;
+  std::vector<uint8_t> config_;
+  std::unique_ptr<BlockBackend> backend_;
+
+  // Event thread.
+  std::span<SplitQueue> queues_;
+  Interrupt* interrupt_ = nullptr;
+  std::vector<InFlight> slots_;
+  std::vector<uint32_t> free_slots_;
+  bool resetting_ = false;
+  bool in_batch_ = false;
+};
+
+}  // namespace ember::virtio::blk

@@ -1,0 +1,49 @@
+#include "virtio/blk/block_request.h"
+
+namespace ember::virtio::blk {
+
+BlockRequest parse_block_request(const DescriptorChain& chain) {
+  BlockRequest r;
+  ChainWriter writable = chain.writer();
+  // 5.2.6: the status byte is the last byte the device may write.
+  if (writable.remaining() == 0) {
+    r.error = "no device-writable status byte";
+    return r;
+  }
+  r.status = writable.split_at(writable.remaining() - 1);
+  r.data_out = writable;
+  ChainReader readable = chain.reader();
+  RequestHeader header;
+  if (!readable.read_obj(header)) {
+    r.error = "request header shorter than 16 bytes";
+    return r;
+  }
+  r.type = header.type;
+  r.sector = header.sector;
+  r.data_in = readable;
+  return r;
+}
+
+uint32_t BlockRequest::finish(uint8_t status_value, uint32_t data_written) {
+  if (!has_status()) return 0;
+  status.write_obj(status_value);
+  return data_written + 1;
+}
+
+bool request_range(const BlockRequest& r, uint64_t capacity_sectors, uint64_t& offset, uint64_t& length,
+                   const char** why) {
+  length = r.type == kTypeOut ? r.data_in.remaining() : r.data_out.remaining();
+  if (length % kSectorSize != 0) {
+    *why = "data length is not a multiple of 512";
+    return false;
+  }
+  uint64_t sectors = length / kSectorSize;
+  if (r.sector > capacity_sectors || sectors > capacity_sectors - r.sector) {
+    *why = "sector range beyond the end of the disk";
+    return false;
+  }
+  offset = r.sector * kSectorSize;
+  return true;
+}
+
+}  // namespace ember::virtio::blk

@@ -1,0 +1,57 @@
+// A virtio-blk request (virtio 1.2 section 5.2.6) parsed once from its chain:
+// the header, the data part and the status byte, or why it is malformed.
+#pragma once
+
+#include <cstdint>
+
+#include "virtio/descriptor_chain.h"
+#include "virtio/queue.h"
+
+namespace ember::virtio::blk {
+
+// 5.2.3 Feature bits.
+constexpr uint32_t kFeatureSegMax = 2;
+constexpr uint32_t kFeatureRo = 5;
+constexpr uint32_t kFeatureBlkSize = 6;
+constexpr uint32_t kFeatureFlush = 9;
+
+// 5.2.6 Request types and status values.
+constexpr uint32_t kTypeIn = 0;
+constexpr uint32_t kTypeOut = 1;
+constexpr uint32_t kTypeFlush = 4;
+constexpr uint32_t kTypeGetId = 8;
+constexpr uint8_t kStatusOk = 0;
+constexpr uint8_t kStatusIoErr = 1;
+constexpr uint8_t kStatusUnsupported = 2;
+
+constexpr uint64_t kSectorSize = 512;
+constexpr size_t kIdBytes = 20;  // VIRTIO_BLK_ID_BYTES
+
+struct RequestHeader {
+  uint32_t type;
+  uint32_t reserved;
+  uint64_t sector;
+};
+static_assert(sizeof(RequestHeader) == 16);
+
+struct BlockRequest {
+  uint32_t type = 0;
+  uint64_t sector = 0;
+  ChainReader data_in;   // OUT: guest bytes to write (readable part after the header)
+  ChainWriter data_out;  // IN, GET_ID: where the device puts data (writable part before status)
+  ChainWriter status;    // the last writable byte
+  const char* error = nullptr;  // set when the chain is not a well-formed request
+
+  bool has_status() const { return status.remaining() == 1; }
+  // Writes the status byte (if there is one); returns the used length to report.
+  uint32_t finish(uint8_t status_value, uint32_t data_written);
+};
+
+BlockRequest parse_block_request(const DescriptorChain& chain);
+
+// For IN/OUT: the byte range on the disk, checked against `capacity_sectors`.
+// Returns false (and says why) when the request is not whole sectors or leaves the disk.
+bool request_range(const BlockRequest& request, uint64_t capacity_sectors, uint64_t& offset, uint64_t& length,
+                   const char** why);
+
+}  // namespace ember::virtio::blk

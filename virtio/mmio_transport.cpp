@@ -1,0 +1,266 @@
+#include "virtio/mmio_transport.h"
+
+#include <sys/eventfd.h>
+
+#include <cstring>
+
+#include "virtio/guest_warning.h"
+#include "virtio/spec.h"
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember::virtio {
+
+namespace {
+
+UniqueFd make_eventfd(const std::string& what) {
+  UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!fd.valid()) fail("eventfd for ", what, ": ", errno_text());
+  return fd;
+}
+
+void set_low(uint64_t& v, uint32_t low) { v = (v & ~0xffffffffull) | low; }
+void set_high(uint64_t& v, uint32_t high) { v = (v & 0xffffffffull) | (uint64_t{high} << 32); }
+
+constexpr uint64_t kTransportFeatures = bit(kFeatureVersion1) | bit(kFeatureIndirectDesc) | bit(kFeatureEventIdx);
+
+}  // namespace
+
+MmioTransport::MmioTransport(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory, EventLoop& loop,
+                             std::string name)
+    : device_(std::move(device)),
+      memory_(memory),
+      loop_(loop),
+      name_(std::move(name)),
+      max_sizes_(device_->queue_max_sizes()),
+      offered_features_(device_->device_features() | kTransportFeatures),
+      irq_fd_(make_eventfd(name_ + " interrupt")),
+      interrupt_(irq_fd_.get()),
+      queue_regs_(max_sizes_.size()) {
+  for (uint16_t q = 0; q < max_sizes_.size(); ++q) {
+    notify_fds_.push_back(make_eventfd(cat(name_, " queue ", q, " notification")));
+    loop_.add(notify_fds_.back().get(), [this, q] { on_notify(q); });
+  }
+}
+
+MmioTransport::~MmioTransport() = default;
+
+void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
+  std::memset(data.data(), 0, data.size());
+  if (offset >= mmio::kConfig) {
+    device_->read_config(offset - mmio::kConfig, data);
+    return;
+  }
+  // 4.2.2.2: the driver MUST use 32-bit wide, aligned accesses for registers.
+  if (data.size() != 4 || offset % 4 != 0) {
+    warn_guest(cat(name_, ": ", data.size(), "-byte read of register ", hex(offset), " ignored"));
+    return;
+  }
+  uint32_t value;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    value = read_register(offset);
+  }
+  std::memcpy(data.data(), &value, 4);
+}
+
+void MmioTransport::write(uint64_t offset, std::span<const uint8_t> data) {
+  if (offset >= mmio::kConfig) {
+    std::lock_guard<std::mutex> lock(mu_);
+    device_->write_config(offset - mmio::kConfig, data);
+    return;
+  }
+  if (data.size() != 4 || offset % 4 != 0) {
+    warn_guest(cat(name_, ": ", data.size(), "-byte write of register ", hex(offset), " ignored"));
+    return;
+  }
+  uint32_t value;
+  std::memcpy(&value, data.data(), 4);
+  std::lock_guard<std::mutex> lock(mu_);
+  write_register(offset, value);
+}
+
+uint32_t MmioTransport::read_register(uint64_t offset) {
+  bool queue_valid = queue_sel_ < queue_regs_.size();
+  switch (offset) {
+    case mmio::kMagicValue: return mmio::kMagic;
+    case mmio::kVersionReg: return mmio::kVersion;
+    case mmio::kDeviceId: return device_->device_type();
+    case mmio::kVendorIdReg: return mmio::kVendorId;
+    case mmio::kDeviceFeatures:
+      if (device_features_sel_ > 1) return 0;
+      return static_cast<uint32_t>(offered_features_ >> (32 * device_features_sel_));
+    case mmio::kQueueNumMax: return queue_valid ? max_sizes_[queue_sel_] : 0;
+    case mmio::kQueueReady: return queue_valid && queue_regs_[queue_sel_].ready ? 1 : 0;
+    case mmio::kInterruptStatus: return interrupt_.status();
+    case mmio::kStatus: return status_ | (needs_reset_.load() ? kStatusNeedsReset : 0);
+    case mmio::kConfigGeneration: return config_generation_;
+    case mmio::kShmLenLow:
+    case mmio::kShmLenHigh: return 0xffffffff;  // 4.2.2: no shared memory region
+    default: return 0;
+  }
+}
+
+void MmioTransport::write_register(uint64_t offset, uint32_t value) {
+  QueueRegs* q = queue_sel_ < queue_regs_.size() ? &queue_regs_[queue_sel_] : nullptr;
+  // 4.2.2.3: queue registers may change only before DRIVER_OK and while not ready.
+  auto queue_writable = [&]() {
+    if (q && !q->ready && !(status_ & kStatusDriverOk)) return true;
+    warn_guest(cat(name_, ": write of queue register ", hex(offset), " for queue ", queue_sel_, " ignored"));
+    return false;
+  };
+  switch (offset) {
+    case mmio::kDeviceFeaturesSel: device_features_sel_ = value; break;
+    case mmio::kDriverFeaturesSel: driver_features_sel_ = value; break;
+    case mmio::kDriverFeatures:
+      if ((status_ & (kStatusDriver | kStatusFeaturesOk)) != kStatusDriver) {
+        warn_guest(cat(name_, ": driver features written in status ", hex(status_), "; ignored"));
+      } else if (driver_features_sel_ == 0) {
+        set_low(driver_features_, value);
+      } else if (driver_features_sel_ == 1) {
+        set_high(driver_features_, value);
+      }
+      break;
+    case mmio::kQueueSel: queue_sel_ = value; break;
+    case mmio::kQueueNum:
+      if (queue_writable()) q->config.size = static_cast<uint16_t>(value > 0xffff ? 0 : value);
+      break;
+    case mmio::kQueueDescLow: if (queue_writable()) set_low(q->config.desc, value); break;
+    case mmio::kQueueDescHigh: if (queue_writable()) set_high(q->config.desc, value); break;
+    case mmio::kQueueDriverLow: if (queue_writable()) set_low(q->config.driver, value); break;
+    case mmio::kQueueDriverHigh: if (queue_writable()) set_high(q->config.driver, value); break;
+    case mmio::kQueueDeviceLow: if (queue_writable()) set_low(q->config.device, value); break;
+    case mmio::kQueueDeviceHigh: if (queue_writable()) set_high(q->config.device, value); break;
+    case mmio::kQueueReady:
+      if (!q || (status_ & kStatusDriverOk)) {
+        warn_guest(cat(name_, ": QueueReady write for queue ", queue_sel_, " ignored"));
+      } else {
+        q->ready = value == 1;
+      }
+      break;
+    case mmio::kQueueNotify:
+      // Normally caught by KVM_IOEVENTFD; without it, notify the same eventfd here.
+      if (value < notify_fds_.size()) {
+        uint64_t one = 1;
+        ssize_t ignored = ::write(notify_fds_[value].get(), &one, sizeof(one));
+        (void)ignored;
+      } else {
+        warn_guest(cat(name_, ": notification for queue ", value, ", which does not exist"));
+      }
+      break;
+    case mmio::kInterruptAck: interrupt_.ack(value); break;
+    case mmio::kStatus: write_status(value); break;
+    default:
+      warn_guest(cat(name_, ": write to read-only or unknown register ", hex(offset), " ignored"));
+  }
+}
+
+bool MmioTransport::features_acceptable() const {
+  if (driver_features_ & ~offered_features_) {
+    warn_guest(cat(name_, ": driver accepted features ", hex(driver_features_ & ~offered_features_),
+                   " that were not offered"));
+    return false;
+  }
+  if (!(driver_features_ & bit(kFeatureVersion1))) {
+    warn_guest(cat(name_, ": driver did not accept VIRTIO_F_VERSION_1 (legacy drivers are not supported)"));
+    return false;
+  }
+  return true;
+}
+
+// 3.1.1 Driver initialization: status moves 0 -> ACKNOWLEDGE -> DRIVER ->
+// FEATURES_OK -> DRIVER_OK, one bit at a time; 0 resets, FAILED may come anytime.
+void MmioTransport::write_status(uint32_t value) {
+  value &= ~kStatusNeedsReset;  // device-owned bit, echoed back by drivers
+  if (value == 0) {
+    reset();
+    return;
+  }
+  if (value & kStatusFailed) {
+    log::warn(cat(name_, ": the guest driver gave up on the device (status FAILED)"));
+    status_ |= kStatusFailed;
+    return;
+  }
+  if (value == status_) return;
+  uint32_t added = value & ~status_;
+  bool keeps_bits = (value & status_) == status_;
+  bool valid = keeps_bits && ((status_ == 0 && added == kStatusAcknowledge) ||
+                              (status_ == kStatusAcknowledge && added == kStatusDriver) ||
+                              (status_ == (kStatusAcknowledge | kStatusDriver) && added == kStatusFeaturesOk) ||
+                              (status_ == (kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk) &&
+                               added == kStatusDriverOk));
+  if (!valid) {
+    warn_guest(cat(name_, ": invalid status transition ", hex(status_), " -> ", hex(value), " ignored"));
+    return;
+  }
+  // 2.2.2: a device that cannot support the accepted features leaves FEATURES_OK clear.
+  if (added == kStatusFeaturesOk && !features_acceptable()) return;
+  status_ = value;
+  if (added == kStatusDriverOk) activate();
+}
+
+void MmioTransport::activate() {
+  QueueFeatures features{(driver_features_ & bit(kFeatureEventIdx)) != 0,
+                         (driver_features_ & bit(kFeatureIndirectDesc)) != 0};
+  std::vector<SplitQueue> queues;
+  for (size_t i = 0; i < queue_regs_.size(); ++i) {
+    std::string why = "it is not ready";
+    std::optional<SplitQueue> q;
+    if (queue_regs_[i].ready) q = SplitQueue::create(memory_, queue_regs_[i].config, max_sizes_[i], features, &why);
+    if (!q) {
+      warn_guest(cat(name_, ": queue ", i, " cannot be used: ", why, "; the device needs a reset"));
+      needs_reset_ = true;
+      interrupt_.signal_config();
+      return;
+    }
+    queues.push_back(*q);
+  }
+  uint64_t acked = driver_features_;
+  // The queues now belong to the event thread. Buffers the driver placed before
+  // DRIVER_OK are processed right away (their notification may have come first).
+  loop_.post([this, queues = std::move(queues), acked]() mutable {
+    queues_ = std::move(queues);
+    active_ = true;
+    device_->activate(queues_, interrupt_, acked);
+    for (uint16_t i = 0; i < queues_.size(); ++i) device_->process_queue(i);
+    after_processing();
+  });
+  log::debug(cat(name_, ": activated with features ", hex(acked)));
+}
+
+void MmioTransport::reset() {
+  // 2.4: after reset the device uses no buffers. The event thread stops the
+  // device before the registers are cleared; the vCPU waits for it.
+  loop_.run_sync([this] {
+    if (active_) device_->reset();
+    active_ = false;
+    queues_.clear();
+  });
+  status_ = 0;
+  driver_features_ = 0;
+  device_features_sel_ = driver_features_sel_ = queue_sel_ = 0;
+  for (auto& q : queue_regs_) q = QueueRegs{};
+  interrupt_.clear();
+  needs_reset_ = false;
+}
+
+void MmioTransport::on_notify(uint16_t queue) {
+  uint64_t count;
+  ssize_t ignored = ::read(notify_fds_[queue].get(), &count, sizeof(count));
+  (void)ignored;
+  if (!active_) return;
+  device_->process_queue(queue);
+  after_processing();
+}
+
+void MmioTransport::after_processing() {
+  for (const SplitQueue& q : queues_) {
+    if (q.broken() && !needs_reset_.exchange(true)) {
+      // 2.1.2: set DEVICE_NEEDS_RESET and tell the driver with a config-change interrupt.
+      interrupt_.signal_config();
+      return;
+    }
+  }
+}
+
+}  // namespace ember::virtio

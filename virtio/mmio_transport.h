@@ -1,0 +1,82 @@
+// The virtio-mmio transport, version 2 (virtio 1.2 section 4.2.2): the register
+// file a driver programs, with checked status transitions, and the hand-off of
+// validated queues to the device on the event thread. Knows nothing of blk.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "virtio/interrupt.h"
+#include "virtio/queue.h"
+#include "virtio/virtio_device.h"
+#include "vmm/devices/bus.h"
+#include "vmm/event_loop.h"
+#include "vmm/memory/guest_memory.h"
+#include "vmm/util/unique_fd.h"
+
+namespace ember::virtio {
+
+class MmioTransport : public BusDevice {
+ public:
+  // Creates one notification eventfd per queue and the irqfd, and registers the
+  // notification handlers with `loop`. Throws Error at setup.
+  MmioTransport(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory, EventLoop& loop, std::string name);
+  ~MmioTransport() override;
+
+  // For KVM_IOEVENTFD (written with the queue index at QueueNotify) and KVM_IRQFD.
+  int queue_notify_fd(uint16_t queue) const { return notify_fds_[queue].get(); }
+  uint16_t queue_count() const { return static_cast<uint16_t>(max_sizes_.size()); }
+  int irq_fd() const { return irq_fd_.get(); }
+  const std::string& name() const { return name_; }
+  const Interrupt& interrupt() const { return interrupt_; }
+  VirtioDevice& device() { return *device_; }
+
+  // BusDevice, on vCPU threads.
+  void read(uint64_t offset, std::span<uint8_t> data) override;
+  void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+ private:
+  struct QueueRegs {
+    QueueConfig config;
+    bool ready = false;
+  };
+  uint32_t read_register(uint64_t offset);
+  void write_register(uint64_t offset, uint32_t value);
+  void write_status(uint32_t value);
+  bool features_acceptable() const;
+  void activate();
+  void reset();
+  // Event thread.
+  void on_notify(uint16_t queue);
+  void after_processing();
+
+  std::unique_ptr<VirtioDevice> device_;
+  const GuestMemory& memory_;
+  EventLoop& loop_;
+  std::string name_;
+  std::vector<uint16_t> max_sizes_;
+  uint64_t offered_features_ = 0;
+  std::vector<UniqueFd> notify_fds_;
+  UniqueFd irq_fd_;
+  Interrupt interrupt_;
+
+  // Register file: vCPU threads, under mu_.
+  std::mutex mu_;
+  uint32_t status_ = 0;
+  uint32_t device_features_sel_ = 0;
+  uint32_t driver_features_sel_ = 0;
+  uint64_t driver_features_ = 0;
+  uint32_t queue_sel_ = 0;
+  uint32_t config_generation_ = 0;
+  std::vector<QueueRegs> queue_regs_;
+  // Set by the event thread when the driver broke a ring (2.1.2).
+  std::atomic<bool> needs_reset_{false};
+
+  // Event thread only, after activation.
+  std::vector<SplitQueue> queues_;
+  bool active_ = false;
+};
+
+}  // namespace ember::virtio

@@ -1,0 +1,150 @@
+#include "virtio/queue.h"
+
+#include <atomic>
+
+#include "virtio/guest_warning.h"
+#include "virtio/spec.h"
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember::virtio {
+
+namespace {
+
+// Ring fields live in guest memory that the driver changes concurrently: access
+// them with atomics (2.7.13 memory barriers) and only at their natural alignment.
+uint16_t load16(const uint8_t* p, int order = __ATOMIC_RELAXED) {
+  return __atomic_load_n(reinterpret_cast<const uint16_t*>(p), order);
+}
+void store16(uint8_t* p, uint16_t v, int order = __ATOMIC_RELAXED) {
+  __atomic_store_n(reinterpret_cast<uint16_t*>(p), v, order);
+}
+void store32(uint8_t* p, uint32_t v) { __atomic_store_n(reinterpret_cast<uint32_t*>(p), v, __ATOMIC_RELAXED); }
+
+constexpr size_t kRingHeader = 4;  // flags + idx
+
+}  // namespace
+
+DescriptorChain& DescriptorChain::operator=(DescriptorChain&& other) noexcept {
+  if (this != &other) {
+    if (queue_) complete(0);
+    queue_ = std::exchange(other.queue_, nullptr);
+    head_ = other.head_;
+    buffers_ = std::move(other.buffers_);
+  }
+  return *this;
+}
+
+DescriptorChain::~DescriptorChain() {
+  if (queue_) {
+    log::error(cat("virtio: descriptor chain ", head_, " dropped without completion; returning it empty"));
+    complete(0);
+  }
+}
+
+void DescriptorChain::complete(uint32_t written) {
+  if (!queue_) return;
+  queue_->push_used(head_, written);
+  queue_ = nullptr;
+}
+
+std::optional<SplitQueue> SplitQueue::create(const GuestMemory& memory, const QueueConfig& c, uint16_t max_size,
+                                             QueueFeatures features, std::string* why) {
+  auto reject = [&](const std::string& text) -> std::optional<SplitQueue> {
+    if (why) *why = text;
+    return std::nullopt;
+  };
+  if (c.size == 0 || c.size > max_size || (c.size & (c.size - 1)) != 0) {
+    return reject(cat("queue size ", c.size, " is not a power of two between 1 and ", max_size));
+  }
+  // 2.7 Table "Virtqueue Part Alignment": 16, 2 and 4 bytes.
+  if (c.desc % 16 || c.driver % 2 || c.device % 4) {
+    return reject(cat("queue rings misaligned (desc ", hex(c.desc), ", driver ", hex(c.driver), ", device ",
+                      hex(c.device), ")"));
+  }
+  auto desc = memory.try_span(c.desc, uint64_t{c.size} * sizeof(Descriptor));
+  auto avail = memory.try_span(c.driver, kRingHeader + 2ull * c.size + 2);
+  auto used = memory.try_span(c.device, kRingHeader + 8ull * c.size + 2);
+  if (!desc || !avail || !used) {
+    return reject(cat("queue rings outside guest memory (desc ", hex(c.desc), ", driver ", hex(c.driver),
+                      ", device ", hex(c.device), ", size ", c.size, ")"));
+  }
+  SplitQueue q;
+  q.memory_ = &memory;
+  q.size_ = c.size;
+  q.features_ = features;
+  q.desc_ = *desc;
+  q.avail_ = *avail;
+  q.used_ = *used;
+  // The driver may already have placed buffers; start from what it sees as zero.
+  return q;
+}
+
+uint16_t SplitQueue::load_avail_idx() const {
+  // Acquire: ring entries written before the index are visible after it (2.7.13).
+  return load16(avail_.data() + 2, __ATOMIC_ACQUIRE);
+}
+
+void SplitQueue::break_ring(const std::string& why) {
+  if (!broken_) warn_guest(why + "; the device needs a reset");
+  broken_ = true;
+}
+
+std::optional<DescriptorChain> SplitQueue::pop() {
+  while (!broken_) {
+    uint16_t avail_idx = load_avail_idx();
+    uint16_t pending = static_cast<uint16_t>(avail_idx - next_avail_);
+    if (pending > size_) {
+      break_ring(cat("avail.idx moved from ", next_avail_, " to ", avail_idx, ", more than the queue size ", size_));
+      return std::nullopt;
+    }
+    if (pending == 0) {
+      if (!features_.event_idx) return std::nullopt;
+      // 2.7.10: ask for a notification at the next new entry, then look again so
+      // an entry added between the check and the store is not missed.
+      store16(avail_event_ptr(), next_avail_);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (load_avail_idx() == next_avail_) return std::nullopt;
+      continue;
+    }
+    uint16_t head = load16(avail_.data() + kRingHeader + 2 * (next_avail_ % size_));
+    ++next_avail_;
+    if (head >= size_) {
+      break_ring(cat("available ring names descriptor ", head, " in a queue of size ", size_));
+      return std::nullopt;
+    }
+    ChainBuffers buffers;
+    ChainError e = parse_chain(*memory_, desc_, head, {size_, features_.indirect}, buffers);
+    if (e == ChainError::None) return DescriptorChain(this, head, std::move(buffers));
+    // A malformed chain fails only that request: it goes back unused.
+    ++chains_failed_;
+    warn_guest(cat("virtqueue chain at descriptor ", head, " rejected: ", describe(e)));
+    push_used(head, 0);
+  }
+  return std::nullopt;
+}
+
+uint8_t* SplitQueue::avail_event_ptr() { return used_.data() + kRingHeader + 8 * size_t{size_}; }
+
+void SplitQueue::push_used(uint16_t head, uint32_t len) {
+  uint8_t* entry = used_.data() + kRingHeader + 8 * static_cast<size_t>(next_used_ % size_);
+  store32(entry, head);
+  store32(entry + 4, len);
+  ++next_used_;
+  // Release: the entry is visible before the index that publishes it.
+  store16(used_.data() + 2, next_used_, __ATOMIC_RELEASE);
+}
+
+bool SplitQueue::needs_interrupt() {
+  if (next_used_ == signalled_used_) return false;
+  // The used.idx store must be visible before we read the driver's wish (2.7.13).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  uint16_t old_used = signalled_used_;
+  signalled_used_ = next_used_;
+  if (!features_.event_idx) return !(load16(avail_.data()) & kAvailNoInterrupt);
+  uint16_t used_event = load16(avail_.data() + kRingHeader + 2 * size_t{size_});
+  // vring_need_event(): did used.idx pass used_event since the last interrupt?
+  return static_cast<uint16_t>(next_used_ - used_event - 1) < static_cast<uint16_t>(next_used_ - old_used);
+}
+
+}  // namespace ember::virtio

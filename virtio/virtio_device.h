@@ -1,0 +1,38 @@
+// What every virtio device implements, so the transport never knows which
+// device it serves (features, config space, queues, activate, reset, process).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "virtio/interrupt.h"
+#include "virtio/queue.h"
+
+namespace ember::virtio {
+
+class VirtioDevice {
+ public:
+  virtual ~VirtioDevice() = default;
+
+  // 5: device type (2 for block).
+  virtual uint32_t device_type() const = 0;
+  // Device-specific feature bits offered; the transport adds VERSION_1,
+  // INDIRECT_DESC and EVENT_IDX, which its queue implements for every device.
+  virtual uint64_t device_features() const = 0;
+  // Device configuration space (4.2.2 offset 0x100 on). vCPU threads call these.
+  virtual void read_config(uint64_t offset, std::span<uint8_t> data) const = 0;
+  virtual void write_config(uint64_t offset, std::span<const uint8_t> data) = 0;
+  // Maximum size of each queue; the count is the number of queues.
+  virtual std::vector<uint16_t> queue_max_sizes() const = 0;
+
+  // The rest runs on the VM's event thread only.
+  // The driver set DRIVER_OK. `queues` stay valid until reset() returns.
+  virtual void activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t acked_features) = 0;
+  // Stops using the queues; in-flight requests are finished or abandoned first.
+  virtual void reset() = 0;
+  // The driver notified queue `index`.
+  virtual void process_queue(uint16_t index) = 0;
+};
+
+}  // namespace ember::virtio

@@ -1,0 +1,106 @@
+#include "vmm/event_loop.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+#include <future>
+
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember {
+
+namespace {
+void drain(int fd) {
+  uint64_t count;
+  ssize_t ignored = ::read(fd, &count, sizeof(count));
+  (void)ignored;
+}
+}  // namespace
+
+EventLoop::EventLoop() {
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_.valid()) fail("epoll_create1: ", errno_text());
+  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_.valid()) fail("eventfd for the event loop: ", errno_text());
+  wake_handler_ = {wake_.get(), [this] {
+                     drain(wake_.get());
+                     run_posted();
+                   }};
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &wake_handler_;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) fail("epoll_ctl: ", errno_text());
+}
+
+EventLoop::~EventLoop() { stop(); }
+
+void EventLoop::add(int fd, std::function<void()> on_readable) {
+  handlers_.push_back(std::make_unique<Handler>(Handler{fd, std::move(on_readable)}));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = handlers_.back().get();
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) fail("epoll_ctl add fd ", fd, ": ", errno_text());
+}
+
+void EventLoop::post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    posted_.push_back(std::move(fn));
+  }
+  uint64_t one = 1;
+  ssize_t ignored = ::write(wake_.get(), &one, sizeof(one));
+  (void)ignored;
+}
+
+void EventLoop::run_sync(const std::function<void()>& fn) {
+  if (!running_.load() || std::this_thread::get_id() == thread_.get_id()) {
+    fn();
+    return;
+  }
+  std::promise<void> done;
+  post([&] {
+    fn();
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
+void EventLoop::run_posted() {
+  std::vector<std::function<void()>> work;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    work.swap(posted_);
+  }
+  for (auto& fn : work) fn();
+}
+
+void EventLoop::run_once(int timeout_ms) {
+  epoll_event events[32];
+  int n = ::epoll_wait(epoll_.get(), events, 32, timeout_ms);
+  if (n < 0) {
+    if (errno != EINTR) log::error(cat("event loop: epoll_wait: ", errno_text()));
+    return;
+  }
+  for (int i = 0; i < n; ++i) static_cast<Handler*>(events[i].data.ptr)->fn();
+}
+
+void EventLoop::loop() {
+  while (!stopping_.load()) run_once(-1);
+  run_posted();  // a run_sync() caller may be waiting
+}
+
+void EventLoop::start() {
+  if (running_.exchange(true)) return;
+  thread_ = std::thread([this] { loop(); });
+}
+
+void EventLoop::stop() {
+  if (!running_.load()) return;
+  stopping_ = true;
+  post([] {});
+  if (thread_.joinable()) thread_.join();
+  running_ = false;
+}
+
+}  // namespace ember

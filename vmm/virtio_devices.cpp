@@ -1,0 +1,80 @@
+#include "vmm/virtio_devices.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "virtio/blk/block_device.h"
+#include "virtio/spec.h"
+#include "vmm/memory/layout.h"
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember {
+
+namespace {
+
+// Enough submission entries for every queue of every io_uring drive to be full.
+unsigned ring_entries(size_t drives, unsigned queue_size) {
+  unsigned want = static_cast<unsigned>(std::min<size_t>(drives * queue_size, 4096));
+  unsigned entries = 1;
+  while (entries < want) entries <<= 1;
+  return entries;
+}
+
+constexpr unsigned kBlockQueueSize = 256;
+
+}  // namespace
+
+VirtioDevices::VirtioDevices(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<DriveConfig>& drives) {
+  // The root drive goes first so that Linux names it /dev/vda (devices probe in
+  // command-line order).
+  std::vector<DriveConfig> ordered = drives;
+  std::stable_partition(ordered.begin(), ordered.end(), [](const DriveConfig& d) { return d.is_root_device; });
+
+  size_t uring_drives = std::count_if(ordered.begin(), ordered.end(), [](const DriveConfig& d) {
+    return d.io_engine == DriveConfig::IoEngine::IoUring;
+  });
+  if (uring_drives > 0) {
+    // Once per VM, before the vCPUs start: ring setup is too slow for the request path.
+    auto start = std::chrono::steady_clock::now();
+    ring_ = std::make_unique<virtio::IoUringRing>(ring_entries(uring_drives, kBlockQueueSize));
+    loop_.add(ring_->event_fd(), [ring = ring_.get()] { ring->reap(); });
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+    log::debug(cat("io_uring ring for ", uring_drives, " drive(s) set up in ", us.count(), " us"));
+  }
+
+  for (const DriveConfig& d : ordered) {
+    virtio::blk::BlockDeviceOptions options;
+    options.id = d.drive_id;
+    options.path = d.path_on_host;
+    options.read_only = d.is_read_only;
+    options.queue_size = kBlockQueueSize;
+    bool uring = d.io_engine == DriveConfig::IoEngine::IoUring;
+    auto device = std::make_unique<virtio::blk::BlockDevice>(options, uring ? ring_.get() : nullptr);
+    log::info(cat("drive '", d.drive_id, "': ", d.path_on_host, ", ", device->capacity_sectors(), " sectors, ",
+                  d.is_read_only ? "read-only, " : "", device->engine()));
+    add(std::make_shared<virtio::MmioTransport>(std::move(device), memory, loop_, "drive '" + d.drive_id + "'"), vm,
+        mmio);
+    if (d.is_root_device) cmdline_ += d.is_read_only ? " root=/dev/vda ro" : " root=/dev/vda rw";
+  }
+}
+
+VirtioDevices::~VirtioDevices() { loop_.stop(); }
+
+void VirtioDevices::add(std::shared_ptr<virtio::MmioTransport> transport, VmFd& vm, Bus& mmio) {
+  size_t index = transports_.size();
+  uint32_t irq = layout::kFirstVirtioIrq + static_cast<uint32_t>(index);
+  if (index >= layout::kVirtioMmioSlots || irq > layout::kLastIrq) fail("too many virtio devices");
+  uint64_t base = layout::kVirtioMmioStart + index * layout::kVirtioMmioSlotSize;
+  mmio.insert(transport, base, layout::kVirtioMmioSlotSize, transport->name());
+  // Notifications and interrupts bypass userspace: the vCPU never exits for them.
+  for (uint16_t q = 0; q < transport->queue_count(); ++q) {
+    vm.register_ioeventfd(transport->queue_notify_fd(q), base + virtio::mmio::kQueueNotify, 4, uint64_t{q});
+  }
+  vm.register_irqfd(transport->irq_fd(), irq);
+  // 4.2.3: Linux's virtio_mmio.device=<size>@<base>:<irq>.
+  cmdline_ += cat(" virtio_mmio.device=4K@", hex(base), ":", irq);
+  transports_.push_back(std::move(transport));
+}
+
+}  // namespace ember
