@@ -1,6 +1,8 @@
 #include "vmm/vm.h"
 
 #include <fcntl.h>
+
+#include <future>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -27,28 +29,37 @@ constexpr const char* kPanicMarker = "Kernel panic - not syncing";
 Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
     : kvm_(kvm), config_(config), timeline_(timeline) {
   validate(config_);
-  vm_ = VmFd::create(kvm_);
-  vm_.create_irq_chip_and_pit();
-  timeline_.mark(BootPhase::KvmReady);
-  setup_memory();
+  // KVM_CREATE_VM can take tens of milliseconds (on hosts up to 6.12 it starts a kernel
+  // thread per VM), and mapping RAM and loading the kernel do not need the VM: overlap them.
+  auto kvm_setup = std::async(std::launch::async, [this] {
+    vm_ = VmFd::create(kvm_);
+    vm_.create_irq_chip_and_pit();
+    timeline_.mark(BootPhase::KvmReady);
+  });
+  map_memory();
   timeline_.mark(BootPhase::MemoryReady);
+  LoadedImages images = load_images();
+  timeline_.mark(BootPhase::KernelLoaded);
+  kvm_setup.get();  // rethrows a KVM setup error
+  register_memory();
   setup_devices();
   virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_.drives);
   config_.boot.boot_args += virtio_->cmdline();
-  BootEntry entry = load_guest();
-  timeline_.mark(BootPhase::KernelLoaded);
-  create_vcpus(entry);
+  create_vcpus(write_boot_structures(images));
   timeline_.mark(BootPhase::VcpusReady);
 }
 
 Vm::~Vm() { stop_vcpus(); }
 
-void Vm::setup_memory() {
+void Vm::map_memory() {
   GuestMemoryOptions options;
   options.size_bytes = config_.machine.mem_size_mib * layout::kMiB;
   options.huge_pages = config_.machine.huge_pages;
   options.prefault = config_.machine.prefault;
   memory_ = GuestMemory::create(options);
+}
+
+void Vm::register_memory() {
   uint32_t slot = 0;
   for (const MemoryRegion& r : memory_.regions()) {
     vm_.set_user_memory_region(slot++, r.gpa, r.size, memory_.host_base() + r.host_offset);
@@ -94,15 +105,21 @@ void Vm::setup_devices() {
                layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
 }
 
-Vm::BootEntry Vm::load_guest() {
+Vm::LoadedImages Vm::load_images() {
   const BootSource& boot = config_.boot;
   FileImage kernel_image = FileImage::open(boot.kernel_image_path, "kernel");
-  LoadedKernel kernel = load_kernel(kernel_image, memory_);
-  std::optional<InitrdLocation> initrd;
+  LoadedImages images{load_kernel(kernel_image, memory_), std::nullopt};
   if (!boot.initrd_path.empty()) {
     FileImage initrd_image = FileImage::open(boot.initrd_path, "initrd");
-    initrd = load_initrd(initrd_image, kernel, memory_);
+    images.initrd = load_initrd(initrd_image, images.kernel, memory_);
   }
+  return images;
+}
+
+Vm::BootEntry Vm::write_boot_structures(const LoadedImages& images) {
+  const BootSource& boot = config_.boot;
+  const LoadedKernel& kernel = images.kernel;
+  const std::optional<InitrdLocation>& initrd = images.initrd;
   write_cmdline(memory_, kernel, boot.boot_args);
   x86::write_boot_tables(memory_);
   x86::write_mptable(memory_, config_.machine.vcpu_count);

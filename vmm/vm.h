@@ -7,6 +7,8 @@
 
 #include "vmm/arch/x86_64/regs.h"
 #include "vmm/devices/bus.h"
+#include "vmm/loader/boot_info.h"
+#include "vmm/loader/kernel_loader.h"
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
@@ -28,14 +30,22 @@ class Vm {
   VmExit run();
 
  private:
-  void setup_memory();
+  void map_memory();
+  void register_memory();
   void setup_devices();
+  struct LoadedImages {
+    LoadedKernel kernel;
+    std::optional<InitrdLocation> initrd;
+  };
   struct BootEntry {
     x86::EntryMode mode;
     uint64_t entry;
     uint64_t boot_info;
   };
-  BootEntry load_guest();
+  // Kernel and initrd into guest memory (no KVM needed).
+  LoadedImages load_images();
+  // Command line, page tables, MP table and zero page / PVH start info.
+  BootEntry write_boot_structures(const LoadedImages& images);
   void create_vcpus(const BootEntry& boot);
   void stop_vcpus();
 

@@ -20,7 +20,8 @@ if [[ $mode == auto ]]; then
 fi
 if [[ $mode == direct ]]; then
   echo "e2e: running on this host's /dev/kvm"
-  exec "$tests" "$@"
+  "$tests" "$@" 2>&1 | tee "$build/e2e.log"
+  exit "${PIPESTATUS[0]}"
 fi
 echo "e2e: ${why:-emulated mode requested}: running the end-to-end tests inside the emulated host (QEMU TCG, nested SVM)"
 # The emulated host is 50-100x slower than hardware: a boot that takes well under a second
@@ -30,7 +31,9 @@ export EMBER_E2E_TIME_SCALE=${EMBER_E2E_TIME_SCALE:-5}
 # failing test (exit 125 with "emulated host died: ...") and retried once; a test failure is not.
 for attempt in 1 2; do
   rc=0
-  "$src/tests/e2e/emulated-host/run.sh" --timeout "${EMBER_E2E_HOST_TIMEOUT:-1500}" -- "$tests" "$@" || rc=$?
+  # ctest shows output only at the end: follow progress in BUILD_DIR/e2e.log meanwhile.
+  "$src/tests/e2e/emulated-host/run.sh" --timeout "${EMBER_E2E_HOST_TIMEOUT:-900}" -- "$tests" "$@" \
+    2>&1 | tee "$build/e2e.log" || rc=${PIPESTATUS[0]}
   [[ $rc -eq 125 && $attempt -eq 1 ]] || exit $rc
   echo "e2e: the emulated host died (not a test failure); running the suite once more"
 done

@@ -62,9 +62,24 @@ done
 [ -f "$share/job.sh" ] || fail "no job.sh in the scratch share"
 
 echo "ember-l1: job starts at uptime $(cut -d' ' -f1 /proc/uptime) s"
+# Every minute, the busiest processes and any stuck in the kernel (state D): when the job
+# hangs, run.sh prints the console's last lines, and these say where.
+(
+    while sleep 60; do
+        echo "ember-l1: processes at uptime $(cut -d' ' -f1 /proc/uptime) s (pid state name utime stime):"
+        for stat in /proc/[0-9]*/task/[0-9]*/stat; do
+            read -r pid name state _ _ _ _ _ _ _ _ _ _ utime stime _ < "$stat" 2>/dev/null || continue
+            case $name in "("kworker*|"("ksoftirq*|"("rcu*|"("migration*|"("cpuhp*|"("idle_inject*) continue ;; esac
+            [ "$state" = D ] || [ $((utime + stime)) -gt 100 ] && echo "  $pid $state $name $utime $stime"
+        done
+        grep -E "^(ctxt|procs_running|procs_blocked)" /proc/stat | tr '\n' ' '; echo
+    done
+) &
+watcher=$!
 env -i /bin/chroot /host /bin/sh /run/ember/share/job.sh </dev/null >"$out" 2>&1
 status=$?
 echo "$status" > "$share/status.tmp" && mv "$share/status.tmp" "$share/status" ||
     fail "cannot write the job's status"
+kill "$watcher" 2>/dev/null
 echo "ember-l1: job exited with status $status at uptime $(cut -d' ' -f1 /proc/uptime) s"
 stop
