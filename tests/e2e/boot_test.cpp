@@ -12,6 +12,7 @@
 #include <fstream>
 #include <regex>
 
+#include "tests/e2e/e2e_util.h"
 #include "tests/e2e/process.h"
 
 namespace ember::e2e {
@@ -19,52 +20,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) {
-    ADD_FAILURE() << name << " is not set: run the end-to-end tests through tests/e2e/run-e2e.sh";
-    return "";
-  }
-  return v;
-}
-
-double time_scale() {
-  const char* v = std::getenv("EMBER_E2E_TIME_SCALE");
-  return v ? std::atof(v) : 1.0;
-}
-
-fs::path scratch_dir() {
-  const char* tmp = std::getenv("TMPDIR");
-  fs::path dir = fs::path(tmp ? tmp : "/tmp") / ("ember-e2e-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir;
-}
-
-std::string base64(const std::string& in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], t[n & 63]};
-  }
-  if (i + 1 == in.size()) {
-    uint32_t n = uint8_t(in[i]) << 16;
-    out += {t[n >> 18], t[(n >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], '='};
-  }
-  return out;
-}
-
-// Command line for the test guest: quiet (each console byte is an exit, which is
-// slow in the emulated host), and optionally a script for its init to run.
-std::string cmdline(const std::string& script = "") {
-  std::string c = "console=ttyS0 reboot=k panic=1 pci=off quiet";
-  if (!script.empty()) c += " ember_test=" + base64(script);
-  return c;
-}
+using util::base64;
+using util::cmdline;
+using util::describe;
+using util::env;
+using util::scratch_dir;
+using util::time_scale;
 
 struct Boot {
   std::string kernel = "bzImage";
@@ -86,10 +47,6 @@ ProcessResult boot(const Boot& b, double timeout = 60) {
   return run_process(argv, timeout * time_scale());
 }
 
-std::string describe(const ProcessResult& r) {
-  return "exit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") + " after " +
-         std::to_string(r.seconds) + " s\n--- stdout ---\n" + r.out + "\n--- stderr ---\n" + r.err;
-}
 
 // The guest init prints "EMBER_GUEST_USERSPACE cpus=N mem_mib=M".
 bool reached_userspace(const ProcessResult& r, uint32_t cpus, uint32_t mem_mib) {
@@ -147,7 +104,7 @@ TEST(GuestLifecycle, GuestPanicEndsEmberNonZero) {
 }
 
 TEST(GuestLifecycle, SerialOutputToFile) {
-  fs::path log = scratch_dir() / "console.log";
+  fs::path log = scratch_dir("serial-file") / "console.log";
   fs::remove(log);
   ProcessResult r = boot({"vmlinux", 1, 128, "echo to-the-file", {"--serial-out", log.string()}});
   EXPECT_EQ(r.exit_code, 0) << describe(r);
@@ -185,7 +142,7 @@ TEST(GuestMemoryLayout, MemoryAboveTheMmioGap) {
 
 // 2 MiB hugetlbfs pages when the host has them reserved, else a clear error.
 TEST(GuestMemoryLayout, HugePages2M) {
-  fs::path toml = scratch_dir() / "huge.toml";
+  fs::path toml = scratch_dir("huge-pages") / "huge.toml";
   std::string guest = env("EMBER_GUEST_DIR");
   std::ofstream(toml) << "[boot-source]\nkernel_image_path = \"" << guest << "/bzImage\"\ninitrd_path = \"" << guest
                       << "/initramfs.cpio.gz\"\n[machine-config]\nmem_size_mib = 128\nhuge_pages = \"2M\"\n";
@@ -218,14 +175,14 @@ TEST(BadInput, MissingKernel) {
 }
 
 TEST(BadInput, GarbageKernel) {
-  fs::path junk = scratch_dir() / "garbage.bin";
+  fs::path junk = scratch_dir("garbage-kernel") / "garbage.bin";
   std::ofstream(junk) << std::string(100000, 'x');
   ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", junk.string()}, 30 * time_scale());
   expect_clean_failure(r, 2, "is neither an ELF vmlinux nor a bzImage");
 }
 
 TEST(BadInput, TruncatedKernel) {
-  fs::path cut = scratch_dir() / "truncated-vmlinux";
+  fs::path cut = scratch_dir("truncated-kernel") / "truncated-vmlinux";
   {
     // Plain reads, not fs::copy_file: its sendfile() from the emulated host's 9p share hung once.
     std::ifstream in(env("EMBER_GUEST_DIR") + "/vmlinux", std::ios::binary);
@@ -239,7 +196,7 @@ TEST(BadInput, TruncatedKernel) {
 }
 
 TEST(BadInput, InitrdTooLargeForMemory) {
-  fs::path big = scratch_dir() / "big-initrd";
+  fs::path big = scratch_dir("big-initrd") / "big-initrd";
   { std::ofstream(big) << "x"; }
   fs::resize_file(big, 200 << 20);  // sparse: 200 MiB for a 128 MiB guest
   ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", env("EMBER_GUEST_DIR") + "/bzImage", "--initrd",
@@ -249,7 +206,7 @@ TEST(BadInput, InitrdTooLargeForMemory) {
 }
 
 TEST(BadInput, BadTomlFile) {
-  fs::path toml = scratch_dir() / "bad.toml";
+  fs::path toml = scratch_dir("bad-toml") / "bad.toml";
   std::ofstream(toml) << "[boot-source]\nkernel_image_path = \"vmlinux\"\n[machine-config]\nvcpu_count = 64\n";
   ProcessResult r = run_process({env("EMBER_BIN"), "--config", toml.string()}, 30 * time_scale());
   expect_clean_failure(r, 2, "bad.toml:4: machine-config.vcpu_count must be between 1 and 32 (got 64)");

@@ -27,13 +27,14 @@ echo "e2e: ${why:-emulated mode requested}: running the end-to-end tests inside 
 # The emulated host is 50-100x slower than hardware: a boot that takes well under a second
 # there takes 5-20 s here, and more while other emulated hosts share the cores.
 export EMBER_E2E_TIME_SCALE=${EMBER_E2E_TIME_SCALE:-5}
-# The emulated host can die or hang by itself (nested-kvm.md). That is told apart from a
-# failing test (exit 125 with "emulated host died: ...") and retried once; a test failure is not.
-for attempt in 1 2; do
+# The emulated host can die or freeze by itself (nested-kvm.md; a freeze is detected within
+# minutes). That is told apart from a failing test (exit 125 with "emulated host died: ...")
+# and retried, up to 3 attempts; a test failure is not retried.
+for attempt in 1 2 3; do
   rc=0
   # ctest shows output only at the end: follow progress in BUILD_DIR/e2e.log meanwhile.
   "$src/tests/e2e/emulated-host/run.sh" --timeout "${EMBER_E2E_HOST_TIMEOUT:-900}" -- "$tests" "$@" \
     2>&1 | tee "$build/e2e.log" || rc=${PIPESTATUS[0]}
-  [[ $rc -eq 125 && $attempt -eq 1 ]] || exit $rc
-  echo "e2e: the emulated host died (not a test failure); running the suite once more"
+  [[ $rc -eq 125 && $attempt -lt 3 ]] || exit $rc
+  echo "e2e: the emulated host died (not a test failure); running the suite again"
 done

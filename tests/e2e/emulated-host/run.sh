@@ -90,6 +90,24 @@ start_qemu() {
     pids+=("$qemu_pid")
 }
 
+# L1's /init prints a process snapshot every 60 s while the job runs, so a console that
+# stays silent much longer means L1 froze: seen under QEMU TCG when an L2 guest keeps an L1
+# CPU and L1 never gets control back. Stop it early instead of waiting for --timeout.
+freeze_s=${EMBER_L1_FREEZE_SECONDS:-150}
+watch_for_freeze() {
+    local last_size=-1 size quiet=0
+    while kill -0 "$qemu_pid" 2>/dev/null; do
+        sleep 10
+        size=$(stat -c %s "$scratch/console.log" 2>/dev/null || echo 0)
+        if [[ $size == "$last_size" ]]; then quiet=$((quiet + 10)); else quiet=0; last_size=$size; fi
+        if ((quiet >= freeze_s)); then
+            : > "$scratch/frozen"
+            kill "$qemu_pid" 2>/dev/null
+            return
+        fi
+    done
+}
+
 # Explains, on stderr, why L1 ended without a job status, and exits 125.
 report_death() {
     local console panic l1_error reason
@@ -98,6 +116,8 @@ report_death() {
     l1_error=$(grep -o 'ember-l1: error: .*' <<<"$console" | tail -n 1)
     if [[ -n $interrupted ]]; then
         reason="$prog was interrupted by $interrupted"
+    elif [[ -f $scratch/frozen ]]; then
+        reason="it froze: no console output for $freeze_s s (stopped after $elapsed s)"
     elif [[ $qemu_rc == 124 ]] || [[ $qemu_rc == 137 && $elapsed -ge $timeout_s ]]; then
         reason="timeout after $timeout_s s"
     elif [[ -n $panic ]]; then
@@ -172,6 +192,8 @@ main() {
 
     local start=$SECONDS
     start_qemu
+    watch_for_freeze &
+    pids+=("$!")
     trap 'on_signal SIGINT' INT
     trap 'on_signal SIGTERM' TERM
     trap 'on_signal SIGHUP' HUP
