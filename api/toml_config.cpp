@@ -145,7 +145,7 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
        }},
       {"prefault", [&](const toml::node& n, const std::string& k) {
          if (n.is_boolean()) {
-           config.machine.prefault = r.boolean(n, k) ? Prefault::Sync : Prefault::Off;
+           config.machine.prefault = r.boolean(n, k) ? Prefault::Background : Prefault::Off;
            return;
          }
          if (!n.is_string()) r.error_at(n, k + " must be true, false, \"sync\" or \"background\"");

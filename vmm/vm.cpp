@@ -66,6 +66,18 @@ void Vm::register_memory() {
   }
 }
 
+std::function<void()> Vm::irq_trigger(UniqueFd& event, uint32_t gsi, const char* device) {
+  event.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!event.valid()) fail("eventfd for the ", device, " IRQ: ", errno_text());
+  vm_.register_irqfd(event.get(), gsi);
+  int fd = event.get();
+  return [fd] {
+    uint64_t one = 1;
+    ssize_t ignored = ::write(fd, &one, sizeof(one));
+    (void)ignored;
+  };
+}
+
 void Vm::setup_devices() {
   int out_fd = -1;
   switch (config_.serial.output) {
@@ -80,22 +92,14 @@ void Vm::setup_devices() {
     case SerialConfig::Output::None:
       break;
   }
-  serial_irq_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!serial_irq_.valid()) fail("eventfd for the serial IRQ: ", errno_text());
-  vm_.register_irqfd(serial_irq_.get(), layout::kCom1Irq);
-  int irq_fd = serial_irq_.get();
   serial_ = std::make_shared<Serial>(
-      out_fd,
-      [irq_fd] {
-        uint64_t one = 1;
-        ssize_t ignored = ::write(irq_fd, &one, sizeof(one));
-        (void)ignored;
-      },
+      out_fd, irq_trigger(serial_irq_, layout::kCom1Irq, "COM1"),
       [this](const std::string& line) {
         if (line.find(kPanicMarker) != std::string::npos) exit_.note_panic(line);
       });
   pio_.insert(serial_, layout::kCom1Port, 8, "COM1");
-  pio_.insert(std::make_shared<I8042>([this] { exit_.report(ExitKind::GuestShutdown, "guest reset via i8042"); }),
+  pio_.insert(std::make_shared<I8042>([this] { exit_.report(ExitKind::GuestShutdown, "guest reset via i8042"); },
+                                      irq_trigger(i8042_irq_, layout::kI8042Irq, "i8042")),
               layout::kI8042DataPort, layout::kI8042CommandPort - layout::kI8042DataPort + 1, "i8042");
   mmio_.insert(std::make_shared<BootMarker>([this] {
                  timeline_.mark(BootPhase::BootComplete);
@@ -163,6 +167,7 @@ VmExit Vm::run() {
   std::unique_ptr<StdinForwarder> stdin_forwarder;
   if (config_.serial.input) stdin_forwarder = std::make_unique<StdinForwarder>(*serial_);
   virtio_->start();  // the event thread runs before any vCPU can notify a queue
+  if (config_.machine.prefault == Prefault::Background) memory_.start_background_prefault();
   for (auto& v : vcpus_) v->start();
 
   while (!exit_.reported()) {

@@ -33,6 +33,8 @@ class Vm {
   void map_memory();
   void register_memory();
   void setup_devices();
+  // An eventfd wired to `gsi` with KVM_IRQFD; the returned function pulses the IRQ.
+  std::function<void()> irq_trigger(UniqueFd& event, uint32_t gsi, const char* device);
   struct LoadedImages {
     LoadedKernel kernel;
     std::optional<InitrdLocation> initrd;
@@ -59,6 +61,7 @@ class Vm {
   Bus mmio_{"MMIO"};
   UniqueFd serial_out_;
   UniqueFd serial_irq_;
+  UniqueFd i8042_irq_;
   std::shared_ptr<Serial> serial_;
   // After the buses and memory (it uses them), before the vCPUs (destroyed first).
   std::unique_ptr<VirtioDevices> virtio_;

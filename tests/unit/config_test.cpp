@@ -55,7 +55,7 @@ TEST(TomlConfig, DefaultsMatchFirecracker) {
   EXPECT_EQ(c.machine.vcpu_count, 1u);
   EXPECT_EQ(c.machine.mem_size_mib, 128u);
   EXPECT_EQ(c.boot.boot_args, kDefaultBootArgs);
-  EXPECT_EQ(c.machine.prefault, Prefault::Sync);
+  EXPECT_EQ(c.machine.prefault, Prefault::Background);
   EXPECT_EQ(c.serial.output, SerialConfig::Output::Stdout);
 }
 

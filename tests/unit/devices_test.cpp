@@ -150,6 +150,66 @@ TEST(I8042, ResetCommandEndsVm) {
   EXPECT_EQ(resets, 1);
 }
 
+struct KbdHarness {
+  int resets = 0, irqs = 0;
+  I8042 kbd{[this] { ++resets; }, [this] { ++irqs; }};
+  uint8_t in(uint64_t off) {
+    uint8_t v;
+    kbd.read(off, std::span<uint8_t>(&v, 1));
+    return v;
+  }
+  void out(uint64_t off, uint8_t v) { kbd.write(off, std::span<const uint8_t>(&v, 1)); }
+};
+
+// The sequence Linux's i8042 driver uses at probe time answers at once.
+TEST(I8042, AnswersTheLinuxProbe) {
+  KbdHarness h;
+  EXPECT_EQ(h.in(4) & 0x01, 0);  // output buffer empty
+  h.out(4, 0x20);                 // read command byte
+  EXPECT_EQ(h.in(4) & 0x01, 1);
+  uint8_t ctr = h.in(0);
+  EXPECT_EQ(h.in(4) & 0x01, 0);
+  h.out(4, 0x60);  // write command byte: interrupts off
+  h.out(0, static_cast<uint8_t>(ctr & ~0x01));
+  h.out(4, 0x20);
+  EXPECT_EQ(h.in(0), ctr & ~0x01);
+  h.out(4, 0xaa);  // controller self test
+  EXPECT_EQ(h.in(0), 0x55);
+  h.out(4, 0xab);  // keyboard port test
+  EXPECT_EQ(h.in(0), 0x00);
+  EXPECT_EQ(h.irqs, 1);  // only the first reply, sent before the driver turned interrupts off
+}
+
+TEST(I8042, KeyboardCommandsAreAcknowledgedWithInterrupts) {
+  KbdHarness h;
+  h.out(0, 0xf2);  // identify
+  EXPECT_EQ(h.irqs, 1);
+  EXPECT_EQ(h.in(0), 0xfa);
+  EXPECT_EQ(h.irqs, 2);  // one pulse per byte still to read
+  EXPECT_EQ(h.in(0), 0xab);
+  EXPECT_EQ(h.in(0), 0x83);
+  h.out(0, 0xed);  // set LEDs, then its argument: two ACKs
+  h.out(0, 0x07);
+  EXPECT_EQ(h.in(0), 0xfa);
+  EXPECT_EQ(h.in(0), 0xfa);
+  EXPECT_EQ(h.in(4) & 0x01, 0);
+  h.out(0, 0xff);  // reset: ACK then self-test passed
+  EXPECT_EQ(h.in(0), 0xfa);
+  EXPECT_EQ(h.in(0), 0xaa);
+}
+
+TEST(I8042, OutputIsBounded) {
+  KbdHarness h;
+  for (int i = 0; i < 1000; ++i) h.out(4, 0x20);
+  int n = 0;
+  while (h.in(4) & 0x01) {
+    h.in(0);
+    ++n;
+  }
+  EXPECT_LE(n, 16);
+  EXPECT_EQ(h.resets, 0);
+}
+
 TEST(BootMarker, OnlyTheMagicByteAtOffsetZero) {
   int marks = 0;
   BootMarker m([&] { ++marks; });

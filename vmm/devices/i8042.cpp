@@ -1,21 +1,130 @@
 #include "vmm/devices/i8042.h"
 
-#include <algorithm>
-
 namespace ember {
 
 namespace {
+
+constexpr uint64_t kDataOffset = 0;     // port 0x60
 constexpr uint64_t kCommandOffset = 4;  // port 0x64
+constexpr size_t kMaxOutput = 16;
+
+// Status register bits.
+constexpr uint8_t kStatusOutputFull = 0x01;
+constexpr uint8_t kStatusSystemFlag = 0x04;
+constexpr uint8_t kCommandByteKbdInterrupt = 0x01;
+
+// Controller commands (port 0x64).
+constexpr uint8_t kCmdReadCommandByte = 0x20;
+constexpr uint8_t kCmdWriteCommandByte = 0x60;
+constexpr uint8_t kCmdTestAux = 0xa9;
+constexpr uint8_t kCmdSelfTest = 0xaa;
+constexpr uint8_t kCmdTestKbd = 0xab;
+constexpr uint8_t kCmdReadInputPort = 0xc0;
+constexpr uint8_t kCmdReadOutputPort = 0xd0;
+constexpr uint8_t kCmdWriteOutputPort = 0xd1;
+constexpr uint8_t kCmdWriteKbdOutput = 0xd2;
+constexpr uint8_t kCmdWriteAuxOutput = 0xd3;
+constexpr uint8_t kCmdWriteAux = 0xd4;
 constexpr uint8_t kCmdResetCpu = 0xfe;  // pulse the CPU reset line
+
+// Keyboard commands (port 0x60) and replies.
+constexpr uint8_t kKbdSetLeds = 0xed;
+constexpr uint8_t kKbdGetId = 0xf2;
+constexpr uint8_t kKbdSetRate = 0xf3;
+constexpr uint8_t kKbdReset = 0xff;
+constexpr uint8_t kKbdAck = 0xfa;
+constexpr uint8_t kKbdSelfTestPassed = 0xaa;
+
 }  // namespace
 
-void I8042::read(uint64_t, std::span<uint8_t> data) {
-  // Status 0: input buffer empty (the guest may send a command), output buffer empty.
-  std::fill(data.begin(), data.end(), 0);
+void I8042::read(uint64_t offset, std::span<uint8_t> data) {
+  if (data.size() != 1) return;
+  bool raise = false;
+  {
+    std::lock_guard lock(mu_);
+    if (offset == kCommandOffset) {
+      data[0] = kStatusSystemFlag | (output_.empty() ? 0 : kStatusOutputFull);
+      return;
+    }
+    if (offset != kDataOffset) {
+      data[0] = 0xff;
+      return;
+    }
+    data[0] = output_.empty() ? 0 : output_.front();
+    if (!output_.empty()) output_.pop_front();
+    // Edge-triggered IRQ 1: one pulse per byte left to read.
+    raise = !output_.empty() && (command_byte_ & kCommandByteKbdInterrupt);
+  }
+  if (raise && raise_irq_) raise_irq_();
 }
 
 void I8042::write(uint64_t offset, std::span<const uint8_t> data) {
-  if (offset == kCommandOffset && data.size() == 1 && data[0] == kCmdResetCpu && on_reset_) on_reset_();
+  if (data.size() != 1) return;
+  if (offset == kCommandOffset && data[0] == kCmdResetCpu) {
+    if (on_reset_) on_reset_();
+    return;
+  }
+  std::lock_guard lock(mu_);
+  if (offset == kCommandOffset) command(data[0]);
+  else if (offset == kDataOffset) data_write(data[0]);
+}
+
+void I8042::command(uint8_t cmd) {
+  pending_command_ = 0;
+  switch (cmd) {
+    case kCmdReadCommandByte: push_output(command_byte_); break;
+    case kCmdSelfTest: push_output(0x55); break;           // self test passed
+    case kCmdTestKbd: push_output(0x00); break;            // no error
+    case kCmdTestAux: push_output(0xff); break;            // no mouse port
+    case kCmdReadInputPort: push_output(0x00); break;
+    case kCmdReadOutputPort: push_output(0x01); break;     // reset line not asserted
+    case kCmdWriteCommandByte:
+    case kCmdWriteOutputPort:
+    case kCmdWriteKbdOutput:
+    case kCmdWriteAuxOutput:
+    case kCmdWriteAux:
+      pending_command_ = cmd;  // the argument comes through the data port
+      break;
+    default:
+      break;  // enable/disable ports and the like: nothing to model
+  }
+}
+
+void I8042::data_write(uint8_t value) {
+  uint8_t pending = pending_command_;
+  pending_command_ = 0;
+  switch (pending) {
+    case kCmdWriteCommandByte: command_byte_ = value; return;
+    case kCmdWriteKbdOutput: push_output(value); return;
+    case kCmdWriteOutputPort:
+    case kCmdWriteAuxOutput:
+    case kCmdWriteAux: return;  // no mouse, and the output port's reset bit is not modelled
+    default: break;
+  }
+  // A byte for the keyboard itself.
+  if (led_argument_) {
+    led_argument_ = false;
+    push_output(kKbdAck);
+    return;
+  }
+  push_output(kKbdAck);
+  switch (value) {
+    case kKbdReset: push_output(kKbdSelfTestPassed); break;
+    case kKbdGetId:  // an MF2 keyboard
+      push_output(0xab);
+      push_output(0x83);
+      break;
+    case kKbdSetLeds:
+    case kKbdSetRate: led_argument_ = true; break;
+    default: break;
+  }
+}
+
+void I8042::push_output(uint8_t byte) {
+  if (output_.size() >= kMaxOutput) return;  // a guest not reading: drop, stay bounded
+  bool was_empty = output_.empty();
+  output_.push_back(byte);
+  if (was_empty && (command_byte_ & kCommandByteKbdInterrupt) && raise_irq_) raise_irq_();
 }
 
 }  // namespace ember

@@ -1,8 +1,14 @@
-// The part of an i8042 keyboard controller Linux needs to reset the machine
-// (reboot=k writes command 0xFE to port 0x64): a reset ends the VM.
+// An i8042 keyboard controller, as much as Linux uses: the controller commands its
+// driver sends at probe time (read/write the command byte, self tests), keyboard
+// replies (ACK, reset, identify), IRQ 1 for output, and the CPU reset line
+// (reboot=k writes command 0xFE to port 0x64), which ends the VM. Without answers
+// the driver polls the status port thousands of times before giving up.
 #pragma once
 
+#include <algorithm>
+#include <deque>
 #include <functional>
+#include <mutex>
 
 #include "vmm/devices/bus.h"
 
@@ -10,13 +16,24 @@ namespace ember {
 
 class I8042 : public BusDevice {
  public:
-  // Ports 0x60..0x64 map to offsets 0..4.
-  explicit I8042(std::function<void()> on_reset) : on_reset_(std::move(on_reset)) {}
+  // Ports 0x60..0x64 map to offsets 0..4. `raise_irq` pulses IRQ 1.
+  I8042(std::function<void()> on_reset, std::function<void()> raise_irq = {})
+      : on_reset_(std::move(on_reset)), raise_irq_(std::move(raise_irq)) {}
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
  private:
+  void command(uint8_t cmd);
+  void data_write(uint8_t value);
+  void push_output(uint8_t byte);
+
+  std::mutex mu_;
   std::function<void()> on_reset_;
+  std::function<void()> raise_irq_;
+  std::deque<uint8_t> output_;  // bytes for the guest to read from port 0x60
+  uint8_t command_byte_ = 0x45;  // keyboard interrupt on, system flag, translation
+  uint8_t pending_command_ = 0;  // a controller command waiting for its data byte
+  bool led_argument_ = false;    // keyboard 0xED/0xF3 wait for an argument byte
 };
 
 // Boot-complete marker (like Firecracker's boot timer): the guest writes the byte

@@ -32,13 +32,22 @@ std::vector<MemoryRegion> GuestMemory::plan_regions(uint64_t size_bytes) {
 
 namespace {
 
+// In chunks: one madvise() holds the mm lock for its whole range, and KVM needs that
+// lock (vCPU setup, the first KVM_RUN) while a background prefault runs.
+constexpr uint64_t kPrefaultChunk = 4 * layout::kMiB;
+
 void prefault(uint8_t* base, uint64_t size, uint64_t page) {
-  if (::madvise(base, size, MADV_POPULATE_WRITE) == 0) return;
-  // Kernels before 5.14 lack MADV_POPULATE_WRITE: touch one byte per page instead.
-  log::debug(cat("MADV_POPULATE_WRITE failed (", errno_text(), "), touching pages"));
-  for (uint64_t off = 0; off < size; off += page) {
-    reinterpret_cast<volatile uint8_t*>(base)[off] = 0;
+  uint64_t done = 0;
+  while (done < size) {
+    uint64_t len = std::min(kPrefaultChunk, size - done);
+    if (::madvise(base + done, len, MADV_POPULATE_WRITE) != 0) break;
+    done += len;
   }
+  if (done == size) return;
+  // Kernels before 5.14 lack MADV_POPULATE_WRITE: write-fault each page instead, with an
+  // atomic OR of 0 so data already there (the kernel, a guest's writes) is left unchanged.
+  log::debug(cat("MADV_POPULATE_WRITE failed (", errno_text(), "), touching pages"));
+  for (uint64_t off = done; off < size; off += page) __atomic_fetch_or(base + off, uint8_t{0}, __ATOMIC_RELAXED);
 }
 
 }  // namespace
@@ -70,13 +79,16 @@ GuestMemory GuestMemory::create(const GuestMemoryOptions& options) {
   // ember's own memory (Linux 5.17+ with CONFIG_ANON_VMA_NAME; harmless elsewhere).
   ::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(addr), size, "ember-guest-ram");
   if (options.huge_pages == HugePages::Transparent) ::madvise(addr, size, MADV_HUGEPAGE);
-  uint8_t* base = memory.mapping_.data();
-  if (options.prefault == Prefault::Sync) prefault(base, size, page);
-  if (options.prefault == Prefault::Background) {
-    memory.prefault_thread_ = JoiningThread([base, size, page] { prefault(base, size, page); });
-    pthread_setname_np(memory.prefault_thread_.get().native_handle(), "ember-prefault");
-  }
+  memory.page_size_ = page;
+  if (options.prefault == Prefault::Sync) prefault(memory.mapping_.data(), size, page);
   return memory;
+}
+
+void GuestMemory::start_background_prefault() {
+  uint8_t* base = mapping_.data();
+  uint64_t size = mapping_.size(), page = page_size_;
+  prefault_thread_ = JoiningThread([base, size, page] { prefault(base, size, page); });
+  pthread_setname_np(prefault_thread_.get().native_handle(), "ember-prefault");
 }
 
 std::optional<std::span<uint8_t>> GuestMemory::try_span(uint64_t gpa, uint64_t len) const {

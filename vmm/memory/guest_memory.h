@@ -23,7 +23,7 @@ struct MemoryRegion {
 enum class HugePages { None, Transparent, Huge2M };
 
 // When guest RAM is populated: never (faulted in as the guest touches it), before
-// create() returns, or on a background thread that overlaps kernel loading and boot.
+// create() returns, or by start_background_prefault() while the guest boots.
 enum class Prefault { Off, Sync, Background };
 
 struct GuestMemoryOptions {
@@ -63,12 +63,17 @@ class GuestMemory {
   uint8_t* host_base() const { return mapping_.data(); }
   // End of RAM below 4 GiB (exclusive).
   uint64_t low_end() const { return regions_.front().gpa + regions_.front().size; }
+  // Populates RAM on a thread of its own. Start it once KVM setup is done: populating
+  // holds the mm lock that KVM_CREATE_VM and vCPU setup need, while the guest's own
+  // page faults run alongside it.
+  void start_background_prefault();
   // Waits for a background prefault to finish (no-op otherwise).
   void wait_prefault() { prefault_thread_.join(); }
 
  private:
   Mapping mapping_;
   std::vector<MemoryRegion> regions_;
+  uint64_t page_size_ = 4096;
   JoiningThread prefault_thread_;  // declared after mapping_: joined before the unmap
 };
 
