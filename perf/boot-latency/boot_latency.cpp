@@ -249,6 +249,7 @@ int main(int argc, char** argv) {
     std::string name = variant;
     std::replace(name.begin(), name.end(), '/', '_');
     std::ofstream cdf(o.out + "/cdf-" + name + ".dat");
+    if (!ttu.empty()) cdf << ttu.front() << " 0\n";  // the curve starts at 0
     for (size_t i = 0; i < ttu.size(); ++i) cdf << ttu[i] << " " << double(i + 1) / ttu.size() << "\n";
   }
   md << "\n| kernel | ember/QEMU median | ember first KVM_RUN (median) | share of ember's time to userspace |\n"

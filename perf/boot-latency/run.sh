@@ -37,6 +37,7 @@ set title 'Time to guest userspace (spawn to init line), $(date -u +%F)'
 set xlabel 'milliseconds'
 set ylabel 'fraction of boots'
 set key bottom right
+set yrange [0:1.05]
 set grid
 plot $(IFS=,; echo "${plots[*]}")
 GP
