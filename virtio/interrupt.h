@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "virtio/spec.h"
+#include "vmm/util/eventfd.h"
 
 namespace ember::virtio {
 
@@ -26,9 +27,7 @@ class Interrupt {
   void raise(uint32_t bit) {
     status_.fetch_or(bit, std::memory_order_acq_rel);
     raised_.fetch_add(1, std::memory_order_relaxed);
-    uint64_t one = 1;
-    ssize_t ignored = ::write(irqfd_, &one, sizeof(one));  // only fails if the counter would overflow
-    (void)ignored;
+    signal_eventfd(irqfd_);
   }
   int irqfd_;
   std::atomic<uint32_t> status_{0};

@@ -7,17 +7,12 @@
 #include "virtio/guest_warning.h"
 #include "virtio/spec.h"
 #include "vmm/util/error.h"
+#include "vmm/util/eventfd.h"
 #include "vmm/util/log.h"
 
 namespace ember::virtio {
 
 namespace {
-
-UniqueFd make_eventfd(const std::string& what) {
-  UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!fd.valid()) fail("eventfd for ", what, ": ", errno_text());
-  return fd;
-}
 
 void set_low(uint64_t& v, uint32_t low) { v = (v & ~0xffffffffull) | low; }
 void set_high(uint64_t& v, uint32_t high) { v = (v & 0xffffffffull) | (uint64_t{high} << 32); }
@@ -141,9 +136,7 @@ void MmioTransport::write_register(uint64_t offset, uint32_t value) {
     case mmio::kQueueNotify:
       // Normally caught by KVM_IOEVENTFD; without it, notify the same eventfd here.
       if (value < notify_fds_.size()) {
-        uint64_t one = 1;
-        ssize_t ignored = ::write(notify_fds_[value].get(), &one, sizeof(one));
-        (void)ignored;
+        signal_eventfd(notify_fds_[value].get());
       } else {
         warn_guest(cat(name_, ": notification for queue ", value, ", which does not exist"));
       }

@@ -6,6 +6,7 @@
 #include <future>
 
 #include "vmm/util/error.h"
+#include "vmm/util/eventfd.h"
 #include "vmm/util/log.h"
 
 namespace ember {
@@ -21,8 +22,7 @@ void drain(int fd) {
 EventLoop::EventLoop() {
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_.valid()) fail("epoll_create1: ", errno_text());
-  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake_.valid()) fail("eventfd for the event loop: ", errno_text());
+  wake_ = make_eventfd("the event loop");
   wake_handler_ = {wake_.get(), [this] {
                      drain(wake_.get());
                      run_posted();
@@ -48,9 +48,7 @@ void EventLoop::post(std::function<void()> fn) {
     std::lock_guard<std::mutex> lock(mu_);
     posted_.push_back(std::move(fn));
   }
-  uint64_t one = 1;
-  ssize_t ignored = ::write(wake_.get(), &one, sizeof(one));
-  (void)ignored;
+  signal_eventfd(wake_.get());
 }
 
 void EventLoop::run_sync(const std::function<void()>& fn) {

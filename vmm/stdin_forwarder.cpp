@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vmm/util/eventfd.h"
 #include "vmm/util/log.h"
 
 namespace ember {
@@ -32,9 +33,7 @@ StdinForwarder::StdinForwarder(Serial& serial) : serial_(serial) {
 
 StdinForwarder::~StdinForwarder() {
   if (thread_.joinable()) {
-    uint64_t one = 1;
-    ssize_t ignored = ::write(stop_.get(), &one, sizeof(one));
-    (void)ignored;
+    signal_eventfd(stop_.get());
     thread_.join();
   }
   if (restore_terminal_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);

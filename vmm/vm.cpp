@@ -16,6 +16,7 @@
 #include "vmm/memory/layout.h"
 #include "vmm/stdin_forwarder.h"
 #include "vmm/util/error.h"
+#include "vmm/util/eventfd.h"
 #include "vmm/util/log.h"
 
 namespace ember {
@@ -63,15 +64,10 @@ void Vm::register_memory() {
 }
 
 std::function<void()> Vm::irq_trigger(UniqueFd& event, uint32_t gsi, const char* device) {
-  event.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!event.valid()) fail("eventfd for the ", device, " IRQ: ", errno_text());
+  event = make_eventfd(cat("the ", device, " IRQ"));
   vm_.register_irqfd(event.get(), gsi);
   int fd = event.get();
-  return [fd] {
-    uint64_t one = 1;
-    ssize_t ignored = ::write(fd, &one, sizeof(one));
-    (void)ignored;
-  };
+  return [fd] { signal_eventfd(fd); };
 }
 
 void Vm::setup_devices() {

@@ -1,9 +1,8 @@
 #include "vmm/vm_exit.h"
 
-#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "vmm/util/error.h"
+#include "vmm/util/eventfd.h"
 
 namespace ember {
 
@@ -18,9 +17,7 @@ int VmExit::exit_code() const {
   return 1;
 }
 
-ExitLatch::ExitLatch() : event_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-  if (!event_.valid()) fail("eventfd: ", errno_text());
-}
+ExitLatch::ExitLatch() : event_(make_eventfd("the VM exit latch")) {}
 
 void ExitLatch::note_panic(std::string line) {
   std::lock_guard lock(mu_);
@@ -39,9 +36,7 @@ void ExitLatch::report(ExitKind kind, std::string detail) {
     exit_ = {kind, std::move(detail)};
     reported_.store(true, std::memory_order_release);
   }
-  uint64_t one = 1;
-  ssize_t ignored = ::write(event_.get(), &one, sizeof(one));
-  (void)ignored;
+  signal_eventfd(event_.get());
 }
 
 VmExit ExitLatch::get() const {
