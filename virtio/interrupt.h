@@ -3,8 +3,6 @@
 // (raises) and vCPU threads (read/ack), hence the atomic.
 #pragma once
 
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdint>
 

@@ -34,29 +34,25 @@ Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
   vm_ = VmFd::create(kvm_);
   vm_.create_irq_chip_and_pit();
   timeline_.mark(BootPhase::KvmReady);
-  map_memory();
+  setup_memory();
   timeline_.mark(BootPhase::MemoryReady);
-  LoadedImages images = load_images();
-  timeline_.mark(BootPhase::KernelLoaded);
-  register_memory();
   setup_devices();
   virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_.drives);
-  config_.boot.boot_args += virtio_->cmdline();
-  create_vcpus(write_boot_structures(images));
+  config_.boot.boot_args += virtio_->cmdline();  // before the command line is written
+  BootEntry entry = load_guest();
+  timeline_.mark(BootPhase::KernelLoaded);
+  create_vcpus(entry);
   timeline_.mark(BootPhase::VcpusReady);
 }
 
 Vm::~Vm() { stop_vcpus(); }
 
-void Vm::map_memory() {
+void Vm::setup_memory() {
   GuestMemoryOptions options;
   options.size_bytes = config_.machine.mem_size_mib * layout::kMiB;
   options.huge_pages = config_.machine.huge_pages;
   options.prefault = config_.machine.prefault;
   memory_ = GuestMemory::create(options);
-}
-
-void Vm::register_memory() {
   uint32_t slot = 0;
   for (const MemoryRegion& r : memory_.regions()) {
     vm_.set_user_memory_region(slot++, r.gpa, r.size, memory_.host_base() + r.host_offset);
@@ -101,21 +97,15 @@ void Vm::setup_devices() {
                layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
 }
 
-Vm::LoadedImages Vm::load_images() {
+Vm::BootEntry Vm::load_guest() {
   const BootSource& boot = config_.boot;
   FileImage kernel_image = FileImage::open(boot.kernel_image_path, "kernel");
-  LoadedImages images{load_kernel(kernel_image, memory_), std::nullopt};
+  LoadedKernel kernel = load_kernel(kernel_image, memory_);
+  std::optional<InitrdLocation> initrd;
   if (!boot.initrd_path.empty()) {
     FileImage initrd_image = FileImage::open(boot.initrd_path, "initrd");
-    images.initrd = load_initrd(initrd_image, images.kernel, memory_);
+    initrd = load_initrd(initrd_image, kernel, memory_);
   }
-  return images;
-}
-
-Vm::BootEntry Vm::write_boot_structures(const LoadedImages& images) {
-  const BootSource& boot = config_.boot;
-  const LoadedKernel& kernel = images.kernel;
-  const std::optional<InitrdLocation>& initrd = images.initrd;
   write_cmdline(memory_, kernel, boot.boot_args);
   x86::write_boot_tables(memory_);
   x86::write_mptable(memory_, config_.machine.vcpu_count);

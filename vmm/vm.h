@@ -7,8 +7,6 @@
 
 #include "vmm/arch/x86_64/regs.h"
 #include "vmm/devices/bus.h"
-#include "vmm/loader/boot_info.h"
-#include "vmm/loader/kernel_loader.h"
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
@@ -30,24 +28,17 @@ class Vm {
   VmExit run();
 
  private:
-  void map_memory();
-  void register_memory();
+  void setup_memory();
   void setup_devices();
   // An eventfd wired to `gsi` with KVM_IRQFD; the returned function pulses the IRQ.
   std::function<void()> irq_trigger(UniqueFd& event, uint32_t gsi, const char* device);
-  struct LoadedImages {
-    LoadedKernel kernel;
-    std::optional<InitrdLocation> initrd;
-  };
   struct BootEntry {
     x86::EntryMode mode;
     uint64_t entry;
     uint64_t boot_info;
   };
-  // Kernel and initrd into guest memory (no KVM needed).
-  LoadedImages load_images();
-  // Command line, page tables, MP table and zero page / PVH start info.
-  BootEntry write_boot_structures(const LoadedImages& images);
+  // Kernel, initrd, command line, page tables, MP table and zero page / PVH start info.
+  BootEntry load_guest();
   void create_vcpus(const BootEntry& boot);
   void stop_vcpus();
 

@@ -150,15 +150,6 @@ void VmFd::register_irqfd(int eventfd, uint32_t gsi) {
   if (xioctl(fd(), KVM_IRQFD, &irqfd) < 0) fail("KVM_IRQFD for GSI ", gsi, ": ", errno_text());
 }
 
-void VmFd::register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool mmio) {
-  kvm_ioeventfd io{};
-  io.addr = addr;
-  io.len = len;
-  io.fd = eventfd;
-  io.flags = mmio ? 0 : KVM_IOEVENTFD_FLAG_PIO;
-  if (xioctl(fd(), KVM_IOEVENTFD, &io) < 0) fail("KVM_IOEVENTFD at ", hex(addr), ": ", errno_text());
-}
-
 void VmFd::register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, uint64_t datamatch) {
   kvm_ioeventfd io{};
   io.addr = addr;

@@ -43,7 +43,6 @@ class VmFd {
   void create_irq_chip_and_pit();
   void set_irq_line(uint32_t irq, bool level);
   void register_irqfd(int eventfd, uint32_t gsi);
-  void register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool mmio);
   // Signals `eventfd` only for writes of exactly `datamatch` (e.g. a queue index).
   void register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, uint64_t datamatch);
 

@@ -67,8 +67,6 @@ class GuestMemory {
   // holds the mm lock that KVM_CREATE_VM and vCPU setup need, while the guest's own
   // page faults run alongside it.
   void start_background_prefault();
-  // Waits for a background prefault to finish (no-op otherwise).
-  void wait_prefault() { prefault_thread_.join(); }
 
  private:
   Mapping mapping_;
