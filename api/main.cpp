@@ -17,6 +17,7 @@
 
 namespace {
 constexpr int kExitUsage = 2;
+constexpr int kExitFailure = 1;
 
 // Written at exit for the boot-latency suite; a failure to write is reported, not fatal.
 void write_boot_timings(const std::string& path, const ember::BootTimeline& timeline) {
@@ -24,7 +25,6 @@ void write_boot_timings(const std::string& path, const ember::BootTimeline& time
   out << timeline.to_json() << "\n";
   if (!out) std::cerr << "ember: cannot write boot timings to '" << path << "'\n";
 }
-constexpr int kExitFailure = 1;
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -133,6 +133,30 @@ TEST(GuestLifecycle, HostStdinReachesTheGuestConsole) {
   EXPECT_NE(r.out.find("guest-read:hello-from-the-host"), std::string::npos) << describe(r);
 }
 
+// The boot-complete marker and --boot-timings: every phase is recorded, in boot order.
+// Also the one boot with --prefault sync (background is the default).
+TEST(BootTimings, EveryPhaseInOrderUpToTheGuestsMarker) {
+  fs::path json = scratch_dir("boot-timings") / "timings.json";
+  std::string guest = env("EMBER_GUEST_DIR");
+  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", guest + "/bzImage", "--initrd",
+                                 guest + "/initramfs.cpio.gz", "--cmdline", cmdline() + " ember_boot_marker=1",
+                                 "--prefault", "sync", "--boot-timings", json.string()},
+                                60 * time_scale());
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  std::ifstream in(json);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  int64_t previous = -1;
+  for (const char* phase : {"args_parsed", "kvm_ready", "memory_ready", "kernel_loaded", "vcpus_ready",
+                            "first_kvm_run", "boot_complete"}) {
+    std::smatch m;
+    std::regex re(std::string("\"") + phase + "\": \\{\"wall_us\": (\\d+), \"cpu_us\": (\\d+)\\}");
+    ASSERT_TRUE(std::regex_search(text, m, re)) << phase << " missing in " << text;
+    int64_t wall = std::stoll(m[1]);
+    EXPECT_GE(wall, previous) << phase << " out of order in " << text;
+    previous = wall;
+  }
+}
+
 // Above 3 GiB, RAM continues past the 32-bit MMIO gap at 4 GiB; the guest sees all of it.
 TEST(GuestMemoryLayout, MemoryAboveTheMmioGap) {
   ProcessResult r = boot({"bzImage", 2, 4096, "", {"--no-prefault"}}, 120);
