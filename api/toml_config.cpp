@@ -108,6 +108,45 @@ std::vector<DriveConfig> parse_drives(const TomlReader& r, const toml::node& nod
   return drives;
 }
 
+// [[net]] tables, with Firecracker's NetworkInterface names.
+std::vector<NetConfig> parse_nets(const TomlReader& r, const toml::node& node) {
+  if (!node.is_array_of_tables()) r.error_at(node, "net must be written as [[net]] tables");
+  std::vector<NetConfig> nets;
+  for (const toml::node& table : *node.as_array()) {
+    NetConfig n;
+    r.each_key(table, "net",
+               {{"iface_id", [&](const toml::node& v, const std::string& k) { n.iface_id = r.string(v, k); }},
+                {"host_dev_name", [&](const toml::node& v, const std::string& k) { n.host_dev_name = r.string(v, k); }},
+                {"guest_mac", [&](const toml::node& v, const std::string& k) { n.guest_mac = r.string(v, k); }}});
+    try {
+      validate_net(n);
+    } catch (const Error& e) {
+      r.error_at(table, e.what());
+    }
+    nets.push_back(std::move(n));
+  }
+  return nets;
+}
+
+VsockConfig parse_vsock(const TomlReader& r, const toml::node& node) {
+  VsockConfig v;
+  bool have_cid = false;
+  r.each_key(node, "vsock",
+             {{"vsock_id", [&](const toml::node& n, const std::string& k) { v.vsock_id = r.string(n, k); }},
+              {"guest_cid", [&](const toml::node& n, const std::string& k) {
+                 v.guest_cid = static_cast<uint32_t>(r.integer(n, k, kMinGuestCid, kMaxGuestCid));
+                 have_cid = true;
+               }},
+              {"uds_path", [&](const toml::node& n, const std::string& k) { v.uds_path = r.path(n, k); }}});
+  if (!have_cid) r.error_at(node, "[vsock] needs guest_cid");
+  try {
+    validate_vsock(v);
+  } catch (const Error& e) {
+    r.error_at(node, e.what());
+  }
+  return v;
+}
+
 }  // namespace
 
 VmConfig parse_toml_config(const std::string& text, const std::string& source_name, const std::string& base_dir) {
@@ -185,9 +224,13 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
       r.each_key(value, k, serial_keys);
     } else if (k == "drive") {
       config.drives = parse_drives(r, value);
+    } else if (k == "net") {
+      config.nets = parse_nets(r, value);
+    } else if (k == "vsock") {
+      config.vsock = parse_vsock(r, value);
     } else {
       fail(source_name, ":", key.source().begin.line, ": unknown table or key '", k,
-           "' (expected [boot-source], [machine-config], [serial] or [[drive]])");
+           "' (expected [boot-source], [machine-config], [serial], [[drive]], [[net]] or [vsock])");
     }
   }
   if (!have_boot_source || !have_kernel) {
@@ -195,6 +238,11 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
   }
   if (config.serial.output == SerialConfig::Output::File && config.serial.path.empty()) {
     fail(source_name, ": [serial] output = \"file\" needs a path");
+  }
+  try {
+    validate_nets(config.nets);
+  } catch (const Error& e) {
+    fail(source_name, ": ", e.what());
   }
   return config;
 }

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "virtio/interrupt.h"
@@ -33,6 +35,12 @@ class VirtioDevice {
   virtual void reset() = 0;
   // The driver notified queue `index`.
   virtual void process_queue(uint16_t index) = 0;
+
+  // Counters for the metrics file ("requests", "bytes_read", "errors", ...), each
+  // reported through `sink`. Called from the metrics/API thread: devices keep
+  // them in relaxed atomics.
+  using MetricSink = std::function<void(std::string_view name, uint64_t value)>;
+  virtual void report_metrics(const MetricSink& sink) const { (void)sink; }
 };
 
 }  // namespace ember::virtio

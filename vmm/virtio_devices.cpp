@@ -25,7 +25,21 @@ constexpr unsigned kBlockQueueSize = 256;
 
 }  // namespace
 
-VirtioDevices::VirtioDevices(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<DriveConfig>& drives) {
+VirtioDevices::VirtioDevices(VmFd& vm, const GuestMemory& memory, Bus& mmio, const VmConfig& config) {
+  add_drives(vm, memory, mmio, config.drives);
+  add_nets(vm, memory, mmio, config.nets);
+  if (config.vsock) add_vsock(vm, memory, mmio, *config.vsock);
+}
+
+void VirtioDevices::add_nets(VmFd&, const GuestMemory&, Bus&, const std::vector<NetConfig>& nets) {
+  if (!nets.empty()) fail("network interface '", nets.front().iface_id, "': virtio-net is not implemented yet");
+}
+
+void VirtioDevices::add_vsock(VmFd&, const GuestMemory&, Bus&, const VsockConfig&) {
+  fail("vsock: virtio-vsock is not implemented yet");
+}
+
+void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<DriveConfig>& drives) {
   // The root drive goes first so that Linux names it /dev/vda (devices probe in
   // command-line order).
   std::vector<DriveConfig> ordered = drives;

@@ -19,8 +19,9 @@ namespace ember {
 
 class VirtioDevices {
  public:
-  // Opens every drive and registers it on `mmio` and with KVM. Throws Error.
-  VirtioDevices(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<DriveConfig>& drives);
+  // Opens every device's backend (drives, taps, the vsock socket) and registers
+  // the devices on `mmio` and with KVM. Throws Error.
+  VirtioDevices(VmFd& vm, const GuestMemory& memory, Bus& mmio, const VmConfig& config);
   ~VirtioDevices();
 
   // Words to append to the kernel command line (virtio_mmio.device=..., root=...).
@@ -30,6 +31,9 @@ class VirtioDevices {
   void stop() { loop_.stop(); }
 
  private:
+  void add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<DriveConfig>& drives);
+  void add_nets(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<NetConfig>& nets);
+  void add_vsock(VmFd& vm, const GuestMemory& memory, Bus& mmio, const VsockConfig& vsock);
   void add(std::shared_ptr<virtio::MmioTransport> transport, VmFd& vm, Bus& mmio);
 
   EventLoop loop_;

@@ -37,7 +37,7 @@ Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
   setup_memory();
   timeline_.mark(BootPhase::MemoryReady);
   setup_devices();
-  virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_.drives);
+  virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_);
   config_.boot.boot_args += virtio_->cmdline();  // before the command line is written
   BootEntry entry = load_guest();
   timeline_.mark(BootPhase::KernelLoaded);

@@ -19,6 +19,69 @@ void validate_drives(const std::vector<DriveConfig>& drives) {
   if (roots > 1) fail("only one drive can be the root device (", roots, " are)");
 }
 
+bool parse_mac(const std::string& text, uint8_t mac[6]) {
+  if (text.size() != 17) return false;
+  for (int i = 0; i < 6; ++i) {
+    int value = 0;
+    for (int j = 0; j < 2; ++j) {
+      char c = text[i * 3 + j];
+      int digit = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+      if (digit < 0) return false;
+      value = value * 16 + digit;
+    }
+    if (i < 5 && text[i * 3 + 2] != ':') return false;
+    mac[i] = static_cast<uint8_t>(value);
+  }
+  return true;
+}
+
+void validate_net(const NetConfig& net) {
+  if (net.iface_id.empty()) fail("a network interface has no iface_id");
+  const std::string& dev = net.host_dev_name;
+  // IFNAMSIZ is 16 with the terminating NUL.
+  if (dev.empty() || dev.size() > 15 || dev.find_first_of("/: \t\n") != std::string::npos) {
+    fail("network interface '", net.iface_id, "': host_dev_name '", dev,
+         "' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
+  }
+  uint8_t mac[6];
+  if (!net.guest_mac.empty()) {
+    if (!parse_mac(net.guest_mac, mac)) {
+      fail("network interface '", net.iface_id, "': guest_mac '", net.guest_mac, "' is not like aa:bb:cc:dd:ee:ff");
+    }
+    if (mac[0] & 1) fail("network interface '", net.iface_id, "': guest_mac ", net.guest_mac, " is a multicast address");
+  }
+}
+
+void validate_nets(const std::vector<NetConfig>& nets) {
+  if (nets.size() > kMaxNets) fail("at most ", kMaxNets, " network interfaces are supported (got ", nets.size(), ")");
+  for (size_t i = 0; i < nets.size(); ++i) {
+    validate_net(nets[i]);
+    for (size_t j = 0; j < i; ++j) {
+      if (nets[j].iface_id == nets[i].iface_id) fail("two network interfaces are called '", nets[i].iface_id, "'");
+      if (nets[j].host_dev_name == nets[i].host_dev_name) {
+        fail("network interfaces '", nets[j].iface_id, "' and '", nets[i].iface_id, "' both use tap '",
+             nets[i].host_dev_name, "'");
+      }
+      if (!nets[i].guest_mac.empty() && nets[j].guest_mac == nets[i].guest_mac) {
+        fail("network interfaces '", nets[j].iface_id, "' and '", nets[i].iface_id, "' have the same guest_mac");
+      }
+    }
+  }
+}
+
+void validate_vsock(const VsockConfig& vsock) {
+  if (vsock.guest_cid < kMinGuestCid || vsock.guest_cid > kMaxGuestCid) {
+    fail("vsock.guest_cid is ", vsock.guest_cid, "; it must be between ", kMinGuestCid, " and ", kMaxGuestCid);
+  }
+  if (vsock.uds_path.empty()) fail("vsock.uds_path is not set");
+  // sun_path holds 108 bytes with the NUL; guest-initiated connections use "<uds_path>_<port>".
+  constexpr size_t kMaxUdsPath = 107 - 11;
+  if (vsock.uds_path.size() > kMaxUdsPath) {
+    fail("vsock.uds_path '", vsock.uds_path, "' is too long (at most ", kMaxUdsPath, " bytes)");
+  }
+}
+
 void validate(const VmConfig& config) {
   const MachineConfig& m = config.machine;
   if (m.vcpu_count < 1 || m.vcpu_count > kMaxVcpuCount) {
@@ -36,6 +99,8 @@ void validate(const VmConfig& config) {
     fail("serial output is a file but serial.path is empty");
   }
   validate_drives(config.drives);
+  validate_nets(config.nets);
+  if (config.vsock) validate_vsock(*config.vsock);
 }
 
 }  // namespace ember

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,15 +52,43 @@ struct DriveConfig {
   IoEngine io_engine = IoEngine::IoUring;
 };
 
+// A virtio-net interface backed by a host tap device, shaped after Firecracker's
+// NetworkInterface object.
+struct NetConfig {
+  std::string iface_id;
+  std::string host_dev_name;  // the tap device, opened through /dev/net/tun
+  std::string guest_mac;      // "aa:bb:cc:dd:ee:ff"; empty: generated
+};
+
+// The virtio-vsock device, shaped after Firecracker's Vsock object ("hybrid vsock":
+// host processes reach the guest through the Unix socket at uds_path).
+struct VsockConfig {
+  std::string vsock_id;  // optional, as in Firecracker
+  uint32_t guest_cid = 3;
+  std::string uds_path;
+};
+
 struct VmConfig {
   MachineConfig machine;
   BootSource boot;
   SerialConfig serial;
   std::vector<DriveConfig> drives;
+  std::vector<NetConfig> nets;
+  std::optional<VsockConfig> vsock;
 };
+
+constexpr uint32_t kMaxNets = 8;
+constexpr uint32_t kMinGuestCid = 3;           // 0-2 are reserved (hypervisor, local, host)
+constexpr uint32_t kMaxGuestCid = 0xfffffffe;  // U32_MAX is VMADDR_CID_ANY
 
 // Throws Error naming the first invalid field.
 void validate(const VmConfig& config);
 void validate_drives(const std::vector<DriveConfig>& drives);
+void validate_net(const NetConfig& net);  // one interface on its own
+void validate_nets(const std::vector<NetConfig>& nets);
+void validate_vsock(const VsockConfig& vsock);
+
+// "aa:bb:cc:dd:ee:ff" (hex digits, either case) into 6 bytes; false if malformed.
+bool parse_mac(const std::string& text, uint8_t mac[6]);
 
 }  // namespace ember

@@ -70,7 +70,7 @@ TEST(TomlConfig, ErrorsNameKeyAndLine) {
             "vm.toml:4: machine-config.mem_size_mib must be between 2 and 1048576 (got 0)");
   EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = 5\n"), "vm.toml:2: boot-source.kernel_image_path must be a string");
   EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[drives]\n"),
-            "vm.toml:3: unknown table or key 'drives' (expected [boot-source], [machine-config], [serial] or [[drive]])");
+            "vm.toml:3: unknown table or key 'drives' (expected [boot-source], [machine-config], [serial], [[drive]], [[net]] or [vsock])");
   EXPECT_EQ(error_of("[machine-config]\nvcpu_count = 1\n"), "vm.toml: [boot-source] kernel_image_path is required");
   EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[machine-config]\nhuge_pages = \"1G\"\n"),
             "vm.toml:4: machine-config.huge_pages must be \"None\", \"Transparent\" or \"2M\" (got \"1G\")");
@@ -133,6 +133,70 @@ TEST(Validate, RangesChecked) {
   c.machine.mem_size_mib = 129;
   c.machine.huge_pages = HugePages::Huge2M;
   EXPECT_THROW(validate(c), Error);
+}
+
+
+TEST(TomlConfig, NetAndVsock) {
+  VmConfig c = parse_toml_config(R"(
+[boot-source]
+kernel_image_path = "/k"
+[[net]]
+iface_id = "eth0"
+host_dev_name = "tap0"
+guest_mac = "06:00:AC:10:00:02"
+[[net]]
+iface_id = "eth1"
+host_dev_name = "tap1"
+[vsock]
+guest_cid = 3
+uds_path = "v.sock"
+)",
+                                 "vm.toml", "/cfg");
+  ASSERT_EQ(c.nets.size(), 2u);
+  EXPECT_EQ(c.nets[0].iface_id, "eth0");
+  EXPECT_EQ(c.nets[0].host_dev_name, "tap0");
+  EXPECT_EQ(c.nets[0].guest_mac, "06:00:AC:10:00:02");
+  EXPECT_EQ(c.nets[1].guest_mac, "");
+  ASSERT_TRUE(c.vsock.has_value());
+  EXPECT_EQ(c.vsock->guest_cid, 3u);
+  EXPECT_EQ(c.vsock->uds_path, "/cfg/v.sock");
+}
+
+TEST(TomlConfig, NetAndVsockErrors) {
+  const std::string boot = "[boot-source]\nkernel_image_path = \"/k\"\n";
+  EXPECT_NE(error_of(boot + "[[net]]\nhost_dev_name = \"tap0\"\n").find(": a network interface has no iface_id"),
+            std::string::npos);
+  EXPECT_NE(error_of(boot + "[[net]]\niface_id = \"a\"\nhost_dev_name = \"this-name-is-too-long\"\n")
+                .find("is not a valid interface name"),
+            std::string::npos);
+  EXPECT_NE(error_of(boot + "[[net]]\niface_id = \"a\"\nhost_dev_name = \"t\"\nguest_mac = \"06:00:zz:00:00:01\"\n")
+                .find("guest_mac '06:00:zz:00:00:01' is not like"),
+            std::string::npos);
+  EXPECT_NE(error_of(boot + "[[net]]\niface_id = \"a\"\nhost_dev_name = \"t\"\nguest_mac = \"01:00:00:00:00:01\"\n")
+                .find("multicast"),
+            std::string::npos);
+  EXPECT_NE(error_of(boot + "[[net]]\niface_id = \"a\"\nhost_dev_name = \"t\"\n[[net]]\niface_id = \"a\"\nhost_dev_name = \"u\"\n")
+                .find("two network interfaces are called 'a'"),
+            std::string::npos);
+  EXPECT_NE(error_of(boot + "[[net]]\niface_id = \"a\"\nhost_dev_name = \"t\"\nmtu = 9000\n").find("unknown key 'mtu' in [net]"),
+            std::string::npos);
+  EXPECT_NE(error_of(boot + "[vsock]\nguest_cid = 2\nuds_path = \"/v\"\n").find("guest_cid must be between 3"),
+            std::string::npos);
+  EXPECT_NE(error_of(boot + "[vsock]\nuds_path = \"/v\"\n").find("[vsock] needs guest_cid"), std::string::npos);
+  EXPECT_NE(error_of(boot + "[vsock]\nguest_cid = 5\n").find("vsock.uds_path is not set"), std::string::npos);
+  EXPECT_NE(error_of(boot + "[vsock]\nguest_cid = 5\nuds_path = \"/" + std::string(120, 'x') + "\"\n").find("too long"),
+            std::string::npos);
+}
+
+TEST(Validate, MacAddresses) {
+  uint8_t mac[6];
+  ASSERT_TRUE(parse_mac("aa:BB:0c:1d:Ee:ff", mac));
+  EXPECT_EQ(mac[0], 0xaa);
+  EXPECT_EQ(mac[1], 0xbb);
+  EXPECT_EQ(mac[5], 0xff);
+  EXPECT_FALSE(parse_mac("aa:bb:cc:dd:ee", mac));
+  EXPECT_FALSE(parse_mac("aa-bb-cc-dd-ee-ff", mac));
+  EXPECT_FALSE(parse_mac("aa:bb:cc:dd:ee:fg", mac));
 }
 
 }  // namespace

@@ -175,6 +175,15 @@ main() {
 
     cache=$("$here/prepare.sh") || died "prepare.sh could not build the L1 kernel and initramfs (see above)"
 
+    # One emulated host per machine at a time: two share 2 cores badly and freeze more often.
+    # EMBER_EMULATED_HOST_LOCK overrides the lock file (a test of this script uses its own).
+    local lock=${EMBER_EMULATED_HOST_LOCK:-/tmp/ember-emulated-host.lock}
+    exec 8>>"$lock" || died "cannot open the lock file $lock"
+    if ! flock -n 8; then
+        echo "$prog: another emulated host is running; waiting for $lock" >&2
+        flock 8
+    fi
+
     pids=() readers=() qemu_pid= interrupted=
     scratch=$(mktemp -d "${TMPDIR:-/tmp}/ember-emulated-host.XXXXXX") || died "cannot create a scratch folder"
     trap cleanup EXIT
