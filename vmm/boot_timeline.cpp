@@ -15,6 +15,7 @@ int64_t now_ns(clockid_t clock) {
 const char* boot_phase_name(BootPhase phase) {
   switch (phase) {
     case BootPhase::ArgsParsed: return "args_parsed";
+    case BootPhase::InstanceStart: return "instance_start";
     case BootPhase::KvmReady: return "kvm_ready";
     case BootPhase::MemoryReady: return "memory_ready";
     case BootPhase::KernelLoaded: return "kernel_loaded";

@@ -12,6 +12,7 @@ namespace ember {
 
 enum class BootPhase {
   ArgsParsed,      // command line and config read
+  InstanceStart,   // the VM is started: right after ArgsParsed, or at the API's InstanceStart
   KvmReady,        // /dev/kvm opened, VM, irqchip and PIT created
   MemoryReady,     // guest RAM mapped and registered (and pre-faulted, unless in background)
   KernelLoaded,    // kernel, initrd, command line and boot tables in guest memory

@@ -179,4 +179,12 @@ VmExit Vm::run() {
   return exit_.get();
 }
 
+// Lifecycle controls: declared for the API; implemented next (pause/resume,
+// Ctrl+Alt+Del, counters).
+void Vm::pause() { fail("pausing a VM is not implemented yet"); }
+void Vm::resume() { fail("resuming a VM is not implemented yet"); }
+Vm::State Vm::state() const { return State::Running; }
+void Vm::send_ctrl_alt_del() { fail("SendCtrlAltDel is not implemented yet"); }
+void Vm::collect_metrics(MetricGroups&) const {}
+
 }  // namespace ember

@@ -10,6 +10,7 @@
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/metrics.h"
 #include "vmm/boot_timeline.h"
 #include "vmm/vcpu.h"
 #include "vmm/virtio_devices.h"
@@ -26,6 +27,20 @@ class Vm {
 
   // Runs the guest until it shuts down, fails, or ember gets SIGINT/SIGTERM.
   VmExit run();
+
+  // Controls for another thread (the API) while run() runs; thread-safe.
+  // pause() returns once every vCPU is stopped outside KVM_RUN; resume() restarts them.
+  // Both are idempotent. state() is Running or Paused while run() runs.
+  void pause();
+  void resume();
+  enum class State { Running, Paused };
+  State state() const;
+  // Presses and releases Ctrl+Alt+Del on the i8042 keyboard; Linux then reboots,
+  // which ends run() with a guest shutdown.
+  void send_ctrl_alt_del();
+  // Adds the VM's counters: "vcpu" (exits by reason), one group per device
+  // ("block_<id>", "net_<id>", "vsock"), "boot" (phase times in us).
+  void collect_metrics(MetricGroups& out) const;
 
  private:
   void setup_memory();

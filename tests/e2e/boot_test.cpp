@@ -146,7 +146,7 @@ TEST(BootTimings, EveryPhaseInOrderUpToTheGuestsMarker) {
   std::ifstream in(json);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   int64_t previous = -1;
-  for (const char* phase : {"args_parsed", "kvm_ready", "memory_ready", "kernel_loaded", "vcpus_ready",
+  for (const char* phase : {"args_parsed", "instance_start", "kvm_ready", "memory_ready", "kernel_loaded", "vcpus_ready",
                             "first_kvm_run", "boot_complete"}) {
     std::smatch m;
     std::regex re(std::string("\"") + phase + "\": \\{\"wall_us\": (\\d+), \"cpu_us\": (\\d+)\\}");
