@@ -206,8 +206,43 @@ TEST(I8042, OutputIsBounded) {
     h.in(0);
     ++n;
   }
-  EXPECT_LE(n, 16);
+  EXPECT_LE(n, 32);
   EXPECT_EQ(h.resets, 0);
+}
+
+std::vector<uint8_t> drain(KbdHarness& h) {
+  std::vector<uint8_t> bytes;
+  while (h.in(4) & 0x01) bytes.push_back(h.in(0));
+  return bytes;
+}
+
+// Linux leaves translation on (command byte bit 6): set 1 codes, one IRQ per byte.
+TEST(I8042, CtrlAltDelInSet1WhenTranslating) {
+  KbdHarness h;
+  ASSERT_TRUE(h.kbd.press_ctrl_alt_del());
+  EXPECT_EQ(h.irqs, 1);
+  std::vector<uint8_t> expected = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+  EXPECT_EQ(drain(h), expected);
+  EXPECT_EQ(h.irqs, 8);
+  EXPECT_EQ(h.resets, 0);
+}
+
+TEST(I8042, CtrlAltDelInSet2WithoutTranslation) {
+  KbdHarness h;
+  h.out(4, 0x60);  // command byte: interrupts on, no translation
+  h.out(0, 0x05);
+  ASSERT_TRUE(h.kbd.press_ctrl_alt_del());
+  std::vector<uint8_t> expected = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14};
+  EXPECT_EQ(drain(h), expected);
+}
+
+// A guest that never reads the keyboard cannot make the queue grow.
+TEST(I8042, CtrlAltDelRefusedWhenTheGuestDoesNotRead) {
+  KbdHarness h;
+  int accepted = 0;
+  for (int i = 0; i < 10; ++i) accepted += h.kbd.press_ctrl_alt_del() ? 1 : 0;
+  EXPECT_EQ(accepted, 4);  // 4 x 8 bytes fill the 32-byte queue
+  EXPECT_EQ(drain(h).size(), 32u);
 }
 
 TEST(BootMarker, OnlyTheMagicByteAtOffsetZero) {

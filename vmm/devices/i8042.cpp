@@ -6,12 +6,17 @@ namespace {
 
 constexpr uint64_t kDataOffset = 0;     // port 0x60
 constexpr uint64_t kCommandOffset = 4;  // port 0x64
-constexpr size_t kMaxOutput = 16;
+constexpr size_t kMaxOutput = 32;
+
+// Ctrl, Alt and Delete down, then up in reverse order. Delete is an extended (0xE0) key.
+constexpr uint8_t kCtrlAltDelSet1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+constexpr uint8_t kCtrlAltDelSet2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14};
 
 // Status register bits.
 constexpr uint8_t kStatusOutputFull = 0x01;
 constexpr uint8_t kStatusSystemFlag = 0x04;
 constexpr uint8_t kCommandByteKbdInterrupt = 0x01;
+constexpr uint8_t kCommandByteTranslate = 0x40;  // the controller turns set 2 into set 1
 
 // Controller commands (port 0x64).
 constexpr uint8_t kCmdReadCommandByte = 0x20;
@@ -118,6 +123,20 @@ void I8042::data_write(uint8_t value) {
     case kKbdSetRate: led_argument_ = true; break;
     default: break;
   }
+}
+
+bool I8042::press_ctrl_alt_del() {
+  bool raise = false;
+  {
+    std::lock_guard lock(mu_);
+    std::span<const uint8_t> keys = (command_byte_ & kCommandByteTranslate) ? std::span<const uint8_t>(kCtrlAltDelSet1)
+                                                                          : std::span<const uint8_t>(kCtrlAltDelSet2);
+    if (output_.size() + keys.size() > kMaxOutput) return false;
+    raise = output_.empty() && (command_byte_ & kCommandByteKbdInterrupt);
+    output_.insert(output_.end(), keys.begin(), keys.end());
+  }
+  if (raise && raise_irq_) raise_irq_();
+  return true;
 }
 
 void I8042::push_output(uint8_t byte) {
