@@ -210,6 +210,38 @@ TEST(I8042, OutputIsBounded) {
   EXPECT_EQ(h.resets, 0);
 }
 
+// Linux's AUX (mouse) probe learns at once that there is none: the loopback byte
+// comes back without the AUX status bit, and the AUX test reports an error.
+TEST(I8042, NoAuxPortIsReportedPromptly) {
+  KbdHarness h;
+  EXPECT_NE(h.in(4) & 0x10, 0);  // not keylocked
+  h.out(4, 0xd3);  // AUX loopback
+  h.out(0, 0x5a);
+  ASSERT_EQ(h.in(4) & 0x01, 1);   // answered, no timeout
+  EXPECT_EQ(h.in(4) & 0x20, 0);   // ...but not as AUX data
+  EXPECT_EQ(h.in(0), 0x5a);
+  h.out(4, 0xa9);  // AUX interface test
+  uint8_t result = h.in(0);
+  EXPECT_TRUE(result >= 0x01 && result <= 0x03) << int(result);
+}
+
+// Port enable/disable commands show in the command byte, as Linux checks.
+TEST(I8042, PortDisableBitsFollowCommands) {
+  KbdHarness h;
+  auto ctr = [&] {
+    h.out(4, 0x20);
+    return h.in(0);
+  };
+  h.out(4, 0xa7);
+  EXPECT_NE(ctr() & 0x20, 0);
+  h.out(4, 0xa8);
+  EXPECT_EQ(ctr() & 0x20, 0);
+  h.out(4, 0xad);
+  EXPECT_NE(ctr() & 0x10, 0);
+  h.out(4, 0xae);
+  EXPECT_EQ(ctr() & 0x10, 0);
+}
+
 std::vector<uint8_t> drain(KbdHarness& h) {
   std::vector<uint8_t> bytes;
   while (h.in(4) & 0x01) bytes.push_back(h.in(0));

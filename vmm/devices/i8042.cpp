@@ -15,13 +15,20 @@ constexpr uint8_t kCtrlAltDelSet2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71,
 // Status register bits.
 constexpr uint8_t kStatusOutputFull = 0x01;
 constexpr uint8_t kStatusSystemFlag = 0x04;
+constexpr uint8_t kStatusUnlocked = 0x10;  // keyboard not inhibited by a keylock
 constexpr uint8_t kCommandByteKbdInterrupt = 0x01;
+constexpr uint8_t kCommandByteKbdDisabled = 0x10;
+constexpr uint8_t kCommandByteAuxDisabled = 0x20;
 constexpr uint8_t kCommandByteTranslate = 0x40;  // the controller turns set 2 into set 1
 
 // Controller commands (port 0x64).
 constexpr uint8_t kCmdReadCommandByte = 0x20;
 constexpr uint8_t kCmdWriteCommandByte = 0x60;
+constexpr uint8_t kCmdDisableAux = 0xa7;
+constexpr uint8_t kCmdEnableAux = 0xa8;
 constexpr uint8_t kCmdTestAux = 0xa9;
+constexpr uint8_t kCmdDisableKbd = 0xad;
+constexpr uint8_t kCmdEnableKbd = 0xae;
 constexpr uint8_t kCmdSelfTest = 0xaa;
 constexpr uint8_t kCmdTestKbd = 0xab;
 constexpr uint8_t kCmdReadInputPort = 0xc0;
@@ -48,7 +55,7 @@ void I8042::read(uint64_t offset, std::span<uint8_t> data) {
   {
     std::lock_guard lock(mu_);
     if (offset == kCommandOffset) {
-      data[0] = kStatusSystemFlag | (output_.empty() ? 0 : kStatusOutputFull);
+      data[0] = kStatusSystemFlag | kStatusUnlocked | (output_.empty() ? 0 : kStatusOutputFull);
       return;
     }
     if (offset != kDataOffset) {
@@ -80,7 +87,13 @@ void I8042::command(uint8_t cmd) {
     case kCmdReadCommandByte: push_output(command_byte_); break;
     case kCmdSelfTest: push_output(0x55); break;           // self test passed
     case kCmdTestKbd: push_output(0x00); break;            // no error
-    case kCmdTestAux: push_output(0xff); break;            // no mouse port
+    // There is no mouse (AUX) port. Answering its tests promptly matters: Linux otherwise
+    // waits out a timeout, polling the status port, for each of them.
+    case kCmdTestAux: push_output(0x02); break;            // "clock line stuck high": nothing there
+    case kCmdDisableAux: command_byte_ |= kCommandByteAuxDisabled; break;
+    case kCmdEnableAux: command_byte_ &= static_cast<uint8_t>(~kCommandByteAuxDisabled); break;
+    case kCmdDisableKbd: command_byte_ |= kCommandByteKbdDisabled; break;
+    case kCmdEnableKbd: command_byte_ &= static_cast<uint8_t>(~kCommandByteKbdDisabled); break;
     case kCmdReadInputPort: push_output(0x00); break;
     case kCmdReadOutputPort: push_output(0x01); break;     // reset line not asserted
     case kCmdWriteCommandByte:
@@ -101,8 +114,10 @@ void I8042::data_write(uint8_t value) {
   switch (pending) {
     case kCmdWriteCommandByte: command_byte_ = value; return;
     case kCmdWriteKbdOutput: push_output(value); return;
+    // The AUX loopback answers at once, but not as AUX data (the status AUX bit stays
+    // clear): Linux reads that as "no AUX port" instead of timing out.
+    case kCmdWriteAuxOutput: push_output(value); return;
     case kCmdWriteOutputPort:
-    case kCmdWriteAuxOutput:
     case kCmdWriteAux: return;  // no mouse, and the output port's reset bit is not modelled
     default: break;
   }
