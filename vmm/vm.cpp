@@ -92,7 +92,11 @@ void Vm::setup_devices() {
   mmio_.insert(std::make_shared<BootMarker>([this] {
                  timeline_.mark(BootPhase::BootComplete);
                  log::info(cat("guest boot complete after ", timeline_.wall_us(BootPhase::BootComplete), " us (",
-                               timeline_.cpu_us(BootPhase::BootComplete), " us CPU)"));
+                               timeline_.cpu_us(BootPhase::BootComplete), " us CPU) since process start, ",
+                               timeline_.wall_us(BootPhase::BootComplete) - timeline_.wall_us(BootPhase::InstanceStart),
+                               " us (",
+                               timeline_.cpu_us(BootPhase::BootComplete) - timeline_.cpu_us(BootPhase::InstanceStart),
+                               " us CPU) since InstanceStart"));
                }),
                layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
 }
