@@ -37,6 +37,9 @@ class IoUringRing {
   bool readv(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done);
   bool writev(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done);
   bool fdatasync(int fd, RingCompletion* done);
+  // Asks the kernel to cancel the operation whose completion is `target` (it
+  // then completes with -ECANCELED, or normally if it was already done).
+  bool cancel(RingCompletion* target);
   // One io_uring_enter for everything queued since the last call.
   void submit();
   // Drains the eventfd and dispatches every available completion, then runs the
@@ -44,7 +47,9 @@ class IoUringRing {
   size_t reap();
   void on_batch_end(std::function<void()> hook) { batch_end_.push_back(std::move(hook)); }
   // Blocks, dispatching completions, until `done()` is true (device reset path).
-  void wait_until(const std::function<bool()>& done);
+  // Without `run_hooks` the batch-end hooks are skipped (a device being destroyed
+  // cannot know whether the others still exist).
+  void wait_until(const std::function<bool()>& done, bool run_hooks = true);
 
  private:
   io_uring_sqe* next_sqe();
