@@ -43,7 +43,14 @@ NetDevice::NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring)
   });
 }
 
-NetDevice::~NetDevice() { stop_io(false); }
+NetDevice::~NetDevice() {
+  stop_io(false);
+  const Counters& c = counters_;
+  log::info(cat("net '", options_.id, "': rx ", c.rx_packets.load(), " packets (", c.rx_gso.load(), " GSO), ",
+                c.rx_bytes.load(), " bytes; tx ", c.tx_packets.load(), " packets (", c.tx_tso.load(), " TSO), ",
+                c.tx_bytes.load(), " bytes; errors rx ", c.rx_errors.load(), " tx ",
+                c.tx_errors.load() + c.tx_malformed.load()));
+}
 
 uint64_t NetDevice::device_features() const { return offered_features(); }
 
@@ -207,6 +214,7 @@ bool NetDevice::deliver_rx() {
   // entries in a row).
   queue.publish_used();
   ++counters_.rx_packets;
+  if (header.gso_type != kGsoNone) ++counters_.rx_gso;
   counters_.rx_bytes += rx_length_ - kNetHeaderSize;
   rx_length_ = 0;
   return true;
@@ -250,6 +258,7 @@ void NetDevice::send(DescriptorChain chain) {
   TxSlot& slot = *tx_free_.back();
   tx_free_.pop_back();
   slot.iov.clear();
+  slot.tso = header.gso_type != kGsoNone;
   chain.reader().append_iovecs(slot.iov);
   slot.chain = std::move(chain);
   if (!ring_.writev(tap_.get(), slot.iov.data(), static_cast<unsigned>(slot.iov.size()), 0, &slot)) {
@@ -263,6 +272,7 @@ void NetDevice::on_tx_done(TxSlot& slot, int32_t result) {
     warn_limited(cat("net '", options_.id, "': tap refused a TX packet: ", errno_text(-result)));
   } else {
     ++counters_.tx_packets;
+    if (slot.tso) ++counters_.tx_tso;
     counters_.tx_bytes += static_cast<uint64_t>(std::max<int32_t>(result - int32_t{kNetHeaderSize}, 0));
   }
   // 5.1.6.2: TX buffers come back with nothing written.
@@ -282,11 +292,13 @@ void NetDevice::report_metrics(const MetricSink& sink) const {
   const Counters& c = counters_;
   sink("rx_packets", c.rx_packets.load(std::memory_order_relaxed));
   sink("rx_bytes", c.rx_bytes.load(std::memory_order_relaxed));
+  sink("rx_gso_packets", c.rx_gso.load(std::memory_order_relaxed));
   sink("rx_errors", c.rx_errors.load(std::memory_order_relaxed));
   sink("rx_dropped", c.rx_dropped.load(std::memory_order_relaxed));
   sink("rx_no_buffer", c.rx_no_buffer.load(std::memory_order_relaxed));
   sink("tx_packets", c.tx_packets.load(std::memory_order_relaxed));
   sink("tx_bytes", c.tx_bytes.load(std::memory_order_relaxed));
+  sink("tx_tso_packets", c.tx_tso.load(std::memory_order_relaxed));
   sink("tx_errors", c.tx_errors.load(std::memory_order_relaxed));
   sink("tx_malformed", c.tx_malformed.load(std::memory_order_relaxed));
   sink("tx_throttled", c.tx_throttled.load(std::memory_order_relaxed));

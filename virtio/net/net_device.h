@@ -55,11 +55,12 @@ class NetDevice final : public VirtioDevice {
     NetDevice* device = nullptr;
     DescriptorChain chain;
     std::vector<iovec> iov;
+    bool tso = false;
     void on_ring_complete(int32_t result) override { device->on_tx_done(*this, result); }
   };
   struct Counters {
-    std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_errors{0}, rx_dropped{0}, rx_no_buffer{0};
-    std::atomic<uint64_t> tx_packets{0}, tx_bytes{0}, tx_errors{0}, tx_malformed{0}, tx_throttled{0};
+    std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_gso{0}, rx_errors{0}, rx_dropped{0}, rx_no_buffer{0};
+    std::atomic<uint64_t> tx_packets{0}, tx_bytes{0}, tx_tso{0}, tx_errors{0}, tx_malformed{0}, tx_throttled{0};
   };
 
   void start_rx_read();
