@@ -96,7 +96,7 @@ size_t IoUringRing::reap() {
   return count;
 }
 
-void IoUringRing::wait_until(const std::function<bool()>& done, bool run_hooks) {
+void IoUringRing::wait_until(const std::function<bool()>& done) {
   submit();
   while (!done()) {
     io_uring_cqe* cqe;
@@ -107,7 +107,6 @@ void IoUringRing::wait_until(const std::function<bool()>& done, bool run_hooks) 
     }
     dispatch_ready();
   }
-  if (!run_hooks) return;
   for (auto& hook : batch_end_) hook();
 }
 

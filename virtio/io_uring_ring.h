@@ -47,9 +47,7 @@ class IoUringRing {
   size_t reap();
   void on_batch_end(std::function<void()> hook) { batch_end_.push_back(std::move(hook)); }
   // Blocks, dispatching completions, until `done()` is true (device reset path).
-  // Without `run_hooks` the batch-end hooks are skipped (a device being destroyed
-  // cannot know whether the others still exist).
-  void wait_until(const std::function<bool()>& done, bool run_hooks = true);
+  void wait_until(const std::function<bool()>& done);
 
  private:
   io_uring_sqe* next_sqe();

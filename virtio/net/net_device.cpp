@@ -44,7 +44,10 @@ NetDevice::NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring)
 }
 
 NetDevice::~NetDevice() {
-  stop_io(false);
+  // The ring and the queues may already be gone (the MMIO bus outlives them): forget
+  // the chains without touching either. The ring's teardown cancels the read.
+  for (DescriptorChain& chain : rx_chains_) chain.abandon();
+  for (TxSlot& slot : tx_slots_) slot.chain.abandon();
   const Counters& c = counters_;
   log::info(cat("net '", options_.id, "': rx ", c.rx_packets.load(), " packets (", c.rx_gso.load(), " GSO), ",
                 c.rx_bytes.load(), " bytes; tx ", c.tx_packets.load(), " packets (", c.tx_tso.load(), " TSO), ",
@@ -78,10 +81,10 @@ void NetDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, uin
   log::info(cat("net '", options_.id, "': driver acked features ", hex(acked_), ", tap offloads ", hex(offloads)));
 }
 
-void NetDevice::stop_io(bool run_hooks) {
+void NetDevice::stop_io() {
   resetting_ = true;
   if (rx_reading_) ring_.cancel(&rx_read_);
-  ring_.wait_until([this] { return !rx_reading_ && tx_free_.size() == tx_slots_.size(); }, run_hooks);
+  ring_.wait_until([this] { return !rx_reading_ && tx_free_.size() == tx_slots_.size(); });
   // The driver owns its rings again: held buffers are simply forgotten (2.4).
   for (DescriptorChain& chain : rx_chains_) chain.abandon();
   rx_chains_.clear();
@@ -90,7 +93,7 @@ void NetDevice::stop_io(bool run_hooks) {
 }
 
 void NetDevice::reset() {
-  stop_io(true);
+  stop_io();
   if (int err = options_.set_offloads(tap_.get(), 0)) {
     log::warn(cat("net '", options_.id, "': TUNSETOFFLOAD 0: ", errno_text(err)));
   }

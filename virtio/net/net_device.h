@@ -74,8 +74,8 @@ class NetDevice final : public VirtioDevice {
   void process_tx();
   void send(DescriptorChain chain);
   void on_tx_done(TxSlot& slot, int32_t result);
-  // Waits for (or cancels) everything in the ring; `run_hooks` as in wait_until().
-  void stop_io(bool run_hooks);
+  // Cancels the RX read and waits for everything this device has in the ring.
+  void stop_io();
   void signal_if_needed();
 
   NetDeviceOptions options_;
