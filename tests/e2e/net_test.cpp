@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <atomic>
 #include <fstream>
 #include <future>
 #include <regex>
@@ -70,12 +71,16 @@ int tcp_listen(uint16_t port) {
 // The host's side, on its own thread while the guest runs: waits until it can
 // ping the guest, sends `download` to the guest's nc -l, then stores what the
 // guest uploads into `upload`. Returns what happened, for the test log.
-std::string host_side(int listener, const fs::path& download, const fs::path& upload, double deadline_s) {
+std::string host_side(int listener, const fs::path& download, const fs::path& upload, double deadline_s,
+                      const std::atomic<bool>* guest_gone) {
   std::string log;
   auto start = std::chrono::steady_clock::now();
   auto late = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > deadline_s;
+    return *guest_gone ||
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > deadline_s;
   };
+  // A guest that dies mid-transfer leaves the host's socket open: time out instead.
+  timeval io_timeout{120, 0};
   ProcessResult ping;
   do {
     ping = run_process({"busybox", "ping", "-c", "1", "-W", "2", kGuestIp}, 10);
@@ -89,6 +94,7 @@ std::string host_side(int listener, const fs::path& download, const fs::path& up
     a.sin_family = AF_INET;
     a.sin_port = htons(kDownloadPort);
     ::inet_pton(AF_INET, kGuestIp, &a.sin_addr);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &io_timeout, sizeof(io_timeout));
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) break;
     ::close(fd);
     fd = -1;
@@ -112,6 +118,7 @@ std::string host_side(int listener, const fs::path& download, const fs::path& up
   // Upload: the guest connects when it has checked the download.
   int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
   if (c < 0) return log + "accept failed\n";
+  ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &io_timeout, sizeof(io_timeout));
   std::ofstream out(upload, std::ios::binary);
   size_t got = 0;
   for (ssize_t n; (n = ::recv(c, buf.data(), buf.size(), 0)) > 0; got += static_cast<size_t>(n)) {
@@ -146,13 +153,15 @@ TEST_P(NetTransfer, PingBothWaysAnd64MiBEachWayWithChecksums) {
   int listener = tcp_listen(kUploadPort);
   std::string args = cmdline(kGuestScript);
   if (!on) args += " virtio_net.csum=0 virtio_net.gso=0";
-  double timeout = 900 * time_scale();
-  auto host = std::async(std::launch::async, host_side, listener, download, upload, timeout);
+  double timeout = 360 * time_scale();
+  std::atomic<bool> guest_gone{false};
+  auto host = std::async(std::launch::async, host_side, listener, download, upload, timeout, &guest_gone);
   ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", env("EMBER_GUEST_DIR") + "/bzImage", "--initrd",
                                  env("EMBER_GUEST_DIR") + "/initramfs.cpio.gz", "--cmdline", args, "--mem-mib",
                                  "512", "--log-level", "info", "--net",
                                  "iface_id=eth0,tap=embertap0,mac=06:00:ac:10:00:02"},
                                 timeout);
+  guest_gone = true;
   ::shutdown(listener, SHUT_RDWR);  // unblocks accept() if the guest never connected
   std::string host_log = host.get();
   ::close(listener);
