@@ -27,7 +27,9 @@ class TapNamespace {
   explicit TapNamespace(const char* name) {
     original_.reset(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
     if (::geteuid() != 0 || ::access("/dev/net/tun", R_OK | W_OK) != 0 || ::unshare(CLONE_NEWNET) != 0) return;
-    std::string cmd = std::string("ip link set lo up && ip tuntap add dev ") + name + " mode tap && ip addr add " +
+    // No IPv6: its router and multicast chatter would use up the test's RX buffers.
+    std::string cmd = std::string("echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; ") +
+                      "ip link set lo up && ip tuntap add dev " + name + " mode tap && ip addr add " +
                       "169.254.30.1/24 dev " + name + " && ip link set " + name + " up";
     ready_ = std::system(cmd.c_str()) == 0;
   }
