@@ -65,7 +65,7 @@ run_one() {  # vmm -> "up_cs down_cs"
       --cmdline "$append" --net iface_id=eth0,tap=$tap >"$log" 2>&1 || true
   else
     timeout 600 qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m 512 -smp 1 -nodefaults -no-user-config \
-      -nographic -serial stdio -no-reboot -kernel "$guest/bzImage" -initrd "$guest/initramfs.cpio.gz" \
+      -display none -serial stdio -no-reboot -kernel "$guest/bzImage" -initrd "$guest/initramfs.cpio.gz" \
       -append "$append" -netdev tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off \
       -device virtio-net-device,netdev=n0 >"$log" 2>&1 </dev/null || true
   fi
