@@ -64,8 +64,9 @@ run_one() {  # vmm -> "up_cs down_cs"
     timeout 600 "$src/build/ember" --kernel "$guest/bzImage" --initrd "$guest/initramfs.cpio.gz" --mem-mib 512 \
       --cmdline "$append" --net iface_id=eth0,tap=$tap >"$log" 2>&1 || true
   else
-    timeout 600 qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m 512 -smp 1 -nodefaults -no-user-config \
-      -display none -serial stdio -no-reboot -kernel "$guest/bzImage" -initrd "$guest/initramfs.cpio.gz" \
+    # As perf/boot-latency runs QEMU; the i8042 is there for the guest's reboot=k.
+    timeout 600 qemu-system-x86_64 -M microvm,acpi=off,x-option-roms=off,rtc=off -enable-kvm -cpu host -m 512 \
+      -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -device i8042 -kernel "$guest/bzImage" -initrd "$guest/initramfs.cpio.gz" \
       -append "$append" -netdev tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off \
       -device virtio-net-device,netdev=n0 >"$log" 2>&1 </dev/null || true
   fi
