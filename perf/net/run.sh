@@ -24,12 +24,12 @@ if [[ $inner == 0 ]]; then
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
   if "$src/tests/e2e/kvm-probe.sh" "$src/build/ember" "$guest" >/dev/null; then
-    EMBER_GUEST_DIR=$guest unshare -n "$0" --inner --out "$out" --mib "$mib" --rounds "$rounds"
+    EMBER_GUEST_DIR=$guest unshare -n "$src/perf/net/run.sh" --inner --out "$out" --mib "$mib" --rounds "$rounds"
   else
     echo "perf/net: measuring inside the emulated host (compare ratios, not absolute figures)" >&2
     # The emulated host sees this machine read-only; results come back through --artifacts.
     "$src/tests/e2e/emulated-host/run.sh" --timeout 3000 --artifacts "$out" -- env EMBER_GUEST_DIR="$guest" \
-      sh -c 'exec unshare -n "$0" --inner --out "$EMBER_ARTIFACTS_DIR" --mib "$1" --rounds "$2"' "$0" "$mib" "$rounds"
+      sh -c 'exec unshare -n "$0" --inner --out "$EMBER_ARTIFACTS_DIR" --mib "$1" --rounds "$2"' "$src/perf/net/run.sh" "$mib" "$rounds"
   fi
   cat "$out/results.md"
   exit 0
