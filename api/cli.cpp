@@ -1,6 +1,7 @@
 #include "api/cli.h"
 
 #include <charconv>
+#include <functional>
 
 #include "vmm/util/error.h"
 
@@ -18,16 +19,24 @@ uint64_t parse_number(const std::string& flag, const std::string& text, uint64_t
   return value;
 }
 
-// --drive id=ID,path=P[,ro][,root][,engine=io_uring|sync]
-DriveConfig parse_drive(const std::string& text) {
-  DriveConfig d;
+// Calls `item(key, value, text)` for each comma-separated "key=value" or "flag".
+void for_each_item(const std::string& text,
+                   const std::function<void(const std::string&, const std::string&, const std::string&)>& item) {
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    size_t eq = item.find('=');
-    std::string key = item.substr(0, eq);
-    std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    size_t eq = part.find('=');
+    item(part.substr(0, eq), eq == std::string::npos ? "" : part.substr(eq + 1), part);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+}
+
+// --drive id=ID,path=P[,ro][,root][,engine=io_uring|sync]
+DriveConfig parse_drive(const std::string& text) {
+  DriveConfig d;
+  for_each_item(text, [&](const std::string& key, const std::string& value, const std::string& item) {
     if (key == "id" && !value.empty()) d.drive_id = value;
     else if (key == "path" && !value.empty()) d.path_on_host = value;
     else if (item == "ro") d.is_read_only = true;
@@ -35,11 +44,22 @@ DriveConfig parse_drive(const std::string& text) {
     else if (item == "engine=sync") d.io_engine = DriveConfig::IoEngine::Sync;
     else if (item == "engine=io_uring") d.io_engine = DriveConfig::IoEngine::IoUring;
     else fail("--drive: unknown or empty item '", item, "' (expected id=ID,path=P[,ro][,root][,engine=sync])");
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  });
   if (d.drive_id.empty() || d.path_on_host.empty()) fail("--drive needs id=ID and path=PATH (got '", text, "')");
   return d;
+}
+
+// --net iface_id=ID,tap=NAME[,mac=aa:bb:cc:dd:ee:ff]
+NetConfig parse_net(const std::string& text) {
+  NetConfig n;
+  for_each_item(text, [&](const std::string& key, const std::string& value, const std::string& item) {
+    if (key == "iface_id" && !value.empty()) n.iface_id = value;
+    else if (key == "tap" && !value.empty()) n.host_dev_name = value;
+    else if (key == "mac" && !value.empty()) n.guest_mac = value;
+    else fail("--net: unknown or empty item '", item, "' (expected iface_id=ID,tap=NAME[,mac=aa:bb:cc:dd:ee:ff])");
+  });
+  if (n.iface_id.empty() || n.host_dev_name.empty()) fail("--net needs iface_id=ID and tap=NAME (got '", text, "')");
+  return n;
 }
 
 }  // namespace
@@ -61,6 +81,8 @@ const char* usage_text() {
          "  --no-prefault     same as --prefault off\n"
          "  --drive SPEC      virtio-blk drive: id=ID,path=FILE[,ro][,root][,engine=sync]\n"
          "                    (repeatable; engine defaults to io_uring; root adds root=/dev/vda)\n"
+         "  --net SPEC        virtio-net on a tap: iface_id=ID,tap=NAME[,mac=aa:bb:cc:dd:ee:ff]\n"
+         "                    (repeatable; the tap must exist; MAC generated if not given)\n"
          "  --log-level L     error, warn (default), info or debug\n"
          "  --boot-timings F  at exit, write boot phase times (JSON, microseconds) to F\n"
          "  --version         print the version\n"
@@ -88,6 +110,7 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     else if (a == "--log-level") o.log_level = value();
     else if (a == "--boot-timings") o.boot_timings = value();
     else if (a == "--drive") o.drives.push_back(parse_drive(value()));
+    else if (a == "--net") o.nets.push_back(parse_net(value()));
     else if (a == "--vcpus") o.vcpus = static_cast<uint32_t>(parse_number(a, value(), kMaxVcpuCount * 1000ull));
     else if (a == "--mem-mib") o.mem_mib = parse_number(a, value(), kMaxMemMib * 1000);
     else if (a == "--no-prefault") o.prefault = Prefault::Off;
@@ -108,6 +131,7 @@ void apply_overrides(const CliOptions& o, VmConfig& config) {
   if (o.initrd) config.boot.initrd_path = *o.initrd;
   if (o.cmdline) config.boot.boot_args = *o.cmdline;
   config.drives.insert(config.drives.end(), o.drives.begin(), o.drives.end());
+  config.nets.insert(config.nets.end(), o.nets.begin(), o.nets.end());
   if (o.vcpus) config.machine.vcpu_count = *o.vcpus;
   if (o.mem_mib) config.machine.mem_size_mib = *o.mem_mib;
   if (o.prefault) config.machine.prefault = *o.prefault;

@@ -58,6 +58,14 @@ bool IoUringRing::fdatasync(int fd, RingCompletion* done) {
   return true;
 }
 
+bool IoUringRing::cancel(RingCompletion* target) {
+  io_uring_sqe* sqe = next_sqe();
+  if (!sqe) return false;
+  io_uring_prep_cancel(sqe, target, 0);
+  io_uring_sqe_set_data(sqe, nullptr);  // the cancel's own result is not needed
+  return true;
+}
+
 void IoUringRing::submit() {
   if (queued_ == 0) return;
   int rc = io_uring_submit(&ring_);

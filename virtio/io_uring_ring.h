@@ -37,6 +37,9 @@ class IoUringRing {
   bool readv(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done);
   bool writev(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done);
   bool fdatasync(int fd, RingCompletion* done);
+  // Asks the kernel to cancel the operation whose completion is `target` (it
+  // then completes with -ECANCELED, or normally if it was already done).
+  bool cancel(RingCompletion* target);
   // One io_uring_enter for everything queued since the last call.
   void submit();
   // Drains the eventfd and dispatches every available completion, then runs the

@@ -48,6 +48,12 @@ void DescriptorChain::complete(uint32_t written) {
   queue_ = nullptr;
 }
 
+void DescriptorChain::complete_unpublished(uint32_t written) {
+  if (!queue_) return;
+  queue_->push_used(head_, written, false);
+  queue_ = nullptr;
+}
+
 std::optional<SplitQueue> SplitQueue::create(const GuestMemory& memory, const QueueConfig& c, uint16_t max_size,
                                              QueueFeatures features, std::string* why) {
   auto reject = [&](const std::string& text) -> std::optional<SplitQueue> {
@@ -126,12 +132,16 @@ std::optional<DescriptorChain> SplitQueue::pop() {
 
 uint8_t* SplitQueue::avail_event_ptr() { return used_.data() + kRingHeader + 8 * size_t{size_}; }
 
-void SplitQueue::push_used(uint16_t head, uint32_t len) {
+void SplitQueue::push_used(uint16_t head, uint32_t len, bool publish) {
   uint8_t* entry = used_.data() + kRingHeader + 8 * static_cast<size_t>(next_used_ % size_);
   store32(entry, head);
   store32(entry + 4, len);
   ++next_used_;
-  // Release: the entry is visible before the index that publishes it.
+  if (publish) publish_used();
+}
+
+void SplitQueue::publish_used() {
+  // Release: the entries are visible before the index that publishes them.
   store16(used_.data() + 2, next_used_, __ATOMIC_RELEASE);
 }
 

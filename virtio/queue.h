@@ -48,6 +48,10 @@ class DescriptorChain {
   ChainWriter writer() const { return ChainWriter(buffers_.writable, buffers_.writable_bytes); }
   // Puts the chain on the used ring; `written` is the number of bytes the device wrote.
   void complete(uint32_t written);
+  // Like complete(), but the entry stays invisible to the driver until the
+  // queue's publish_used(): for a packet spread over several chains (virtio-net
+  // MRG_RXBUF), which the driver must see all at once.
+  void complete_unpublished(uint32_t written);
   // Forgets the chain without touching the rings: for a device being reset, whose
   // rings the driver no longer owns.
   void abandon() { queue_ = nullptr; }
@@ -69,7 +73,9 @@ class SplitQueue {
   // The next valid chain, or nullopt when the ring is empty or broken. Chains that
   // fail validation are returned to the guest with length 0 and logged.
   std::optional<DescriptorChain> pop();
-  void push_used(uint16_t head, uint32_t len);
+  void push_used(uint16_t head, uint32_t len, bool publish = true);
+  // Makes every entry pushed so far visible (moves used.idx).
+  void publish_used();
   // Whether the driver wants an interrupt for what was pushed since the last call
   // (2.7.10 with EVENT_IDX, else the NO_INTERRUPT flag).
   bool needs_interrupt();

@@ -5,6 +5,9 @@
 #include <chrono>
 
 #include "virtio/blk/block_device.h"
+#include "virtio/net/mac_address.h"
+#include "virtio/net/net_device.h"
+#include "virtio/net/tap.h"
 #include "virtio/spec.h"
 #include "vmm/memory/layout.h"
 #include "vmm/util/error.h"
@@ -14,26 +17,61 @@ namespace ember {
 
 namespace {
 
-// Enough submission entries for every queue of every io_uring drive to be full.
-unsigned ring_entries(size_t drives, unsigned queue_size) {
-  unsigned want = static_cast<unsigned>(std::min<size_t>(drives * queue_size, 4096));
+// Enough submission entries for every queue of every io_uring drive to be full,
+// and for every net's RX read, its TX packets in flight and a cancel.
+unsigned ring_entries(size_t drives, unsigned queue_size, size_t nets, unsigned tx_in_flight) {
+  size_t net_entries = nets * (tx_in_flight + 2);
+  unsigned want = static_cast<unsigned>(std::min<size_t>(drives * queue_size + net_entries, 4096));
   unsigned entries = 1;
   while (entries < want) entries <<= 1;
   return entries;
 }
 
 constexpr unsigned kBlockQueueSize = 256;
+constexpr uint16_t kNetQueueSize = 256;
+constexpr uint32_t kNetTxInFlight = 64;
 
 }  // namespace
 
 VirtioDevices::VirtioDevices(VmFd& vm, const GuestMemory& memory, Bus& mmio, const VmConfig& config) {
+  create_ring(config);
   add_drives(vm, memory, mmio, config.drives);
   add_nets(vm, memory, mmio, config.nets);
   if (config.vsock) add_vsock(vm, memory, mmio, *config.vsock);
 }
 
-void VirtioDevices::add_nets(VmFd&, const GuestMemory&, Bus&, const std::vector<NetConfig>& nets) {
-  if (!nets.empty()) fail("network interface '", nets.front().iface_id, "': virtio-net is not implemented yet");
+void VirtioDevices::create_ring(const VmConfig& config) {
+  size_t uring_drives = std::count_if(config.drives.begin(), config.drives.end(), [](const DriveConfig& d) {
+    return d.io_engine == DriveConfig::IoEngine::IoUring;
+  });
+  if (uring_drives == 0 && config.nets.empty()) return;
+  // Once per VM, before the vCPUs start: ring setup is too slow for the request path.
+  auto start = std::chrono::steady_clock::now();
+  ring_ = std::make_unique<virtio::IoUringRing>(
+      ring_entries(uring_drives, kBlockQueueSize, config.nets.size(), kNetTxInFlight));
+  loop_.add(ring_->event_fd(), [ring = ring_.get()] { ring->reap(); });
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+  log::debug(cat("io_uring ring for ", uring_drives, " drive(s) and ", config.nets.size(), " net(s) set up in ",
+                 us.count(), " us"));
+}
+
+void VirtioDevices::add_nets(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<NetConfig>& nets) {
+  for (size_t i = 0; i < nets.size(); ++i) {
+    const NetConfig& n = nets[i];
+    virtio::net::NetDeviceOptions options;
+    options.id = n.iface_id;
+    options.queue_size = kNetQueueSize;
+    options.max_tx_in_flight = kNetTxInFlight;
+    options.mac = virtio::net::generate_mac(static_cast<uint8_t>(i));
+    if (!n.guest_mac.empty() && !parse_mac(n.guest_mac, options.mac.data())) {
+      fail("network interface '", n.iface_id, "': guest_mac '", n.guest_mac, "' is not aa:bb:cc:dd:ee:ff");
+    }
+    auto device = std::make_unique<virtio::net::NetDevice>(options, virtio::net::open_tap(n.host_dev_name), *ring_);
+    log::info(cat("network interface '", n.iface_id, "': tap ", n.host_dev_name, ", guest MAC ",
+                  virtio::net::format_mac(options.mac)));
+    add(std::make_shared<virtio::MmioTransport>(std::move(device), memory, loop_, "net '" + n.iface_id + "'"), vm,
+        mmio);
+  }
 }
 
 void VirtioDevices::add_vsock(VmFd&, const GuestMemory&, Bus&, const VsockConfig&) {
@@ -45,18 +83,6 @@ void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, c
   // command-line order).
   std::vector<DriveConfig> ordered = drives;
   std::stable_partition(ordered.begin(), ordered.end(), [](const DriveConfig& d) { return d.is_root_device; });
-
-  size_t uring_drives = std::count_if(ordered.begin(), ordered.end(), [](const DriveConfig& d) {
-    return d.io_engine == DriveConfig::IoEngine::IoUring;
-  });
-  if (uring_drives > 0) {
-    // Once per VM, before the vCPUs start: ring setup is too slow for the request path.
-    auto start = std::chrono::steady_clock::now();
-    ring_ = std::make_unique<virtio::IoUringRing>(ring_entries(uring_drives, kBlockQueueSize));
-    loop_.add(ring_->event_fd(), [ring = ring_.get()] { ring->reap(); });
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
-    log::debug(cat("io_uring ring for ", uring_drives, " drive(s) set up in ", us.count(), " us"));
-  }
 
   for (const DriveConfig& d : ordered) {
     virtio::blk::BlockDeviceOptions options;

@@ -34,13 +34,15 @@ class VirtioDevices {
   void collect_metrics(MetricGroups& out) const;
 
  private:
+  // The shared io_uring, when a drive uses io_uring or there are nets.
+  void create_ring(const VmConfig& config);
   void add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<DriveConfig>& drives);
   void add_nets(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<NetConfig>& nets);
   void add_vsock(VmFd& vm, const GuestMemory& memory, Bus& mmio, const VsockConfig& vsock);
   void add(std::shared_ptr<virtio::MmioTransport> transport, VmFd& vm, Bus& mmio);
 
   EventLoop loop_;
-  std::unique_ptr<virtio::IoUringRing> ring_;  // only when a drive uses io_uring
+  std::unique_ptr<virtio::IoUringRing> ring_;  // when a drive uses io_uring or there are nets
   std::vector<std::shared_ptr<virtio::MmioTransport>> transports_;
   std::string cmdline_;
 };

@@ -111,6 +111,19 @@ TEST(Cli, FlagsOverrideFile) {
   EXPECT_EQ(c.machine.prefault, Prefault::Off);
 }
 
+TEST(Cli, NetFlagAddsInterfaces) {
+  VmConfig c;
+  apply_overrides(parse_cli({"--net", "iface_id=eth0,tap=tap0,mac=06:00:00:00:00:01", "--net", "iface_id=eth1,tap=t1"}),
+                  c);
+  ASSERT_EQ(c.nets.size(), 2u);
+  EXPECT_EQ(c.nets[0].iface_id, "eth0");
+  EXPECT_EQ(c.nets[0].host_dev_name, "tap0");
+  EXPECT_EQ(c.nets[0].guest_mac, "06:00:00:00:00:01");
+  EXPECT_EQ(c.nets[1].guest_mac, "");
+  EXPECT_THROW(parse_cli({"--net", "iface_id=eth0"}), Error);
+  EXPECT_THROW(parse_cli({"--net", "iface_id=eth0,tap=t,bogus=1"}), Error);
+}
+
 TEST(Cli, BadFlags) {
   EXPECT_THROW(parse_cli({"--bogus"}), Error);
   EXPECT_THROW(parse_cli({"--vcpus"}), Error);

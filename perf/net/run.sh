@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# virtio-net throughput, ember against QEMU microvm (virtio-net-device on the same kind
+# of tap, vhost off), same guest, same run, interleaved: each round boots ember, then
+# QEMU, and each guest sends N MiB to the host and receives N MiB from it over TCP
+# (busybox nc on both ends, zeros). The guest times each transfer (/proc/uptime).
+# Runs inside the emulated host unless this host's /dev/kvm boots guests; writes
+# results.md into the output folder and prints it.
+#   usage: perf/net/run.sh [--out DIR] [--mib N (default 32)] [--rounds R (default 3)]
+set -euo pipefail
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+out=$src/build/perf-net mib=32 rounds=3 inner=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --out) out=$2; shift 2 ;;
+    --mib) mib=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --inner) inner=1; shift ;;
+    *) echo "usage: $0 [--out DIR] [--mib N] [--rounds R]" >&2; exit 2 ;;
+  esac
+done
+
+if [[ $inner == 0 ]]; then
+  guest=$("$src/guest/build.sh")
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  if "$src/tests/e2e/kvm-probe.sh" "$src/build/ember" "$guest" >/dev/null; then
+    EMBER_GUEST_DIR=$guest unshare -n "$src/perf/net/run.sh" --inner --out "$out" --mib "$mib" --rounds "$rounds"
+  else
+    echo "perf/net: measuring inside the emulated host (compare ratios, not absolute figures)" >&2
+    # The emulated host sees this machine read-only; results come back through --artifacts.
+    "$src/tests/e2e/emulated-host/run.sh" --timeout 3000 --artifacts "$out" -- env EMBER_GUEST_DIR="$guest" \
+      sh -c 'exec unshare -n "$0" --inner --out "$EMBER_ARTIFACTS_DIR" --mib "$1" --rounds "$2"' "$src/perf/net/run.sh" "$mib" "$rounds"
+  fi
+  cat "$out/results.md"
+  exit 0
+fi
+
+# --- inside a fresh network namespace, as root ---
+guest=$EMBER_GUEST_DIR tap=perftap0 host=169.254.20.1 addr=169.254.20.2
+ip link set lo up
+ip tuntap add dev $tap mode tap
+ip addr add $host/24 dev $tap
+ip link set $tap up
+bytes=$((mib << 20))
+# Host side: a sink for uploads (5001) and a source for downloads (5002), one
+# connection at a time, for as long as this script runs.
+(while true; do busybox nc -l -p 5001 >/dev/null; done) &
+sink=$!
+(while true; do head -c $bytes /dev/zero | busybox nc -l -p 5002; done) &
+source=$!
+trap 'kill $sink $source 2>/dev/null; ip link del $tap 2>/dev/null' EXIT
+
+script="ip link set lo up; ip link set eth0 up; ip addr add $addr/24 dev eth0
+ping -c 1 -W 5 $host >/dev/null || ping -c 1 -W 5 $host >/dev/null
+t() { cut -d' ' -f1 /proc/uptime | tr -d .; }
+a=\$(t); head -c $bytes /dev/zero | nc $host 5001; b=\$(t)
+nc $host 5002 >/tmp/in; c=\$(t)
+echo \"NETPERF up_cs=\$((b-a)) down_cs=\$((c-b)) got=\$(wc -c </tmp/in)\""
+append="console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=$(printf '%s' "$script" | base64 -w0)"
+
+run_one() {  # vmm -> "up_cs down_cs"
+  local log=$out/$1-$2.log
+  if [[ $1 == ember ]]; then
+    timeout 600 "$src/build/ember" --kernel "$guest/bzImage" --initrd "$guest/initramfs.cpio.gz" --mem-mib 512 \
+      --cmdline "$append" --net iface_id=eth0,tap=$tap >"$log" 2>&1 || true
+  else
+    # As perf/boot-latency runs QEMU; the i8042 is there for the guest's reboot=k.
+    timeout 600 qemu-system-x86_64 -M microvm,acpi=off,x-option-roms=off,rtc=off -enable-kvm -cpu host -m 512 \
+      -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -device i8042 -kernel "$guest/bzImage" -initrd "$guest/initramfs.cpio.gz" \
+      -append "$append" -netdev tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off \
+      -device virtio-net-device,netdev=n0 >"$log" 2>&1 </dev/null || true
+  fi
+  sed -n 's/.*NETPERF up_cs=\([0-9]*\) down_cs=\([0-9]*\) got=\([0-9]*\).*/\1 \2 \3/p' "$log" | tr -d '\r'
+}
+
+declare -A up down
+for vmm in ember qemu; do up[$vmm]=""; down[$vmm]=""; done
+for r in $(seq 1 "$rounds"); do
+  for vmm in ember qemu; do
+    read -r u d got <<<"$(run_one $vmm $r)" || true
+    if [[ -z ${u:-} || ${got:-0} != "$bytes" ]]; then echo "perf/net: $vmm round $r failed (see $out/$vmm-$r.log)" >&2; continue; fi
+    echo "perf/net: round $r $vmm: up $u cs, down $d cs" >&2
+    up[$vmm]+=" $u"; down[$vmm]+=" $d"
+  done
+done
+
+# MiB/s from the median time (centiseconds) of each direction.
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}'; }
+rate() { awk -v m="$mib" -v cs="$1" 'BEGIN { if (cs > 0) printf "%.1f", m * 100 / cs; else print "n/a" }'; }
+{
+  echo "| direction (guest view) | ember MiB/s | QEMU MiB/s | ember / QEMU |"
+  echo "| --- | --- | --- | --- |"
+  for dir in up down; do
+    declare -n times=$dir
+    e=$(echo "${times[ember]}" | median) q=$(echo "${times[qemu]}" | median)
+    er=$(rate "$e") qr=$(rate "$q")
+    ratio=$(awk -v e="$e" -v q="$q" 'BEGIN { if (e > 0 && q > 0) printf "%.2f", q / e; else print "n/a" }')
+    label=$([[ $dir == up ]] && echo "guest -> host (TX)" || echo "host -> guest (RX)")
+    echo "| $label | $er | $qr | $ratio |"
+  done
+  echo
+  echo "$mib MiB per transfer, median of $rounds rounds, $(date -u +%F), $(uname -r)"
+} >"$out/results.md"

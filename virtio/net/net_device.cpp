@@ -1,0 +1,310 @@
+#include "virtio/net/net_device.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "virtio/guest_warning.h"
+#include "virtio/net/net_header.h"
+#include "virtio/net/tap.h"
+#include "virtio/spec.h"
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember::virtio::net {
+
+namespace {
+
+// Consecutive failed tap reads after which RX stops until the driver next adds
+// buffers, so a broken tap cannot make the event thread spin.
+constexpr unsigned kMaxRxReadFailures = 16;
+
+}  // namespace
+
+NetDevice::NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring)
+    : options_(std::move(options)), tap_(std::move(tap)), ring_(ring) {
+  if (!options_.set_offloads) options_.set_offloads = set_tap_offloads;
+  std::copy(options_.mac.begin(), options_.mac.end(), config_.begin());
+  rx_read_.device = this;
+  rx_packet_.resize(kMaxPacket);
+  rx_iov_ = {rx_packet_.data(), rx_packet_.size()};
+  tx_slots_ = std::vector<TxSlot>(std::max<uint32_t>(options_.max_tx_in_flight, 1));
+  for (TxSlot& slot : tx_slots_) {
+    slot.device = this;
+    tx_free_.push_back(&slot);
+  }
+  ring_.on_batch_end([this] {
+    if (!interrupt_ || resetting_) return;
+    if (tx_throttled_ && !tx_free_.empty()) {
+      process_tx();
+      ring_.submit();
+    }
+    signal_if_needed();
+  });
+}
+
+NetDevice::~NetDevice() {
+  // The ring and the queues may already be gone (the MMIO bus outlives them): forget
+  // the chains without touching either. The ring's teardown cancels the read.
+  for (DescriptorChain& chain : rx_chains_) chain.abandon();
+  for (TxSlot& slot : tx_slots_) slot.chain.abandon();
+  const Counters& c = counters_;
+  log::info(cat("net '", options_.id, "': rx ", c.rx_packets.load(), " packets (", c.rx_gso.load(), " GSO), ",
+                c.rx_bytes.load(), " bytes; tx ", c.tx_packets.load(), " packets (", c.tx_tso.load(), " TSO), ",
+                c.tx_bytes.load(), " bytes; errors rx ", c.rx_errors.load(), " tx ",
+                c.tx_errors.load() + c.tx_malformed.load()));
+}
+
+uint64_t NetDevice::device_features() const { return offered_features(); }
+
+void NetDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
+  if (offset >= config_.size()) return;  // the transport zero-filled `data`
+  size_t n = std::min<size_t>(data.size(), config_.size() - offset);
+  std::memcpy(data.data(), config_.data() + offset, n);
+}
+
+void NetDevice::write_config(uint64_t offset, std::span<const uint8_t>) {
+  // 5.1.4: the MAC is writable only by legacy drivers, which ember does not serve.
+  warn_guest(cat("net '", options_.id, "': write to config offset ", offset, " ignored"));
+}
+
+void NetDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t acked_features) {
+  queues_ = queues;
+  interrupt_ = &interrupt;
+  acked_ = acked_features;
+  resetting_ = false;
+  unsigned offloads = tap_offload_flags(acked_);
+  if (int err = options_.set_offloads(tap_.get(), offloads)) {
+    // The tap then hands over plain, fully checksummed frames, which every driver takes.
+    log::warn(cat("net '", options_.id, "': TUNSETOFFLOAD ", hex(offloads), ": ", errno_text(err)));
+  }
+  log::info(cat("net '", options_.id, "': driver acked features ", hex(acked_), ", tap offloads ", hex(offloads)));
+}
+
+void NetDevice::stop_io() {
+  resetting_ = true;
+  if (rx_reading_) ring_.cancel(&rx_read_);
+  ring_.wait_until([this] { return !rx_reading_ && tx_free_.size() == tx_slots_.size(); });
+  // The driver owns its rings again: held buffers are simply forgotten (2.4).
+  for (DescriptorChain& chain : rx_chains_) chain.abandon();
+  rx_chains_.clear();
+  rx_chain_bytes_ = 0;
+  rx_length_ = 0;
+}
+
+void NetDevice::reset() {
+  stop_io();
+  if (int err = options_.set_offloads(tap_.get(), 0)) {
+    log::warn(cat("net '", options_.id, "': TUNSETOFFLOAD 0: ", errno_text(err)));
+  }
+  queues_ = {};
+  interrupt_ = nullptr;
+  acked_ = 0;
+  tx_throttled_ = false;
+  rx_read_failures_ = 0;
+}
+
+void NetDevice::process_queue(uint16_t index) {
+  if (!interrupt_ || index >= queues_.size()) return;
+  in_batch_ = true;
+  if (index == kRxQueue) {
+    // New buffers: finish the packet that waited for them, then read the next.
+    if (rx_length_ && !deliver_rx()) ++counters_.rx_no_buffer;
+    rx_read_failures_ = 0;
+    start_rx_read();
+  } else {
+    process_tx();
+  }
+  in_batch_ = false;
+  ring_.submit();
+  signal_if_needed();
+}
+
+void NetDevice::start_rx_read() {
+  if (rx_reading_ || rx_length_ || resetting_ || !interrupt_) return;
+  if (!ring_.readv(tap_.get(), &rx_iov_, 1, 0, &rx_read_)) {
+    // Retried when the driver next adds RX buffers.
+    ++counters_.rx_errors;
+    warn_limited(cat("net '", options_.id, "': io_uring submission queue full, RX paused"));
+    return;
+  }
+  rx_reading_ = true;
+}
+
+void NetDevice::on_rx_read(int32_t result) {
+  rx_reading_ = false;
+  if (resetting_ || !interrupt_ || result == -ECANCELED) return;
+  if (result < 0) {
+    ++counters_.rx_errors;
+    warn_limited(cat("net '", options_.id, "': read from tap failed: ", errno_text(-result)));
+    if (++rx_read_failures_ >= kMaxRxReadFailures) {
+      log::error(cat("net '", options_.id, "': ", rx_read_failures_, " tap reads failed in a row; RX paused"));
+      return;
+    }
+    start_rx_read();
+    return;
+  }
+  rx_read_failures_ = 0;
+  if (static_cast<size_t>(result) < kNetHeaderSize) {
+    ++counters_.rx_errors;  // the tap always prepends the header: nothing to deliver
+    start_rx_read();
+    return;
+  }
+  rx_length_ = static_cast<size_t>(result);
+  if (deliver_rx()) {
+    start_rx_read();
+  } else {
+    // No busy loop and no queue of packets: the tap keeps (or drops) the rest
+    // until the driver adds buffers and notifies the RX queue.
+    ++counters_.rx_no_buffer;
+  }
+}
+
+void NetDevice::drop_rx(std::atomic<uint64_t>& counter, const char* why) {
+  ++counter;
+  warn_limited(cat("net '", options_.id, "': RX packet of ", rx_length_, " bytes dropped: ", why));
+  rx_length_ = 0;
+}
+
+bool NetDevice::deliver_rx() {
+  SplitQueue& queue = queues_[kRxQueue];
+  bool merge = (acked_ & bit(kFeatureMrgRxbuf)) != 0;
+  // 5.1.6.3: without MRG_RXBUF the whole packet goes into one chain.
+  size_t needed = merge ? rx_length_ : 1;
+  for (;;) {
+    while (!rx_chains_.empty() && rx_chains_.front().writer().remaining() < kNetHeaderSize) {
+      ++counters_.rx_errors;
+      warn_guest(cat("net '", options_.id, "': RX buffer of ", rx_chains_.front().writer().remaining(),
+                     " bytes cannot hold the ", kNetHeaderSize, "-byte header"));
+      rx_chain_bytes_ -= rx_chains_.front().writer().remaining();
+      rx_chains_.front().complete(0);
+      rx_chains_.pop_front();
+    }
+    if (!rx_chains_.empty() && rx_chain_bytes_ >= needed) break;
+    if (rx_chains_.size() >= queue.size()) {
+      drop_rx(counters_.rx_dropped, "the driver's RX buffers together are too small");
+      return true;
+    }
+    std::optional<DescriptorChain> chain = queue.pop();
+    if (!chain) return false;
+    rx_chain_bytes_ += chain->writer().remaining();
+    rx_chains_.push_back(std::move(*chain));
+  }
+  if (!merge && rx_chains_.front().writer().remaining() < rx_length_) {
+    drop_rx(counters_.rx_dropped, "RX buffer too small (no VIRTIO_NET_F_MRG_RXBUF)");
+    return true;
+  }
+  uint16_t count = 0;
+  for (size_t bytes = 0; bytes < rx_length_; ++count) bytes += rx_chains_[count].writer().remaining();
+  NetHeader header;
+  std::memcpy(&header, rx_packet_.data(), kNetHeaderSize);
+  if (const char* why = prepare_rx_header(header, acked_, count)) {
+    drop_rx(counters_.rx_errors, why);
+    return true;
+  }
+  std::memcpy(rx_packet_.data(), &header, kNetHeaderSize);
+  size_t offset = 0;
+  for (uint16_t i = 0; i < count; ++i) {
+    DescriptorChain chain = std::move(rx_chains_.front());
+    rx_chains_.pop_front();
+    ChainWriter writer = chain.writer();
+    rx_chain_bytes_ -= writer.remaining();
+    size_t n = writer.write(std::span<const uint8_t>(rx_packet_.data() + offset, rx_length_ - offset));
+    offset += n;
+    chain.complete_unpublished(static_cast<uint32_t>(n));
+  }
+  // The driver must see every buffer of the packet at once (it reads num_buffers
+  // entries in a row).
+  queue.publish_used();
+  ++counters_.rx_packets;
+  if (header.gso_type != kGsoNone) ++counters_.rx_gso;
+  counters_.rx_bytes += rx_length_ - kNetHeaderSize;
+  rx_length_ = 0;
+  return true;
+}
+
+void NetDevice::process_tx() {
+  SplitQueue& queue = queues_[kTxQueue];
+  while (!tx_free_.empty()) {
+    std::optional<DescriptorChain> chain = queue.pop();
+    if (!chain) {
+      tx_throttled_ = false;
+      return;
+    }
+    send(std::move(*chain));
+  }
+  // Resumed from the batch-end hook when a packet completes.
+  if (!tx_throttled_) ++counters_.tx_throttled;
+  tx_throttled_ = true;
+}
+
+void NetDevice::send(DescriptorChain chain) {
+  ChainReader reader = chain.reader();
+  size_t total = reader.remaining();
+  NetHeader header{};
+  const char* why = nullptr;
+  if (total < kNetHeaderSize || !reader.read_obj(header)) {
+    why = "shorter than the 12-byte header";
+  } else if (total > kMaxPacket) {
+    why = "longer than 65562 bytes";
+  } else {
+    // The guest may change the header after this check; the tap checks it again
+    // (and everything else) when it takes the packet.
+    why = check_tx_header(header, acked_);
+  }
+  if (why) {
+    ++counters_.tx_malformed;
+    warn_guest(cat("net '", options_.id, "': TX packet of ", total, " bytes rejected: ", why));
+    chain.complete(0);
+    return;
+  }
+  TxSlot& slot = *tx_free_.back();
+  tx_free_.pop_back();
+  slot.iov.clear();
+  slot.tso = header.gso_type != kGsoNone;
+  chain.reader().append_iovecs(slot.iov);
+  slot.chain = std::move(chain);
+  if (!ring_.writev(tap_.get(), slot.iov.data(), static_cast<unsigned>(slot.iov.size()), 0, &slot)) {
+    on_tx_done(slot, -EBUSY);
+  }
+}
+
+void NetDevice::on_tx_done(TxSlot& slot, int32_t result) {
+  if (result < 0) {
+    ++counters_.tx_errors;
+    warn_limited(cat("net '", options_.id, "': tap refused a TX packet: ", errno_text(-result)));
+  } else {
+    ++counters_.tx_packets;
+    if (slot.tso) ++counters_.tx_tso;
+    counters_.tx_bytes += static_cast<uint64_t>(std::max<int32_t>(result - int32_t{kNetHeaderSize}, 0));
+  }
+  // 5.1.6.2: TX buffers come back with nothing written.
+  if (resetting_) slot.chain.abandon();
+  else slot.chain.complete(0);
+  tx_free_.push_back(&slot);
+}
+
+void NetDevice::signal_if_needed() {
+  if (in_batch_ || !interrupt_) return;
+  bool any = false;
+  for (SplitQueue& q : queues_) any |= q.needs_interrupt();
+  if (any) interrupt_->signal_used();
+}
+
+void NetDevice::report_metrics(const MetricSink& sink) const {
+  const Counters& c = counters_;
+  sink("rx_packets", c.rx_packets.load(std::memory_order_relaxed));
+  sink("rx_bytes", c.rx_bytes.load(std::memory_order_relaxed));
+  sink("rx_gso_packets", c.rx_gso.load(std::memory_order_relaxed));
+  sink("rx_errors", c.rx_errors.load(std::memory_order_relaxed));
+  sink("rx_dropped", c.rx_dropped.load(std::memory_order_relaxed));
+  sink("rx_no_buffer", c.rx_no_buffer.load(std::memory_order_relaxed));
+  sink("tx_packets", c.tx_packets.load(std::memory_order_relaxed));
+  sink("tx_bytes", c.tx_bytes.load(std::memory_order_relaxed));
+  sink("tx_tso_packets", c.tx_tso.load(std::memory_order_relaxed));
+  sink("tx_errors", c.tx_errors.load(std::memory_order_relaxed));
+  sink("tx_malformed", c.tx_malformed.load(std::memory_order_relaxed));
+  sink("tx_throttled", c.tx_throttled.load(std::memory_order_relaxed));
+}
+
+}  // namespace ember::virtio::net

@@ -1,0 +1,108 @@
+// virtio-net (virtio 1.2 section 5.1) on a host tap: one RX and one TX queue,
+// both driven through the VM's shared io_uring, with checksum/TSO offloads
+// passed through to the tap and mergeable RX buffers.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "virtio/io_uring_ring.h"
+#include "virtio/virtio_device.h"
+#include "vmm/util/unique_fd.h"
+
+namespace ember::virtio::net {
+
+constexpr uint32_t kDeviceTypeNet = 1;
+constexpr uint16_t kRxQueue = 0;
+constexpr uint16_t kTxQueue = 1;
+
+struct NetDeviceOptions {
+  std::string id;  // log and metrics name
+  std::array<uint8_t, 6> mac{};
+  uint16_t queue_size = 256;
+  // TX packets handed to the tap and not yet completed, at most.
+  uint32_t max_tx_in_flight = 64;
+  // TUNSETOFFLOAD (returns 0 or errno); tests replace it when the "tap" is a socket.
+  std::function<int(int fd, unsigned flags)> set_offloads;
+};
+
+class NetDevice final : public VirtioDevice {
+ public:
+  // `tap` carries frames with a 12-byte virtio_net_hdr_v1 (see open_tap()).
+  NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring);
+  ~NetDevice() override;
+
+  uint32_t device_type() const override { return kDeviceTypeNet; }
+  uint64_t device_features() const override;
+  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  void write_config(uint64_t offset, std::span<const uint8_t> data) override;
+  std::vector<uint16_t> queue_max_sizes() const override { return {options_.queue_size, options_.queue_size}; }
+  void activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t acked_features) override;
+  void reset() override;
+  void process_queue(uint16_t index) override;
+  void report_metrics(const MetricSink& sink) const override;
+
+ private:
+  struct RxRead final : RingCompletion {
+    NetDevice* device = nullptr;
+    void on_ring_complete(int32_t result) override { device->on_rx_read(result); }
+  };
+  struct TxSlot final : RingCompletion {
+    NetDevice* device = nullptr;
+    DescriptorChain chain;
+    std::vector<iovec> iov;
+    bool tso = false;
+    void on_ring_complete(int32_t result) override { device->on_tx_done(*this, result); }
+  };
+  struct Counters {
+    std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_gso{0}, rx_errors{0}, rx_dropped{0}, rx_no_buffer{0};
+    std::atomic<uint64_t> tx_packets{0}, tx_bytes{0}, tx_tso{0}, tx_errors{0}, tx_malformed{0}, tx_throttled{0};
+  };
+
+  void start_rx_read();
+  void on_rx_read(int32_t result);
+  // Copies the pending packet into the driver's RX chains; false when it has to
+  // wait for more buffers.
+  bool deliver_rx();
+  // Pops RX chains until those held can take `bytes`; false when the ring ran dry.
+  bool gather_rx_chains(size_t bytes);
+  void drop_rx(std::atomic<uint64_t>& counter, const char* why);
+  void process_tx();
+  void send(DescriptorChain chain);
+  void on_tx_done(TxSlot& slot, int32_t result);
+  // Cancels the RX read and waits for everything this device has in the ring.
+  void stop_io();
+  void signal_if_needed();
+
+  NetDeviceOptions options_;
+  UniqueFd tap_;
+  IoUringRing& ring_;
+  std::array<uint8_t, 8> config_{};  // 5.1.4: mac, then status (not offered: 0)
+  Counters counters_;
+
+  // Event thread.
+  std::span<SplitQueue> queues_;
+  Interrupt* interrupt_ = nullptr;
+  uint64_t acked_ = 0;
+  bool resetting_ = false;
+  bool in_batch_ = false;
+  // RX: one read in flight into rx_packet_, one packet waiting for buffers at most.
+  RxRead rx_read_;
+  std::vector<uint8_t> rx_packet_;
+  iovec rx_iov_{};
+  size_t rx_length_ = 0;  // bytes of a packet waiting for RX buffers, 0 if none
+  bool rx_reading_ = false;
+  unsigned rx_read_failures_ = 0;  // consecutive
+  std::deque<DescriptorChain> rx_chains_;  // popped, not yet used
+  size_t rx_chain_bytes_ = 0;              // their writable bytes
+  // TX: slots never move (the ring points at them).
+  std::vector<TxSlot> tx_slots_;
+  std::vector<TxSlot*> tx_free_;
+  bool tx_throttled_ = false;
+};
+
+}  // namespace ember::virtio::net
