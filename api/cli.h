@@ -18,6 +18,7 @@ struct CliOptions {
   std::optional<uint32_t> vcpus;
   std::optional<uint64_t> mem_mib;
   std::vector<DriveConfig> drives;  // --drive, added after the config file's
+  std::optional<VsockConfig> vsock;  // --vsock, replaces the config file's
   std::optional<Prefault> prefault;
 };
 
