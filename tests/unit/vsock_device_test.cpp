@@ -118,8 +118,7 @@ struct Harness {
   }
   PacketHeader packet(uint16_t op, uint32_t src_port, uint32_t dst_port, uint32_t len = 0, uint32_t flags = 0) {
     PacketHeader h = make_header(kCid, dst_port, src_port, op, flags, len);
-    std::swap(h.src_cid, h.dst_cid);  // from the guest
-    std::swap(h.src_port, h.dst_port);
+    h.src_cid = kCid, h.dst_cid = kHostCid, h.src_port = src_port, h.dst_port = dst_port;  // from the guest
     h.buf_alloc = 65536;
     return h;
   }

@@ -17,8 +17,7 @@ PacketHeader guest_packet(uint16_t op, uint32_t len = 0, uint32_t flags = 0, uin
                           uint32_t fwd_cnt = 0) {
   // The host's view of the same connection, turned around.
   PacketHeader h = make_header(kCid, 5000, 1234, op, flags, len);
-  std::swap(h.src_cid, h.dst_cid);
-  std::swap(h.src_port, h.dst_port);
+  h.src_cid = kCid, h.dst_cid = kHostCid, h.src_port = 1234, h.dst_port = 5000;
   h.buf_alloc = buf_alloc;
   h.fwd_cnt = fwd_cnt;
   return h;
