@@ -59,7 +59,7 @@ void VsockDevice::reset() {
   // The driver gave up its buffers: every connection ends without telling it.
   std::vector<Link*> all;
   for (auto& [id, link] : links_) all.push_back(link.get());
-  for (Link* link : all) close_link(*link, false);
+  for (Link* link : all) close_link(*link, false, false);
   if (spare_rx_) spare_rx_->abandon();
   spare_rx_.reset();
   loose_.clear();
@@ -198,6 +198,7 @@ void VsockDevice::establish(Link& link, uint32_t host_port, uint32_t guest_port,
 
 void VsockDevice::read_host(Link& link) {
   Connection& conn = *link.conn;
+  if (link.owe_response) return;  // the guest must see RESPONSE before data
   for (int i = 0; i < kPacketsPerEvent && conn.wants_host_data(); ++i) {
     auto chain = pop_rx();
     if (!chain) return;
@@ -273,7 +274,7 @@ void VsockDevice::after_change(Link& link) {
     ::shutdown(link.fd.get(), SHUT_WR);
     link.shut_wr = true;
   }
-  if (conn.finished()) return close_link(link, true);
+  if (conn.finished()) return close_link(link, true, false);
   if (conn.credit_update_due() && conn.guest_shutdown() == 0) {
     link.owe_credit = true;
     owe(link);
@@ -286,7 +287,7 @@ void VsockDevice::update_interest(Link& link) {
     events = EPOLLIN;
   } else {
     if (!link.greeting.empty() || link.pending.size() > link.pending_off) events |= EPOLLOUT;
-    if (link.greeting.empty() && link.conn->wants_host_data()) {
+    if (link.greeting.empty() && !link.owe_response && link.conn->wants_host_data()) {
       if (!rx_starved_) {
         events |= EPOLLIN;
       } else if (!link.starved) {
@@ -298,14 +299,14 @@ void VsockDevice::update_interest(Link& link) {
   loop_.modify(link.fd.get(), events);
 }
 
-void VsockDevice::close_link(Link& link, bool rst) {
+void VsockDevice::close_link(Link& link, bool rst, bool failed) {
   if (link.conn) {
     Connection& conn = *link.conn;
     if (rst) send_loose(make_header(options_.guest_cid, conn.host_port(), conn.guest_port(), kOpRst));
     by_key_.erase(key(conn.host_port(), conn.guest_port()));
     auto it = host_ports_.find(conn.host_port());
     if (it != host_ports_.end() && --it->second == 0) host_ports_.erase(it);
-    (rst ? counters_.reset : counters_.closed).fetch_add(1, std::memory_order_relaxed);
+    (failed ? counters_.reset : counters_.closed).fetch_add(1, std::memory_order_relaxed);
   }
   loop_.remove(link.fd.get());
   links_.erase(link.id);  // closes the socket; ids in rx_list_/starved_ go stale
@@ -343,7 +344,7 @@ void VsockDevice::handle_tx(DescriptorChain& chain) {
   }
   uint64_t id = link->id;  // close_link() below may end it
   Reaction r = link->conn->on_packet(h);
-  if (r.drop) return close_link(*link, false);
+  if (r.drop) return close_link(*link, false, false);
   if (r.reset) {
     counters_.errors.fetch_add(1, std::memory_order_relaxed);
     warn_guest(cat("vsock: connection ", h.src_port, "->", h.dst_port, ": ", r.why));
@@ -456,6 +457,7 @@ void VsockDevice::pump_rx() {
     } else {
       link->in_rx_list = false;
     }
+    update_interest(*link);  // a RESPONSE sent lets host data follow
   }
 }
 

@@ -77,8 +77,9 @@ class VsockDevice final : public VirtioDevice {
   uint32_t allocate_host_port();
   Link& add_link(UniqueFd fd);
   void establish(Link& link, uint32_t host_port, uint32_t guest_port, Connection::State state);
-  // Drops the link; `rst` tells the guest (5.10.6.6 forced close).
-  void close_link(Link& link, bool rst);
+  // Drops the link; `rst` tells the guest (5.10.6.6; also the normal end after
+  // both sides shut down); `failed` counts it as reset rather than closed.
+  void close_link(Link& link, bool rst, bool failed = true);
 
   // Guest side.
   void handle_tx(DescriptorChain& chain);
