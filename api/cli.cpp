@@ -62,6 +62,29 @@ NetConfig parse_net(const std::string& text) {
   return n;
 }
 
+// --vsock cid=N,uds=PATH
+VsockConfig parse_vsock(const std::string& text) {
+  VsockConfig v;
+  bool cid = false;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (item.rfind("cid=", 0) == 0) {
+      v.guest_cid = static_cast<uint32_t>(parse_number("--vsock cid", item.substr(4), kMaxGuestCid));
+      cid = true;
+    } else if (item.rfind("uds=", 0) == 0 && item.size() > 4) {
+      v.uds_path = item.substr(4);
+    } else {
+      fail("--vsock: unknown or empty item '", item, "' (expected cid=N,uds=PATH)");
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (!cid || v.uds_path.empty()) fail("--vsock needs cid=N and uds=PATH (got '", text, "')");
+  return v;
+}
+
 }  // namespace
 
 const char* usage_text() {
@@ -83,6 +106,7 @@ const char* usage_text() {
          "                    (repeatable; engine defaults to io_uring; root adds root=/dev/vda)\n"
          "  --net SPEC        virtio-net on a tap: iface_id=ID,tap=NAME[,mac=aa:bb:cc:dd:ee:ff]\n"
          "                    (repeatable; the tap must exist; MAC generated if not given)\n"
+         "  --vsock SPEC      virtio-vsock: cid=N,uds=PATH (host side: PATH, PATH_<port>)\n"
          "  --log-level L     error, warn (default), info or debug\n"
          "  --boot-timings F  at exit, write boot phase times (JSON, microseconds) to F\n"
          "  --version         print the version\n"
@@ -111,6 +135,7 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     else if (a == "--boot-timings") o.boot_timings = value();
     else if (a == "--drive") o.drives.push_back(parse_drive(value()));
     else if (a == "--net") o.nets.push_back(parse_net(value()));
+    else if (a == "--vsock") o.vsock = parse_vsock(value());
     else if (a == "--vcpus") o.vcpus = static_cast<uint32_t>(parse_number(a, value(), kMaxVcpuCount * 1000ull));
     else if (a == "--mem-mib") o.mem_mib = parse_number(a, value(), kMaxMemMib * 1000);
     else if (a == "--no-prefault") o.prefault = Prefault::Off;
@@ -132,6 +157,7 @@ void apply_overrides(const CliOptions& o, VmConfig& config) {
   if (o.cmdline) config.boot.boot_args = *o.cmdline;
   config.drives.insert(config.drives.end(), o.drives.begin(), o.drives.end());
   config.nets.insert(config.nets.end(), o.nets.begin(), o.nets.end());
+  if (o.vsock) config.vsock = o.vsock;
   if (o.vcpus) config.machine.vcpu_count = *o.vcpus;
   if (o.mem_mib) config.machine.mem_size_mib = *o.mem_mib;
   if (o.prefault) config.machine.prefault = *o.prefault;

@@ -19,6 +19,7 @@ struct CliOptions {
   std::optional<uint64_t> mem_mib;
   std::vector<DriveConfig> drives;  // --drive, added after the config file's
   std::vector<NetConfig> nets;      // --net, likewise
+  std::optional<VsockConfig> vsock;  // --vsock, replaces the config file's
   std::optional<Prefault> prefault;
 };
 

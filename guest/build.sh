@@ -44,7 +44,7 @@ khash=$( {
     echo "linux-source-6.1=$src_version"
 } | sha256sum | cut -c1-16)
 hash=$( {
-    sha256sum "$here/kernel.config" "$here/init" "$here/build.sh" | cut -d' ' -f1
+    sha256sum "$here/kernel.config" "$here/init" "$here/build.sh" "$here"/tools/*.c | cut -d' ' -f1
     echo "linux-source-6.1=$src_version"
     echo "busybox-static=$bb_version"
 } | sha256sum | cut -c1-16)
@@ -165,14 +165,22 @@ else
     build_kernel
 fi
 
-log "building initramfs (busybox-static $bb_version + guest/init)"
+log "building initramfs (busybox-static $bb_version + guest/init + guest/tools)"
 stage=$tmp/out
 mkdir -p "$stage"
 list=$tmp/initramfs.list
 # Copies with a fixed mtime, so that the same inputs give the same bytes.
 cp "$busybox_bin" "$tmp/busybox"
 cp "$here/init" "$tmp/init"
-touch -d @0 "$tmp/busybox" "$tmp/init"
+# Guest tools busybox lacks (guest/tools/*.c), static so they need no libc in the guest.
+tools=()
+for c in "$here"/tools/*.c; do
+    [[ -e $c ]] || continue
+    name=$(basename "$c" .c)
+    gcc -static -O2 -Wall -o "$tmp/$name" "$c" >>"$buildlog" 2>&1 || fail "compiling $c"
+    tools+=("$name")
+done
+touch -d @0 "$tmp/busybox" "$tmp/init" "${tools[@]/#/$tmp/}"
 {
     for d in /bin /sbin /usr /usr/bin /usr/sbin /dev /proc /sys /tmp /run /etc /root /mnt; do
         echo "dir $d 0755 0 0"
@@ -181,6 +189,7 @@ touch -d @0 "$tmp/busybox" "$tmp/init"
     echo "nod /dev/null 0666 0 0 c 1 3"
     echo "file /bin/busybox $tmp/busybox 0755 0 0"
     echo "file /init $tmp/init 0755 0 0"
+    for name in "${tools[@]}"; do echo "file /bin/$name $tmp/$name 0755 0 0"; done
     # The layout of `busybox --install -s`, made without touching the host.
     "$busybox_bin" --list-full | while read -r applet; do
         [[ $applet == bin/busybox ]] || echo "slink /$applet /bin/busybox 0777 0 0"

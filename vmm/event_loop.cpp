@@ -23,10 +23,10 @@ EventLoop::EventLoop() {
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_.valid()) fail("epoll_create1: ", errno_text());
   wake_ = make_eventfd("the event loop");
-  wake_handler_ = {wake_.get(), [this] {
+  wake_handler_ = {wake_.get(), [this](uint32_t) {
                      drain(wake_.get());
                      run_posted();
-                   }};
+                   }, EPOLLIN};
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = &wake_handler_;
@@ -36,11 +36,48 @@ EventLoop::EventLoop() {
 EventLoop::~EventLoop() { stop(); }
 
 void EventLoop::add(int fd, std::function<void()> on_readable) {
-  handlers_.push_back(std::make_unique<Handler>(Handler{fd, std::move(on_readable)}));
+  if (!watch(fd, EPOLLIN, [fn = std::move(on_readable)](uint32_t) { fn(); })) {
+    fail("event loop: cannot watch fd ", fd, ": ", errno_text());
+  }
+}
+
+bool EventLoop::watch(int fd, uint32_t events, IoHandler on_ready) {
+  auto [it, added] = handlers_.try_emplace(fd, nullptr);
+  if (!added) {
+    errno = EEXIST;
+    return false;
+  }
+  it->second = std::make_unique<Handler>(Handler{fd, std::move(on_ready)});
+  if (set_events(*it->second, events)) return true;
+  int err = errno;
+  handlers_.erase(it);
+  errno = err;
+  return false;
+}
+
+bool EventLoop::modify(int fd, uint32_t events) {
+  auto it = handlers_.find(fd);
+  return it != handlers_.end() && set_events(*it->second, events);
+}
+
+void EventLoop::remove(int fd) {
+  auto it = handlers_.find(fd);
+  if (it == handlers_.end()) return;
+  if (it->second->events) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  it->second->removed = true;
+  retired_.push_back(std::move(it->second));
+  handlers_.erase(it);
+}
+
+bool EventLoop::set_events(Handler& handler, uint32_t events) {
+  if (events == handler.events) return true;
+  int op = events == 0 ? EPOLL_CTL_DEL : handler.events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
   epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.ptr = handlers_.back().get();
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) fail("epoll_ctl add fd ", fd, ": ", errno_text());
+  ev.events = events;
+  ev.data.ptr = &handler;
+  if (::epoll_ctl(epoll_.get(), op, handler.fd, &ev) < 0) return false;
+  handler.events = events;
+  return true;
 }
 
 void EventLoop::post(std::function<void()> fn) {
@@ -80,7 +117,11 @@ void EventLoop::run_once(int timeout_ms) {
     if (errno != EINTR) log::error(cat("event loop: epoll_wait: ", errno_text()));
     return;
   }
-  for (int i = 0; i < n; ++i) static_cast<Handler*>(events[i].data.ptr)->fn();
+  for (int i = 0; i < n; ++i) {
+    auto* handler = static_cast<Handler*>(events[i].data.ptr);
+    if (!handler->removed) handler->fn(events[i].events);
+  }
+  retired_.clear();
 }
 
 void EventLoop::loop() {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "vmm/util/unique_fd.h"
@@ -22,8 +23,20 @@ class EventLoop {
   EventLoop& operator=(const EventLoop&) = delete;
 
   // Calls `on_readable` on the loop thread whenever `fd` is readable (level
-  // triggered: the handler must drain it). Setup time only, before start().
+  // triggered: the handler must drain it). Before start() or on the loop thread.
   void add(int fd, std::function<void()> on_readable);
+
+  // Dynamic registration, on the loop thread (or before start()): `on_ready`
+  // gets the ready epoll events (EPOLLIN, EPOLLOUT, EPOLLHUP, ...) for `fd`.
+  // `events` 0 keeps the handler but takes the fd out of epoll, so a hung-up
+  // socket the owner is not interested in cannot wake the loop.
+  using IoHandler = std::function<void(uint32_t events)>;
+  // They never throw: false (errno set) when epoll refuses, e.g. out of memory.
+  bool watch(int fd, uint32_t events, IoHandler on_ready);
+  bool modify(int fd, uint32_t events);
+  // Forgets `fd` (before the caller closes it). Safe from inside any handler,
+  // including fd's own: its pending events in this round are discarded.
+  void remove(int fd);
   // Runs `fn` on the loop thread soon.
   void post(std::function<void()> fn);
   // Runs `fn` on the loop thread and waits for it; runs it inline when called from
@@ -39,14 +52,20 @@ class EventLoop {
  private:
   struct Handler {
     int fd;
-    std::function<void()> fn;
+    IoHandler fn;
+    uint32_t events = 0;  // what epoll watches; 0: not in epoll
+    bool removed = false;
   };
+  bool set_events(Handler& handler, uint32_t events);
   void run_posted();
   void loop();
 
   UniqueFd epoll_;
   UniqueFd wake_;
-  std::vector<std::unique_ptr<Handler>> handlers_;
+  std::unordered_map<int, std::unique_ptr<Handler>> handlers_;
+  // Removed during a dispatch round: kept alive until the round ends because
+  // events already fetched may still point at them.
+  std::vector<std::unique_ptr<Handler>> retired_;
   Handler wake_handler_;
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;

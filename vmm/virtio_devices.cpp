@@ -9,6 +9,7 @@
 #include "virtio/net/net_device.h"
 #include "virtio/net/tap.h"
 #include "virtio/spec.h"
+#include "virtio/vsock/vsock_device.h"
 #include "vmm/memory/layout.h"
 #include "vmm/util/error.h"
 #include "vmm/util/log.h"
@@ -74,8 +75,13 @@ void VirtioDevices::add_nets(VmFd& vm, const GuestMemory& memory, Bus& mmio, con
   }
 }
 
-void VirtioDevices::add_vsock(VmFd&, const GuestMemory&, Bus&, const VsockConfig&) {
-  fail("vsock: virtio-vsock is not implemented yet");
+void VirtioDevices::add_vsock(VmFd& vm, const GuestMemory& memory, Bus& mmio, const VsockConfig& vsock) {
+  virtio::vsock::VsockDeviceOptions options;
+  options.guest_cid = vsock.guest_cid;
+  options.uds_path = vsock.uds_path;
+  auto device = std::make_unique<virtio::vsock::VsockDevice>(options, loop_);
+  log::info(cat("vsock: guest CID ", vsock.guest_cid, ", host socket ", vsock.uds_path));
+  add(std::make_shared<virtio::MmioTransport>(std::move(device), memory, loop_, "vsock"), vm, mmio);
 }
 
 void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<DriveConfig>& drives) {

@@ -1,0 +1,487 @@
+#include "virtio/vsock/vsock_device.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "virtio/guest_warning.h"
+#include "virtio/vsock/unix_socket.h"
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember::virtio::vsock {
+
+namespace {
+// Packets one host event may move before others get a turn.
+constexpr int kPacketsPerEvent = 16;
+// RSTs owed to the guest for unknown connections beyond live links: more are dropped.
+constexpr size_t kMaxLoose = 256;
+}  // namespace
+
+VsockDevice::VsockDevice(const VsockDeviceOptions& options, EventLoop& loop) : options_(options), loop_(loop) {
+  listener_ = listen_unix(options.uds_path, &listener_inode_);
+  loop_.add(listener_.get(), [this] { on_accept(); });
+}
+
+VsockDevice::~VsockDevice() {
+  reset();
+  loop_.remove(listener_.get());
+  unlink_if_same(options_.uds_path, listener_inode_);
+}
+
+void VsockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
+  // 5.10.4: le64 guest_cid.
+  uint8_t config[8];
+  std::memcpy(config, &options_.guest_cid, 8);
+  if (offset >= sizeof(config)) return;
+  std::memcpy(data.data(), config + offset, std::min<size_t>(data.size(), sizeof(config) - offset));
+}
+
+void VsockDevice::write_config(uint64_t offset, std::span<const uint8_t>) {
+  warn_guest(cat("vsock: write to read-only config offset ", offset, " ignored"));
+}
+
+std::vector<uint16_t> VsockDevice::queue_max_sizes() const {
+  return {options_.queue_size, options_.queue_size, options_.queue_size};
+}
+
+void VsockDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t) {
+  queues_ = queues;
+  interrupt_ = &interrupt;
+  active_ = true;
+  rx_starved_ = false;
+}
+
+void VsockDevice::reset() {
+  // The driver gave up its buffers: every connection ends without telling it.
+  std::vector<Link*> all;
+  for (auto& [id, link] : links_) all.push_back(link.get());
+  for (Link* link : all) close_link(*link, false, false);
+  if (spare_rx_) spare_rx_->abandon();
+  spare_rx_.reset();
+  loose_.clear();
+  rx_list_.clear();
+  starved_.clear();
+  queues_ = {};
+  interrupt_ = nullptr;
+  active_ = false;
+}
+
+void VsockDevice::process_queue(uint16_t index) {
+  if (!active_) return;
+  if (index == kTxQueue) {
+    while (auto chain = queues_[kTxQueue].pop()) {
+      handle_tx(*chain);
+      chain->complete(0);
+    }
+  } else if (index == kRxQueue) {
+    rx_starved_ = false;
+    std::vector<uint64_t> waiting;
+    waiting.swap(starved_);
+    for (uint64_t id : waiting) {
+      if (Link* link = find(id)) {
+        link->starved = false;
+        update_interest(*link);
+      }
+    }
+  }
+  // The event queue only carries TRANSPORT_RESET (after migration): never used.
+  pump_rx();
+  signal_if_needed();
+}
+
+void VsockDevice::report_metrics(const MetricSink& sink) const {
+  sink("connections_opened", counters_.opened.load(std::memory_order_relaxed));
+  sink("connections_closed", counters_.closed.load(std::memory_order_relaxed));
+  sink("connections_reset", counters_.reset.load(std::memory_order_relaxed));
+  sink("rx_packets", counters_.rx_packets.load(std::memory_order_relaxed));
+  sink("tx_packets", counters_.tx_packets.load(std::memory_order_relaxed));
+  sink("rx_bytes", counters_.rx_bytes.load(std::memory_order_relaxed));
+  sink("tx_bytes", counters_.tx_bytes.load(std::memory_order_relaxed));
+  sink("errors", counters_.errors.load(std::memory_order_relaxed));
+  sink("control_dropped", counters_.dropped.load(std::memory_order_relaxed));
+}
+
+VsockDevice::Link* VsockDevice::find(uint64_t id) {
+  auto it = links_.find(id);
+  return it == links_.end() ? nullptr : it->second.get();
+}
+
+// ---- host side ----
+
+void VsockDevice::on_accept() {
+  for (;;) {
+    UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd.valid()) {
+      if (errno == EMFILE || errno == ENFILE) {
+        // Out of fds: stop accepting until a connection ends, or the loop spins.
+        warn_limited(cat("vsock: cannot accept on '", options_.uds_path, "': ", errno_text()));
+        loop_.modify(listener_.get(), 0);
+        listener_paused_ = true;
+      }
+      return;
+    }
+    if (!active_ || links_.size() >= options_.max_connections) continue;  // closes it
+    Link& link = add_link(std::move(fd));
+    update_interest(link);
+  }
+}
+
+VsockDevice::Link& VsockDevice::add_link(UniqueFd fd) {
+  auto link = std::make_unique<Link>();
+  link->id = next_id_++;
+  link->fd = std::move(fd);
+  Link& ref = *link;
+  uint64_t id = link->id;
+  links_.emplace(id, std::move(link));
+  if (!loop_.watch(ref.fd.get(), 0, [this, id](uint32_t events) { on_link_event(id, events); })) {
+    warn_limited(cat("vsock: cannot watch a connection: ", errno_text()));
+  }
+  return ref;
+}
+
+void VsockDevice::on_link_event(uint64_t id, uint32_t events) {
+  Link* link = find(id);
+  if (!link) return;
+  if (!link->conn) {
+    read_connect_line(*link);
+  } else {
+    if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) flush_to_host(*link);
+    if (!(link = find(id))) return signal_if_needed();
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_host(*link);
+    if ((link = find(id)) && link->greeting.empty()) after_change(*link);
+    if ((link = find(id))) update_interest(*link);
+  }
+  pump_rx();
+  signal_if_needed();
+}
+
+void VsockDevice::read_connect_line(Link& link) {
+  // Byte by byte: whatever follows the line stays in the socket for the guest.
+  for (;;) {
+    char c;
+    ssize_t n = ::recv(link.fd.get(), &c, 1, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) return close_link(link, false);
+    auto status = link.parser.feed(c);
+    if (status == ConnectLineParser::Status::NeedMore) continue;
+    if (status == ConnectLineParser::Status::Invalid) {
+      log::warn(cat("vsock: host connection on '", options_.uds_path, "': ", link.parser.error()));
+      return close_link(link, false);
+    }
+    establish(link, allocate_host_port(), link.parser.port(), Connection::State::Connecting);
+    link.owe_request = true;
+    owe(link);
+    update_interest(link);  // nothing more from the host until the guest accepts
+    return;
+  }
+}
+
+uint32_t VsockDevice::allocate_host_port() {
+  // Unique among live connections; links_ is bounded, so this ends.
+  for (;;) {
+    uint32_t port = next_host_port_;
+    next_host_port_ = next_host_port_ >= 0xfffffffe ? 1024 : next_host_port_ + 1;
+    if (!host_ports_.count(port)) return port;
+  }
+}
+
+void VsockDevice::establish(Link& link, uint32_t host_port, uint32_t guest_port, Connection::State state) {
+  link.conn.emplace(host_port, guest_port, options_.buf_alloc, state);
+  by_key_[key(host_port, guest_port)] = link.id;
+  host_ports_[host_port]++;
+  counters_.opened.fetch_add(1, std::memory_order_relaxed);
+}
+
+void VsockDevice::read_host(Link& link) {
+  Connection& conn = *link.conn;
+  if (link.owe_response) return;  // the guest must see RESPONSE before data
+  for (int i = 0; i < kPacketsPerEvent && conn.wants_host_data(); ++i) {
+    auto chain = pop_rx();
+    if (!chain) return;
+    ChainWriter header = chain->writer();
+    if (header.remaining() < kHeaderSize) {
+      warn_guest("vsock: rx buffer smaller than a packet header");
+      counters_.errors.fetch_add(1, std::memory_order_relaxed);
+      chain->complete(0);
+      continue;
+    }
+    ChainWriter payload = header.split_at(kHeaderSize);
+    payload.split_at(std::min<size_t>({conn.send_credit(), kMaxPayload, payload.remaining()}));
+    std::vector<iovec> iov;
+    payload.append_iovecs(iov);
+    ssize_t n = ::readv(link.fd.get(), iov.data(), static_cast<int>(iov.size()));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      spare_rx_ = std::move(chain);
+      return;
+    }
+    if (n < 0) {
+      spare_rx_ = std::move(chain);
+      return close_link(link, true);
+    }
+    if (n == 0) {
+      // The host closed its sending side: so does the guest's peer (5.10.6.5).
+      spare_rx_ = std::move(chain);
+      conn.on_host_eof();
+      link.owe_shutdown = true;
+      owe(link);
+      return;
+    }
+    PacketHeader h = make_header(options_.guest_cid, conn.host_port(), conn.guest_port(), kOpRw, 0,
+                                 static_cast<uint32_t>(n));
+    conn.stamp(h);
+    conn.on_sent(static_cast<uint32_t>(n));
+    header.write_obj(h);
+    chain->complete(static_cast<uint32_t>(kHeaderSize + n));
+    counters_.rx_packets.fetch_add(1, std::memory_order_relaxed);
+    counters_.rx_bytes.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+  }
+}
+
+void VsockDevice::flush_to_host(Link& link) {
+  if (!link.greeting.empty()) {
+    ssize_t n = ::send(link.fd.get(), link.greeting.data(), link.greeting.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return close_link(link, true);
+    if (n > 0) link.greeting.erase(0, static_cast<size_t>(n));
+    if (!link.greeting.empty()) return;
+  }
+  Connection& conn = *link.conn;
+  size_t left = link.pending.size() - link.pending_off;
+  if (left > 0) {
+    ssize_t n = ::send(link.fd.get(), link.pending.data() + link.pending_off, left, MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return close_link(link, true);
+    if (n > 0) {
+      link.pending_off += static_cast<size_t>(n);
+      conn.on_forwarded(static_cast<uint32_t>(n));
+      if (link.pending_off == link.pending.size()) {
+        link.pending.clear();
+        link.pending_off = 0;
+      }
+    }
+  }
+  after_change(link);
+}
+
+// After data moved or flags changed: half-close the host side, end the
+// connection when both sides are done, or tell the guest about new credit.
+void VsockDevice::after_change(Link& link) {
+  Connection& conn = *link.conn;
+  if (!link.greeting.empty()) return;
+  if (conn.host_write_done() && !link.shut_wr) {
+    ::shutdown(link.fd.get(), SHUT_WR);
+    link.shut_wr = true;
+  }
+  if (conn.finished()) return close_link(link, true, false);
+  if (conn.credit_update_due() && conn.guest_shutdown() == 0) {
+    link.owe_credit = true;
+    owe(link);
+  }
+}
+
+void VsockDevice::update_interest(Link& link) {
+  uint32_t events = 0;
+  if (!link.conn) {
+    events = EPOLLIN;
+  } else {
+    if (!link.greeting.empty() || link.pending.size() > link.pending_off) events |= EPOLLOUT;
+    if (link.greeting.empty() && !link.owe_response && link.conn->wants_host_data()) {
+      if (!rx_starved_) {
+        events |= EPOLLIN;
+      } else if (!link.starved) {
+        link.starved = true;
+        starved_.push_back(link.id);
+      }
+    }
+  }
+  loop_.modify(link.fd.get(), events);
+}
+
+void VsockDevice::close_link(Link& link, bool rst, bool failed) {
+  if (link.conn) {
+    Connection& conn = *link.conn;
+    if (rst) send_loose(make_header(options_.guest_cid, conn.host_port(), conn.guest_port(), kOpRst));
+    by_key_.erase(key(conn.host_port(), conn.guest_port()));
+    auto it = host_ports_.find(conn.host_port());
+    if (it != host_ports_.end() && --it->second == 0) host_ports_.erase(it);
+    (failed ? counters_.reset : counters_.closed).fetch_add(1, std::memory_order_relaxed);
+  }
+  loop_.remove(link.fd.get());
+  links_.erase(link.id);  // closes the socket; ids in rx_list_/starved_ go stale
+  if (listener_paused_) {
+    listener_paused_ = false;
+    loop_.modify(listener_.get(), EPOLLIN);
+  }
+}
+
+// ---- guest side ----
+
+void VsockDevice::handle_tx(DescriptorChain& chain) {
+  ChainReader reader = chain.reader();
+  PacketHeader h{};
+  PacketError error = PacketError::TooShort;
+  if (reader.read_obj(h)) error = validate_tx(h, options_.guest_cid, reader.remaining());
+  counters_.tx_packets.fetch_add(1, std::memory_order_relaxed);
+  auto it = error == PacketError::TooShort ? by_key_.end() : by_key_.find(key(h.dst_port, h.src_port));
+  Link* link = it == by_key_.end() ? nullptr : find(it->second);
+  if (error != PacketError::None) {
+    counters_.errors.fetch_add(1, std::memory_order_relaxed);
+    warn_guest(cat("vsock: tx packet op ", h.op, " from port ", h.src_port, " to ", h.dst_port, ": ",
+                   describe(error)));
+    if (!answer_with_rst(error)) return;
+    if (link) return close_link(*link, true);
+    if (h.op != kOpRst) send_loose(make_header(options_.guest_cid, h.dst_port, h.src_port, kOpRst));
+    return;
+  }
+  if (!link) {
+    if (h.op == kOpRequest) return on_guest_request(h);
+    if (h.op == kOpRst) return;
+    // 5.10.6.6 (no such connection): answer RST.
+    counters_.errors.fetch_add(1, std::memory_order_relaxed);
+    return send_loose(make_header(options_.guest_cid, h.dst_port, h.src_port, kOpRst));
+  }
+  uint64_t id = link->id;  // close_link() below may end it
+  Reaction r = link->conn->on_packet(h);
+  if (r.drop) return close_link(*link, false, false);
+  if (r.reset) {
+    counters_.errors.fetch_add(1, std::memory_order_relaxed);
+    warn_guest(cat("vsock: connection ", h.src_port, "->", h.dst_port, ": ", r.why));
+    return close_link(*link, true);
+  }
+  if (r.established) link->greeting = ok_line(link->conn->host_port());
+  if (r.forward_data) forward_to_host(*link, reader, h.len);
+  if (r.credit_update) {
+    link->owe_credit = true;
+    owe(*link);
+  }
+  if (!(link = find(id))) return;
+  if (link->conn->guest_shutdown() & kShutdownRcv) ::shutdown(link->fd.get(), SHUT_RD);
+  if (link->greeting.empty()) after_change(*link);
+  if ((link = find(id))) update_interest(*link);
+}
+
+void VsockDevice::on_guest_request(const PacketHeader& h) {
+  PacketHeader rst = make_header(options_.guest_cid, h.dst_port, h.src_port, kOpRst);
+  if (links_.size() >= options_.max_connections) return send_loose(rst);
+  UniqueFd fd = connect_unix(options_.uds_path + "_" + std::to_string(h.dst_port));
+  if (!fd.valid()) return send_loose(rst);  // nobody listens there
+  Link& link = add_link(std::move(fd));
+  establish(link, h.dst_port, h.src_port, Connection::State::Established);
+  link.conn->on_peer_credit(h);
+  link.owe_response = true;
+  owe(link);
+  update_interest(link);
+}
+
+void VsockDevice::forward_to_host(Link& link, ChainReader payload, uint32_t len) {
+  payload.split_at(len);
+  counters_.tx_bytes.fetch_add(len, std::memory_order_relaxed);
+  size_t written = 0;
+  if (link.greeting.empty() && link.pending.size() == link.pending_off) {
+    // Straight from guest memory when nothing is queued before it.
+    std::vector<iovec> iov;
+    payload.append_iovecs(iov);
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = iov.size();
+    ssize_t n = ::sendmsg(link.fd.get(), &msg, MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return close_link(link, true);
+    if (n > 0) written = static_cast<size_t>(n);
+    link.conn->on_forwarded(static_cast<uint32_t>(written));
+  }
+  payload.skip(written);
+  // The rest waits; the guest's credit bounds it by buf_alloc.
+  size_t old = link.pending.size();
+  link.pending.resize(old + payload.remaining());
+  payload.read(std::span<uint8_t>(link.pending.data() + old, link.pending.size() - old));
+}
+
+void VsockDevice::send_loose(const PacketHeader& h) {
+  if (loose_.size() >= kMaxLoose + links_.size()) {
+    counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  loose_.push_back(h);
+}
+
+void VsockDevice::owe(Link& link) {
+  if (link.in_rx_list) return;
+  link.in_rx_list = true;
+  rx_list_.push_back(link.id);
+}
+
+std::optional<DescriptorChain> VsockDevice::pop_rx() {
+  if (spare_rx_) {
+    std::optional<DescriptorChain> chain = std::move(spare_rx_);
+    spare_rx_.reset();
+    return chain;
+  }
+  if (!active_) return std::nullopt;
+  auto chain = queues_[kRxQueue].pop();
+  if (!chain) rx_starved_ = true;
+  return chain;
+}
+
+void VsockDevice::finish_rx(DescriptorChain& chain, PacketHeader h, uint32_t payload) {
+  ChainWriter writer = chain.writer();
+  if (!writer.write_obj(h)) {
+    warn_guest("vsock: rx buffer smaller than a packet header");
+    counters_.errors.fetch_add(1, std::memory_order_relaxed);
+    chain.complete(0);
+    return;
+  }
+  chain.complete(static_cast<uint32_t>(kHeaderSize + payload));
+  counters_.rx_packets.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Control packets first, in the order they became due.
+void VsockDevice::pump_rx() {
+  while (!loose_.empty() || !rx_list_.empty()) {
+    auto chain = pop_rx();
+    if (!chain) return;
+    if (!loose_.empty()) {
+      finish_rx(*chain, loose_.front(), 0);
+      loose_.pop_front();
+      continue;
+    }
+    Link* link = find(rx_list_.front());
+    rx_list_.pop_front();
+    if (!link || !write_control(*link, *chain)) {
+      spare_rx_ = std::move(chain);
+      continue;
+    }
+    if (link->owe_request || link->owe_response || link->owe_shutdown || link->owe_credit) {
+      rx_list_.push_back(link->id);
+    } else {
+      link->in_rx_list = false;
+    }
+    update_interest(*link);  // a RESPONSE sent lets host data follow
+  }
+}
+
+bool VsockDevice::write_control(Link& link, DescriptorChain& chain) {
+  Connection& conn = *link.conn;
+  auto send = [&](uint16_t op, uint32_t flags) {
+    PacketHeader h = make_header(options_.guest_cid, conn.host_port(), conn.guest_port(), op, flags);
+    conn.stamp(h);
+    finish_rx(chain, h, 0);
+    return true;
+  };
+  if (std::exchange(link.owe_request, false)) return send(kOpRequest, 0);
+  if (std::exchange(link.owe_response, false)) return send(kOpResponse, 0);
+  if (std::exchange(link.owe_shutdown, false)) return send(kOpShutdown, kShutdownSend);
+  if (std::exchange(link.owe_credit, false)) return send(kOpCreditUpdate, 0);
+  link.in_rx_list = false;
+  return false;
+}
+
+void VsockDevice::signal_if_needed() {
+  if (!interrupt_) return;
+  bool any = false;
+  for (SplitQueue& q : queues_) any |= q.needs_interrupt();
+  if (any) interrupt_->signal_used();
+}
+
+}  // namespace ember::virtio::vsock

@@ -1,0 +1,124 @@
+// virtio-vsock (virtio 1.2 section 5.10) with Firecracker's host side ("hybrid
+// vsock"): host processes reach guest ports through the Unix socket at uds_path
+// ("CONNECT <port>\n"), and guest connections to the host's port P reach the
+// process listening at <uds_path>_P. Runs on the VM's event thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "virtio/virtio_device.h"
+#include "virtio/vsock/connection.h"
+#include "virtio/vsock/host_protocol.h"
+#include "vmm/event_loop.h"
+#include "vmm/util/unique_fd.h"
+
+namespace ember::virtio::vsock {
+
+struct VsockDeviceOptions {
+  uint64_t guest_cid = 3;
+  std::string uds_path;
+  uint32_t buf_alloc = 256 * 1024;  // per connection: guest data the VMM may hold
+  size_t max_connections = 1024;
+  uint16_t queue_size = 256;
+};
+
+class VsockDevice final : public VirtioDevice {
+ public:
+  // Listens on uds_path (throws Error if it is in use) and watches it on `loop`.
+  VsockDevice(const VsockDeviceOptions& options, EventLoop& loop);
+  ~VsockDevice() override;  // closes every connection and removes uds_path
+
+  uint32_t device_type() const override { return kDeviceTypeVsock; }
+  uint64_t device_features() const override { return 0; }
+  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  void write_config(uint64_t offset, std::span<const uint8_t> data) override;
+  std::vector<uint16_t> queue_max_sizes() const override;
+  void activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t acked_features) override;
+  void reset() override;
+  void process_queue(uint16_t index) override;
+  void report_metrics(const MetricSink& sink) const override;
+
+  size_t connection_count() const { return links_.size(); }
+
+ private:
+  // One host Unix stream and, once the CONNECT line is read, its vsock connection.
+  struct Link {
+    uint64_t id = 0;
+    UniqueFd fd;
+    std::optional<Connection> conn;
+    ConnectLineParser parser;
+    std::string greeting;          // "OK <port>\n" not yet written
+    std::vector<uint8_t> pending;  // guest data not yet written to the host
+    size_t pending_off = 0;
+    bool shut_wr = false;
+    bool in_rx_list = false;
+    bool starved = false;          // waits for rx buffers
+    // Control packets owed to the guest.
+    bool owe_request = false, owe_response = false, owe_shutdown = false, owe_credit = false;
+  };
+  Link* find(uint64_t id);
+  static uint64_t key(uint32_t host_port, uint32_t guest_port) { return (uint64_t{host_port} << 32) | guest_port; }
+
+  // Host side.
+  void on_accept();
+  void on_link_event(uint64_t id, uint32_t events);
+  void read_connect_line(Link& link);
+  void read_host(Link& link);
+  void flush_to_host(Link& link);
+  void update_interest(Link& link);
+  uint32_t allocate_host_port();
+  Link& add_link(UniqueFd fd);
+  void establish(Link& link, uint32_t host_port, uint32_t guest_port, Connection::State state);
+  // Drops the link; `rst` tells the guest (5.10.6.6; also the normal end after
+  // both sides shut down); `failed` counts it as reset rather than closed.
+  void close_link(Link& link, bool rst, bool failed = true);
+
+  // Guest side.
+  void handle_tx(DescriptorChain& chain);
+  void on_guest_request(const PacketHeader& h);
+  void forward_to_host(Link& link, ChainReader payload, uint32_t len);
+  void send_loose(const PacketHeader& h);
+  void owe(Link& link);
+  void pump_rx();
+  bool write_control(Link& link, DescriptorChain& chain);
+  std::optional<DescriptorChain> pop_rx();
+  void finish_rx(DescriptorChain& chain, PacketHeader h, uint32_t payload);
+  void after_change(Link& link);
+  void signal_if_needed();
+
+  VsockDeviceOptions options_;
+  EventLoop& loop_;
+  UniqueFd listener_;
+  ino_t listener_inode_ = 0;
+  bool listener_paused_ = false;
+
+  // Event thread.
+  std::span<SplitQueue> queues_;
+  Interrupt* interrupt_ = nullptr;
+  bool active_ = false;
+  std::optional<DescriptorChain> spare_rx_;  // popped, then not needed
+  bool rx_starved_ = false;
+  std::unordered_map<uint64_t, std::unique_ptr<Link>> links_;
+  std::unordered_map<uint64_t, uint64_t> by_key_;  // key(host, guest port) -> link id
+  std::unordered_map<uint32_t, uint32_t> host_ports_;  // host port -> live connections
+  std::deque<uint64_t> rx_list_;     // links owing control packets
+  std::vector<uint64_t> starved_;    // links waiting for rx buffers
+  std::deque<PacketHeader> loose_;   // RSTs not tied to a live link
+  uint64_t next_id_ = 1;
+  uint32_t next_host_port_ = 1024;
+
+  struct Counters {
+    std::atomic<uint64_t> opened{0}, closed{0}, reset{0}, rx_packets{0}, tx_packets{0}, rx_bytes{0},
+        tx_bytes{0}, errors{0}, dropped{0};
+  } mutable counters_;
+};
+
+}  // namespace ember::virtio::vsock
