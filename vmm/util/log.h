@@ -1,22 +1,49 @@
-// Minimal leveled logging to stderr: "[ember LEVEL] message".
+// Leveled logging: one timestamped line per message, with the thread's name, to
+// stderr or to the file/FIFO set by PUT /logger or --log-path.
+// "2026-11-25T05:00:00.123456Z [ember:api] WARN message"
 #pragma once
 
+#include <optional>
+#include <source_location>
 #include <string>
 
 namespace ember::log {
 
-enum class Level { Error = 0, Warn = 1, Info = 2, Debug = 3 };
+// Off silences everything (Firecracker's "Off"); Debug also stands for "Trace".
+enum class Level { Off = -1, Error = 0, Warn = 1, Info = 2, Debug = 3 };
+
+// Firecracker's Logger object.
+struct LoggerConfig {
+  std::string log_path;        // empty: stderr
+  std::optional<Level> level;  // unset: unchanged
+  bool show_level = false;
+  bool show_log_origin = false;  // "file:line" of the call
+};
 
 void set_level(Level level);
 Level level();
+// Accepts ember's names (error, warn, info, debug) and Firecracker's (Error, Warning,
+// Info, Debug, Trace, Off).
 bool parse_level(const std::string& text, Level& out);
-void write(Level level, const std::string& message);
+const char* level_name(Level level);  // Firecracker's spelling: "Warning", ...
+// Opens log_path (O_APPEND, and O_NONBLOCK so a FIFO without reader never blocks a
+// thread) and applies the rest. Throws Error naming the path if it cannot be opened.
+void configure(const LoggerConfig& config);
+LoggerConfig current_config();
 
-inline void error(const std::string& m) { write(Level::Error, m); }
-inline void warn(const std::string& m) { write(Level::Warn, m); }
-inline void info(const std::string& m) { write(Level::Info, m); }
-inline void debug(const std::string& m) {
-  if (level() >= Level::Debug) write(Level::Debug, m);
+void write(Level level, const std::string& message, std::source_location where = std::source_location::current());
+
+inline void error(const std::string& m, std::source_location w = std::source_location::current()) {
+  write(Level::Error, m, w);
+}
+inline void warn(const std::string& m, std::source_location w = std::source_location::current()) {
+  write(Level::Warn, m, w);
+}
+inline void info(const std::string& m, std::source_location w = std::source_location::current()) {
+  write(Level::Info, m, w);
+}
+inline void debug(const std::string& m, std::source_location w = std::source_location::current()) {
+  if (level() >= Level::Debug) write(Level::Debug, m, w);
 }
 
 }  // namespace ember::log
