@@ -103,12 +103,12 @@ LoggerConfig current_config() {
   return g_config;
 }
 
-void write(Level lvl, const std::string& message, std::source_location where) {
+void write(Level lvl, const std::string& message, const char* file, int file_line) {
   if (lvl > g_level.load() || lvl == Level::Off) return;
   std::string line = timestamp() + " [ember:" + thread_name() + "] ";
   std::lock_guard lock(g_mu);
   if (g_config.show_level) line += std::string(short_name(lvl)) + " ";
-  if (g_config.show_log_origin) line += cat(where.file_name(), ":", where.line(), " ");
+  if (g_config.show_log_origin) line += cat(file, ":", file_line, " ");
   line += message;
   line += "\n";
   // One write() per line so lines from different threads do not interleave. A full

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <optional>
-#include <source_location>
 #include <string>
 
 namespace ember::log {
@@ -31,19 +30,20 @@ const char* level_name(Level level);  // Firecracker's spelling: "Warning", ...
 void configure(const LoggerConfig& config);
 LoggerConfig current_config();
 
-void write(Level level, const std::string& message, std::source_location where = std::source_location::current());
+// file and line are the caller's (std::source_location needs a newer clang for the fuzz build).
+void write(Level level, const std::string& message, const char* file = __builtin_FILE(), int line = __builtin_LINE());
 
-inline void error(const std::string& m, std::source_location w = std::source_location::current()) {
-  write(Level::Error, m, w);
+inline void error(const std::string& m, const char* f = __builtin_FILE(), int l = __builtin_LINE()) {
+  write(Level::Error, m, f, l);
 }
-inline void warn(const std::string& m, std::source_location w = std::source_location::current()) {
-  write(Level::Warn, m, w);
+inline void warn(const std::string& m, const char* f = __builtin_FILE(), int l = __builtin_LINE()) {
+  write(Level::Warn, m, f, l);
 }
-inline void info(const std::string& m, std::source_location w = std::source_location::current()) {
-  write(Level::Info, m, w);
+inline void info(const std::string& m, const char* f = __builtin_FILE(), int l = __builtin_LINE()) {
+  write(Level::Info, m, f, l);
 }
-inline void debug(const std::string& m, std::source_location w = std::source_location::current()) {
-  if (level() >= Level::Debug) write(Level::Debug, m, w);
+inline void debug(const std::string& m, const char* f = __builtin_FILE(), int l = __builtin_LINE()) {
+  if (level() >= Level::Debug) write(Level::Debug, m, f, l);
 }
 
 }  // namespace ember::log
