@@ -58,10 +58,12 @@ void Vcpu::run_loop() {
 
   if (first_run_hook_) first_run_hook_();
   while (!exit_.reported()) {
+    if (pause_pending_.load(std::memory_order_acquire) && !park_if_paused()) break;
     int ret = ::ioctl(fd_.fd(), KVM_RUN, 0);
     if (ret < 0) {
       if (errno == EINTR || errno == EAGAIN) {
         run->immediate_exit = 0;
+        count(ExitReason::Interrupted);
         continue;
       }
       exit_.report(ExitKind::Error, cat("KVM_RUN failed on vCPU ", fd_.id(), ": ", errno_text()));
@@ -70,20 +72,29 @@ void Vcpu::run_loop() {
     if (!handle_exit(run)) break;
   }
   t_run = nullptr;
+  {
+    std::lock_guard lock(pause_mu_);
+    ended_ = true;
+  }
+  pause_cv_.notify_all();
 }
 
 bool Vcpu::handle_exit(kvm_run* run) {
   switch (run->exit_reason) {
     case KVM_EXIT_IO:
+      count(run->io.direction == KVM_EXIT_IO_OUT ? ExitReason::IoOut : ExitReason::IoIn);
       handle_io(run);
       return true;
     case KVM_EXIT_MMIO:
+      count(run->mmio.is_write ? ExitReason::MmioWrite : ExitReason::MmioRead);
       handle_mmio(run);
       return true;
     case KVM_EXIT_SHUTDOWN:
+      count(ExitReason::Shutdown);
       exit_.report(ExitKind::TripleFault, cat("guest triple fault on vCPU ", fd_.id(), " (KVM_EXIT_SHUTDOWN)"));
       return false;
     case KVM_EXIT_SYSTEM_EVENT:
+      count(ExitReason::SystemEvent);
       switch (run->system_event.type) {
         case KVM_SYSTEM_EVENT_SHUTDOWN:
         case KVM_SYSTEM_EVENT_RESET:
@@ -97,10 +108,12 @@ bool Vcpu::handle_exit(kvm_run* run) {
           return false;
       }
     case KVM_EXIT_FAIL_ENTRY:
+      count(ExitReason::Failure);
       exit_.report(ExitKind::Error, cat("KVM_EXIT_FAIL_ENTRY on vCPU ", fd_.id(), ": hardware reason ",
                                         hex(run->fail_entry.hardware_entry_failure_reason)));
       return false;
     case KVM_EXIT_INTERNAL_ERROR: {
+      count(ExitReason::Failure);
       std::string data;
       for (uint32_t i = 0; i < std::min<uint32_t>(run->internal.ndata, 16); ++i) {
         data += " " + hex(run->internal.data[i]);
@@ -110,13 +123,69 @@ bool Vcpu::handle_exit(kvm_run* run) {
       return false;
     }
     case KVM_EXIT_INTR:
+      count(ExitReason::Interrupted);
       return true;
     default:
+      count(ExitReason::Failure);
       exit_.report(ExitKind::Error,
                    cat("unhandled exit ", kvm_exit_name(run->exit_reason), " (", run->exit_reason, ") on vCPU ",
                        fd_.id()));
       return false;
   }
+}
+
+const char* Vcpu::exit_reason_name(ExitReason reason) {
+  switch (reason) {
+    case ExitReason::IoIn: return "exit_io_in";
+    case ExitReason::IoOut: return "exit_io_out";
+    case ExitReason::MmioRead: return "exit_mmio_read";
+    case ExitReason::MmioWrite: return "exit_mmio_write";
+    case ExitReason::Interrupted: return "exit_interrupted";
+    case ExitReason::Shutdown: return "exit_shutdown";
+    case ExitReason::SystemEvent: return "exit_system_event";
+    case ExitReason::Failure: return "exit_failure";
+    case ExitReason::Count: break;
+  }
+  return "?";
+}
+
+void Vcpu::request_pause() {
+  {
+    std::lock_guard lock(pause_mu_);
+    pause_requested_ = true;
+    pause_pending_.store(true, std::memory_order_release);
+  }
+  kick();
+}
+
+void Vcpu::wait_paused() {
+  std::unique_lock lock(pause_mu_);
+  // A thread that never started, or has ended, is as good as paused.
+  pause_cv_.wait(lock, [this] { return parked_ || !pause_requested_ || !started_ || ended_ || exit_.reported(); });
+}
+
+void Vcpu::resume() {
+  {
+    std::lock_guard lock(pause_mu_);
+    pause_requested_ = false;
+    pause_pending_.store(false, std::memory_order_release);
+  }
+  pause_cv_.notify_all();
+}
+
+void Vcpu::wake() {
+  { std::lock_guard lock(pause_mu_); }
+  pause_cv_.notify_all();
+}
+
+bool Vcpu::park_if_paused() {
+  std::unique_lock lock(pause_mu_);
+  if (!pause_requested_) return true;
+  parked_ = true;
+  pause_cv_.notify_all();  // wait_paused()
+  pause_cv_.wait(lock, [this] { return !pause_requested_ || exit_.reported(); });
+  parked_ = false;
+  return !exit_.reported();
 }
 
 uint64_t Vcpu::current_rip() {

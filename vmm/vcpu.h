@@ -1,8 +1,11 @@
 // One vCPU thread: runs KVM_RUN and dispatches exits to the port I/O and MMIO buses.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "vmm/devices/bus.h"
@@ -29,6 +32,20 @@ class Vcpu {
   // The guest's instruction pointer (for diagnostics; call when the thread is stopped).
   uint64_t current_rip();
 
+  // Pausing: request_pause() asks the thread to stop before its next KVM_RUN (and
+  // kicks it out of the current one); wait_paused() returns once it has stopped, or
+  // the VM is ending. resume() lets it run again. Any thread may call them.
+  void request_pause();
+  void wait_paused();
+  void resume();
+  // Wakes a paused thread so that it sees the exit latch (the VM is ending).
+  void wake();
+
+  // Exits by reason, for the metrics file (read from any thread).
+  enum class ExitReason { IoIn, IoOut, MmioRead, MmioWrite, Interrupted, Shutdown, SystemEvent, Failure, Count };
+  static const char* exit_reason_name(ExitReason reason);
+  uint64_t exits(ExitReason reason) const { return exits_[static_cast<size_t>(reason)].load(std::memory_order_relaxed); }
+
   // Installs the process-wide signal handler used by kick(). Call once before start().
   static void install_kick_handler();
 
@@ -38,7 +55,9 @@ class Vcpu {
   bool handle_exit(kvm_run* run);
   void handle_io(kvm_run* run);
   void handle_mmio(kvm_run* run);
-
+  void count(ExitReason reason) { exits_[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed); }
+  // Parks the thread while a pause is requested; false when the VM is ending.
+  bool park_if_paused();
 
   VcpuFd fd_;
   const Bus& pio_;
@@ -47,6 +66,14 @@ class Vcpu {
   std::thread thread_;
   std::atomic<bool> started_{false};
   std::function<void()> first_run_hook_;
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(ExitReason::Count)> exits_{};
+
+  std::mutex pause_mu_;
+  std::condition_variable pause_cv_;
+  bool pause_requested_ = false;  // under pause_mu_
+  bool parked_ = false;           // under pause_mu_: the thread is waiting in park_if_paused()
+  bool ended_ = false;            // under pause_mu_: run_loop() returned
+  std::atomic<bool> pause_pending_{false};  // lock-free check on every loop turn
 };
 
 }  // namespace ember

@@ -1,6 +1,7 @@
 #include "vmm/virtio_devices.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 
 #include "virtio/blk/block_device.h"
@@ -74,6 +75,20 @@ void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, c
 }
 
 VirtioDevices::~VirtioDevices() { loop_.stop(); }
+
+void VirtioDevices::collect_metrics(MetricGroups& out) const {
+  for (const auto& t : transports_) {
+    // "drive 'rootfs'" -> "drive_rootfs": a JSON-friendly key from the device's name.
+    std::string group;
+    for (char c : t->name()) {
+      if (std::isalnum(static_cast<unsigned char>(c)) || c == '-') group += c;
+      else if (c == ' ' && !group.empty() && group.back() != '_') group += '_';
+    }
+    auto& counters = out[group];
+    counters["interrupts"] = t->interrupt().raised();
+    t->device().report_metrics([&](std::string_view name, uint64_t value) { counters[std::string(name)] = value; });
+  }
+}
 
 void VirtioDevices::add(std::shared_ptr<virtio::MmioTransport> transport, VmFd& vm, Bus& mmio) {
   size_t index = transports_.size();

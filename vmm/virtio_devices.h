@@ -13,6 +13,7 @@
 #include "vmm/event_loop.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/metrics.h"
 #include "vmm/vm_config.h"
 
 namespace ember {
@@ -29,6 +30,8 @@ class VirtioDevices {
   // The event thread runs between start() (before the vCPUs) and stop() (after).
   void start() { loop_.start(); }
   void stop() { loop_.stop(); }
+  // One group per device, named after it ("drive_rootfs", ...); any thread.
+  void collect_metrics(MetricGroups& out) const;
 
  private:
   void add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<DriveConfig>& drives);

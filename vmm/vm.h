@@ -2,11 +2,14 @@
 // buses, and one thread per vCPU. Built from a VmConfig, run until it ends.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "vmm/arch/x86_64/regs.h"
 #include "vmm/devices/bus.h"
+#include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
@@ -69,6 +72,9 @@ class Vm {
   UniqueFd serial_irq_;
   UniqueFd i8042_irq_;
   std::shared_ptr<Serial> serial_;
+  std::shared_ptr<I8042> i8042_;
+  mutable std::mutex pause_mu_;  // serializes pause()/resume()
+  std::atomic<bool> paused_{false};
   // After the buses and memory (it uses them), before the vCPUs (destroyed first).
   std::unique_ptr<VirtioDevices> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;

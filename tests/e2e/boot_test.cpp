@@ -14,6 +14,7 @@
 
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/process.h"
+#include "tests/unit/test_images.h"
 
 namespace ember::e2e {
 namespace {
@@ -101,6 +102,25 @@ TEST(GuestLifecycle, GuestPanicEndsEmberNonZero) {
   EXPECT_FALSE(r.timed_out) << describe(r);
   EXPECT_EQ(r.exit_code, 3) << describe(r);
   EXPECT_NE(r.err.find("guest kernel panic"), std::string::npos) << describe(r);
+}
+
+// Not Linux: a 20-byte PVH kernel that loads an empty IDT and executes ud2, so the #UD
+// cannot be delivered and the CPU shuts down (a triple fault), as a crashing guest would.
+TEST(GuestLifecycle, GuestTripleFaultEndsEmberWithFour) {
+  fs::path dir = scratch_dir("triple-fault");
+  constexpr uint32_t kEntry = 0x1000000;
+  std::vector<uint8_t> elf = test::make_elf({.paddr = kEntry, .filesz = 0x20, .memsz = 0x20, .entry = kEntry,
+                                             .pvh_entry = kEntry});
+  const uint8_t code[] = {0x0f, 0x01, 0x1d, 0x10, 0x00, 0x00, 0x01,  // lidt [0x1000010] (32-bit mode)
+                          0x0f, 0x0b};                               // ud2
+  std::copy(std::begin(code), std::end(code), elf.begin() + 0x1000);
+  std::fill(elf.begin() + 0x1010, elf.begin() + 0x1016, 0);  // the IDT descriptor: limit 0, base 0
+  fs::path kernel = dir / "triple-fault.elf";
+  std::ofstream(kernel, std::ios::binary).write(reinterpret_cast<const char*>(elf.data()), elf.size());
+  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", kernel.string(), "--mem-mib", "32"}, 30 * time_scale());
+  EXPECT_FALSE(r.timed_out) << describe(r);
+  EXPECT_EQ(r.exit_code, 4) << describe(r);
+  EXPECT_NE(r.err.find("triple fault"), std::string::npos) << describe(r);
 }
 
 TEST(GuestLifecycle, SerialOutputToFile) {

@@ -206,8 +206,75 @@ TEST(I8042, OutputIsBounded) {
     h.in(0);
     ++n;
   }
-  EXPECT_LE(n, 16);
+  EXPECT_LE(n, 32);
   EXPECT_EQ(h.resets, 0);
+}
+
+// Linux's AUX (mouse) probe learns at once that there is none: the loopback byte
+// comes back without the AUX status bit, and the AUX test reports an error.
+TEST(I8042, NoAuxPortIsReportedPromptly) {
+  KbdHarness h;
+  EXPECT_NE(h.in(4) & 0x10, 0);  // not keylocked
+  h.out(4, 0xd3);  // AUX loopback
+  h.out(0, 0x5a);
+  ASSERT_EQ(h.in(4) & 0x01, 1);   // answered, no timeout
+  EXPECT_EQ(h.in(4) & 0x20, 0);   // ...but not as AUX data
+  EXPECT_EQ(h.in(0), 0x5a);
+  h.out(4, 0xa9);  // AUX interface test
+  uint8_t result = h.in(0);
+  EXPECT_TRUE(result >= 0x01 && result <= 0x03) << int(result);
+}
+
+// Port enable/disable commands show in the command byte, as Linux checks.
+TEST(I8042, PortDisableBitsFollowCommands) {
+  KbdHarness h;
+  auto ctr = [&] {
+    h.out(4, 0x20);
+    return h.in(0);
+  };
+  h.out(4, 0xa7);
+  EXPECT_NE(ctr() & 0x20, 0);
+  h.out(4, 0xa8);
+  EXPECT_EQ(ctr() & 0x20, 0);
+  h.out(4, 0xad);
+  EXPECT_NE(ctr() & 0x10, 0);
+  h.out(4, 0xae);
+  EXPECT_EQ(ctr() & 0x10, 0);
+}
+
+std::vector<uint8_t> drain(KbdHarness& h) {
+  std::vector<uint8_t> bytes;
+  while (h.in(4) & 0x01) bytes.push_back(h.in(0));
+  return bytes;
+}
+
+// Linux leaves translation on (command byte bit 6): set 1 codes, one IRQ per byte.
+TEST(I8042, CtrlAltDelInSet1WhenTranslating) {
+  KbdHarness h;
+  ASSERT_TRUE(h.kbd.press_ctrl_alt_del());
+  EXPECT_EQ(h.irqs, 1);
+  std::vector<uint8_t> expected = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+  EXPECT_EQ(drain(h), expected);
+  EXPECT_EQ(h.irqs, 8);
+  EXPECT_EQ(h.resets, 0);
+}
+
+TEST(I8042, CtrlAltDelInSet2WithoutTranslation) {
+  KbdHarness h;
+  h.out(4, 0x60);  // command byte: interrupts on, no translation
+  h.out(0, 0x05);
+  ASSERT_TRUE(h.kbd.press_ctrl_alt_del());
+  std::vector<uint8_t> expected = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14};
+  EXPECT_EQ(drain(h), expected);
+}
+
+// A guest that never reads the keyboard cannot make the queue grow.
+TEST(I8042, CtrlAltDelRefusedWhenTheGuestDoesNotRead) {
+  KbdHarness h;
+  int accepted = 0;
+  for (int i = 0; i < 10; ++i) accepted += h.kbd.press_ctrl_alt_del() ? 1 : 0;
+  EXPECT_EQ(accepted, 4);  // 4 x 8 bytes fill the 32-byte queue
+  EXPECT_EQ(drain(h).size(), 32u);
 }
 
 TEST(BootMarker, OnlyTheMagicByteAtOffsetZero) {

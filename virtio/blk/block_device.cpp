@@ -109,6 +109,7 @@ void BlockDevice::process_queue(uint16_t index) {
 void BlockDevice::handle(DescriptorChain chain) {
   BlockRequest request = parse_block_request(chain);
   if (request.error) {
+    counters_.malformed.fetch_add(1, std::memory_order_relaxed);
     warn_guest(cat("drive '", options_.id, "': malformed request: ", request.error));
     complete_now(chain, request, kStatusIoErr);
     return;
@@ -173,6 +174,14 @@ void BlockDevice::start_io(DescriptorChain chain, BlockRequest request, BlockIo:
 void BlockDevice::finish(InFlight& slot, int64_t result) {
   const char* what = slot.op == BlockIo::Op::Read ? "read" : slot.op == BlockIo::Op::Write ? "write" : "flush";
   uint8_t status = kStatusOk;
+  auto& requests = slot.op == BlockIo::Op::Read    ? counters_.read_requests
+                  : slot.op == BlockIo::Op::Write ? counters_.write_requests
+                                                  : counters_.flush_requests;
+  requests.fetch_add(1, std::memory_order_relaxed);
+  if (result > 0 && slot.op != BlockIo::Op::Flush) {
+    auto& bytes = slot.op == BlockIo::Op::Read ? counters_.read_bytes : counters_.write_bytes;
+    bytes.fetch_add(static_cast<uint64_t>(result), std::memory_order_relaxed);
+  }
   if (result < 0) {
     warn_limited(cat("drive '", options_.id, "': ", what, " of ", slot.expected, " bytes at offset ", slot.offset,
                      " failed: ", errno_text(static_cast<int>(-result))));
@@ -182,6 +191,7 @@ void BlockDevice::finish(InFlight& slot, int64_t result) {
                      slot.expected, " bytes (backing file truncated?)"));
     status = kStatusIoErr;
   }
+  if (status != kStatusOk) counters_.errors.fetch_add(1, std::memory_order_relaxed);
   if (resetting_) {
     slot.chain.abandon();
   } else {
@@ -193,7 +203,20 @@ void BlockDevice::finish(InFlight& slot, int64_t result) {
 }
 
 void BlockDevice::complete_now(DescriptorChain& chain, BlockRequest& request, uint8_t status, uint32_t written) {
+  (status == kStatusOk ? counters_.other_requests : counters_.errors).fetch_add(1, std::memory_order_relaxed);
   chain.complete(request.finish(status, written));
+}
+
+void BlockDevice::report_metrics(const MetricSink& sink) const {
+  auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  sink("read_requests", get(counters_.read_requests));
+  sink("write_requests", get(counters_.write_requests));
+  sink("flush_requests", get(counters_.flush_requests));
+  sink("other_requests", get(counters_.other_requests));
+  sink("read_bytes", get(counters_.read_bytes));
+  sink("write_bytes", get(counters_.write_bytes));
+  sink("errors", get(counters_.errors));
+  sink("malformed_requests", get(counters_.malformed));
 }
 
 void BlockDevice::signal_if_needed() {

@@ -2,6 +2,7 @@
 // FLUSH and GET_ID, read-only drives, and either I/O engine.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,7 @@ class BlockDevice final : public VirtioDevice {
   void activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t acked_features) override;
   void reset() override;
   void process_queue(uint16_t index) override;
+  void report_metrics(const MetricSink& sink) const override;
 
   uint64_t capacity_sectors() const { return capacity_sectors_; }
   const char* engine() const { return backend_->name(); }
@@ -68,6 +70,13 @@ class BlockDevice final : public VirtioDevice {
   std::vector<uint32_t> free_slots_;
   bool resetting_ = false;
   bool in_batch_ = false;
+
+  // Counters for the metrics file: written on the event thread, read by the API's.
+  struct Counters {
+    std::atomic<uint64_t> read_requests{0}, write_requests{0}, flush_requests{0}, other_requests{0};
+    std::atomic<uint64_t> read_bytes{0}, write_bytes{0}, errors{0}, malformed{0};
+  };
+  Counters counters_;
 };
 
 }  // namespace ember::virtio::blk

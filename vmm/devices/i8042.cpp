@@ -6,17 +6,29 @@ namespace {
 
 constexpr uint64_t kDataOffset = 0;     // port 0x60
 constexpr uint64_t kCommandOffset = 4;  // port 0x64
-constexpr size_t kMaxOutput = 16;
+constexpr size_t kMaxOutput = 32;
+
+// Ctrl, Alt and Delete down, then up in reverse order. Delete is an extended (0xE0) key.
+constexpr uint8_t kCtrlAltDelSet1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+constexpr uint8_t kCtrlAltDelSet2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14};
 
 // Status register bits.
 constexpr uint8_t kStatusOutputFull = 0x01;
 constexpr uint8_t kStatusSystemFlag = 0x04;
+constexpr uint8_t kStatusUnlocked = 0x10;  // keyboard not inhibited by a keylock
 constexpr uint8_t kCommandByteKbdInterrupt = 0x01;
+constexpr uint8_t kCommandByteKbdDisabled = 0x10;
+constexpr uint8_t kCommandByteAuxDisabled = 0x20;
+constexpr uint8_t kCommandByteTranslate = 0x40;  // the controller turns set 2 into set 1
 
 // Controller commands (port 0x64).
 constexpr uint8_t kCmdReadCommandByte = 0x20;
 constexpr uint8_t kCmdWriteCommandByte = 0x60;
+constexpr uint8_t kCmdDisableAux = 0xa7;
+constexpr uint8_t kCmdEnableAux = 0xa8;
 constexpr uint8_t kCmdTestAux = 0xa9;
+constexpr uint8_t kCmdDisableKbd = 0xad;
+constexpr uint8_t kCmdEnableKbd = 0xae;
 constexpr uint8_t kCmdSelfTest = 0xaa;
 constexpr uint8_t kCmdTestKbd = 0xab;
 constexpr uint8_t kCmdReadInputPort = 0xc0;
@@ -43,7 +55,7 @@ void I8042::read(uint64_t offset, std::span<uint8_t> data) {
   {
     std::lock_guard lock(mu_);
     if (offset == kCommandOffset) {
-      data[0] = kStatusSystemFlag | (output_.empty() ? 0 : kStatusOutputFull);
+      data[0] = kStatusSystemFlag | kStatusUnlocked | (output_.empty() ? 0 : kStatusOutputFull);
       return;
     }
     if (offset != kDataOffset) {
@@ -75,7 +87,13 @@ void I8042::command(uint8_t cmd) {
     case kCmdReadCommandByte: push_output(command_byte_); break;
     case kCmdSelfTest: push_output(0x55); break;           // self test passed
     case kCmdTestKbd: push_output(0x00); break;            // no error
-    case kCmdTestAux: push_output(0xff); break;            // no mouse port
+    // There is no mouse (AUX) port. Answering its tests promptly matters: Linux otherwise
+    // waits out a timeout, polling the status port, for each of them.
+    case kCmdTestAux: push_output(0x02); break;            // "clock line stuck high": nothing there
+    case kCmdDisableAux: command_byte_ |= kCommandByteAuxDisabled; break;
+    case kCmdEnableAux: command_byte_ &= static_cast<uint8_t>(~kCommandByteAuxDisabled); break;
+    case kCmdDisableKbd: command_byte_ |= kCommandByteKbdDisabled; break;
+    case kCmdEnableKbd: command_byte_ &= static_cast<uint8_t>(~kCommandByteKbdDisabled); break;
     case kCmdReadInputPort: push_output(0x00); break;
     case kCmdReadOutputPort: push_output(0x01); break;     // reset line not asserted
     case kCmdWriteCommandByte:
@@ -96,8 +114,10 @@ void I8042::data_write(uint8_t value) {
   switch (pending) {
     case kCmdWriteCommandByte: command_byte_ = value; return;
     case kCmdWriteKbdOutput: push_output(value); return;
+    // The AUX loopback answers at once, but not as AUX data (the status AUX bit stays
+    // clear): Linux reads that as "no AUX port" instead of timing out.
+    case kCmdWriteAuxOutput: push_output(value); return;
     case kCmdWriteOutputPort:
-    case kCmdWriteAuxOutput:
     case kCmdWriteAux: return;  // no mouse, and the output port's reset bit is not modelled
     default: break;
   }
@@ -118,6 +138,20 @@ void I8042::data_write(uint8_t value) {
     case kKbdSetRate: led_argument_ = true; break;
     default: break;
   }
+}
+
+bool I8042::press_ctrl_alt_del() {
+  bool raise = false;
+  {
+    std::lock_guard lock(mu_);
+    std::span<const uint8_t> keys = (command_byte_ & kCommandByteTranslate) ? std::span<const uint8_t>(kCtrlAltDelSet1)
+                                                                          : std::span<const uint8_t>(kCtrlAltDelSet2);
+    if (output_.size() + keys.size() > kMaxOutput) return false;
+    raise = output_.empty() && (command_byte_ & kCommandByteKbdInterrupt);
+    output_.insert(output_.end(), keys.begin(), keys.end());
+  }
+  if (raise && raise_irq_) raise_irq_();
+  return true;
 }
 
 void I8042::push_output(uint8_t byte) {

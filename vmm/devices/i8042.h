@@ -22,6 +22,11 @@ class I8042 : public BusDevice {
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
+  // Queues the scancodes of Ctrl+Alt+Del pressed and released (set 1 when the
+  // controller translates, as Linux sets it up, else set 2) and raises IRQ 1.
+  // Any thread; false when the guest is not reading the keyboard (queue full).
+  bool press_ctrl_alt_del();
+
  private:
   void command(uint8_t cmd);
   void data_write(uint8_t value);
