@@ -10,7 +10,8 @@ namespace ember {
 namespace {
 
 ApiResponse ok() { return {204, ""}; }
-ApiResponse ok(const Json& body) { return {200, body.dump()}; }
+// Strings from clients may be invalid UTF-8: replaced on output rather than throwing.
+ApiResponse ok(const Json& body) { return {200, body.dump(-1, ' ', false, Json::error_handler_t::replace)}; }
 ApiResponse bad(const std::string& message) {
   return {400, Json{{"fault_message", message}}.dump(-1, ' ', false, Json::error_handler_t::replace)};
 }
@@ -50,6 +51,8 @@ ApiResponse RequestRouter::handle(const ApiRequest& request) {
     response = dispatch(request.method, request.path, request.body, endpoint);
   } catch (const Error& e) {
     response = bad(e.what());
+  } catch (const Json::exception& e) {  // a value of the wrong JSON type met a conversion
+    response = bad(cat("request body: ", e.what()));
   }
   count(request.method, endpoint, response.status);
   if (response.status >= 400) {
