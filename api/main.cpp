@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
       timeline.mark(BootPhase::InstanceStart);  // no API call to wait for
       runner->build(plan.config.vm);
     } else if (!runner->wait_for_start()) {
-      log::warn("stopped by a signal before InstanceStart");
+      log::info("stopped by a signal before InstanceStart");
       return kExitSignal;
     }
     VmExit exit = runner->run();
