@@ -10,7 +10,7 @@ ApiServer::ApiServer(const std::string& socket_path, RequestRouter& router) : pa
       listen_unix_socket(path_), [&router](const ApiRequest& r) { return router.handle(r); }, HttpLimits{},
       [&router](int status) { router.count("http", "malformed", status); });
   thread_ = JoiningThread([this] {
-    pthread_setname_np(pthread_self(), "api");
+    pthread_setname_np(pthread_self(), "ember-api");
     server_->run();
   });
 }

@@ -1,5 +1,5 @@
 // The API socket and its thread: binds at construction (so errors reach main), serves
-// the router from a thread named "api", and removes the socket file when destroyed.
+// the router from a thread named "ember-api", and removes the socket file when destroyed.
 #pragma once
 
 #include <memory>

@@ -65,7 +65,7 @@ void MetricsWriter::flush() {
 }
 
 void MetricsWriter::periodic() {
-  pthread_setname_np(pthread_self(), "metrics");
+  pthread_setname_np(pthread_self(), "ember-metrics");
   std::unique_lock lock(mu_);
   while (!wake_.wait_for(lock, period_, [this] { return stopping_; })) {
     lock.unlock();
