@@ -129,7 +129,13 @@ int main(int argc, char** argv) {
     }
     VmExit exit = runner->run();
     if (options.boot_timings) write_boot_timings(*options.boot_timings, timeline);
-    if (metrics.is_open()) metrics.flush();
+    if (metrics.is_open()) {
+      try {
+        metrics.flush();
+      } catch (const Error& e) {
+        log::warn(e.what());  // the guest's outcome decides the exit status, not the last flush
+      }
+    }
     if (exit.kind == ExitKind::GuestShutdown) {
       log::info(exit.detail);
     } else {

@@ -8,6 +8,7 @@
 
 #include "vmm/util/error.h"
 #include "vmm/util/log.h"
+#include "vmm/util/output_file.h"
 
 namespace ember {
 
@@ -39,8 +40,7 @@ void MetricsWriter::open(const MetricsConfig& config) {
   if (config.metrics_path.empty()) fail("metrics_path must not be empty");
   std::lock_guard lock(mu_);
   if (file_.valid()) fail("metrics are already written to '", path_, "' (they can be set up only once)");
-  file_.reset(::open(config.metrics_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0600));
-  if (!file_.valid()) fail("cannot open metrics_path '", config.metrics_path, "': ", errno_text());
+  file_ = open_output_file(config.metrics_path, "metrics_path");
   path_ = config.metrics_path;
   thread_ = JoiningThread([this] { periodic(); });
 }

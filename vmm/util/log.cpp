@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "vmm/util/error.h"
+#include "vmm/util/output_file.h"
 #include "vmm/util/unique_fd.h"
 
 namespace ember::log {
@@ -84,8 +85,7 @@ const char* level_name(Level level) {
 void configure(const LoggerConfig& config) {
   UniqueFd file;
   if (!config.log_path.empty()) {
-    file.reset(::open(config.log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0600));
-    if (!file.valid()) fail("cannot open log_path '", config.log_path, "': ", errno_text());
+    file = open_output_file(config.log_path, "log_path");
   }
   std::lock_guard lock(g_mu);
   g_file = std::move(file);
