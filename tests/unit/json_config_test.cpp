@@ -2,6 +2,7 @@
 // and equality with the same VM written in TOML.
 #include <gtest/gtest.h>
 
+#include "api/cli.h"
 #include "api/json_config.h"
 #include "api/toml_config.h"
 #include "vmm/util/error.h"
@@ -154,6 +155,26 @@ uds_path = "/tmp/v.sock"
   EXPECT_EQ(toml.serial.output, json.vm.serial.output);
   EXPECT_EQ(toml.serial.input, json.vm.serial.input);
   EXPECT_EQ(toml.machine.prefault, json.vm.machine.prefault);
+}
+
+}  // namespace
+}  // namespace ember
+
+namespace ember {
+namespace {
+
+TEST(ApiCli, FirecrackerStyleFlags) {
+  CliOptions o = parse_cli({"--api-sock", "/tmp/s", "--id", "vm7", "--level", "Debug", "--log-path", "/tmp/l",
+                            "--metrics-path", "/tmp/m"});
+  EXPECT_EQ(o.api_sock, "/tmp/s");
+  EXPECT_EQ(o.instance_id, "vm7");
+  EXPECT_EQ(o.log_level, "Debug");
+  EXPECT_EQ(o.log_path, "/tmp/l");
+  EXPECT_EQ(o.metrics_path, "/tmp/m");
+  EXPECT_EQ(parse_cli({"--log-level", "info"}).log_level, "info");
+  EXPECT_TRUE(parse_cli({"--config-file", "vm.json", "--no-api"}).no_api);
+  EXPECT_THROW(parse_cli({"--no-api", "--api-sock", "/tmp/s"}), Error);
+  EXPECT_THROW(parse_cli({"--config", "a.toml", "--config-file", "b.json"}), Error);
 }
 
 }  // namespace
