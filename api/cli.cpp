@@ -88,11 +88,18 @@ VsockConfig parse_vsock(const std::string& text) {
 }  // namespace
 
 const char* usage_text() {
-  return "usage: ember [--config vm.toml] [options]\n"
+  return "usage: ember [--config vm.toml | --config-file vm.json] [--api-sock PATH] [options]\n"
          "\n"
-         "Boots a microVM and exits when the guest does.\n"
+         "Boots a microVM and exits when the guest does. With only --api-sock, waits for\n"
+         "configuration and InstanceStart on the HTTP API (Firecracker's).\n"
          "\n"
          "  --config PATH     TOML file describing the VM (see configs/)\n"
+         "  --config-file P   Firecracker JSON VM config: boot it without waiting for the API\n"
+         "  --api-sock PATH   serve the HTTP API on this Unix socket\n"
+         "  --no-api          no API socket (the default unless --api-sock is given)\n"
+         "  --id ID           instance id shown by GET /\n"
+         "  --log-path PATH   write logs to this file or FIFO instead of stderr\n"
+         "  --metrics-path P  write metrics (one JSON line per flush, every 60 s) here\n"
          "  --kernel PATH     kernel image: ELF vmlinux or bzImage\n"
          "  --initrd PATH     initramfs image\n"
          "  --cmdline STR     kernel command line (replaces the default)\n"
@@ -107,7 +114,7 @@ const char* usage_text() {
          "  --net SPEC        virtio-net on a tap: iface_id=ID,tap=NAME[,mac=aa:bb:cc:dd:ee:ff]\n"
          "                    (repeatable; the tap must exist; MAC generated if not given)\n"
          "  --vsock SPEC      virtio-vsock: cid=N,uds=PATH (host side: PATH, PATH_<port>)\n"
-         "  --log-level L     error, warn (default), info or debug\n"
+         "  --level L         error, warn (default), info, debug or off (alias --log-level)\n"
          "  --boot-timings F  at exit, write boot phase times (JSON, microseconds) to F\n"
          "  --version         print the version\n"
          "  -h, --help        this text\n"
@@ -131,7 +138,13 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     else if (a == "--initrd") o.initrd = value();
     else if (a == "--cmdline") o.cmdline = value();
     else if (a == "--serial-out") o.serial_out = value();
-    else if (a == "--log-level") o.log_level = value();
+    else if (a == "--log-level" || a == "--level") o.log_level = value();
+    else if (a == "--api-sock") o.api_sock = value();
+    else if (a == "--config-file") o.config_file = value();
+    else if (a == "--no-api") o.no_api = true;
+    else if (a == "--id") o.instance_id = value();
+    else if (a == "--log-path") o.log_path = value();
+    else if (a == "--metrics-path") o.metrics_path = value();
     else if (a == "--boot-timings") o.boot_timings = value();
     else if (a == "--drive") o.drives.push_back(parse_drive(value()));
     else if (a == "--net") o.nets.push_back(parse_net(value()));
@@ -148,6 +161,8 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     }
     else fail("unknown option '", a, "'");
   }
+  if (o.no_api && o.api_sock) fail("--no-api and --api-sock exclude each other");
+  if (o.config_path && o.config_file) fail("--config (TOML) and --config-file (JSON) exclude each other");
   return o;
 }
 

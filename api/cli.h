@@ -21,6 +21,10 @@ struct CliOptions {
   std::vector<NetConfig> nets;      // --net, likewise
   std::optional<VsockConfig> vsock;  // --vsock, replaces the config file's
   std::optional<Prefault> prefault;
+  // The HTTP API and Firecracker-style options.
+  std::optional<std::string> api_sock, config_file, log_path, metrics_path;
+  std::string instance_id = "anonymous-instance";
+  bool no_api = false;
 };
 
 // Throws Error for unknown flags, missing values and malformed numbers.

@@ -1,23 +1,30 @@
-// ember's entry point: parse options, build the VM, run it, report how it ended.
-// This is the one place errors are reported and the exit status chosen.
+// ember's entry point: parse options, serve the API if asked, build the VM, run it,
+// report how it ended. This is the one place errors are reported and the exit status chosen.
+#include <pthread.h>
+#include <signal.h>
+
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "api/api_server.h"
 #include "api/cli.h"
+#include "api/json_config.h"
+#include "api/request_router.h"
 #include "api/toml_config.h"
-#include "vmm/kvm/kvm.h"
-#include "vmm/loader/kernel_loader.h"
+#include "api/vmm_runner.h"
 #include "vmm/boot_timeline.h"
+#include "vmm/metrics_writer.h"
 #include "vmm/util/error.h"
 #include "vmm/util/log.h"
-#include "vmm/vm.h"
 
 namespace {
 constexpr int kExitUsage = 2;
 constexpr int kExitFailure = 1;
+constexpr int kExitSignal = 130;
 
 // Written at exit for the boot-latency suite; a failure to write is reported, not fatal.
 void write_boot_timings(const std::string& path, const ember::BootTimeline& timeline) {
@@ -25,15 +32,63 @@ void write_boot_timings(const std::string& path, const ember::BootTimeline& time
   out << timeline.to_json() << "\n";
   if (!out) std::cerr << "ember: cannot write boot timings to '" << path << "'\n";
 }
+
+// Failures go to stderr always, and to the log too when it is a file.
+void log_to_file_too(const std::string& message) {
+  if (!ember::log::current_config().log_path.empty()) ember::log::error(message);
+}
+
+// What the options ask for, read before anything starts.
+struct Plan {
+  ember::FullVmConfig config;
+  bool start_now = true;  // false: wait for InstanceStart on the API
+};
+
+Plan plan_from(const ember::CliOptions& options) {
+  using namespace ember;
+  Plan plan;
+  if (options.config_path) plan.config.vm = load_toml_config(*options.config_path);
+  if (options.config_file) plan.config = load_json_config(*options.config_file);
+  apply_overrides(options, plan.config.vm);
+  if (options.log_level) {
+    log::Level level;
+    if (!log::parse_level(*options.log_level, level)) fail("--level must be error, warn, info, debug or off");
+    if (!plan.config.logger) plan.config.logger = log::LoggerConfig{"", std::nullopt, true, false};
+    plan.config.logger->level = level;
+  }
+  if (options.log_path) {
+    if (!plan.config.logger) plan.config.logger = log::LoggerConfig{"", std::nullopt, true, false};
+    plan.config.logger->log_path = *options.log_path;
+  }
+  if (options.metrics_path) plan.config.metrics = MetricsConfig{*options.metrics_path};
+  bool described = options.config_path || options.config_file || options.kernel;
+  plan.start_now = !options.api_sock || described;
+  if (plan.start_now) {
+    if (plan.config.vm.boot.kernel_image_path.empty()) {
+      fail("no kernel: give --config FILE, --config-file FILE, --kernel PATH, or --api-sock PATH to configure over HTTP");
+    }
+    validate(plan.config.vm);
+    check_boot_files(plan.config.vm);
+  }
+  return plan;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace ember;
   BootTimeline timeline;
-  VmConfig config;
-  std::optional<std::string> timings_path;
+  // Every thread inherits this: SIGINT/SIGTERM are taken through signalfds (while waiting
+  // for InstanceStart, and by Vm::run()), so ember always unwinds and removes its socket.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  CliOptions options;
+  Plan plan;
   try {
-    CliOptions options = parse_cli(std::vector<std::string>(argv + 1, argv + argc));
+    options = parse_cli(std::vector<std::string>(argv + 1, argv + argc));
     if (options.help) {
       std::cout << usage_text();
       return 0;
@@ -42,38 +97,54 @@ int main(int argc, char** argv) {
       std::cout << "ember " << EMBER_VERSION << "\n";
       return 0;
     }
-    if (options.log_level) {
-      log::Level level;
-      if (!log::parse_level(*options.log_level, level)) fail("--log-level must be error, warn, info or debug");
-      log::set_level(level);
-    }
-    if (options.config_path) config = load_toml_config(*options.config_path);
-    apply_overrides(options, config);
-    if (config.boot.kernel_image_path.empty()) fail("no kernel: give --config FILE or --kernel PATH");
-    validate(config);
-    timings_path = options.boot_timings;
-    // Bad boot files are reported before KVM is touched, so the message is about them.
-    detect_kernel_format(FileImage::open(config.boot.kernel_image_path, "kernel"));
-    if (!config.boot.initrd_path.empty()) FileImage::open(config.boot.initrd_path, "initrd");
+    plan = plan_from(options);
+    if (plan.config.logger) log::configure(*plan.config.logger);
   } catch (const Error& e) {
     std::cerr << "ember: error: " << e.what() << "\n" << "(ember --help lists the options)\n";
     return kExitUsage;
   }
+  timeline.mark(BootPhase::ArgsParsed);
 
+  std::unique_ptr<RequestRouter> router;
+  std::unique_ptr<VmmRunner> runner;
+  MetricsWriter metrics([&](MetricGroups& groups) {
+    runner->collect_metrics(groups);
+    if (router) router->collect_metrics(groups);
+  });
   try {
-    timeline.mark(BootPhase::ArgsParsed);
-    timeline.mark(BootPhase::InstanceStart);  // no API: the VM starts at once
-    KvmSystem kvm = KvmSystem::open();
-    Vm vm(kvm, config, timeline);
-    VmExit exit = vm.run();
-    if (timings_path) write_boot_timings(*timings_path, timeline);
+    runner = std::make_unique<VmmRunner>(timeline, metrics);
+    if (plan.config.metrics) metrics.open(*plan.config.metrics);
+    std::unique_ptr<ApiServer> api;
+    if (options.api_sock) {
+      router = std::make_unique<RequestRouter>(*runner, plan.config, options.instance_id, EMBER_VERSION);
+      api = std::make_unique<ApiServer>(*options.api_sock, *router);
+      log::info(cat("API listening on ", *options.api_sock));
+    }
+    if (plan.start_now) {
+      timeline.mark(BootPhase::InstanceStart);  // no API call to wait for
+      runner->build(plan.config.vm);
+    } else if (!runner->wait_for_start()) {
+      log::info("stopped by a signal before InstanceStart");
+      return kExitSignal;
+    }
+    VmExit exit = runner->run();
+    if (options.boot_timings) write_boot_timings(*options.boot_timings, timeline);
+    if (metrics.is_open()) {
+      try {
+        metrics.flush();
+      } catch (const Error& e) {
+        log::warn(e.what());  // the guest's outcome decides the exit status, not the last flush
+      }
+    }
     if (exit.kind == ExitKind::GuestShutdown) {
       log::info(exit.detail);
     } else {
+      log_to_file_too(exit.detail);
       std::cerr << "ember: " << exit.detail << "\n";
     }
     return exit.exit_code();
   } catch (const Error& e) {
+    log_to_file_too(e.what());
     std::cerr << "ember: error: " << e.what() << "\n";
     return kExitFailure;
   }

@@ -7,7 +7,7 @@ src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 packages=(
   # build and test ember
   build-essential cmake ninja-build pkg-config linux-libc-dev
-  liburing-dev libseccomp-dev libtomlplusplus-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
+  liburing-dev libseccomp-dev libtomlplusplus-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev libhttp-parser-dev
   # the virtqueue fuzz target (libFuzzer; skipped when clang++ is missing)
   clang
   # build the guest kernel and initramfs (guest/build.sh)

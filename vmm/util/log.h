@@ -1,22 +1,48 @@
-// Minimal leveled logging to stderr: "[ember LEVEL] message".
+// Leveled logging: one timestamped line per message, with the thread's name, to
+// stderr or to the file/FIFO set by PUT /logger or --log-path.
+// "2026-11-25T05:00:00.123456Z [ember:api] WARN message"
 #pragma once
 
+#include <optional>
 #include <string>
 
 namespace ember::log {
 
-enum class Level { Error = 0, Warn = 1, Info = 2, Debug = 3 };
+// Off silences everything (Firecracker's "Off"); Debug also stands for "Trace".
+enum class Level { Off = -1, Error = 0, Warn = 1, Info = 2, Debug = 3 };
+
+// Firecracker's Logger object.
+struct LoggerConfig {
+  std::string log_path;        // empty: stderr
+  std::optional<Level> level;  // unset: unchanged
+  bool show_level = false;
+  bool show_log_origin = false;  // "file:line" of the call
+};
 
 void set_level(Level level);
 Level level();
+// Accepts ember's names (error, warn, info, debug) and Firecracker's (Error, Warning,
+// Info, Debug, Trace, Off).
 bool parse_level(const std::string& text, Level& out);
-void write(Level level, const std::string& message);
+const char* level_name(Level level);  // Firecracker's spelling: "Warning", ...
+// Opens log_path (a file, appended, or a FIFO: vmm/util/output_file.h) and applies the rest. Throws Error naming the path if it cannot be opened.
+void configure(const LoggerConfig& config);
+LoggerConfig current_config();
 
-inline void error(const std::string& m) { write(Level::Error, m); }
-inline void warn(const std::string& m) { write(Level::Warn, m); }
-inline void info(const std::string& m) { write(Level::Info, m); }
-inline void debug(const std::string& m) {
-  if (level() >= Level::Debug) write(Level::Debug, m);
+// file and line are the caller's (std::source_location needs a newer clang for the fuzz build).
+void write(Level level, const std::string& message, const char* file = __builtin_FILE(), int line = __builtin_LINE());
+
+inline void error(const std::string& m, const char* f = __builtin_FILE(), int l = __builtin_LINE()) {
+  write(Level::Error, m, f, l);
+}
+inline void warn(const std::string& m, const char* f = __builtin_FILE(), int l = __builtin_LINE()) {
+  write(Level::Warn, m, f, l);
+}
+inline void info(const std::string& m, const char* f = __builtin_FILE(), int l = __builtin_LINE()) {
+  write(Level::Info, m, f, l);
+}
+inline void debug(const std::string& m, const char* f = __builtin_FILE(), int l = __builtin_LINE()) {
+  if (level() >= Level::Debug) write(Level::Debug, m, f, l);
 }
 
 }  // namespace ember::log

@@ -1,0 +1,24 @@
+#include "api/api_server.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+namespace ember {
+
+ApiServer::ApiServer(const std::string& socket_path, RequestRouter& router) : path_(socket_path) {
+  server_ = std::make_unique<HttpServer>(
+      listen_unix_socket(path_), [&router](const ApiRequest& r) { return router.handle(r); }, HttpLimits{},
+      [&router](int status) { router.count("http", "malformed", status); });
+  thread_ = JoiningThread([this] {
+    pthread_setname_np(pthread_self(), "ember-api");
+    server_->run();
+  });
+}
+
+ApiServer::~ApiServer() {
+  server_->stop();
+  thread_.join();
+  ::unlink(path_.c_str());
+}
+
+}  // namespace ember

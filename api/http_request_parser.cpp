@@ -1,0 +1,146 @@
+#include "api/http_request_parser.h"
+
+#include <strings.h>
+
+#include <climits>
+
+#include <utility>
+
+namespace ember {
+
+namespace {
+HttpRequestParser& self(http_parser* p) { return *static_cast<HttpRequestParser*>(p->data); }
+}  // namespace
+
+HttpRequestParser::HttpRequestParser(size_t max_request_bytes) : max_bytes_(max_request_bytes) {
+  http_parser_init(&parser_, HTTP_REQUEST);
+  parser_.data = this;
+  http_parser_settings_init(&settings_);
+  settings_.on_message_begin = on_message_begin;
+  settings_.on_url = on_url;
+  settings_.on_header_field = on_header_field;
+  settings_.on_header_value = on_header_value;
+  settings_.on_headers_complete = on_headers_complete;
+  settings_.on_body = on_body;
+  settings_.on_message_complete = on_message_complete;
+}
+
+bool HttpRequestParser::grow(size_t len) {
+  bytes_ += len;
+  if (bytes_ <= max_bytes_) return true;
+  too_large_ = true;
+  return false;
+}
+
+int HttpRequestParser::on_message_begin(http_parser* p) {
+  HttpRequestParser& s = self(p);
+  s.current_ = HttpRequest{};
+  s.bytes_ = 0;
+  s.expect_continue_ = false;
+  s.header_field_.clear();
+  s.header_value_.clear();
+  return 0;
+}
+
+int HttpRequestParser::on_url(http_parser* p, const char* at, size_t len) {
+  HttpRequestParser& s = self(p);
+  if (!s.grow(len)) return 1;
+  s.current_.path.append(at, len);
+  return 0;
+}
+
+// Header names and values may arrive in pieces; a name after a value starts a new header.
+int HttpRequestParser::on_header_field(http_parser* p, const char* at, size_t len) {
+  HttpRequestParser& s = self(p);
+  if (!s.grow(len)) return 1;
+  if (!s.header_value_.empty()) {
+    s.header_field_.clear();
+    s.header_value_.clear();
+  }
+  s.header_field_.append(at, len);
+  return 0;
+}
+
+int HttpRequestParser::on_header_value(http_parser* p, const char* at, size_t len) {
+  HttpRequestParser& s = self(p);
+  if (!s.grow(len)) return 1;
+  s.header_value_.append(at, len);
+  if (strcasecmp(s.header_field_.c_str(), "Expect") == 0 && strcasecmp(s.header_value_.c_str(), "100-continue") == 0) {
+    s.expect_continue_ = true;
+  }
+  return 0;
+}
+
+int HttpRequestParser::on_headers_complete(http_parser* p) {
+  HttpRequestParser& s = self(p);
+  // A declared body over the limit is refused before it is sent.
+  if (p->content_length != ULLONG_MAX && p->content_length > s.max_bytes_) {
+    s.too_large_ = true;
+    return -1;
+  }
+  if (p->http_major != 1 || p->http_minor > 1) {
+    s.error_ = "unsupported HTTP version " + std::to_string(p->http_major) + "." + std::to_string(p->http_minor) +
+               " (HTTP/1.0 and HTTP/1.1 are served)";
+    return -1;
+  }
+  s.current_.method = http_method_str(static_cast<http_method>(p->method));
+  if (s.expect_continue_ && p->content_length != ULLONG_MAX && p->content_length > 0) s.want_continue_ = true;
+  return 0;
+}
+
+int HttpRequestParser::on_body(http_parser* p, const char* at, size_t len) {
+  HttpRequestParser& s = self(p);
+  if (!s.grow(len)) return 1;
+  s.current_.body.append(at, len);
+  return 0;
+}
+
+int HttpRequestParser::on_message_complete(http_parser* p) {
+  HttpRequestParser& s = self(p);
+  s.current_.keep_alive = http_should_keep_alive(p) != 0;
+  s.out_->push_back(std::move(s.current_));
+  s.current_ = HttpRequest{};
+  return 0;
+}
+
+HttpRequestParser::Status HttpRequestParser::feed(const char* data, size_t len, std::vector<HttpRequest>& out) {
+  if (!error_.empty()) return too_large_ ? Status::TooLarge : Status::Malformed;
+  out_ = &out;
+  size_t used = http_parser_execute(&parser_, &settings_, data, len);
+  out_ = nullptr;
+  if (too_large_) {
+    error_ = "request larger than " + std::to_string(max_bytes_) + " bytes";
+    return Status::TooLarge;
+  }
+  if (!error_.empty()) return Status::Malformed;
+  http_errno err = HTTP_PARSER_ERRNO(&parser_);
+  if (err == HPE_HEADER_OVERFLOW) {
+    too_large_ = true;
+    error_ = "request headers too large";
+    return Status::TooLarge;
+  }
+  if (err != HPE_OK || (used != len && !parser_.upgrade)) {
+    error_ = std::string("malformed HTTP request: ") + http_errno_description(err);
+    return Status::Malformed;
+  }
+  if (parser_.upgrade) {
+    error_ = "protocol upgrades are not supported";
+    return Status::Malformed;
+  }
+  return Status::Ok;
+}
+
+std::string http_response(int status, const std::string& body, bool keep_alive) {
+  const char* reason = status == 200 ? "OK" : status == 204 ? "No Content" : status == 400 ? "Bad Request"
+                     : status == 413 ? "Payload Too Large" : status == 503 ? "Service Unavailable"
+                     : "Internal Server Error";
+  std::string r = "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nServer: ember\r\n";
+  if (!body.empty()) r += "Content-Type: application/json\r\n";
+  if (status != 204) r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  if (!keep_alive) r += "Connection: close\r\n";
+  r += "\r\n";
+  r += body;
+  return r;
+}
+
+}  // namespace ember

@@ -1,0 +1,332 @@
+#include "api/json_config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "vmm/util/error.h"
+
+namespace ember {
+
+namespace {
+
+// Reads the fields of one JSON object; every field read is marked known, and done()
+// rejects the rest, so a typo is an error rather than silently ignored.
+class Fields {
+ public:
+  Fields(const Json& j, std::string where) : j_(j), where_(std::move(where)) {
+    if (!j_.is_object()) fail(where_, " must be a JSON object");
+  }
+  bool has(const char* key) {
+    known_.insert(key);
+    return j_.contains(key) && !j_.at(key).is_null();
+  }
+  std::optional<std::string> string(const char* key) {
+    if (!has(key)) return std::nullopt;
+    const Json& v = j_.at(key);
+    if (!v.is_string()) fail(name(key), " must be a string");
+    return v.get<std::string>();
+  }
+  std::optional<bool> boolean(const char* key) {
+    if (!has(key)) return std::nullopt;
+    const Json& v = j_.at(key);
+    if (!v.is_boolean()) fail(name(key), " must be true or false");
+    return v.get<bool>();
+  }
+  std::optional<uint64_t> integer(const char* key, uint64_t min, uint64_t max) {
+    if (!has(key)) return std::nullopt;
+    const Json& v = j_.at(key);
+    if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0)) {
+      fail(name(key), " must be a whole number between ", min, " and ", max);
+    }
+    uint64_t value = v.get<uint64_t>();
+    if (value < min || value > max) fail(name(key), " must be between ", min, " and ", max, " (got ", value, ")");
+    return value;
+  }
+  template <typename T>
+  T required(std::optional<T> value, const char* key) {
+    if (!value) fail(name(key), " is required");
+    return *value;
+  }
+  // A field of Firecracker's API that ember does not implement.
+  void unsupported(const char* key, const char* what = "is not supported by ember") {
+    if (has(key)) fail(name(key), " ", what);
+  }
+  void done() const {
+    for (auto it = j_.begin(); it != j_.end(); ++it) {
+      if (!known_.count(it.key())) fail(where_, ": unknown field '", it.key(), "'");
+    }
+  }
+  std::string name(const char* key) const { return where_ + "." + key; }
+
+ private:
+  const Json& j_;
+  std::string where_;
+  std::set<std::string> known_;
+};
+
+HugePages huge_pages_from(const std::string& v, const std::string& field) {
+  if (v == "None") return HugePages::None;
+  if (v == "Transparent") return HugePages::Transparent;
+  if (v == "2M") return HugePages::Huge2M;
+  fail(field, " must be \"None\", \"Transparent\" or \"2M\" (got \"", v, "\")");
+}
+
+const char* huge_pages_name(HugePages h) {
+  switch (h) {
+    case HugePages::None: return "None";
+    case HugePages::Transparent: return "Transparent";
+    case HugePages::Huge2M: return "2M";
+  }
+  return "None";
+}
+
+Prefault prefault_from(const std::string& v, const std::string& field) {
+  if (v == "sync") return Prefault::Sync;
+  if (v == "background") return Prefault::Background;
+  if (v == "off") return Prefault::Off;
+  fail(field, " must be \"sync\", \"background\" or \"off\" (got \"", v, "\")");
+}
+
+const char* prefault_name(Prefault p) {
+  switch (p) {
+    case Prefault::Sync: return "sync";
+    case Prefault::Background: return "background";
+    case Prefault::Off: return "off";
+  }
+  return "background";
+}
+
+void apply_drive_fields(Fields& f, DriveConfig& d) {
+  if (auto v = f.string("path_on_host")) d.path_on_host = *v;
+  if (auto v = f.boolean("is_root_device")) d.is_root_device = *v;
+  if (auto v = f.boolean("is_read_only")) d.is_read_only = *v;
+  if (auto v = f.string("io_engine")) {
+    if (*v == "Async") d.io_engine = DriveConfig::IoEngine::IoUring;
+    else if (*v == "Sync") d.io_engine = DriveConfig::IoEngine::Sync;
+    else fail(f.name("io_engine"), " must be \"Sync\" or \"Async\" (got \"", *v, "\")");
+  }
+  if (auto v = f.string("cache_type"); v && *v != "Unsafe") {
+    fail(f.name("cache_type"), " \"", *v, "\" is not supported by ember (only \"Unsafe\")");
+  }
+  f.unsupported("partuuid");
+  f.unsupported("rate_limiter", "(rate limiters) is not supported by ember");
+  f.unsupported("socket", "(vhost-user-block) is not supported by ember");
+}
+
+template <typename T, typename Parse>
+std::vector<T> array_of(const Json& j, const char* where, Parse parse) {
+  if (!j.is_array()) fail(where, " must be a JSON array");
+  std::vector<T> out;
+  for (const Json& item : j) out.push_back(parse(item));
+  return out;
+}
+
+}  // namespace
+
+Json parse_json(const std::string& text, const std::string& what) {
+  try {
+    return Json::parse(text);
+  } catch (const Json::parse_error& e) {
+    fail(what, ": invalid JSON at byte ", e.byte, ": ", e.what());
+  }
+}
+
+MachineConfig machine_config_from_json(const Json& j, const MachineConfig& base, bool partial) {
+  Fields f(j, "machine-config");
+  MachineConfig m = base;
+  auto vcpus = f.integer("vcpu_count", 1, kMaxVcpuCount);
+  auto mem = f.integer("mem_size_mib", kMinMemMib, kMaxMemMib);
+  if (!partial) {
+    m.vcpu_count = static_cast<uint32_t>(f.required(vcpus, "vcpu_count"));
+    m.mem_size_mib = f.required(mem, "mem_size_mib");
+  } else {
+    if (vcpus) m.vcpu_count = static_cast<uint32_t>(*vcpus);
+    if (mem) m.mem_size_mib = *mem;
+  }
+  if (f.boolean("smt").value_or(false)) fail("machine-config.smt = true is not supported: ember presents one thread per core");
+  if (f.boolean("track_dirty_pages").value_or(false)) fail("machine-config.track_dirty_pages = true is not supported by ember (no snapshots)");
+  if (auto t = f.string("cpu_template"); t && *t != "None") {
+    fail("machine-config.cpu_template \"", *t, "\" is not supported by ember (only \"None\")");
+  }
+  if (auto v = f.string("huge_pages")) m.huge_pages = huge_pages_from(*v, f.name("huge_pages"));
+  if (auto v = f.string("prefault")) m.prefault = prefault_from(*v, f.name("prefault"));
+  f.done();
+  if (m.huge_pages == HugePages::Huge2M && m.mem_size_mib % 2 != 0) {
+    fail("machine-config.mem_size_mib must be even with huge_pages \"2M\"");
+  }
+  return m;
+}
+
+BootSource boot_source_from_json(const Json& j) {
+  Fields f(j, "boot-source");
+  BootSource b;
+  b.kernel_image_path = f.required(f.string("kernel_image_path"), "kernel_image_path");
+  if (b.kernel_image_path.empty()) fail("boot-source.kernel_image_path must not be empty");
+  if (auto v = f.string("initrd_path")) b.initrd_path = *v;
+  if (auto v = f.string("boot_args")) b.boot_args = *v;
+  f.done();
+  return b;
+}
+
+DriveConfig drive_from_json(const Json& j) {
+  Fields f(j, "drive");
+  DriveConfig d;
+  d.drive_id = f.required(f.string("drive_id"), "drive_id");
+  if (d.drive_id.empty()) fail("drive.drive_id must not be empty");
+  apply_drive_fields(f, d);
+  f.done();
+  if (d.path_on_host.empty()) fail("drive '", d.drive_id, "': path_on_host is required");
+  return d;
+}
+
+DriveConfig drive_update_from_json(const Json& j, const DriveConfig& base) {
+  Fields f(j, "drive");
+  f.required(f.string("drive_id"), "drive_id");
+  DriveConfig d = base;
+  if (auto v = f.string("path_on_host")) d.path_on_host = *v;
+  f.unsupported("rate_limiter", "(rate limiters) is not supported by ember");
+  f.done();
+  if (d.path_on_host.empty()) fail("drive '", d.drive_id, "': path_on_host must not be empty");
+  return d;
+}
+
+NetConfig net_from_json(const Json& j) {
+  Fields f(j, "network-interface");
+  NetConfig n;
+  n.iface_id = f.required(f.string("iface_id"), "iface_id");
+  n.host_dev_name = f.required(f.string("host_dev_name"), "host_dev_name");
+  if (auto v = f.string("guest_mac")) n.guest_mac = *v;
+  f.unsupported("mtu");
+  f.unsupported("rx_rate_limiter", "(rate limiters) is not supported by ember");
+  f.unsupported("tx_rate_limiter", "(rate limiters) is not supported by ember");
+  f.done();
+  validate_net(n);
+  return n;
+}
+
+VsockConfig vsock_from_json(const Json& j) {
+  Fields f(j, "vsock");
+  VsockConfig v;
+  if (auto id = f.string("vsock_id")) v.vsock_id = *id;
+  v.guest_cid = static_cast<uint32_t>(f.required(f.integer("guest_cid", kMinGuestCid, kMaxGuestCid), "guest_cid"));
+  v.uds_path = f.required(f.string("uds_path"), "uds_path");
+  f.done();
+  validate_vsock(v);
+  return v;
+}
+
+log::LoggerConfig logger_from_json(const Json& j) {
+  Fields f(j, "logger");
+  log::LoggerConfig l;
+  if (auto v = f.string("log_path")) l.log_path = *v;
+  if (auto v = f.string("level")) {
+    log::Level level;
+    if (!log::parse_level(*v, level)) fail("logger.level must be Error, Warning, Info, Debug, Trace or Off (got \"", *v, "\")");
+    l.level = level;
+  }
+  l.show_level = f.boolean("show_level").value_or(false);
+  l.show_log_origin = f.boolean("show_log_origin").value_or(false);
+  f.unsupported("module", "(per-module filtering) is not supported by ember");
+  f.done();
+  return l;
+}
+
+MetricsConfig metrics_from_json(const Json& j) {
+  Fields f(j, "metrics");
+  MetricsConfig m;
+  m.metrics_path = f.required(f.string("metrics_path"), "metrics_path");
+  if (m.metrics_path.empty()) fail("metrics.metrics_path must not be empty");
+  if (f.boolean("emit_id").value_or(false)) fail("metrics.emit_id = true is not supported by ember");
+  f.done();
+  return m;
+}
+
+FullVmConfig full_config_from_json(const Json& j) {
+  Fields f(j, "VM config");
+  FullVmConfig c;
+  if (!f.has("boot-source")) fail("VM config: \"boot-source\" is required");
+  c.vm.boot = boot_source_from_json(j.at("boot-source"));
+  if (f.has("machine-config")) c.vm.machine = machine_config_from_json(j.at("machine-config"), MachineConfig{}, false);
+  if (f.has("drives")) c.vm.drives = array_of<DriveConfig>(j.at("drives"), "drives", drive_from_json);
+  if (f.has("network-interfaces")) {
+    c.vm.nets = array_of<NetConfig>(j.at("network-interfaces"), "network-interfaces", net_from_json);
+  }
+  if (f.has("vsock")) c.vm.vsock = vsock_from_json(j.at("vsock"));
+  if (f.has("logger")) c.logger = logger_from_json(j.at("logger"));
+  if (f.has("metrics")) c.metrics = metrics_from_json(j.at("metrics"));
+  for (const char* key : {"balloon", "cpu-config", "mmds-config", "entropy", "pmem", "memory-hotplug", "serial"}) {
+    f.unsupported(key);
+  }
+  f.done();
+  validate(c.vm);
+  return c;
+}
+
+Json to_json(const MachineConfig& m) {
+  return {{"vcpu_count", m.vcpu_count},     {"mem_size_mib", m.mem_size_mib},
+          {"smt", m.smt},                   {"track_dirty_pages", false},
+          {"huge_pages", huge_pages_name(m.huge_pages)}, {"prefault", prefault_name(m.prefault)}};
+}
+
+Json to_json(const BootSource& b) {
+  Json j = {{"kernel_image_path", b.kernel_image_path}, {"boot_args", b.boot_args}};
+  if (!b.initrd_path.empty()) j["initrd_path"] = b.initrd_path;
+  return j;
+}
+
+Json to_json(const DriveConfig& d) {
+  return {{"drive_id", d.drive_id},
+          {"path_on_host", d.path_on_host},
+          {"is_root_device", d.is_root_device},
+          {"is_read_only", d.is_read_only},
+          {"cache_type", "Unsafe"},
+          {"io_engine", d.io_engine == DriveConfig::IoEngine::Sync ? "Sync" : "Async"}};
+}
+
+Json to_json(const NetConfig& n) {
+  Json j = {{"iface_id", n.iface_id}, {"host_dev_name", n.host_dev_name}};
+  if (!n.guest_mac.empty()) j["guest_mac"] = n.guest_mac;
+  return j;
+}
+
+Json to_json(const VsockConfig& v) {
+  Json j = {{"guest_cid", v.guest_cid}, {"uds_path", v.uds_path}};
+  if (!v.vsock_id.empty()) j["vsock_id"] = v.vsock_id;
+  return j;
+}
+
+Json to_json(const log::LoggerConfig& l) {
+  Json j = {{"show_level", l.show_level}, {"show_log_origin", l.show_log_origin}};
+  if (!l.log_path.empty()) j["log_path"] = l.log_path;
+  if (l.level) j["level"] = log::level_name(*l.level);
+  return j;
+}
+
+Json to_json(const MetricsConfig& m) { return {{"metrics_path", m.metrics_path}}; }
+
+Json to_json(const FullVmConfig& c) {
+  Json j = {{"boot-source", to_json(c.vm.boot)}, {"machine-config", to_json(c.vm.machine)}};
+  j["drives"] = Json::array();
+  for (const DriveConfig& d : c.vm.drives) j["drives"].push_back(to_json(d));
+  j["network-interfaces"] = Json::array();
+  for (const NetConfig& n : c.vm.nets) j["network-interfaces"].push_back(to_json(n));
+  if (c.vm.vsock) j["vsock"] = to_json(*c.vm.vsock);
+  if (c.logger) j["logger"] = to_json(*c.logger);
+  if (c.metrics) j["metrics"] = to_json(*c.metrics);
+  return j;
+}
+
+FullVmConfig load_json_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot read config file '", path, "': ", errno_text());
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return full_config_from_json(parse_json(text.str(), "JSON"));
+  } catch (const Error& e) {
+    fail(path, ": ", e.what());
+  }
+}
+
+}  // namespace ember

@@ -1,0 +1,54 @@
+// Firecracker's JSON VM description mapped onto VmConfig: the --config-file document,
+// GET /vm/config, and the body of each configuration endpoint. Unknown fields, wrong
+// types and fields ember does not implement are errors naming the field.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "vmm/metrics_writer.h"
+#include "vmm/util/log.h"
+#include "vmm/vm_config.h"
+
+namespace ember {
+
+using Json = nlohmann::json;
+
+// The whole document: the VM plus where logs and metrics go.
+struct FullVmConfig {
+  VmConfig vm;
+  std::optional<log::LoggerConfig> logger;
+  std::optional<MetricsConfig> metrics;
+};
+
+// Throws Error "<what>: invalid JSON: ..." .
+Json parse_json(const std::string& text, const std::string& what);
+
+// `base` supplies the fields a PATCH leaves out; a PUT passes MachineConfig{} and
+// `partial` false (then vcpu_count and mem_size_mib are required).
+MachineConfig machine_config_from_json(const Json& j, const MachineConfig& base, bool partial);
+BootSource boot_source_from_json(const Json& j);
+DriveConfig drive_from_json(const Json& j);
+// PATCH /drives: only path_on_host may change.
+DriveConfig drive_update_from_json(const Json& j, const DriveConfig& base);
+NetConfig net_from_json(const Json& j);
+VsockConfig vsock_from_json(const Json& j);
+log::LoggerConfig logger_from_json(const Json& j);
+MetricsConfig metrics_from_json(const Json& j);
+FullVmConfig full_config_from_json(const Json& j);  // also validates the VM
+
+Json to_json(const MachineConfig& m);
+Json to_json(const BootSource& b);
+Json to_json(const DriveConfig& d);
+Json to_json(const NetConfig& n);
+Json to_json(const VsockConfig& v);
+Json to_json(const log::LoggerConfig& l);
+Json to_json(const MetricsConfig& m);
+Json to_json(const FullVmConfig& c);
+
+// Reads, parses and validates a --config-file; errors start with the file name.
+FullVmConfig load_json_config(const std::string& path);
+
+}  // namespace ember

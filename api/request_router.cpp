@@ -1,0 +1,266 @@
+#include "api/request_router.h"
+
+#include <algorithm>
+
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember {
+
+namespace {
+
+ApiResponse ok() { return {204, ""}; }
+// Strings from clients may be invalid UTF-8: replaced on output rather than throwing.
+ApiResponse ok(const Json& body) { return {200, body.dump(-1, ' ', false, Json::error_handler_t::replace)}; }
+ApiResponse bad(const std::string& message) {
+  return {400, Json{{"fault_message", message}}.dump(-1, ' ', false, Json::error_handler_t::replace)};
+}
+
+// Endpoints of Firecracker's API that ember does not implement (prefixes).
+constexpr const char* kUnsupported[] = {"/snapshot", "/balloon", "/mmds", "/entropy", "/cpu-config",
+                                        "/pmem", "/hotplug", "/serial"};
+
+// "/drives/rootfs" -> ("drives", "rootfs"); "/machine-config" -> ("machine-config", "").
+std::pair<std::string, std::string> split_path(const std::string& path) {
+  std::string p = path.substr(0, path.find('?'));
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  if (p.empty() || p[0] != '/') return {"", ""};
+  size_t slash = p.find('/', 1);
+  if (slash == std::string::npos) return {p.substr(1), ""};
+  return {p.substr(1, slash - 1), p.substr(slash + 1)};
+}
+
+}  // namespace
+
+const char* instance_state_name(InstanceState s) {
+  switch (s) {
+    case InstanceState::NotStarted: return "Not started";
+    case InstanceState::Running: return "Running";
+    case InstanceState::Paused: return "Paused";
+  }
+  return "?";
+}
+
+RequestRouter::RequestRouter(VmController& vm, FullVmConfig config, std::string instance_id, std::string version)
+    : vm_(vm), config_(std::move(config)), instance_id_(std::move(instance_id)), version_(std::move(version)) {}
+
+ApiResponse RequestRouter::handle(const ApiRequest& request) {
+  std::string endpoint = "unknown";
+  ApiResponse response;
+  try {
+    response = dispatch(request.method, request.path, request.body, endpoint);
+  } catch (const Error& e) {
+    response = bad(e.what());
+  } catch (const Json::exception& e) {  // a value of the wrong JSON type met a conversion
+    response = bad(cat("request body: ", e.what()));
+  }
+  count(request.method, endpoint, response.status);
+  if (response.status >= 400) {
+    log::info(cat("API: ", request.method, " ", request.path, " -> ", response.status, " ", response.body));
+  } else {
+    log::debug(cat("API: ", request.method, " ", request.path, " -> ", response.status));
+  }
+  return response;
+}
+
+void RequestRouter::count(const std::string& method, const std::string& endpoint, int status) {
+  std::string key = method + "_" + endpoint + "_" + std::to_string(status);
+  std::transform(key.begin(), key.end(), key.begin(), [](char c) {
+    return c == '-' || c == '/' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  });
+  std::lock_guard lock(counters_mu_);
+  ++counters_["api"][key];
+}
+
+void RequestRouter::collect_metrics(MetricGroups& out) const {
+  std::lock_guard lock(counters_mu_);
+  for (const auto& [group, values] : counters_) out[group].insert(values.begin(), values.end());
+}
+
+ApiResponse RequestRouter::dispatch(const std::string& method, const std::string& path, const std::string& body,
+                                    std::string& endpoint) {
+  auto [resource, id] = split_path(path);
+  std::string clean = "/" + resource;
+  for (const char* prefix : kUnsupported) {
+    if (clean == prefix) {
+      endpoint = resource;
+      return bad(cat(prefix, " is not supported by ember"));
+    }
+  }
+  bool has_id = !id.empty();
+  endpoint = resource.empty() ? "root" : resource;
+  if (id.find('/') != std::string::npos) return bad(cat("unknown path ", path));
+  if (id == "config" && resource == "vm") endpoint = "vm_config";
+
+  bool get = method == "GET", put = method == "PUT", patch = method == "PATCH";
+  auto not_allowed = [&] { return bad(cat(method, " is not allowed on ", path.substr(0, path.find('?')))); };
+  Json j;
+  if (put || patch) {
+    if (body.empty()) return bad(cat(method, " ", path, " needs a JSON body"));
+    j = parse_json(body, "request body");
+  }
+  auto pre_boot = [&](const char* what) {
+    if (started()) fail(what, " is only allowed before InstanceStart");
+  };
+
+  if (resource.empty()) return get ? instance_info() : not_allowed();
+  if (resource == "version" && !has_id) return get ? ok(Json{{"firecracker_version", version_}}) : not_allowed();
+  if (resource == "vm" && id == "config") return get ? ok(to_json(config_)) : not_allowed();
+  if (resource == "vm" && !has_id) return patch ? patch_vm(j) : not_allowed();
+  if (resource == "actions" && !has_id) return put ? action(j) : not_allowed();
+  if (resource == "machine-config" && !has_id) {
+    if (get) return ok(to_json(config_.vm.machine));
+    if (!put && !patch) return not_allowed();
+    pre_boot(put ? "PUT /machine-config" : "PATCH /machine-config");
+    config_.vm.machine = machine_config_from_json(j, put ? MachineConfig{} : config_.vm.machine, patch);
+    return ok();
+  }
+  if (resource == "boot-source" && !has_id) {
+    if (!put) return not_allowed();
+    pre_boot("PUT /boot-source");
+    config_.vm.boot = boot_source_from_json(j);
+    return ok();
+  }
+  if (resource == "drives" && has_id) {
+    if (put) return put_drive(id, j);
+    return patch ? patch_drive(id, j) : not_allowed();
+  }
+  if (resource == "network-interfaces" && has_id) {
+    if (put) return put_net(id, j);
+    return patch ? patch_net(id, j) : not_allowed();
+  }
+  if (resource == "vsock" && !has_id) {
+    if (!put) return not_allowed();
+    pre_boot("PUT /vsock");
+    config_.vm.vsock = vsock_from_json(j);
+    return ok();
+  }
+  if (resource == "logger" && !has_id) {
+    if (!put) return not_allowed();
+    pre_boot("PUT /logger");
+    log::LoggerConfig logger = logger_from_json(j);
+    vm_.configure_logger(logger);
+    config_.logger = logger;
+    return ok();
+  }
+  if (resource == "metrics" && !has_id) {
+    if (!put) return not_allowed();
+    pre_boot("PUT /metrics");
+    MetricsConfig metrics = metrics_from_json(j);
+    vm_.configure_metrics(metrics);
+    config_.metrics = metrics;
+    return ok();
+  }
+  endpoint = "unknown";
+  return bad(cat("unknown endpoint ", method, " ", path));
+}
+
+ApiResponse RequestRouter::instance_info() const {
+  return ok(Json{{"id", instance_id_},
+                 {"state", instance_state_name(vm_.state())},
+                 {"vmm_version", version_},
+                 {"app_name", "ember"}});
+}
+
+ApiResponse RequestRouter::put_drive(const std::string& id, const Json& body) {
+  if (started()) fail("PUT /drives is only allowed before InstanceStart");
+  DriveConfig d = drive_from_json(body);
+  if (d.drive_id != id) fail("drive_id '", d.drive_id, "' in the body differs from '", id, "' in the path");
+  std::vector<DriveConfig> drives = config_.vm.drives;
+  auto same = std::find_if(drives.begin(), drives.end(), [&](const DriveConfig& x) { return x.drive_id == id; });
+  if (same != drives.end()) *same = d;
+  else drives.push_back(d);
+  validate_drives(drives);
+  config_.vm.drives = std::move(drives);
+  return ok();
+}
+
+ApiResponse RequestRouter::patch_drive(const std::string& id, const Json& body) {
+  auto it = std::find_if(config_.vm.drives.begin(), config_.vm.drives.end(),
+                         [&](const DriveConfig& x) { return x.drive_id == id; });
+  if (it == config_.vm.drives.end()) fail("no drive is called '", id, "'");
+  DriveConfig d = drive_update_from_json(body, *it);
+  if (body.at("drive_id") != id) fail("drive_id in the body differs from '", id, "' in the path");
+  if (started()) {
+    if (d.path_on_host == it->path_on_host) return ok();
+    fail("changing a drive's path_on_host after InstanceStart (hot-swap) is not supported yet");
+  }
+  *it = d;
+  return ok();
+}
+
+ApiResponse RequestRouter::put_net(const std::string& id, const Json& body) {
+  if (started()) fail("PUT /network-interfaces is only allowed before InstanceStart");
+  NetConfig n = net_from_json(body);
+  if (n.iface_id != id) fail("iface_id '", n.iface_id, "' in the body differs from '", id, "' in the path");
+  std::vector<NetConfig> nets = config_.vm.nets;
+  auto same = std::find_if(nets.begin(), nets.end(), [&](const NetConfig& x) { return x.iface_id == id; });
+  if (same != nets.end()) *same = n;
+  else nets.push_back(n);
+  validate_nets(nets);
+  config_.vm.nets = std::move(nets);
+  return ok();
+}
+
+// Firecracker's PATCH updates only rate limiters, which ember does not have: an update
+// naming just the interface is accepted, anything else is refused by the field reader.
+ApiResponse RequestRouter::patch_net(const std::string& id, const Json& body) {
+  if (std::none_of(config_.vm.nets.begin(), config_.vm.nets.end(), [&](const NetConfig& x) { return x.iface_id == id; })) {
+    fail("no network interface is called '", id, "'");
+  }
+  if (!body.is_object()) fail("network-interface must be a JSON object");
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    if (it.key() == "iface_id") {
+      if (!it.value().is_string() || it.value() != id) fail("iface_id in the body differs from '", id, "' in the path");
+    } else if (it.key() == "rx_rate_limiter" || it.key() == "tx_rate_limiter") {
+      fail("network-interface.", it.key(), " (rate limiters) is not supported by ember");
+    } else {
+      fail("network-interface: unknown field '", it.key(), "'");
+    }
+  }
+  if (!body.contains("iface_id")) fail("network-interface.iface_id is required");
+  return ok();
+}
+
+ApiResponse RequestRouter::action(const Json& body) {
+  if (!body.is_object()) fail("actions must be a JSON object");
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    if (it.key() != "action_type") fail("actions: unknown field '", it.key(), "'");
+  }
+  if (!body.contains("action_type") || !body.at("action_type").is_string()) {
+    fail("actions.action_type must be a string: InstanceStart, SendCtrlAltDel or FlushMetrics");
+  }
+  std::string type = body.at("action_type").get<std::string>();
+  if (type == "InstanceStart") {
+    if (started()) fail("InstanceStart: the VM is already started");
+    validate(config_.vm);
+    vm_.start(config_.vm);
+    return ok();
+  }
+  if (type == "SendCtrlAltDel") {
+    if (vm_.state() != InstanceState::Running) fail("SendCtrlAltDel needs a running VM (it is ", instance_state_name(vm_.state()), ")");
+    vm_.send_ctrl_alt_del();
+    return ok();
+  }
+  if (type == "FlushMetrics") {
+    vm_.flush_metrics();
+    return ok();
+  }
+  fail("actions.action_type \"", type, "\" is not one of InstanceStart, SendCtrlAltDel, FlushMetrics");
+}
+
+ApiResponse RequestRouter::patch_vm(const Json& body) {
+  if (!body.is_object()) fail("vm must be a JSON object");
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    if (it.key() != "state") fail("vm: unknown field '", it.key(), "'");
+  }
+  if (!body.contains("state") || !body.at("state").is_string()) fail("vm.state must be \"Paused\" or \"Resumed\"");
+  std::string state = body.at("state").get<std::string>();
+  if (state != "Paused" && state != "Resumed") fail("vm.state must be \"Paused\" or \"Resumed\" (got \"", state, "\")");
+  if (!started()) fail("PATCH /vm: the VM is not started");
+  if (state == "Paused") vm_.pause();
+  else vm_.resume();
+  return ok();
+}
+
+}  // namespace ember

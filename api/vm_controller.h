@@ -1,0 +1,26 @@
+// What the API acts on: the VMM as seen from the API thread. Implemented by
+// api/vmm_runner.h for the real VMM and by a fake in the unit tests.
+#pragma once
+
+#include "api/json_config.h"
+
+namespace ember {
+
+enum class InstanceState { NotStarted, Running, Paused };
+const char* instance_state_name(InstanceState s);  // "Not started", "Running", "Paused"
+
+class VmController {
+ public:
+  virtual ~VmController() = default;
+  virtual InstanceState state() const = 0;
+  // Each throws Error with the reason it cannot be done; the API answers 400 with it.
+  virtual void start(const VmConfig& config) = 0;  // builds and starts the VM
+  virtual void pause() = 0;
+  virtual void resume() = 0;
+  virtual void send_ctrl_alt_del() = 0;
+  virtual void configure_logger(const log::LoggerConfig& config) = 0;
+  virtual void configure_metrics(const MetricsConfig& config) = 0;
+  virtual void flush_metrics() = 0;
+};
+
+}  // namespace ember

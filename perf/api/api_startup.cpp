@@ -1,0 +1,129 @@
+// How fast ember is ready to take API calls, and how little memory it holds while it
+// waits for configuration (no guest): starts `ember --api-sock` N times and reports
+//  - CPU time from exec to the first accepted connection (all threads, from
+//    /proc/PID/task/*/schedstat, ns resolution) - Firecracker publishes 8 CPU ms;
+//    and up to the first GET / answered;
+//  - wall time to a connectable socket;
+//  - RSS and PSS from /proc/PID/smaps_rollup after one GET / answered.
+// No KVM is needed: nothing touches /dev/kvm before InstanceStart.
+//   usage: api_startup EMBER_BINARY [RUNS]
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double cpu_ms(pid_t pid) {
+  double total_ns = 0;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::ifstream in(task.path() / "schedstat");
+    double ns = 0;
+    in >> ns;
+    total_ns += ns;
+  }
+  return total_ns / 1e6;
+}
+
+long smaps_kb(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
+int try_connect(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return fd;
+  ::close(fd);
+  return -1;
+}
+
+std::string get_root(int fd) {
+  std::string req = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  if (::write(fd, req.data(), req.size()) < 0) return "";
+  char buf[1024];
+  ssize_t n = ::read(fd, buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s EMBER_BINARY [RUNS]\n", argv[0]);
+    return 2;
+  }
+  int runs = argc > 2 ? std::atoi(argv[2]) : 20;
+  fs::path dir = fs::temp_directory_path() / ("ember-api-perf-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string sock = (dir / "api.sock").string();
+  std::vector<double> cpu, cpu_answered, wall, rss, pss;
+  for (int i = 0; i < runs; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      execl(argv[1], argv[1], "--api-sock", sock.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    int fd = -1;
+    while ((fd = try_connect(sock)) < 0) {
+      if (std::chrono::steady_clock::now() - start > std::chrono::seconds(10)) {
+        std::fprintf(stderr, "ember did not open its API socket within 10 s\n");
+        ::kill(pid, SIGKILL);
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    auto connectable = std::chrono::steady_clock::now();
+    double cpu_at_connect = cpu_ms(pid);
+    std::string answer = get_root(fd);
+    if (answer.find("\"state\":\"Not started\"") == std::string::npos) {
+      std::fprintf(stderr, "unexpected answer to GET /: %s\n", answer.c_str());
+      return 1;
+    }
+    ::close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    cpu_answered.push_back(cpu_ms(pid));
+    cpu.push_back(cpu_at_connect);
+    wall.push_back(std::chrono::duration<double, std::milli>(connectable - start).count());
+    rss.push_back(static_cast<double>(smaps_kb(pid, "Rss")));
+    pss.push_back(static_cast<double>(smaps_kb(pid, "Pss")));
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    fs::remove(sock);
+  }
+  fs::remove_all(dir);
+  auto [cmin, cmax] = std::minmax_element(cpu.begin(), cpu.end());
+  std::printf("runs: %d\n", runs);
+  std::printf("CPU time to a connectable API socket: median %.2f ms (min %.2f, max %.2f)\n", median(cpu), *cmin, *cmax);
+  std::printf("CPU time up to GET / answered (one request served): median %.2f ms\n", median(cpu_answered));
+  std::printf("wall time to a connectable API socket: median %.2f ms\n", median(wall));
+  std::printf("memory waiting for configuration: RSS median %.0f KiB, PSS median %.0f KiB\n", median(rss), median(pss));
+  return 0;
+}

@@ -1,0 +1,230 @@
+// Every API endpoint through the request router, against a fake VMM.
+#include <gtest/gtest.h>
+
+#include "api/request_router.h"
+#include "vmm/util/error.h"
+
+namespace ember {
+namespace {
+
+class FakeVm : public VmController {
+ public:
+  InstanceState state() const override { return state_; }
+  void start(const VmConfig& config) override {
+    if (fail_start) fail("cannot open kernel '", config.boot.kernel_image_path, "'");
+    started_with = config;
+    state_ = InstanceState::Running;
+  }
+  void pause() override { state_ = InstanceState::Paused; ++pauses; }
+  void resume() override { state_ = InstanceState::Running; ++resumes; }
+  void send_ctrl_alt_del() override { ++ctrl_alt_dels; }
+  void configure_logger(const log::LoggerConfig& c) override { logger = c; }
+  void configure_metrics(const MetricsConfig& c) override {
+    if (metrics) fail("metrics are already set up");
+    metrics = c;
+  }
+  void flush_metrics() override {
+    if (!metrics) fail("metrics are not set up");
+    ++flushes;
+  }
+
+  InstanceState state_ = InstanceState::NotStarted;
+  bool fail_start = false;
+  std::optional<VmConfig> started_with;
+  std::optional<log::LoggerConfig> logger;
+  std::optional<MetricsConfig> metrics;
+  int pauses = 0, resumes = 0, ctrl_alt_dels = 0, flushes = 0;
+};
+
+class Router : public ::testing::Test {
+ protected:
+  ApiResponse call(const std::string& method, const std::string& path, const std::string& body = "") {
+    return router.handle({method, path, body});
+  }
+  // The fault message of a 400, or a note that it was not one.
+  std::string fault(const std::string& method, const std::string& path, const std::string& body = "") {
+    ApiResponse r = call(method, path, body);
+    if (r.status != 400) return "status " + std::to_string(r.status);
+    return Json::parse(r.body).at("fault_message").get<std::string>();
+  }
+  void configure_and_start() {
+    ASSERT_EQ(call("PUT", "/boot-source", R"({"kernel_image_path": "/k/vmlinux", "boot_args": "console=ttyS0"})").status, 204);
+    ASSERT_EQ(call("PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 256})").status, 204);
+    ASSERT_EQ(call("PUT", "/actions", R"({"action_type": "InstanceStart"})").status, 204);
+  }
+
+  FakeVm vm;
+  RequestRouter router{vm, FullVmConfig{}, "vm-1", "0.1.0"};
+};
+
+TEST_F(Router, InstanceInfoAndVersion) {
+  ApiResponse r = call("GET", "/");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(Json::parse(r.body),
+            (Json{{"id", "vm-1"}, {"state", "Not started"}, {"vmm_version", "0.1.0"}, {"app_name", "ember"}}));
+  r = call("GET", "/version");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(Json::parse(r.body), (Json{{"firecracker_version", "0.1.0"}}));
+  configure_and_start();
+  EXPECT_EQ(Json::parse(call("GET", "/").body).at("state"), "Running");
+  ASSERT_EQ(call("PATCH", "/vm", R"({"state": "Paused"})").status, 204);
+  EXPECT_EQ(Json::parse(call("GET", "/").body).at("state"), "Paused");
+}
+
+TEST_F(Router, ConfigureThenStart) {
+  configure_and_start();
+  ASSERT_TRUE(vm.started_with);
+  EXPECT_EQ(vm.started_with->boot.kernel_image_path, "/k/vmlinux");
+  EXPECT_EQ(vm.started_with->machine.vcpu_count, 2u);
+  EXPECT_EQ(fault("PUT", "/actions", R"({"action_type": "InstanceStart"})"), "InstanceStart: the VM is already started");
+}
+
+TEST_F(Router, StartWithoutKernelOrFailingStartIs400AndRetryable) {
+  EXPECT_EQ(fault("PUT", "/actions", R"({"action_type": "InstanceStart"})"), "boot-source.kernel_image_path is not set");
+  ASSERT_EQ(call("PUT", "/boot-source", R"({"kernel_image_path": "/missing"})").status, 204);
+  vm.fail_start = true;
+  EXPECT_EQ(fault("PUT", "/actions", R"({"action_type": "InstanceStart"})"), "cannot open kernel '/missing'");
+  EXPECT_EQ(Json::parse(call("GET", "/").body).at("state"), "Not started");
+  vm.fail_start = false;
+  EXPECT_EQ(call("PUT", "/actions", R"({"action_type": "InstanceStart"})").status, 204);
+}
+
+TEST_F(Router, MachineConfigPutPatchGet) {
+  EXPECT_EQ(call("PUT", "/machine-config", R"({"vcpu_count": 4, "mem_size_mib": 512, "smt": false})").status, 204);
+  EXPECT_EQ(call("PATCH", "/machine-config", R"({"mem_size_mib": 1024})").status, 204);
+  Json m = Json::parse(call("GET", "/machine-config").body);
+  EXPECT_EQ(m.at("vcpu_count"), 4);
+  EXPECT_EQ(m.at("mem_size_mib"), 1024);
+  EXPECT_EQ(fault("PUT", "/machine-config", R"({"vcpu_count": 4})"), "machine-config.mem_size_mib is required");
+  EXPECT_EQ(fault("PATCH", "/machine-config", R"({"vcpu_count": "4"})"),
+            "machine-config.vcpu_count must be a whole number between 1 and 32");
+  EXPECT_EQ(fault("PATCH", "/machine-config", R"({"vcpus": 4})"), "machine-config: unknown field 'vcpus'");
+  EXPECT_EQ(fault("PATCH", "/machine-config", R"({"smt": true})"),
+            "machine-config.smt = true is not supported: ember presents one thread per core");
+  EXPECT_EQ(fault("DELETE", "/machine-config"), "DELETE is not allowed on /machine-config");
+}
+
+TEST_F(Router, BodiesMustBeJsonObjects) {
+  EXPECT_EQ(fault("PUT", "/boot-source"), "PUT /boot-source needs a JSON body");
+  EXPECT_NE(fault("PUT", "/boot-source", "{\"kernel_image_path\": ").find("invalid JSON"), std::string::npos);
+  EXPECT_EQ(fault("PUT", "/boot-source", "[1]"), "boot-source must be a JSON object");
+  EXPECT_EQ(fault("PUT", "/boot-source", R"({"kernel_image_path": "/k", "extra": true})"),
+            "boot-source: unknown field 'extra'");
+  EXPECT_EQ(fault("PUT", "/actions", R"({"action_type": "Reboot"})"),
+            "actions.action_type \"Reboot\" is not one of InstanceStart, SendCtrlAltDel, FlushMetrics");
+  EXPECT_EQ(fault("PUT", "/actions", R"({"action_type": 1})"),
+            "actions.action_type must be a string: InstanceStart, SendCtrlAltDel or FlushMetrics");
+}
+
+TEST_F(Router, Drives) {
+  EXPECT_EQ(call("PUT", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": "/a", "is_root_device": true, "is_read_only": false})").status, 204);
+  EXPECT_EQ(call("PUT", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": "/b", "is_root_device": true})").status, 204);
+  EXPECT_EQ(call("PATCH", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": "/c"})").status, 204);
+  Json cfg = Json::parse(call("GET", "/vm/config").body);
+  ASSERT_EQ(cfg.at("drives").size(), 1u);
+  EXPECT_EQ(cfg.at("drives")[0].at("path_on_host"), "/c");
+  EXPECT_EQ(fault("PUT", "/drives/other", R"({"drive_id": "rootfs", "path_on_host": "/a", "is_root_device": false})"),
+            "drive_id 'rootfs' in the body differs from 'other' in the path");
+  EXPECT_EQ(fault("PUT", "/drives/second", R"({"drive_id": "second", "path_on_host": "/a", "is_root_device": true})"),
+            "only one drive can be the root device (2 are)");
+  EXPECT_EQ(fault("PATCH", "/drives/nope", R"({"drive_id": "nope", "path_on_host": "/a"})"), "no drive is called 'nope'");
+  EXPECT_EQ(fault("PUT", "/drives/x", R"({"drive_id": "x", "path_on_host": "/a", "partuuid": "1"})"),
+            "drive.partuuid is not supported by ember");
+  EXPECT_EQ(fault("GET", "/drives/rootfs"), "GET is not allowed on /drives/rootfs");
+  configure_and_start();
+  EXPECT_EQ(fault("PUT", "/drives/data", R"({"drive_id": "data", "path_on_host": "/d", "is_root_device": false})"),
+            "PUT /drives is only allowed before InstanceStart");
+  EXPECT_EQ(call("PATCH", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": "/c"})").status, 204);
+  EXPECT_EQ(fault("PATCH", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": "/new"})"),
+            "changing a drive's path_on_host after InstanceStart (hot-swap) is not supported yet");
+}
+
+TEST_F(Router, NetworkInterfaces) {
+  EXPECT_EQ(call("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0"})").status, 204);
+  EXPECT_EQ(fault("PUT", "/network-interfaces/eth1", R"({"iface_id": "eth1", "host_dev_name": "tap0"})"),
+            "network interfaces 'eth0' and 'eth1' both use tap 'tap0'");
+  EXPECT_EQ(fault("PUT", "/network-interfaces/eth1", R"({"iface_id": "eth1", "host_dev_name": "tap1", "mtu": 9000})"),
+            "network-interface.mtu is not supported by ember");
+  EXPECT_EQ(call("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0"})").status, 204);
+  EXPECT_EQ(fault("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0", "rx_rate_limiter": {}})"),
+            "network-interface.rx_rate_limiter (rate limiters) is not supported by ember");
+  EXPECT_EQ(fault("PATCH", "/network-interfaces/eth9", R"({"iface_id": "eth9"})"), "no network interface is called 'eth9'");
+  configure_and_start();
+  EXPECT_EQ(fault("PUT", "/network-interfaces/eth1", R"({"iface_id": "eth1", "host_dev_name": "tap1"})"),
+            "PUT /network-interfaces is only allowed before InstanceStart");
+}
+
+TEST_F(Router, Vsock) {
+  EXPECT_EQ(call("PUT", "/vsock", R"({"guest_cid": 3, "uds_path": "/tmp/v.sock"})").status, 204);
+  EXPECT_EQ(Json::parse(call("GET", "/vm/config").body).at("vsock").at("uds_path"), "/tmp/v.sock");
+  EXPECT_EQ(fault("PUT", "/vsock", R"({"uds_path": "/tmp/v.sock"})"), "vsock.guest_cid is required");
+  configure_and_start();
+  EXPECT_EQ(fault("PUT", "/vsock", R"({"guest_cid": 3, "uds_path": "/tmp/v.sock"})"),
+            "PUT /vsock is only allowed before InstanceStart");
+}
+
+TEST_F(Router, LoggerAndMetrics) {
+  EXPECT_EQ(call("PUT", "/logger", R"({"log_path": "/tmp/l", "level": "Debug", "show_level": true})").status, 204);
+  ASSERT_TRUE(vm.logger);
+  EXPECT_EQ(vm.logger->level, log::Level::Debug);
+  EXPECT_EQ(fault("PUT", "/actions", R"({"action_type": "FlushMetrics"})"), "metrics are not set up");
+  EXPECT_EQ(call("PUT", "/metrics", R"({"metrics_path": "/tmp/m"})").status, 204);
+  EXPECT_EQ(fault("PUT", "/metrics", R"({"metrics_path": "/tmp/m"})"), "metrics are already set up");
+  EXPECT_EQ(call("PUT", "/actions", R"({"action_type": "FlushMetrics"})").status, 204);
+  EXPECT_EQ(vm.flushes, 1);
+  EXPECT_EQ(fault("PUT", "/logger", R"({"log_path": 5})"), "logger.log_path must be a string");
+  configure_and_start();
+  EXPECT_EQ(fault("PUT", "/logger", R"({"log_path": "/tmp/l"})"), "PUT /logger is only allowed before InstanceStart");
+  EXPECT_EQ(call("PUT", "/actions", R"({"action_type": "FlushMetrics"})").status, 204);
+}
+
+TEST_F(Router, PauseResumeCtrlAltDel) {
+  EXPECT_EQ(fault("PATCH", "/vm", R"({"state": "Paused"})"), "PATCH /vm: the VM is not started");
+  EXPECT_EQ(fault("PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})"),
+            "SendCtrlAltDel needs a running VM (it is Not started)");
+  configure_and_start();
+  EXPECT_EQ(call("PATCH", "/vm", R"({"state": "Paused"})").status, 204);
+  EXPECT_EQ(call("PATCH", "/vm", R"({"state": "Resumed"})").status, 204);
+  EXPECT_EQ(vm.pauses, 1);
+  EXPECT_EQ(vm.resumes, 1);
+  EXPECT_EQ(fault("PATCH", "/vm", R"({"state": "Stopped"})"), "vm.state must be \"Paused\" or \"Resumed\" (got \"Stopped\")");
+  EXPECT_EQ(fault("PATCH", "/vm", R"({"state": "Paused", "when": 1})"), "vm: unknown field 'when'");
+  EXPECT_EQ(call("PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})").status, 204);
+  EXPECT_EQ(vm.ctrl_alt_dels, 1);
+}
+
+TEST_F(Router, UnsupportedAndUnknownEndpointsAre400) {
+  EXPECT_EQ(fault("PUT", "/snapshot/create", "{}"), "/snapshot is not supported by ember");
+  EXPECT_EQ(fault("PUT", "/balloon", R"({"amount_mib": 1})"), "/balloon is not supported by ember");
+  EXPECT_EQ(fault("GET", "/balloon/statistics"), "/balloon is not supported by ember");
+  EXPECT_EQ(fault("PUT", "/mmds", "{}"), "/mmds is not supported by ember");
+  EXPECT_EQ(fault("PUT", "/entropy", "{}"), "/entropy is not supported by ember");
+  EXPECT_EQ(fault("PUT", "/cpu-config", "{}"), "/cpu-config is not supported by ember");
+  EXPECT_EQ(fault("GET", "/nothing"), "unknown endpoint GET /nothing");
+  EXPECT_EQ(fault("GET", "/drives/a/b"), "unknown path /drives/a/b");
+  EXPECT_EQ(call("GET", "/machine-config?x=1").status, 200);
+}
+
+TEST_F(Router, CountsRequestsByEndpointAndStatus) {
+  call("GET", "/");
+  call("GET", "/");
+  call("PUT", "/machine-config", "{}");
+  call("PUT", "/boot-source", R"({"kernel_image_path": "/k"})");
+  MetricGroups m;
+  router.collect_metrics(m);
+  EXPECT_EQ(m["api"]["get_root_200"], 2u);
+  EXPECT_EQ(m["api"]["put_machine_config_400"], 1u);
+  EXPECT_EQ(m["api"]["put_boot_source_204"], 1u);
+}
+
+TEST_F(Router, VmConfigReflectsTheConfiguration) {
+  configure_and_start();
+  Json c = Json::parse(call("GET", "/vm/config").body);
+  EXPECT_EQ(c.at("boot-source").at("kernel_image_path"), "/k/vmlinux");
+  EXPECT_EQ(c.at("machine-config").at("vcpu_count"), 2);
+  FullVmConfig again = full_config_from_json(c);
+  EXPECT_EQ(to_json(again), c);
+}
+
+}  // namespace
+}  // namespace ember

@@ -1,0 +1,181 @@
+// Firecracker's JSON VM description: parsing, errors naming the field, round trip,
+// and equality with the same VM written in TOML.
+#include <gtest/gtest.h>
+
+#include "api/cli.h"
+#include "api/json_config.h"
+#include "api/toml_config.h"
+#include "vmm/util/error.h"
+
+namespace ember {
+namespace {
+
+std::string error_of(const std::string& text) {
+  try {
+    full_config_from_json(parse_json(text, "test"));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+constexpr const char* kFullJson = R"({
+  "boot-source": {"kernel_image_path": "/k/vmlinux", "initrd_path": "/k/initrd.gz", "boot_args": "console=ttyS0 quiet"},
+  "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "smt": false, "huge_pages": "Transparent"},
+  "drives": [{"drive_id": "rootfs", "path_on_host": "/img/root.ext4", "is_root_device": true, "is_read_only": true,
+              "io_engine": "Sync"},
+             {"drive_id": "data", "path_on_host": "/img/data.ext4", "is_root_device": false}],
+  "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:02"}],
+  "vsock": {"guest_cid": 3, "uds_path": "/tmp/v.sock"},
+  "logger": {"log_path": "/tmp/ember.log", "level": "Info", "show_level": true},
+  "metrics": {"metrics_path": "/tmp/ember.metrics"}
+})";
+
+TEST(JsonConfig, FullDocument) {
+  FullVmConfig c = full_config_from_json(parse_json(kFullJson, "test"));
+  EXPECT_EQ(c.vm.boot.kernel_image_path, "/k/vmlinux");
+  EXPECT_EQ(c.vm.boot.initrd_path, "/k/initrd.gz");
+  EXPECT_EQ(c.vm.machine.vcpu_count, 2u);
+  EXPECT_EQ(c.vm.machine.mem_size_mib, 256u);
+  EXPECT_EQ(c.vm.machine.huge_pages, HugePages::Transparent);
+  ASSERT_EQ(c.vm.drives.size(), 2u);
+  EXPECT_TRUE(c.vm.drives[0].is_root_device);
+  EXPECT_TRUE(c.vm.drives[0].is_read_only);
+  EXPECT_EQ(c.vm.drives[0].io_engine, DriveConfig::IoEngine::Sync);
+  EXPECT_EQ(c.vm.drives[1].io_engine, DriveConfig::IoEngine::IoUring);
+  ASSERT_EQ(c.vm.nets.size(), 1u);
+  EXPECT_EQ(c.vm.nets[0].host_dev_name, "tap0");
+  ASSERT_TRUE(c.vm.vsock);
+  EXPECT_EQ(c.vm.vsock->uds_path, "/tmp/v.sock");
+  ASSERT_TRUE(c.logger);
+  EXPECT_EQ(c.logger->level, log::Level::Info);
+  EXPECT_TRUE(c.logger->show_level);
+  ASSERT_TRUE(c.metrics);
+  EXPECT_EQ(c.metrics->metrics_path, "/tmp/ember.metrics");
+}
+
+TEST(JsonConfig, DefaultsMatchFirecracker) {
+  FullVmConfig c = full_config_from_json(parse_json(R"({"boot-source": {"kernel_image_path": "/k"}})", "t"));
+  EXPECT_EQ(c.vm.boot.boot_args, kDefaultBootArgs);
+  EXPECT_EQ(c.vm.machine.vcpu_count, 1u);
+  EXPECT_EQ(c.vm.machine.mem_size_mib, 128u);
+  EXPECT_FALSE(c.logger);
+}
+
+TEST(JsonConfig, ErrorsNameTheField) {
+  EXPECT_NE(error_of("{").find("invalid JSON"), std::string::npos);
+  EXPECT_NE(error_of("[]").find("must be a JSON object"), std::string::npos);
+  EXPECT_NE(error_of("{}").find("\"boot-source\" is required"), std::string::npos);
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k", "colour": 1}})"),
+            "boot-source: unknown field 'colour'");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": 7}})"), "boot-source.kernel_image_path must be a string");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "machine-config": {"vcpu_count": "2", "mem_size_mib": 64}})"),
+            "machine-config.vcpu_count must be a whole number between 1 and 32");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "machine-config": {"vcpu_count": 1.5, "mem_size_mib": 64}})"),
+            "machine-config.vcpu_count must be a whole number between 1 and 32");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "machine-config": {"vcpu_count": 33, "mem_size_mib": 64}})"),
+            "machine-config.vcpu_count must be between 1 and 32 (got 33)");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "machine-config": {"vcpu_count": -1, "mem_size_mib": 64}})"),
+            "machine-config.vcpu_count must be a whole number between 1 and 32");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "machine-config": {"vcpu_count": 1}})"),
+            "machine-config.mem_size_mib is required");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "balloon": {"amount_mib": 1}})"),
+            "VM config.balloon is not supported by ember");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "surprise": 1})"), "VM config: unknown field 'surprise'");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"},
+      "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": false, "rate_limiter": {}}]})"),
+            "drive.rate_limiter (rate limiters) is not supported by ember");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"},
+      "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": true},
+                 {"drive_id": "b", "path_on_host": "/b", "is_root_device": true}]})"),
+            "only one drive can be the root device (2 are)");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "drives": {}})"), "drives must be a JSON array");
+  EXPECT_NE(error_of(R"({"boot-source": {"kernel_image_path": "/k"},
+      "network-interfaces": [{"iface_id": "e", "host_dev_name": "tap0", "guest_mac": "nope"}]})").find("guest_mac"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "vsock": {"guest_cid": 2, "uds_path": "/v"}})")
+                .find("guest_cid must be between 3"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "logger": {"level": "Loud"}})").find("logger.level"),
+            std::string::npos);
+}
+
+TEST(JsonConfig, RoundTripsThroughItsOwnOutput) {
+  FullVmConfig first = full_config_from_json(parse_json(kFullJson, "test"));
+  Json once = to_json(first);
+  FullVmConfig second = full_config_from_json(parse_json(once.dump(), "again"));
+  EXPECT_EQ(to_json(second), once);
+}
+
+TEST(JsonConfig, MachineConfigPatchKeepsTheRest) {
+  MachineConfig base;
+  base.vcpu_count = 4;
+  base.mem_size_mib = 512;
+  MachineConfig m = machine_config_from_json(parse_json(R"({"mem_size_mib": 1024})", "t"), base, true);
+  EXPECT_EQ(m.vcpu_count, 4u);
+  EXPECT_EQ(m.mem_size_mib, 1024u);
+}
+
+TEST(JsonConfig, SameVmInTomlAndJsonIsEqual) {
+  VmConfig toml = parse_toml_config(R"(
+[boot-source]
+kernel_image_path = "/k/vmlinux"
+initrd_path = "/k/initrd.gz"
+boot_args = "console=ttyS0 quiet"
+
+[machine-config]
+vcpu_count = 2
+mem_size_mib = 256
+huge_pages = "Transparent"
+
+[[drive]]
+drive_id = "rootfs"
+path_on_host = "/img/root.ext4"
+is_root_device = true
+is_read_only = true
+io_engine = "sync"
+
+[[drive]]
+id = "data"
+path = "/img/data.ext4"
+
+[[net]]
+iface_id = "eth0"
+host_dev_name = "tap0"
+guest_mac = "06:00:ac:10:00:02"
+
+[vsock]
+guest_cid = 3
+uds_path = "/tmp/v.sock"
+)",
+                                    "vm.toml", "/");
+  FullVmConfig json = full_config_from_json(parse_json(kFullJson, "test"));
+  FullVmConfig from_toml{toml, json.logger, json.metrics};
+  EXPECT_EQ(to_json(from_toml), to_json(json));
+  EXPECT_EQ(toml.serial.output, json.vm.serial.output);
+  EXPECT_EQ(toml.serial.input, json.vm.serial.input);
+  EXPECT_EQ(toml.machine.prefault, json.vm.machine.prefault);
+}
+
+}  // namespace
+}  // namespace ember
+
+namespace ember {
+namespace {
+
+TEST(ApiCli, FirecrackerStyleFlags) {
+  CliOptions o = parse_cli({"--api-sock", "/tmp/s", "--id", "vm7", "--level", "Debug", "--log-path", "/tmp/l",
+                            "--metrics-path", "/tmp/m"});
+  EXPECT_EQ(o.api_sock, "/tmp/s");
+  EXPECT_EQ(o.instance_id, "vm7");
+  EXPECT_EQ(o.log_level, "Debug");
+  EXPECT_EQ(o.log_path, "/tmp/l");
+  EXPECT_EQ(o.metrics_path, "/tmp/m");
+  EXPECT_EQ(parse_cli({"--log-level", "info"}).log_level, "info");
+  EXPECT_TRUE(parse_cli({"--config-file", "vm.json", "--no-api"}).no_api);
+  EXPECT_THROW(parse_cli({"--no-api", "--api-sock", "/tmp/s"}), Error);
+  EXPECT_THROW(parse_cli({"--config", "a.toml", "--config-file", "b.json"}), Error);
+}
+
+}  // namespace
+}  // namespace ember
