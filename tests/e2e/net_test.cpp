@@ -82,11 +82,14 @@ std::string host_side(int listener, const fs::path& download, const fs::path& up
   };
   // A guest that dies mid-transfer leaves the host's socket open: time out instead.
   timeval io_timeout{120, 0};
+  // run_process does not search PATH: go through the shell. Limited attempts, so a
+  // guest that never answers fails the check without holding up the transfers.
   ProcessResult ping;
-  do {
-    ping = run_process({"busybox", "ping", "-c", "1", "-W", "2", kGuestIp}, 10);
-    if (ping.exit_code != 0) std::this_thread::sleep_for(std::chrono::seconds(1));
-  } while (ping.exit_code != 0 && !late());
+  for (int attempt = 0; attempt < 60 && !late(); ++attempt) {
+    ping = run_process({"/bin/sh", "-c", std::string("busybox ping -c 1 -W 2 ") + kGuestIp}, 10);
+    if (ping.exit_code == 0) break;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
   log += ping.exit_code == 0 ? "HOST_PING_OK\n" : "host ping failed\n";
   // Download: the guest listens once it has pinged us; retry until it does.
   int fd = -1;
