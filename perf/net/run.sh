@@ -44,7 +44,7 @@ ip link set $tap up
 bytes=$((mib << 20))
 # Host side: a sink for uploads (5001) and a source for downloads (5002), one
 # connection at a time, for as long as this script runs.
-(while true; do busybox nc -l -p 5001 >/dev/null; done) &
+(while true; do busybox nc -l -p 5001 >/dev/null </dev/null; done) &
 sink=$!
 (while true; do head -c $bytes /dev/zero | busybox nc -l -p 5002; done) &
 source=$!
