@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <unistd.h>
 
 #include "vmm/memory/layout.h"
@@ -87,7 +89,13 @@ GuestMemory GuestMemory::create(const GuestMemoryOptions& options) {
 void GuestMemory::start_background_prefault() {
   uint8_t* base = mapping_.data();
   uint64_t size = mapping_.size(), page = page_size_;
-  prefault_thread_ = JoiningThread([base, size, page] { prefault(base, size, page); });
+  prefault_thread_ = JoiningThread([base, size, page] {
+    // Lowest normal priority: when CPUs are short (the emulated host, a busy fleet host) the
+    // vCPUs and the boot come first. Not SCHED_IDLE: a starved thread holding the mm lock
+    // would stall every writer of it and every page fault queued behind that writer.
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
+    prefault(base, size, page);
+  });
   pthread_setname_np(prefault_thread_.get().native_handle(), "ember-prefault");
 }
 
