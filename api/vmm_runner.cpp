@@ -89,24 +89,8 @@ VmExit VmmRunner::run() {
 }
 
 void VmmRunner::collect_metrics(MetricGroups& out) const {
-  {
-    std::lock_guard lock(mu_);
-    if (vm_) vm_->collect_metrics(out);
-  }
-  std::map<std::string, uint64_t>& boot = out["boot_timeline"];
-  for (size_t i = 0; i < static_cast<size_t>(BootPhase::Count); ++i) {
-    auto phase = static_cast<BootPhase>(i);
-    if (!timeline_.marked(phase)) continue;
-    std::string name = boot_phase_name(phase);
-    boot[name + "_wall_us"] = static_cast<uint64_t>(timeline_.wall_us(phase));
-    boot[name + "_cpu_us"] = static_cast<uint64_t>(timeline_.cpu_us(phase));
-  }
-  if (timeline_.marked(BootPhase::BootComplete) && timeline_.marked(BootPhase::InstanceStart)) {
-    boot["boot_complete_since_instance_start_wall_us"] =
-        static_cast<uint64_t>(timeline_.wall_us(BootPhase::BootComplete) - timeline_.wall_us(BootPhase::InstanceStart));
-    boot["boot_complete_since_instance_start_cpu_us"] =
-        static_cast<uint64_t>(timeline_.cpu_us(BootPhase::BootComplete) - timeline_.cpu_us(BootPhase::InstanceStart));
-  }
+  std::lock_guard lock(mu_);
+  if (vm_) vm_->collect_metrics(out);  // includes "boot": the timeline's phases
 }
 
 InstanceState VmmRunner::state() const {

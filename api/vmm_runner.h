@@ -29,7 +29,7 @@ class VmmRunner : public VmController {
   bool wait_for_start();
   // Main thread, after build() or wait_for_start(): runs the guest to its end.
   VmExit run();
-  // Counters of the VM and the boot timeline ("boot_timeline"). Thread-safe.
+  // Counters of the VM (Vm::collect_metrics), once built. Thread-safe.
   void collect_metrics(MetricGroups& out) const;
 
   // VmController, for the API thread.

@@ -25,12 +25,16 @@ std::string prelude() {
          "echo \"TIMEOUT waiting for $2\"; return 1; }\n";
 }
 
+// As ember's default command line: without them Linux looks for the i8042 through PNP,
+// finds none, and has no keyboard to receive Ctrl+Alt+Del.
+constexpr const char* kI8042Args = " i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
+
 // The JSON bodies of the getting-started guide, written to files for curl -d @file.
 void write_boot_bodies(const fs::path& dir, const std::string& script) {
   std::string guest = env("EMBER_GUEST_DIR");
   std::ofstream(dir / "boot-source.json") << R"({"kernel_image_path": ")" << guest << R"(/bzImage", "initrd_path": ")"
                                           << guest << R"(/initramfs.cpio.gz", "boot_args": ")" << cmdline(script)
-                                          << "\"}";
+                                          << kI8042Args << "\"}";
   std::ofstream(dir / "machine-config.json") << R"({"vcpu_count": 1, "mem_size_mib": 128})";
 }
 
@@ -40,6 +44,9 @@ std::string start_over_api(const fs::path& dir, const std::string& name = "api")
   std::string sock = d + "/" + name + ".sock";
   return "'" + env("EMBER_BIN") + "' --api-sock " + sock + " --id " + name + " > " + d + "/" + name +
          "-console.txt 2> " + d + "/" + name + "-stderr.txt &\n" + name + "_pid=$!\n" +
+         // A watchdog, so a guest that never ends fails the test instead of the whole run.
+         "(sleep " + std::to_string(static_cast<int>(40 * time_scale())) + "; kill $" + name +
+         "_pid) >/dev/null 2>&1 &\n" +
          "wait_sock " + sock + "\n" +
          "api " + sock + " GET / \n" +
          "api " + sock + " PUT /boot-source -d @" + d + "/boot-source.json\n" +
