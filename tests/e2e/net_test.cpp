@@ -1,5 +1,5 @@
 // End-to-end virtio-net: a guest on a tap in the test's own network namespace
-// (169.254.10.0/24) pings and is pinged, and moves 16 MiB over TCP each way with
+// (169.254.10.0/24) pings and is pinged, and moves 64 MiB over TCP each way with
 // sha256 checked at both ends, with the guest's offloads on and off. Also a tap
 // that does not exist. Run through tests/e2e/run-e2e.sh (root in the emulated host).
 #include <arpa/inet.h>
@@ -28,7 +28,7 @@ constexpr const char* kGuestIp = "169.254.10.2";
 constexpr uint16_t kUploadPort = 5001;    // guest -> host
 constexpr uint16_t kDownloadPort = 5002;  // host -> guest
 // Short enough for the emulated host (each transfer test takes about 20 s there).
-constexpr size_t kTransferBytes = 16u << 20;
+constexpr size_t kTransferBytes = 64u << 20;
 
 // Moves the calling thread (and what it starts afterwards) into a fresh network
 // namespace holding one tap; restores the original namespace on destruction.
@@ -133,21 +133,21 @@ std::string host_side(int listener, const fs::path& download, const fs::path& up
   return log + "received " + std::to_string(got) + " bytes\n";
 }
 
-// The guest: address, features, ping, receive 16 MiB, send 16 MiB.
+// The guest: address, features, ping, receive 64 MiB, send 64 MiB.
 constexpr const char* kGuestScript =
     "ip link set lo up; ip link set eth0 up && ip addr add 169.254.10.2/24 dev eth0 || exit 10\n"
     "for f in /sys/bus/virtio/devices/*; do echo \"VIRTIO $(cat $f/device) $(cat $f/features)\"; done\n"
     "ping -c 3 -W 5 169.254.10.1 >/dev/null && echo GUEST_PING_OK\n"
     "nc -l -p 5002 > /tmp/down.bin < /dev/null\n"
     "sha256sum /tmp/down.bin\n"
-    "head -c 16777216 /dev/urandom > /tmp/up.bin && sha256sum /tmp/up.bin\n"
+    "head -c 67108864 /dev/urandom > /tmp/up.bin && sha256sum /tmp/up.bin\n"
     "nc 169.254.10.1 5001 < /tmp/up.bin\n";
 
 enum class Offloads { On, Off };
 
 class NetTransfer : public ::testing::TestWithParam<Offloads> {};
 
-TEST_P(NetTransfer, PingBothWaysAnd16MiBEachWayWithChecksums) {
+TEST_P(NetTransfer, PingBothWaysAnd64MiBEachWayWithChecksums) {
   bool on = GetParam() == Offloads::On;
   fs::path dir = scratch_dir(on ? "net-offloads-on" : "net-offloads-off");
   fs::path download = dir / "down.bin", upload = dir / "up.bin";
