@@ -243,7 +243,7 @@ TEST(Vsock, EchoBothWaysManyConnectionsAndVanishingPeers) {
   {
     Fd fd = connect_guest(uds, 5000, 60 * time_scale());
     ASSERT_GE(fd.fd, 0);
-    std::vector<uint8_t> junk(256 * 1024, 0x5a);
+    std::vector<uint8_t> junk(64 * 1024, 0x5a);
     write_all(fd.fd, junk.data(), junk.size());
   }
   {

@@ -132,6 +132,21 @@ TEST(Cli, BadFlags) {
   EXPECT_THROW(parse_cli({"--mem-mib", "99999999999999999999999"}), Error);
 }
 
+TEST(Cli, VsockFlag) {
+  VmConfig c = parse_toml_config("[boot-source]\nkernel_image_path = \"k\"\n[vsock]\nguest_cid = 9\nuds_path = \"/a\"\n",
+                                 "vm.toml", "/cfg");
+  apply_overrides(parse_cli({"--vsock", "cid=5,uds=/tmp/v.sock"}), c);
+  ASSERT_TRUE(c.vsock);
+  EXPECT_EQ(c.vsock->guest_cid, 5u);
+  EXPECT_EQ(c.vsock->uds_path, "/tmp/v.sock");
+  EXPECT_THROW(parse_cli({"--vsock", "cid=5"}), Error);
+  EXPECT_THROW(parse_cli({"--vsock", "uds=/x"}), Error);
+  EXPECT_THROW(parse_cli({"--vsock", "cid=x,uds=/x"}), Error);
+  EXPECT_THROW(parse_cli({"--vsock", "cid=5,uds=/x,port=1"}), Error);
+  c.vsock->guest_cid = 2;  // reserved for the host
+  EXPECT_THROW(validate(c), Error);
+}
+
 TEST(Validate, RangesChecked) {
   VmConfig c;
   c.boot.kernel_image_path = "k";

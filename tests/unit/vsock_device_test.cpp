@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "tests/unit/virtio_driver.h"
@@ -306,6 +307,32 @@ TEST(VsockDevice, HostilePacketsAnsweredAndCounted) {
   for (auto& p : got) EXPECT_EQ(p.h.op, kOpRst);
   EXPECT_EQ(t.metric("errors"), 6u);
   EXPECT_EQ(t.tx.used_idx(), 7);  // every tx chain went back
+}
+
+TEST(VsockDevice, HundredsOfHostConnectionsGetUniquePorts) {
+  Harness t;
+  constexpr int kConnections = 300;
+  std::vector<UniqueFd> hosts;
+  for (int i = 0; i < kConnections; ++i) {
+    hosts.push_back(unix_connect(t.uds));
+    std::string line = "CONNECT " + std::to_string(9000 + i) + "\n";
+    ASSERT_EQ(::write(hosts.back().get(), line.data(), line.size()), static_cast<ssize_t>(line.size()));
+    t.loop.run_once(0);  // accept, so the listen backlog never fills
+  }
+  std::set<uint32_t> host_ports, guest_ports;
+  for (int round = 0; round < 200 && guest_ports.size() < kConnections; ++round) {
+    t.give_rx(16);
+    t.loop.run_once(10);
+    for (const Packet& p : t.received()) {
+      EXPECT_EQ(p.h.op, kOpRequest);
+      EXPECT_GE(p.h.src_port, 1024u);
+      host_ports.insert(p.h.src_port);
+      guest_ports.insert(p.h.dst_port);
+    }
+  }
+  EXPECT_EQ(guest_ports.size(), static_cast<size_t>(kConnections));
+  EXPECT_EQ(host_ports.size(), static_cast<size_t>(kConnections));
+  EXPECT_EQ(t.device->connection_count(), static_cast<size_t>(kConnections));
 }
 
 TEST(VsockDevice, ControlPacketsWaitForRxBuffers) {
