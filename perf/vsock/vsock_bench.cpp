@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/e2e/base64.h"
+
 namespace {
 
 struct Options {
@@ -30,24 +32,6 @@ struct Options {
 const std::string kCmdline = "console=ttyS0 reboot=k panic=1 pci=off quiet";
 constexpr uint32_t kPort = 7000;
 constexpr uint32_t kCid = 3;
-
-std::string base64(const std::string& in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], t[n & 63]};
-  }
-  if (i + 1 == in.size()) {
-    uint32_t n = uint8_t(in[i]) << 16;
-    out += {t[n >> 18], t[(n >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], '='};
-  }
-  return out;
-}
 
 // Accepts connections until stopped and reads each to EOF (the guest then sees EOF).
 class Sink {
@@ -146,7 +130,7 @@ int main(int argc, char** argv) {
   if (o.ember.empty() || o.guest.empty()) return 2;
   std::string script = "i=0; while [ $i -lt " + std::to_string(o.rounds) + " ]; do i=$((i+1)); vsock-io connect 2 " +
                        std::to_string(kPort) + " send " + std::to_string(o.bytes) + " $i; done\n";
-  std::string append = kCmdline + " ember_test=" + base64(script);
+  std::string append = kCmdline + " ember_test=" + ember::e2e::util::base64(script);
   std::string kernel = o.guest + "/bzImage", initrd = o.guest + "/initramfs.cpio.gz";
   const char* tmp = std::getenv("TMPDIR");
   std::string uds = std::string(tmp ? tmp : "/tmp") + "/vsock-bench.sock";
