@@ -169,7 +169,7 @@ TEST(Api, ConfigFileBootsWithoutApiCallsAndVmConfigRoundTrips) {
   std::string guest = env("EMBER_GUEST_DIR"), d = dir.string(), s = d + "/api.sock";
   std::ofstream(dir / "vm.json") << R"({"boot-source": {"kernel_image_path": ")" << guest
                                  << R"(/bzImage", "initrd_path": ")" << guest << R"(/initramfs.cpio.gz", "boot_args": ")"
-                                 << cmdline("echo CONFIG_FILE_READY; sleep 3\n")
+                                 << cmdline("echo CONFIG_FILE_READY; sleep 3\n") << " ember_boot_marker=1"
                                  << R"("}, "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},)"
                                  << R"( "metrics": {"metrics_path": ")" << d << R"(/metrics.json"}})";
   ProcessResult r = run_script(
