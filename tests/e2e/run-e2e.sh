@@ -33,7 +33,7 @@ export EMBER_E2E_TIME_SCALE=${EMBER_E2E_TIME_SCALE:-5}
 for attempt in 1 2 3; do
   rc=0
   # ctest shows output only at the end: follow progress in BUILD_DIR/e2e.log meanwhile.
-  "$src/tests/e2e/emulated-host/run.sh" --timeout "${EMBER_E2E_HOST_TIMEOUT:-900}" -- "$tests" "$@" \
+  "$src/tests/e2e/emulated-host/run.sh" --timeout "${EMBER_E2E_HOST_TIMEOUT:-1800}" -- "$tests" "$@" \
     2>&1 | tee "$build/e2e.log" || rc=${PIPESTATUS[0]}
   [[ $rc -eq 125 && $attempt -lt 3 ]] || exit $rc
   echo "e2e: the emulated host died (not a test failure); running the suite again"
