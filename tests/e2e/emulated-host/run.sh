@@ -101,7 +101,13 @@ watch_for_freeze() {
         size=$(stat -c %s "$scratch/console.log" 2>/dev/null || echo 0)
         if [[ $size == "$last_size" ]]; then quiet=$((quiet + 10)); else quiet=0; last_size=$size; fi
         if ((quiet >= freeze_s)); then
-            : > "$scratch/frozen"
+            echo "no console output for $freeze_s s" > "$scratch/frozen"
+            kill "$qemu_pid" 2>/dev/null
+            return
+        fi
+        # The same freeze can leave L1's soft-lockup watchdog talking while nothing else runs.
+        if grep -Eq 'soft lockup - CPU#[0-9]+ stuck for [0-9]{3,}s' "$scratch/console.log" 2>/dev/null; then
+            echo "its kernel reported a CPU soft-locked for over 100 s" > "$scratch/frozen"
             kill "$qemu_pid" 2>/dev/null
             return
         fi
@@ -117,7 +123,7 @@ report_death() {
     if [[ -n $interrupted ]]; then
         reason="$prog was interrupted by $interrupted"
     elif [[ -f $scratch/frozen ]]; then
-        reason="it froze: no console output for $freeze_s s (stopped after $elapsed s)"
+        reason="it froze: $(cat "$scratch/frozen") (stopped after $elapsed s)"
     elif [[ $qemu_rc == 124 ]] || [[ $qemu_rc == 137 && $elapsed -ge $timeout_s ]]; then
         reason="timeout after $timeout_s s"
     elif [[ -n $panic ]]; then
