@@ -66,21 +66,16 @@ NetConfig parse_net(const std::string& text) {
 VsockConfig parse_vsock(const std::string& text) {
   VsockConfig v;
   bool cid = false;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (item.rfind("cid=", 0) == 0) {
-      v.guest_cid = static_cast<uint32_t>(parse_number("--vsock cid", item.substr(4), kMaxGuestCid));
+  for_each_item(text, [&](const std::string& key, const std::string& value, const std::string& item) {
+    if (key == "cid" && item.size() > key.size()) {
+      v.guest_cid = static_cast<uint32_t>(parse_number("--vsock cid", value, kMaxGuestCid));
       cid = true;
-    } else if (item.rfind("uds=", 0) == 0 && item.size() > 4) {
-      v.uds_path = item.substr(4);
+    } else if (key == "uds" && !value.empty()) {
+      v.uds_path = value;
     } else {
       fail("--vsock: unknown or empty item '", item, "' (expected cid=N,uds=PATH)");
     }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  });
   if (!cid || v.uds_path.empty()) fail("--vsock needs cid=N and uds=PATH (got '", text, "')");
   return v;
 }
