@@ -1,10 +1,9 @@
 #include "api/json_config.h"
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "vmm/util/error.h"
+#include "vmm/util/file_io.h"
 
 namespace ember {
 
@@ -318,12 +317,9 @@ Json to_json(const FullVmConfig& c) {
 }
 
 FullVmConfig load_json_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read config file '", path, "': ", errno_text());
-  std::stringstream text;
-  text << in.rdbuf();
+  std::string text = read_file(path, "config file");
   try {
-    return full_config_from_json(parse_json(text.str(), "JSON"));
+    return full_config_from_json(parse_json(text, "JSON"));
   } catch (const Error& e) {
     fail(path, ": ", e.what());
   }

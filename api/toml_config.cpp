@@ -1,13 +1,12 @@
 #include "api/toml_config.h"
 
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
-#include <sstream>
 #include <toml++/toml.h>
 
 #include "vmm/util/error.h"
+#include "vmm/util/file_io.h"
 
 namespace ember {
 
@@ -248,13 +247,10 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
 }
 
 VmConfig load_toml_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read config file '", path, "': ", errno_text());
-  std::stringstream text;
-  text << in.rdbuf();
+  std::string text = read_file(path, "config file");
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
-  return parse_toml_config(text.str(), path, dir);
+  return parse_toml_config(text, path, dir);
 }
 
 }  // namespace ember

@@ -20,8 +20,16 @@ if why=$("$src/tests/e2e/kvm-probe.sh" "$src/build/ember" "$guest"); then
   "$tool" "${args[@]}" --out "$out"
 else
   echo "boot-latency: $why: measuring inside the emulated host (compare ratios, not absolute times)" >&2
-  "$src/tests/e2e/emulated-host/run.sh" --artifacts "$out" -- \
-    sh -c 'exec "$0" "$@" --out "$EMBER_ARTIFACTS_DIR"' "$tool" "${args[@]}"
+  # The emulated host can freeze by itself (exit 125, "emulated host died"): measure again,
+  # up to 3 attempts. A failing boot is not retried.
+  for attempt in 1 2 3; do
+    rc=0
+    "$src/tests/e2e/emulated-host/run.sh" --artifacts "$out" -- \
+      sh -c 'exec "$0" "$@" --out "$EMBER_ARTIFACTS_DIR"' "$tool" "${args[@]}" || rc=$?
+    [[ $rc -eq 125 && $attempt -lt 3 ]] || break
+    echo "boot-latency: the emulated host died (not a failed boot); measuring again" >&2
+  done
+  ((rc == 0)) || exit $rc
 fi
 
 if command -v gnuplot >/dev/null; then

@@ -70,6 +70,17 @@ TEST(GuestMemory, RangesDoNotCrossTheGap) {
   EXPECT_FALSE(mem.try_span(layout::kMmioGapEnd, 4 * layout::kMiB + 1).has_value());
 }
 
+TEST(GuestMemory, HostMappingIsTwoMiBAligned) {
+  // Else KVM cannot back guest 2 MiB pages with host huge pages (see map_aligned_anonymous).
+  for (uint64_t mib : {1, 3, 64, 129}) {
+    GuestMemory mem = GuestMemory::create({mib * layout::kMiB, HugePages::None, Prefault::Off});
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(mem.host_base()) % (2 * layout::kMiB), 0u) << mib << " MiB";
+    auto last = mem.span((mib * layout::kMiB) - 1, 1, "last byte");
+    last[0] = 0x5a;  // the whole range is mapped read-write
+    EXPECT_EQ(last[0], 0x5a);
+  }
+}
+
 TEST(GuestMemory, RejectsBadSizes) {
   EXPECT_THROW(GuestMemory::create({0, HugePages::None, Prefault::Off}), Error);
   EXPECT_THROW(GuestMemory::create({layout::kMiB + 1, HugePages::None, Prefault::Off}), Error);

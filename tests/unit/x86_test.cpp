@@ -116,6 +116,7 @@ TEST(Cpuid, ApicIdAndTopologyPerVcpu) {
   EXPECT_EQ((c.find(1)->ebx >> 16) & 0xff, 4u);
   EXPECT_EQ(c.find(1)->ebx & 0xffff, 0xffffu);
   EXPECT_TRUE(c.find(1)->ecx & (1u << 31));  // hypervisor
+  EXPECT_TRUE(c.find(1)->ecx & (1u << 24));  // TSC-deadline timer: no APIC timer calibration at boot
   EXPECT_TRUE(c.find(1)->edx & (1u << 28));  // HTT when several logical CPUs
   EXPECT_EQ(c.find(0xb, 0)->edx, 3u);
   EXPECT_EQ(c.find(0xb, 1)->ebx, 4u);

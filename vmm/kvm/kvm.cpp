@@ -89,6 +89,7 @@ KvmSystem KvmSystem::open(const std::string& path) {
       {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},     {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
       {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},             {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
       {KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
+      {KVM_CAP_TSC_DEADLINE_TIMER, "KVM_CAP_TSC_DEADLINE_TIMER"},  // the vCPUs' CPUID advertises it
   };
   for (const auto& r : kRequired) {
     if (kvm.check_extension(r.cap) <= 0) fail("KVM on this host lacks ", r.name);

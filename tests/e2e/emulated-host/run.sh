@@ -77,7 +77,7 @@ start_qemu() {
         -nographic -no-reboot -nodefaults -no-user-config -monitor none
         -chardev "pipe,id=console,path=$(qemu_path "$scratch/console")" -serial chardev:console
         -kernel "$kernel" -initrd "$cache/initrd.gz"
-        -append "console=ttyS0 quiet panic=-1 oops=panic"
+        -append "console=ttyS0 loglevel=5 panic=-1 oops=panic"   # loglevel 5: warnings and soft-lockup stacks too
         -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap
         -virtfs "local,path=$(qemu_path "$share"),mount_tag=out,security_model=none"
         -device virtio-serial-pci,id=vser
