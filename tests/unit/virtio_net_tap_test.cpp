@@ -36,6 +36,18 @@ class TapNamespace {
   ~TapNamespace() { ::setns(original_.get(), CLONE_NEWNET); }
   bool ready() const { return ready_; }
 
+  // Once a tap's fd is open it has carrier, but the kernel turns the link on (operstate UP,
+  // a real queue discipline instead of the no-op one) from delayed work, up to a second
+  // later. A reply sent before that is dropped: wait for it, as a guest retrying ARP would.
+  static bool wait_until_up(const char* name) {
+    std::string cmd = std::string("ip -o link show dev ") + name + " | grep -q 'state UP'";
+    for (int i = 0; i < 300; ++i) {
+      if (std::system(cmd.c_str()) == 0) return true;
+      ::poll(nullptr, 0, 10);
+    }
+    return false;
+  }
+
  private:
   UniqueFd original_;
   bool ready_ = false;
@@ -68,6 +80,7 @@ TEST(NetTap, ArpRequestOutAndTheKernelsReplyBack) {
   options.mac = {0x06, 0, 0, 0, 0, 2};
   options.queue_size = 16;
   NetDevice device(options, open_tap("tapunit1"), ring);
+  ASSERT_TRUE(TapNamespace::wait_until_up("tapunit1"));
   std::string why;
   std::vector<SplitQueue> queues;
   queues.push_back(*SplitQueue::create(memory, rx.config(), 16, {true, true}, &why));
