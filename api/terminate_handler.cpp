@@ -7,11 +7,10 @@
 #include <exception>
 #include <string_view>
 
+#include "vmm/util/file_io.h"
+
 namespace {
-void say(std::string_view text) {
-  // Best effort on the way down.
-  if (::write(STDERR_FILENO, text.data(), text.size()) < 0) return;
-}
+void say(std::string_view text) { ember::write_all(STDERR_FILENO, text); }  // best effort on the way down
 }  // namespace
 
 namespace __gnu_cxx {

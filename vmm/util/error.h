@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -29,18 +28,10 @@ void append(std::string& out, const T& part) {
   using U = std::remove_cvref_t<T>;
   if constexpr (std::is_same_v<U, char>) {
     out.push_back(part);
-  } else if constexpr (std::is_same_v<U, bool>) {
-    out += part ? "true" : "false";
-  } else if constexpr (std::is_integral_v<U>) {
+  } else if constexpr (std::is_integral_v<U>) {  // bool does not compile: say what it means
     char buf[24];
     auto r = std::to_chars(buf, buf + sizeof(buf), part);
     out.append(buf, r.ptr);
-  } else if constexpr (std::is_enum_v<U>) {
-    append(out, static_cast<std::underlying_type_t<U>>(part));
-  } else if constexpr (std::is_floating_point_v<U>) {
-    char buf[32];
-    int n = std::snprintf(buf, sizeof(buf), "%g", static_cast<double>(part));
-    out.append(buf, static_cast<size_t>(n > 0 ? n : 0));
   } else {
     out += std::string_view(part);  // strings, string views, C strings
   }
@@ -48,7 +39,7 @@ void append(std::string& out, const T& part) {
 
 }  // namespace detail
 
-// Concatenates strings, characters and numbers (decimal) into one message.
+// Concatenates strings, characters and integers (decimal) into one message.
 template <typename... Parts>
 std::string cat(const Parts&... parts) {
   std::string out;
