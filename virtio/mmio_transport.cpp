@@ -256,4 +256,14 @@ void MmioTransport::after_processing() {
   }
 }
 
+std::string MmioTransport::describe_state() const {
+  std::string text = cat(name_, ": status ", hex(status_), ", interrupt status ", interrupt_.status(), ", ",
+                         interrupt_.raised(), " interrupts raised");
+  if (!active_) return text + ", not active";
+  for (size_t i = 0; i < queues_.size(); ++i) text += cat("; queue ", i, ": ", queues_[i].describe_state());
+  std::string device = device_->describe_state();
+  if (!device.empty()) text += "; " + device;
+  return text;
+}
+
 }  // namespace ember::virtio

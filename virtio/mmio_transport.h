@@ -32,6 +32,9 @@ class MmioTransport : public BusDevice {
   const std::string& name() const { return name_; }
   const Interrupt& interrupt() const { return interrupt_; }
   VirtioDevice& device() { return *device_; }
+  // Status, interrupt and every queue's indexes: for diagnosing a stalled device.
+  // Event thread, or after it ended.
+  std::string describe_state() const;
 
   // BusDevice, on vCPU threads.
   void read(uint64_t offset, std::span<uint8_t> data) override;

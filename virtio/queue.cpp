@@ -130,6 +130,17 @@ std::optional<DescriptorChain> SplitQueue::pop() {
   return std::nullopt;
 }
 
+std::string SplitQueue::describe_state() const {
+  uint16_t avail_flags = load16(avail_.data());
+  uint16_t used_event = load16(avail_.data() + kRingHeader + 2 * size_t{size_});
+  uint16_t avail_event = load16(used_.data() + kRingHeader + 8 * size_t{size_});
+  return cat("size ", size_, ", avail.idx ", load_avail_idx(), " (device took ", next_avail_, "), used.idx ",
+             load16(used_.data() + 2), " (device pushed ", next_used_, ", interrupt decided at ", signalled_used_,
+             "), ", features_.event_idx ? cat("used_event ", used_event, ", avail_event ", avail_event)
+                                        : cat("avail.flags ", avail_flags),
+             broken_ ? ", broken" : "");
+}
+
 uint8_t* SplitQueue::avail_event_ptr() { return used_.data() + kRingHeader + 8 * size_t{size_}; }
 
 void SplitQueue::push_used(uint16_t head, uint32_t len, bool publish) {

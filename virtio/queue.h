@@ -85,6 +85,9 @@ class SplitQueue {
   bool broken() const { return broken_; }
   uint16_t size() const { return size_; }
   uint64_t chains_failed() const { return chains_failed_; }
+  // Both sides' ring indexes and notification wishes, for diagnosing a stalled
+  // queue ("avail 718/718, used 718/718, ...").
+  std::string describe_state() const;
 
  private:
   SplitQueue() = default;

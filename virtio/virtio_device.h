@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -41,6 +42,9 @@ class VirtioDevice {
   // them in relaxed atomics.
   using MetricSink = std::function<void(std::string_view name, uint64_t value)>;
   virtual void report_metrics(const MetricSink& sink) const { (void)sink; }
+  // What the device holds besides its queues (requests in flight, packets waiting),
+  // for the state logged when ember is stopped. Event thread, or after it ended.
+  virtual std::string describe_state() const { return {}; }
 };
 
 }  // namespace ember::virtio

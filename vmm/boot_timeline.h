@@ -13,10 +13,12 @@ namespace ember {
 enum class BootPhase {
   ArgsParsed,      // command line and config read
   InstanceStart,   // the VM is started: right after ArgsParsed, or at the API's InstanceStart
-  KvmReady,        // /dev/kvm opened, VM, irqchip and PIT created
-  MemoryReady,     // guest RAM mapped and registered (and pre-faulted, unless in background)
-  KernelLoaded,    // kernel, initrd, command line and boot tables in guest memory
-  VcpusReady,      // vCPUs created and configured
+  // KvmReady and VcpusReady come from the thread that builds the machine while the
+  // main thread loads the kernel: they may fall before or after KernelLoaded.
+  KvmReady,        // VM, irqchip and PIT created
+  MemoryReady,     // guest RAM mapped (and pre-faulted with --prefault sync)
+  KernelLoaded,    // kernel and initrd in guest memory
+  VcpusReady,      // devices and vCPUs created and configured (boot registers: once both are done)
   FirstKvmRun,     // the boot vCPU enters KVM_RUN for the first time
   BootComplete,    // the guest wrote 123 to the boot-complete marker
   Count,

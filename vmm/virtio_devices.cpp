@@ -108,6 +108,12 @@ void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, c
 
 VirtioDevices::~VirtioDevices() { loop_.stop(); }
 
+std::string VirtioDevices::describe_state() const {
+  std::string text;
+  for (const auto& transport : transports_) text += "\n  " + transport->describe_state();
+  return text;
+}
+
 void VirtioDevices::collect_metrics(MetricGroups& out) const {
   for (const auto& t : transports_) {
     // "drive 'rootfs'" -> "drive_rootfs": a JSON-friendly key from the device's name.

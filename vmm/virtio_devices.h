@@ -32,6 +32,9 @@ class VirtioDevices {
   void stop() { loop_.stop(); }
   // One group per device, named after it ("drive_rootfs", ...); any thread.
   void collect_metrics(MetricGroups& out) const;
+  // Every device's status, interrupt and queue indexes, one line each; only after
+  // stop() (the event thread owns them while it runs).
+  std::string describe_state() const;
 
  private:
   // The shared io_uring, when a drive uses io_uring or there are nets.

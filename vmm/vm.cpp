@@ -7,6 +7,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <future>
+
 #include "vmm/arch/x86_64/cpuid.h"
 #include "vmm/arch/x86_64/mptable.h"
 #include "vmm/arch/x86_64/regs.h"
@@ -28,31 +30,42 @@ constexpr const char* kPanicMarker = "Kernel panic - not syncing";
 Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
     : kvm_(kvm), config_(config), timeline_(timeline) {
   validate(config_);
-  // Sequential on purpose. Creating the VM on another thread while RAM is mapped and the
-  // kernel loaded saved only 30-50 ms in perf/boot-latency, and once soft-locked the emulated
-  // host's kernel: KVM_CREATE_VM starting its kernel thread alongside huge-page faults.
-  vm_ = VmFd::create(kvm_);
-  vm_.create_irq_chip_and_pit();
-  timeline_.mark(BootPhase::KvmReady);
-  setup_memory();
+  map_memory();
   timeline_.mark(BootPhase::MemoryReady);
-  setup_devices();
-  virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_);
-  config_.boot.boot_args += virtio_->cmdline();  // before the command line is written
-  BootEntry entry = load_guest();
+  // Reading the kernel needs no VM, and the VM, its devices and vCPUs need no kernel:
+  // build them meanwhile. KVM_CREATE_VM alone takes 15-25 ms in the emulated host (on
+  // hosts up to 6.12 it starts a kernel thread per VM). A future's destructor waits,
+  // so an exception on either side leaves nothing running.
+  auto build_machine = std::async(std::launch::async, [this] {
+    vm_ = VmFd::create(kvm_);
+    vm_.create_irq_chip_and_pit();
+    timeline_.mark(BootPhase::KvmReady);
+    register_memory();
+    setup_devices();
+    virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_);
+    create_vcpus();
+    timeline_.mark(BootPhase::VcpusReady);
+  });
+  LoadedImages images = load_images();
   timeline_.mark(BootPhase::KernelLoaded);
-  create_vcpus(entry);
-  timeline_.mark(BootPhase::VcpusReady);
+  build_machine.get();  // rethrows its Error
+  config_.boot.boot_args += virtio_->cmdline();  // before the command line is written
+  BootEntry entry = write_boot_structures(images);
+  // Application processors wait for INIT/SIPI from the guest; only the BSP gets boot state.
+  x86::setup_boot_registers(vcpus_.front()->fd(), entry.mode, entry.entry, entry.boot_info);
 }
 
 Vm::~Vm() { stop_vcpus(); }
 
-void Vm::setup_memory() {
+void Vm::map_memory() {
   GuestMemoryOptions options;
   options.size_bytes = config_.machine.mem_size_mib * layout::kMiB;
   options.huge_pages = config_.machine.huge_pages;
   options.prefault = config_.machine.prefault;
   memory_ = GuestMemory::create(options);
+}
+
+void Vm::register_memory() {
   uint32_t slot = 0;
   for (const MemoryRegion& r : memory_.regions()) {
     vm_.set_user_memory_region(slot++, r.gpa, r.size, memory_.host_base() + r.host_offset);
@@ -101,25 +114,30 @@ void Vm::setup_devices() {
                layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
 }
 
-Vm::BootEntry Vm::load_guest() {
+Vm::LoadedImages Vm::load_images() {
   const BootSource& boot = config_.boot;
   FileImage kernel_image = FileImage::open(boot.kernel_image_path, "kernel");
-  LoadedKernel kernel = load_kernel(kernel_image, memory_);
-  std::optional<InitrdLocation> initrd;
+  LoadedImages images{load_kernel(kernel_image, memory_), std::nullopt};
   if (!boot.initrd_path.empty()) {
     FileImage initrd_image = FileImage::open(boot.initrd_path, "initrd");
-    initrd = load_initrd(initrd_image, kernel, memory_);
+    images.initrd = load_initrd(initrd_image, images.kernel, memory_);
   }
+  return images;
+}
+
+Vm::BootEntry Vm::write_boot_structures(const LoadedImages& images) {
+  const BootSource& boot = config_.boot;
+  const LoadedKernel& kernel = images.kernel;
   write_cmdline(memory_, kernel, boot.boot_args);
   x86::write_boot_tables(memory_);
   x86::write_mptable(memory_, config_.machine.vcpu_count);
-  uint64_t boot_info = write_boot_info(memory_, kernel, boot.boot_args, initrd);
+  uint64_t boot_info = write_boot_info(memory_, kernel, boot.boot_args, images.initrd);
   log::info(cat("loaded ", kernel.format == KernelFormat::Elf ? "ELF" : "bzImage", " kernel, entry ",
                 hex(kernel.entry), kernel.mode == x86::EntryMode::Pvh32 ? " (PVH)" : " (64-bit)"));
   return {kernel.mode, kernel.entry, boot_info};
 }
 
-void Vm::create_vcpus(const BootEntry& boot) {
+void Vm::create_vcpus() {
   Vcpu::install_kick_handler();
   for (uint32_t id = 0; id < config_.machine.vcpu_count; ++id) {
     VcpuFd fd = VcpuFd::create(kvm_, vm_, id);
@@ -127,8 +145,6 @@ void Vm::create_vcpus(const BootEntry& boot) {
     x86::setup_msrs(fd);
     x86::setup_fpu(fd);
     x86::setup_lapic(fd);
-    // Application processors wait for INIT/SIPI from the guest; only the BSP gets boot state.
-    if (id == 0) x86::setup_boot_registers(fd, boot.mode, boot.entry, boot.boot_info);
     vcpus_.push_back(std::make_unique<Vcpu>(std::move(fd), pio_, mmio_, exit_));
   }
   vcpus_.front()->set_first_run_hook([this] { timeline_.mark(BootPhase::FirstKvmRun); });
@@ -184,6 +200,10 @@ VmExit Vm::run() {
     log::warn("guest state when stopped:" + where);
   }
   virtio_->stop();
+  if (exit_.get().kind == ExitKind::Signal) {
+    std::string devices = virtio_->describe_state();
+    if (!devices.empty()) log::warn("virtio devices when stopped:" + devices);
+  }
   stdin_forwarder.reset();
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return exit_.get();

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "vmm/arch/x86_64/regs.h"
@@ -12,6 +13,8 @@
 #include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/kvm.h"
+#include "vmm/loader/boot_info.h"
+#include "vmm/loader/kernel_loader.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/metrics.h"
 #include "vmm/boot_timeline.h"
@@ -46,7 +49,8 @@ class Vm {
   void collect_metrics(MetricGroups& out) const;
 
  private:
-  void setup_memory();
+  void map_memory();
+  void register_memory();  // KVM_SET_USER_MEMORY_REGION, once the VM exists
   void setup_devices();
   // An eventfd wired to `gsi` with KVM_IRQFD; the returned function pulses the IRQ.
   std::function<void()> irq_trigger(UniqueFd& event, uint32_t gsi, const char* device);
@@ -55,9 +59,15 @@ class Vm {
     uint64_t entry;
     uint64_t boot_info;
   };
-  // Kernel, initrd, command line, page tables, MP table and zero page / PVH start info.
-  BootEntry load_guest();
-  void create_vcpus(const BootEntry& boot);
+  struct LoadedImages {
+    LoadedKernel kernel;
+    std::optional<InitrdLocation> initrd;
+  };
+  // Kernel and initrd into guest memory; needs no VM.
+  LoadedImages load_images();
+  // Command line, page tables, MP table and zero page / PVH start info.
+  BootEntry write_boot_structures(const LoadedImages& images);
+  void create_vcpus();  // boot registers are set once the kernel is loaded
   void stop_vcpus();
 
   const KvmSystem& kvm_;

@@ -1,11 +1,17 @@
 // ELF and bzImage loading, including truncated and hostile headers.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
 
 #include "tests/unit/test_images.h"
 #include "vmm/loader/boot_info.h"
+#include "vmm/loader/image_source.h"
 #include "vmm/loader/kernel_loader.h"
 #include "vmm/memory/layout.h"
 #include "vmm/util/error.h"
+#include "vmm/util/file_io.h"
 
 namespace ember {
 namespace {
@@ -189,6 +195,42 @@ TEST(Initrd, TooLargeForMemoryIsAnError) {
     EXPECT_NE(std::string(e.what()).find("does not fit"), std::string::npos);
   }
   EXPECT_THROW(place_initrd(k, mem, 0), Error);
+}
+
+// A file on disk, removed when the test ends.
+struct TempFile {
+  std::string path;
+  explicit TempFile(const std::vector<uint8_t>& bytes) {
+    char name[] = "/tmp/ember-image-XXXXXX";
+    int fd = ::mkstemp(name);
+    EXPECT_GE(fd, 0);
+    path = name;
+    EXPECT_TRUE(write_all(fd, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size())));
+    ::close(fd);
+  }
+  ~TempFile() { ::unlink(path.c_str()); }
+};
+
+TEST(FileImage, LargeReadsAreSplitAcrossThreadsAndLandIntact) {
+  // 9 MiB and a bit, read at an odd guest address: the two halves meet at a 2 MiB
+  // boundary of the destination, not of the file.
+  std::vector<uint8_t> bytes((9u << 20) + 123);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7 + i / 4096);
+  TempFile file(bytes);
+  GuestMemory mem = small_memory(32);
+  FileImage image = FileImage::open(file.path, "kernel");
+  EXPECT_EQ(image.size(), bytes.size());
+  auto dst = mem.span(0x100321, bytes.size() - 100, "test");
+  image.read(100, dst);
+  EXPECT_TRUE(std::equal(dst.begin(), dst.end(), bytes.begin() + 100));
+  // Past the end: an error naming the file, before either half is read.
+  auto too_far = mem.span(0x100000, bytes.size(), "test");
+  try {
+    image.read(1, too_far);
+    ADD_FAILURE() << "read past the end accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("kernel '" + file.path + "' is truncated"), std::string::npos) << e.what();
+  }
 }
 
 TEST(BootInfo, ZeroPageCarriesCmdlineInitrdAndE820) {

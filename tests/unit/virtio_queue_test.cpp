@@ -299,5 +299,24 @@ TEST(SplitQueue, NoInterruptFlagIsHonouredWithoutEventIdx) {
   EXPECT_TRUE(h.queue.needs_interrupt());
 }
 
+TEST(SplitQueue, StateDescriptionShowsBothSidesIndexes) {
+  QueueHarness h({true, true});
+  h.driver.set_used_event(7);
+  h.driver.add({}, {h.driver.alloc(1)});
+  h.driver.add({}, {h.driver.alloc(1)});
+  h.queue.pop()->complete(1);
+  EXPECT_FALSE(h.queue.needs_interrupt());  // used_event 7 not passed
+  // The driver added 2, the device took and returned 1 and decided the interrupt at 1.
+  EXPECT_EQ(h.queue.describe_state(),
+            "size 16, avail.idx 2 (device took 1), used.idx 1 (device pushed 1, interrupt decided at 1), "
+            "used_event 7, avail_event 0");
+  h.queue.pop()->complete(1);
+  EXPECT_FALSE(h.queue.pop());  // drained: asks for a notification at entry 2
+  EXPECT_NE(h.queue.describe_state().find("used.idx 2 (device pushed 2, interrupt decided at 1), used_event 7, "
+                                          "avail_event 2"),
+            std::string::npos)
+      << h.queue.describe_state();
+}
+
 }  // namespace
 }  // namespace ember::virtio

@@ -307,4 +307,11 @@ void NetDevice::report_metrics(const MetricSink& sink) const {
   sink("tx_throttled", c.tx_throttled.load(std::memory_order_relaxed));
 }
 
+std::string NetDevice::describe_state() const {
+  return cat("tx in flight ", tx_slots_.size() - tx_free_.size(), " of ", tx_slots_.size(),
+             tx_throttled_ ? " (throttled)" : "", ", rx read ", rx_reading_ ? "pending" : "not pending",
+             ", rx packet waiting for buffers ", rx_length_, " bytes, rx chains held ", rx_chains_.size(), " (",
+             rx_chain_bytes_, " bytes), rx read failures ", rx_read_failures_);
+}
+
 }  // namespace ember::virtio::net

@@ -45,6 +45,7 @@ class NetDevice final : public VirtioDevice {
   void reset() override;
   void process_queue(uint16_t index) override;
   void report_metrics(const MetricSink& sink) const override;
+  std::string describe_state() const override;
 
  private:
   struct RxRead final : RingCompletion {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <future>
 
 #include "vmm/util/error.h"
 
@@ -48,6 +49,23 @@ FileImage FileImage::open(const std::string& path, const char* what) {
 
 void FileImage::read(uint64_t offset, std::span<uint8_t> dst) const {
   check_range(*this, offset, dst.size());
+  // Populating and copying is CPU work that the boot waits for: an ELF kernel's 9 MB
+  // text took 40 ms in the emulated host. Large reads are split at a 2 MiB boundary
+  // of the destination (a huge page is populated by one thread) and the second half
+  // read on another thread.
+  constexpr size_t kSplitFrom = 4 << 20, kHugePage = 2 << 20;
+  if (dst.size() >= kSplitFrom) {
+    uintptr_t middle = reinterpret_cast<uintptr_t>(dst.data() + dst.size() / 2);
+    size_t half = ((middle + kHugePage - 1) & ~(kHugePage - 1)) - reinterpret_cast<uintptr_t>(dst.data());
+    auto second = std::async(std::launch::async, [&] { read_range(offset + half, dst.subspan(half)); });
+    read_range(offset, dst.first(half));
+    second.get();  // (its destructor waits too, if the first half threw)
+    return;
+  }
+  read_range(offset, dst);
+}
+
+void FileImage::read_range(uint64_t offset, std::span<uint8_t> dst) const {
   populate(dst);
   size_t done = 0;
   while (done < dst.size()) {

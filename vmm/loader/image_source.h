@@ -36,6 +36,8 @@ class FileImage : public ImageSource {
   void read(uint64_t offset, std::span<uint8_t> dst) const override;
 
  private:
+  void read_range(uint64_t offset, std::span<uint8_t> dst) const;
+
   UniqueFd fd_;
   uint64_t size_ = 0;
   std::string name_;
