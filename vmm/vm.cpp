@@ -44,6 +44,9 @@ Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
     setup_devices();
     virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_);
     create_vcpus();
+    // Neither needs the kernel, and the first write to low memory populates its 2 MiB page.
+    x86::write_boot_tables(memory_);
+    x86::write_mptable(memory_, config_.machine.vcpu_count);
     timeline_.mark(BootPhase::VcpusReady);
   });
   LoadedImages images = load_images();
@@ -116,12 +119,17 @@ void Vm::setup_devices() {
 
 Vm::LoadedImages Vm::load_images() {
   const BootSource& boot = config_.boot;
+  ReadBatch batch;  // the kernel's segments and the initrd, read by two threads at the end
   FileImage kernel_image = FileImage::open(boot.kernel_image_path, "kernel");
+  kernel_image.defer_large_reads_to(&batch);
   LoadedImages images{load_kernel(kernel_image, memory_), std::nullopt};
+  std::optional<FileImage> initrd_image;
   if (!boot.initrd_path.empty()) {
-    FileImage initrd_image = FileImage::open(boot.initrd_path, "initrd");
-    images.initrd = load_initrd(initrd_image, images.kernel, memory_);
+    initrd_image = FileImage::open(boot.initrd_path, "initrd");
+    initrd_image->defer_large_reads_to(&batch);
+    images.initrd = load_initrd(*initrd_image, images.kernel, memory_);
   }
+  batch.run();
   return images;
 }
 
@@ -129,8 +137,6 @@ Vm::BootEntry Vm::write_boot_structures(const LoadedImages& images) {
   const BootSource& boot = config_.boot;
   const LoadedKernel& kernel = images.kernel;
   write_cmdline(memory_, kernel, boot.boot_args);
-  x86::write_boot_tables(memory_);
-  x86::write_mptable(memory_, config_.machine.vcpu_count);
   uint64_t boot_info = write_boot_info(memory_, kernel, boot.boot_args, images.initrd);
   log::info(cat("loaded ", kernel.format == KernelFormat::Elf ? "ELF" : "bzImage", " kernel, entry ",
                 hex(kernel.entry), kernel.mode == x86::EntryMode::Pvh32 ? " (PVH)" : " (64-bit)"));

@@ -65,7 +65,7 @@ class Vm {
   };
   // Kernel and initrd into guest memory; needs no VM.
   LoadedImages load_images();
-  // Command line, page tables, MP table and zero page / PVH start info.
+  // Command line and zero page / PVH start info (page tables and MP table: with the vCPUs).
   BootEntry write_boot_structures(const LoadedImages& images);
   void create_vcpus();  // boot registers are set once the kernel is loaded
   void stop_vcpus();

@@ -211,25 +211,56 @@ struct TempFile {
   ~TempFile() { ::unlink(path.c_str()); }
 };
 
-TEST(FileImage, LargeReadsAreSplitAcrossThreadsAndLandIntact) {
-  // 9 MiB and a bit, read at an odd guest address: the two halves meet at a 2 MiB
-  // boundary of the destination, not of the file.
-  std::vector<uint8_t> bytes((9u << 20) + 123);
-  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7 + i / 4096);
-  TempFile file(bytes);
+TEST(FileImage, BatchedReadsFromTwoImagesLandIntact) {
+  // 9 MiB and a bit, read at an odd guest address (pieces end at 2 MiB boundaries of
+  // the destination, not of the file), and a second image; headers are read at once.
+  std::vector<uint8_t> big((9u << 20) + 123), small(300 * 1024);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 7 + i / 4096);
+  for (size_t i = 0; i < small.size(); ++i) small[i] = static_cast<uint8_t>(i * 13 + 5);
+  TempFile big_file(big), small_file(small);
   GuestMemory mem = small_memory(32);
-  FileImage image = FileImage::open(file.path, "kernel");
-  EXPECT_EQ(image.size(), bytes.size());
-  auto dst = mem.span(0x100321, bytes.size() - 100, "test");
-  image.read(100, dst);
-  EXPECT_TRUE(std::equal(dst.begin(), dst.end(), bytes.begin() + 100));
-  // Past the end: an error naming the file, before either half is read.
-  auto too_far = mem.span(0x100000, bytes.size(), "test");
+  ReadBatch batch;
+  FileImage kernel = FileImage::open(big_file.path, "kernel");
+  FileImage initrd = FileImage::open(small_file.path, "initrd");
+  kernel.defer_large_reads_to(&batch);
+  initrd.defer_large_reads_to(&batch);
+  EXPECT_EQ(kernel.size(), big.size());
+  EXPECT_EQ(kernel.read_obj<uint32_t>(4), big[4] | big[5] << 8 | big[6] << 16 | uint32_t{big[7]} << 24);
+  auto dst = mem.span(0x100321, big.size() - 100, "test");
+  auto dst2 = mem.span(0x1c00000, small.size(), "test");
+  kernel.read(100, dst);
+  initrd.read(0, dst2);
+  EXPECT_EQ(batch.pieces(), 7u);  // 0x100321..0xa00338 in six (RAM is 2 MiB-aligned), the initrd in one
+  EXPECT_EQ(dst[0], 0);           // not read yet
+  batch.run();
+  EXPECT_TRUE(std::equal(dst.begin(), dst.end(), big.begin() + 100));
+  EXPECT_TRUE(std::equal(dst2.begin(), dst2.end(), small.begin()));
+  // Past the end: an error naming the file, before anything is queued.
   try {
-    image.read(1, too_far);
+    kernel.read(1, mem.span(0x100000, big.size(), "test"));
     ADD_FAILURE() << "read past the end accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("kernel '" + file.path + "' is truncated"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("kernel '" + big_file.path + "' is truncated"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(batch.pieces(), 0u);
+}
+
+TEST(FileImage, BatchReportsAFileThatShrankAfterQueuing) {
+  std::vector<uint8_t> bytes(5u << 20, 0x5a);
+  TempFile file(bytes);
+  GuestMemory mem = small_memory(32);
+  ReadBatch batch;
+  FileImage image = FileImage::open(file.path, "initrd");
+  image.defer_large_reads_to(&batch);
+  image.read(0, mem.span(0x200000, bytes.size(), "test"));
+  ASSERT_EQ(::truncate(file.path.c_str(), 1 << 20), 0);
+  try {
+    batch.run();
+    ADD_FAILURE() << "a shrunken file was read without an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("initrd '" + file.path + "' shrank while being read"), std::string::npos)
+        << e.what();
   }
 }
 

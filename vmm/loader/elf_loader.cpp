@@ -2,6 +2,7 @@
 // when the kernel has one, otherwise the 64-bit entry point.
 #include <elf.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <vector>
@@ -102,7 +103,12 @@ LoadedKernel load_elf(const ImageSource& image, GuestMemory& memory) {
     }
     auto dst = memory.span(ph.p_paddr, ph.p_memsz, "kernel segment");
     image.read(ph.p_offset, dst.first(ph.p_filesz));
-    std::memset(dst.data() + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
+    // Fresh guest RAM is zero already: checking reads the shared zero page, while
+    // writing would populate the pages (a whole 2 MiB page for the last few KiB of bss).
+    auto bss = dst.subspan(ph.p_filesz);
+    if (std::any_of(bss.begin(), bss.end(), [](uint8_t b) { return b != 0; })) {
+      std::memset(bss.data(), 0, bss.size());
+    }
     start = std::min(start, ph.p_paddr);
     end = std::max(end, ph.p_paddr + ph.p_memsz);
   }
