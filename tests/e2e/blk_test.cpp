@@ -148,5 +148,38 @@ TEST_P(TruncatedDrive, GuestGetsIoErrorsAndEmberSurvives) {
 INSTANTIATE_TEST_SUITE_P(Blk, TruncatedDrive, ::testing::Values("io_uring", "sync"),
                          [](const auto& info) { return std::string(info.param); });
 
+// Someone stops a VM whose guest is stuck (here: asleep) with SIGTERM: ember says where
+// each vCPU was and, for each virtio device, its status and both sides' queue indexes,
+// which is what a stalled device needs diagnosing with.
+TEST(StoppedBySignal, ReportsVcpusAndVirtioQueues) {
+  fs::path dir = scratch_dir("stopped-by-signal");
+  fs::path disk = dir / "disk.img";
+  sh("head -c 1048576 /dev/zero > '" + disk.string() + "'");
+  const char* script = "dd if=/dev/vda of=/dev/null bs=4096 count=16 2>/dev/null && echo GUEST_READ_THE_DISK\nsleep 1000\n";
+  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", env("EMBER_GUEST_DIR") + "/bzImage", "--initrd",
+                                 env("EMBER_GUEST_DIR") + "/initramfs.cpio.gz", "--cmdline", cmdline(script),
+                                 "--drive", "id=scratch,path=" + disk.string()},
+                                60 * time_scale(), nullptr, "GUEST_READ_THE_DISK");
+  EXPECT_FALSE(r.timed_out) << describe(r);
+  EXPECT_NE(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.err.find("stopped by signal Terminated"), std::string::npos) << describe(r);
+  EXPECT_TRUE(std::regex_search(r.err, std::regex("guest state when stopped: vCPU 0 at rip 0x[0-9a-f]+;")))
+      << describe(r);
+  // The guest's driver had read 16 blocks: the device took and returned as many chains as
+  // the driver made available, and asks for a notification at the next one.
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      r.err, m,
+      std::regex("virtio devices when stopped:\n  [^\n]*: status 0xf, [^\n]*; queue 0: size [0-9]+, avail.idx ([0-9]+) "
+                 "\\(device took ([0-9]+)\\), used.idx ([0-9]+) \\(device pushed ([0-9]+),[^\n]*avail_event ([0-9]+)")))
+      << describe(r);
+  EXPECT_GT(std::stoi(m[1]), 0) << m[0];
+  EXPECT_EQ(m[1], m[2]) << m[0];
+  EXPECT_EQ(m[3], m[4]) << m[0];
+  EXPECT_EQ(m[2], m[3]) << m[0];
+  EXPECT_EQ(m[5], m[2]) << m[0];
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ember::e2e

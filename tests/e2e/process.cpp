@@ -11,7 +11,7 @@
 namespace ember::e2e {
 
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds,
-                          const StdinScript* input) {
+                          const StdinScript* input, const std::string& sigterm_after) {
   ProcessResult result;
   int out_pipe[2], err_pipe[2], in_pipe[2] = {-1, -1};
   if (::pipe2(out_pipe, O_CLOEXEC) < 0 || ::pipe2(err_pipe, O_CLOEXEC) < 0) return result;
@@ -32,7 +32,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   if (input) ::close(in_pipe[0]);
-  bool input_sent = false;
+  bool input_sent = false, stop_sent = false;
   auto maybe_send_input = [&] {
     if (!input || input_sent || result.out.find(input->after) == std::string::npos) return;
     ssize_t n = ::write(in_pipe[1], input->data.data(), input->data.size());
@@ -65,6 +65,10 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
       if (n > 0) {
         sinks[i]->append(buf, static_cast<size_t>(n));
         maybe_send_input();
+        if (!sigterm_after.empty() && !stop_sent && result.out.find(sigterm_after) != std::string::npos) {
+          ::kill(pid, SIGTERM);
+          stop_sent = true;
+        }
       } else {
         ::close(fds[i].fd);
         fds[i].fd = -1;

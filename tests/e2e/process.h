@@ -21,7 +21,8 @@ struct StdinScript {
   std::string after;
 };
 
+// `sigterm_after`: once stdout contains it, the process gets SIGTERM (not a timeout).
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds,
-                          const StdinScript* input = nullptr);
+                          const StdinScript* input = nullptr, const std::string& sigterm_after = "");
 
 }  // namespace ember::e2e
