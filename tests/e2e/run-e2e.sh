@@ -28,13 +28,30 @@ echo "e2e: ${why:-emulated mode requested}: running the end-to-end tests inside 
 # there takes 5-20 s here, and more while other emulated hosts share the cores.
 export EMBER_E2E_TIME_SCALE=${EMBER_E2E_TIME_SCALE:-5}
 # The emulated host can die or freeze by itself (nested-kvm.md; a freeze is detected within
-# minutes). That is told apart from a failing test (exit 125 with "emulated host died: ...")
-# and retried, up to 3 attempts; a test failure is not retried.
-for attempt in 1 2 3; do
+# minutes). That is told apart from a failing test (exit 125 with "emulated host died: ...").
+# The next attempt then runs only the tests that have not passed yet (the one the freeze
+# interrupted runs again from its start), up to 5 attempts; a test failure is not retried.
+passed=()   # gtest names that passed in an earlier attempt
+filter_args() {   # "$@" with the passed tests added to (or as) the negative --gtest_filter
+  local user='*' a out=()
+  for a in "$@"; do
+    if [[ $a == --gtest_filter=* ]]; then user=${a#--gtest_filter=}; else out+=("$a"); fi
+  done
+  if ((${#passed[@]})); then
+    local skip; skip=$(IFS=:; echo "${passed[*]}")
+    if [[ $user == *-* ]]; then user="$user:$skip"; else user="$user-$skip"; fi
+  fi
+  printf '%s\0' "${out[@]}" "--gtest_filter=$user"
+}
+: > "$build/e2e.log"
+for attempt in 1 2 3 4 5; do
   rc=0
+  mapfile -d '' args < <(filter_args "$@")
   # ctest shows output only at the end: follow progress in BUILD_DIR/e2e.log meanwhile.
-  "$src/tests/e2e/emulated-host/run.sh" --timeout "${EMBER_E2E_HOST_TIMEOUT:-1800}" -- "$tests" "$@" \
-    2>&1 | tee "$build/e2e.log" || rc=${PIPESTATUS[0]}
-  [[ $rc -eq 125 && $attempt -lt 3 ]] || exit $rc
-  echo "e2e: the emulated host died (not a test failure); running the suite again"
+  "$src/tests/e2e/emulated-host/run.sh" --timeout "${EMBER_E2E_HOST_TIMEOUT:-1800}" -- "$tests" "${args[@]}" \
+    2>&1 | tee "$build/e2e-attempt.log" | tee -a "$build/e2e.log" || rc=${PIPESTATUS[0]}
+  [[ $rc -eq 125 && $attempt -lt 5 ]] || exit $rc
+  mapfile -t -O "${#passed[@]}" passed < <(sed -n 's/^\[       OK \] \([^ ]*\) (.*/\1/p' "$build/e2e-attempt.log")
+  echo "e2e: the emulated host died (not a test failure); attempt $((attempt + 1)) of 5 runs the tests" \
+    "that have not passed yet (${#passed[@]} have)"
 done
