@@ -78,9 +78,9 @@ start_qemu() {
         -chardev "pipe,id=console,path=$(qemu_path "$scratch/console")" -serial chardev:console
         -kernel "$kernel" -initrd "$cache/initrd.gz"
         # loglevel 5: warnings and soft-lockup stacks too. init_on_free=1: L1 zeroes pages as
-        # they are freed. Under TCG the first write to a page that a guest ran code from
-        # discards the translations of that code (up to ~1 ms a page), and without this the
-        # next VMM to get the page paid for it while loading its kernel (90-900 ms, at random).
+        # they are freed. Under TCG, writing pages an earlier guest used is slow (most likely
+        # QEMU discarding translations of code that ran from them, up to ~1 ms a page); without
+        # this the next VMM to get them paid while loading its kernel (90-900 ms, at random).
         -append "console=ttyS0 loglevel=5 panic=-1 oops=panic init_on_free=1"
         -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap
         -virtfs "local,path=$(qemu_path "$share"),mount_tag=out,security_model=none"
