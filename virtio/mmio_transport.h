@@ -33,7 +33,7 @@ class MmioTransport : public BusDevice {
   const Interrupt& interrupt() const { return interrupt_; }
   VirtioDevice& device() { return *device_; }
   // Status, interrupt and every queue's indexes: for diagnosing a stalled device.
-  // Event thread, or after it ended.
+  // Only once the vCPU threads (register file) and the event thread (queues) stopped.
   std::string describe_state() const;
 
   // BusDevice, on vCPU threads.

@@ -33,7 +33,7 @@ class VirtioDevices {
   // One group per device, named after it ("drive_rootfs", ...); any thread.
   void collect_metrics(MetricGroups& out) const;
   // Every device's status, interrupt and queue indexes, one line each; only after
-  // stop() (the event thread owns them while it runs).
+  // stop() and with the vCPUs stopped (their threads and the event thread own that state).
   std::string describe_state() const;
 
  private:

@@ -199,14 +199,13 @@ VmExit Vm::run() {
     }
   }
   stop_vcpus();
+  virtio_->stop();
   if (exit_.get().kind == ExitKind::Signal) {
-    // Where the guest was, for diagnosing hangs that made someone stop ember.
+    // Where the guest and its devices were, for diagnosing hangs that made someone stop
+    // ember. Read only now: the vCPU and event threads own that state while they run.
     std::string where;
     for (auto& v : vcpus_) where += cat(" vCPU ", v->fd().id(), " at rip ", hex(v->current_rip()), ";");
     log::warn("guest state when stopped:" + where);
-  }
-  virtio_->stop();
-  if (exit_.get().kind == ExitKind::Signal) {
     std::string devices = virtio_->describe_state();
     if (!devices.empty()) log::warn("virtio devices when stopped:" + devices);
   }

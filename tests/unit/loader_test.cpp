@@ -197,12 +197,13 @@ TEST(Initrd, TooLargeForMemoryIsAnError) {
   EXPECT_THROW(place_initrd(k, mem, 0), Error);
 }
 
-// A file on disk, removed when the test ends.
+// A file on disk (in $TMPDIR, like the blk tests' files), removed when the test ends.
 struct TempFile {
   std::string path;
   explicit TempFile(const std::vector<uint8_t>& bytes) {
-    char name[] = "/tmp/ember-image-XXXXXX";
-    int fd = ::mkstemp(name);
+    const char* tmp = std::getenv("TMPDIR");
+    std::string name = std::string(tmp ? tmp : "/tmp") + "/ember-image-XXXXXX";
+    int fd = ::mkstemp(name.data());
     EXPECT_GE(fd, 0);
     path = name;
     EXPECT_TRUE(write_all(fd, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size())));
