@@ -200,9 +200,11 @@ VmExit Vm::run() {
   }
   stop_vcpus();
   virtio_->stop();
-  if (exit_.get().kind == ExitKind::Signal) {
+  if (exit_.get().kind == ExitKind::Signal || exit_.get().kind == ExitKind::TripleFault) {
     // Where the guest and its devices were, for diagnosing hangs that made someone stop
-    // ember. Read only now: the vCPU and event threads own that state while they run.
+    // ember, and crashes (on AMD the faulting vCPU itself comes back reset; the others
+    // show what the guest was doing). Read only now: the vCPU and event threads own that
+    // state while they run.
     std::string where;
     for (auto& v : vcpus_) where += cat(" vCPU ", v->fd().id(), " at rip ", hex(v->current_rip()), ";");
     log::warn("guest state when stopped:" + where);

@@ -107,6 +107,7 @@ TEST(GuestLifecycle, GuestPanicEndsEmberNonZero) {
 
 // Not Linux: a 20-byte PVH kernel that loads an empty IDT and executes ud2, so the #UD
 // cannot be delivered and the CPU shuts down (a triple fault), as a crashing guest would.
+// Two vCPUs: ember then reports where each one was.
 TEST(GuestLifecycle, GuestTripleFaultEndsEmberWithFour) {
   fs::path dir = scratch_dir("triple-fault");
   constexpr uint32_t kEntry = 0x1000000;
@@ -118,10 +119,15 @@ TEST(GuestLifecycle, GuestTripleFaultEndsEmberWithFour) {
   std::fill(elf.begin() + 0x1010, elf.begin() + 0x1016, 0);  // the IDT descriptor: limit 0, base 0
   fs::path kernel = dir / "triple-fault.elf";
   std::ofstream(kernel, std::ios::binary).write(reinterpret_cast<const char*>(elf.data()), elf.size());
-  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", kernel.string(), "--mem-mib", "32"}, 30 * time_scale());
+  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", kernel.string(), "--mem-mib", "32", "--vcpus", "2"},
+                                30 * time_scale());
   EXPECT_FALSE(r.timed_out) << describe(r);
   EXPECT_EQ(r.exit_code, 4) << describe(r);
-  EXPECT_NE(r.err.find("triple fault"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("guest triple fault on vCPU 0"), std::string::npos) << describe(r);
+  // Where every vCPU was, for diagnosing the crash (the second one never got a SIPI).
+  EXPECT_TRUE(std::regex_search(r.err, std::regex("guest state when stopped: vCPU 0 at rip 0x[0-9a-f]+; "
+                                                  "vCPU 1 at rip 0x[0-9a-f]+;")))
+      << describe(r);
 }
 
 TEST(GuestLifecycle, SerialOutputToFile) {

@@ -61,6 +61,23 @@ done
 [ -n "$out" ] && [ -c "$out" ] || fail "no virtio-serial port named ember.out"
 [ -f "$share/job.sh" ] || fail "no job.sh in the scratch share"
 
+# Keep virtualization on for L1's lifetime, as hosts from Linux 6.12 do (kvm.enable_virt_at_load,
+# on by default). L1's 6.1 turns it on when the first VM is created and off when the last one
+# is destroyed, an IPI to every CPU each time: every test and every measured boot paid that, and
+# the emulated host froze in it (L1 stuck in kvm_destroy_vm -> on_each_cpu_cond_mask, mostly in
+# tests that create and destroy a VM within milliseconds). One empty VM, held by a process that
+# sleeps, keeps the count above zero. perl-base is in every Debian install; perl's ioctl passes
+# a number through.
+if env -i /bin/chroot /host /usr/bin/perl -e '
+        open(my $kvm, "+<", "/dev/kvm") or die "cannot open /dev/kvm: $!\n";
+        defined(ioctl($kvm, 0xAE01, 0)) or die "KVM_CREATE_VM failed: $!\n";   # KVM_CREATE_VM
+        exit 0 if fork;   # the child keeps both descriptors; the parent reports success
+        sleep;'; then
+    echo "ember-l1: virtualization held on by an empty VM"
+else
+    fail "cannot create the VM that keeps virtualization on"
+fi
+
 echo "ember-l1: job starts at uptime $(cut -d' ' -f1 /proc/uptime) s"
 # Every minute, the busiest processes and any stuck in the kernel (state D): when the job
 # hangs, run.sh prints the console's last lines, and these say where.
