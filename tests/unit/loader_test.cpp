@@ -247,6 +247,27 @@ TEST(FileImage, BatchedReadsFromTwoImagesLandIntact) {
   EXPECT_EQ(batch.pieces(), 0u);
 }
 
+// Large reads copy from a mapping of the file: a range that starts mid-page in the file
+// and ends at its last byte, read at once (no batch) and through a batch.
+TEST(FileImage, LargeReadFromAnUnalignedFileOffsetLandsIntact) {
+  std::vector<uint8_t> bytes((3u << 20) + 77);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 11 + i / 4096);
+  TempFile file(bytes);
+  GuestMemory mem = small_memory(32);
+  const uint64_t offset = 4096 + 333;
+  const size_t len = bytes.size() - offset;
+  FileImage image = FileImage::open(file.path, "kernel");
+  image.read(offset, mem.span(0x100000, len, "test"));
+  ReadBatch batch;
+  image.defer_large_reads_to(&batch);
+  image.read(offset, mem.span(0x800000, len, "test"));
+  batch.run();
+  for (uint64_t gpa : {0x100000ull, 0x800000ull}) {
+    auto got = mem.span(gpa, len, "test");
+    ASSERT_TRUE(std::equal(got.begin(), got.end(), bytes.begin() + offset)) << "at gpa " << gpa;
+  }
+}
+
 TEST(FileImage, BatchReportsAFileThatShrankAfterQueuing) {
   std::vector<uint8_t> bytes(5u << 20, 0x5a);
   TempFile file(bytes);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "vmm/util/error.h"
+#include "vmm/util/sigbus_guarded_copy.h"
 
 namespace ember {
 
@@ -49,6 +50,15 @@ FileImage FileImage::open(const std::string& path, const char* what) {
   if (::fstat(image.fd_.get(), &st) < 0) fail("cannot stat ", image.name_, ": ", errno_text());
   if (!S_ISREG(st.st_mode)) fail(image.name_, " is not a regular file");
   image.size_ = static_cast<uint64_t>(st.st_size);
+  // Large reads copy from this mapping rather than pread(): the kernel copies to user memory
+  // with a string instruction that the emulated host (TCG) runs a byte at a time, while
+  // memcpy moves vectors (10 MiB: 25 ms with pread, 8 ms this way there; alike on hardware).
+  // One mapping for the whole file: mmap() per piece serialized the two reading threads on
+  // the mm lock. A file system without mmap leaves it empty and pread() does the reads.
+  if (image.size_ > 0) {
+    void* map = ::mmap(nullptr, image.size_, PROT_READ, MAP_PRIVATE, image.fd_.get(), 0);
+    if (map != MAP_FAILED) image.map_ = Mapping(map, image.size_);
+  }
   return image;
 }
 
@@ -63,6 +73,7 @@ void FileImage::read(uint64_t offset, std::span<uint8_t> dst) const {
 
 void FileImage::read_now(uint64_t offset, std::span<uint8_t> dst) const {
   populate(dst);
+  if (dst.size() >= kLargeRead && copy_mapped(offset, dst)) return;
   size_t done = 0;
   while (done < dst.size()) {
     ssize_t n = ::pread(fd_.get(), dst.data() + done, dst.size() - done, static_cast<off_t>(offset + done));
@@ -71,6 +82,22 @@ void FileImage::read_now(uint64_t offset, std::span<uint8_t> dst) const {
     if (n == 0) fail(name_, " shrank while being read (at byte ", offset + done, ")");
     done += static_cast<size_t>(n);
   }
+}
+
+bool FileImage::copy_mapped(uint64_t offset, std::span<uint8_t> dst) const {
+  if (!map_.data()) return false;
+  const uint8_t* src = map_.data() + offset;  // check_range() kept offset + size within size_
+  GuardedCopyResult copied = sigbus_guarded_copy(dst.data(), src, dst.size());
+  switch (copied.fault) {
+    case GuardedCopyResult::Fault::None:
+      return true;
+    case GuardedCopyResult::Fault::Source:
+      fail(name_, " shrank while being read (at byte ", offset + (copied.address - reinterpret_cast<uintptr_t>(src)),
+           ")");
+    case GuardedCopyResult::Fault::Destination:
+      fail("cannot load ", name_, ": guest memory could not be populated (SIGBUS; out of huge pages?)");
+  }
+  return true;
 }
 
 void ReadBatch::add(const FileImage& image, uint64_t offset, std::span<uint8_t> dst) {

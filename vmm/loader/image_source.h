@@ -1,5 +1,5 @@
 // Random-access, bounds-checked reads of a kernel or initrd image, from a file
-// (pread straight into guest memory) or from a buffer (tests, fuzzing).
+// (copied straight into guest memory) or from a buffer (tests, fuzzing).
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "vmm/util/mapping.h"
 #include "vmm/util/unique_fd.h"
 
 namespace ember {
@@ -65,8 +66,12 @@ class FileImage : public ImageSource {
  private:
   friend class ReadBatch;
   void read_now(uint64_t offset, std::span<uint8_t> dst) const;
+  // false when the file could not be mapped (read_now then uses pread); a file that shrank
+  // under the mapping (SIGBUS) is an Error
+  bool copy_mapped(uint64_t offset, std::span<uint8_t> dst) const;
 
   UniqueFd fd_;
+  Mapping map_;  // the whole file, read-only
   uint64_t size_ = 0;
   std::string name_;
   ReadBatch* batch_ = nullptr;
