@@ -57,6 +57,7 @@ class RootDrive : public ::testing::TestWithParam<Via> {};
 
 TEST_P(RootDrive, GuestBootsFromExt4OnVirtioBlkAndTheHostSeesItsWrites) {
   fs::path dir = scratch_dir(GetParam() == Via::CliIoUring ? "root-io_uring" : "root-sync");
+  ASSERT_TRUE(host_tools({{"zcat", "gzip"}, {"cpio", "cpio"}, {"mke2fs", "e2fsprogs"}, {"debugfs", "e2fsprogs"}}));
   fs::path root = make_root_image(dir);
   fs::path data = make_data_image(dir);
   std::string data_sum = sha256(data);

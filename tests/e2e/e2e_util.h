@@ -59,6 +59,24 @@ inline std::string sh(const std::string& command, double timeout = 120) {
   return r.exit_code == 0 ? r.out : "";
 }
 
+// The host tools a test runs, checked before it starts so that a missing one fails the test
+// at once, naming it and its Debian package, instead of waiting out a timeout.
+// Use: ASSERT_TRUE(host_tools({{"curl", "curl"}, {"ip", "iproute2"}}));
+struct HostTool {
+  const char* name;
+  const char* package;
+};
+inline ::testing::AssertionResult host_tools(std::initializer_list<HostTool> tools) {
+  std::string missing;
+  for (const HostTool& t : tools) {
+    ProcessResult r = run_process({"/bin/sh", "-c", std::string("command -v ") + t.name}, 10);
+    if (r.exit_code != 0) missing += std::string(missing.empty() ? "" : ", ") + t.name + " (Debian package " + t.package + ")";
+  }
+  if (missing.empty()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "host tools not found in PATH: " << missing
+                                       << "; tools/setup.sh installs them";
+}
+
 inline std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -34,6 +34,7 @@ constexpr uint16_t kDownloadPort = 5002;  // host -> guest
 class NetNamespace {
  public:
   explicit NetNamespace(const std::string& tap) {
+    EXPECT_TRUE(host_tools({{"ip", "iproute2"}}));
     original_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     EXPECT_GE(original_, 0);
     EXPECT_EQ(::unshare(CLONE_NEWNET), 0) << "unshare(CLONE_NEWNET): " << std::strerror(errno);
