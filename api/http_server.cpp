@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <chrono>
 #include <cstring>
+#include <vector>
 
 #include "vmm/util/error.h"
 #include "vmm/util/eventfd.h"
@@ -20,6 +22,7 @@ struct HttpServer::Connection {
   std::string out;       // responses not yet written
   bool closing = false;  // close once `out` is written
   uint32_t events = 0;   // the current epoll interest
+  std::chrono::steady_clock::time_point last_active = std::chrono::steady_clock::now();  // a byte moved
 };
 
 namespace {
@@ -85,7 +88,7 @@ void HttpServer::stop() { signal_eventfd(stop_.get()); }
 void HttpServer::run() {
   epoll_event events[32];
   for (;;) {
-    int n = ::epoll_wait(epoll_.get(), events, 32, -1);
+    int n = ::epoll_wait(epoll_.get(), events, 32, expire_idle());
     if (n < 0) {
       if (errno == EINTR) continue;
       log::error(cat("API server: epoll_wait: ", errno_text()));
@@ -111,7 +114,7 @@ void HttpServer::accept_all() {
   for (;;) {
     UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd.valid()) return;  // EAGAIN, or an error to retry on the next wake-up
-    if (connections_.size() >= limits_.max_connections) {
+    if (connections_.size() >= limits_.max_connections && !evict_idle()) {
       std::string busy = http_response(503, R"({"fault_message": "too many API connections"})", false);
       ssize_t ignored = ::send(fd.get(), busy.data(), busy.size(), MSG_NOSIGNAL);
       (void)ignored;
@@ -125,9 +128,40 @@ void HttpServer::accept_all() {
   }
 }
 
+namespace {
+int64_t idle_ms(const std::chrono::steady_clock::time_point& since, const std::chrono::steady_clock::time_point& now) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
+}
+}  // namespace
+
+bool HttpServer::evict_idle() {
+  auto now = std::chrono::steady_clock::now();
+  auto oldest = connections_.end();
+  for (auto it = connections_.begin(); it != connections_.end(); ++it) {
+    if (oldest == connections_.end() || it->second->last_active < oldest->second->last_active) oldest = it;
+  }
+  if (oldest == connections_.end() || idle_ms(oldest->second->last_active, now) < limits_.evict_idle_ms) return false;
+  close(oldest->first);
+  return true;
+}
+
+int HttpServer::expire_idle() {
+  auto now = std::chrono::steady_clock::now();
+  int64_t next = -1;
+  std::vector<int> expired;
+  for (const auto& [fd, c] : connections_) {
+    int64_t left = limits_.idle_timeout_ms - idle_ms(c->last_active, now);
+    if (left <= 0) expired.push_back(fd);
+    else if (next < 0 || left < next) next = left;
+  }
+  for (int fd : expired) close(fd);
+  return static_cast<int>(next);
+}
+
 void HttpServer::on_readable(Connection& c) {
   char buf[16 * 1024];
   ssize_t n = ::recv(c.fd.get(), buf, sizeof(buf), 0);
+  if (n > 0) c.last_active = std::chrono::steady_clock::now();
   if (n < 0 && errno != EAGAIN && errno != EINTR) {
     close(c.fd.get());
     return;
@@ -166,6 +200,7 @@ void HttpServer::on_writable(Connection& c) {
       return;
     }
     c.out.erase(0, static_cast<size_t>(n));
+    c.last_active = std::chrono::steady_clock::now();
   }
   if (c.out.empty() && c.closing) {
     close(c.fd.get());

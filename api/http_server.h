@@ -16,7 +16,9 @@ namespace ember {
 
 struct HttpLimits {
   size_t max_request_bytes = 64 * 1024;     // larger requests get 413 and the connection closes
-  size_t max_connections = 16;              // more are accepted and closed at once
+  size_t max_connections = 16;              // more get 503 and are closed, unless one can be evicted:
+  int evict_idle_ms = 1000;                 // at the limit, the connection idle longest, if this idle, makes room
+  int idle_timeout_ms = 60000;              // a connection that moved no byte this long is closed
   size_t max_pending_output = 256 * 1024;   // a client not reading its responses stops being read
 };
 
@@ -41,6 +43,12 @@ class HttpServer {
  private:
   struct Connection;
   void accept_all();
+  // Makes room at the connection limit by closing the connection idle longest, if it has
+  // been idle for evict_idle_ms; false when every connection is busy.
+  bool evict_idle();
+  // Closes connections idle for idle_timeout_ms; returns the epoll_wait timeout until the
+  // next one could expire (-1: none open).
+  int expire_idle();
   void on_readable(Connection& c);
   void on_writable(Connection& c);
   void update_interest(Connection& c);

@@ -38,7 +38,18 @@ MmioTransport::MmioTransport(std::unique_ptr<VirtioDevice> device, const GuestMe
   }
 }
 
-MmioTransport::~MmioTransport() = default;
+MmioTransport::~MmioTransport() {
+  // A device destroyed while active would complete in-flight requests into queue
+  // storage that is already gone (members die in reverse order).
+  quiesce();
+  for (const UniqueFd& fd : notify_fds_) loop_.remove(fd.get());
+}
+
+void MmioTransport::quiesce() {
+  if (active_) device_->reset();
+  active_ = false;
+  queues_.clear();
+}
 
 void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
   std::memset(data.data(), 0, data.size());
@@ -170,7 +181,7 @@ void MmioTransport::write_status(uint32_t value) {
     return;
   }
   if (value & kStatusFailed) {
-    log::warn(cat(name_, ": the guest driver gave up on the device (status FAILED)"));
+    warn_guest(cat(name_, ": the driver gave up on the device (status FAILED)"));
     status_ |= kStatusFailed;
     return;
   }
@@ -224,11 +235,7 @@ void MmioTransport::activate() {
 void MmioTransport::reset() {
   // 2.4: after reset the device uses no buffers. The event thread stops the
   // device before the registers are cleared; the vCPU waits for it.
-  loop_.run_sync([this] {
-    if (active_) device_->reset();
-    active_ = false;
-    queues_.clear();
-  });
+  loop_.run_sync([this] { quiesce(); });
   status_ = 0;
   driver_features_ = 0;
   device_features_sel_ = driver_features_sel_ = queue_sel_ = 0;

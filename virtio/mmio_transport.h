@@ -23,7 +23,17 @@ class MmioTransport : public BusDevice {
   // Creates one notification eventfd per queue and the irqfd, and registers the
   // notification handlers with `loop`. Throws Error at setup.
   MmioTransport(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory, EventLoop& loop, std::string name);
+  // Quiesces the device and forgets the notification handlers: only once `loop` no
+  // longer runs (or from its thread), and before `loop` and any io_uring ring the
+  // device uses are destroyed.
   ~MmioTransport() override;
+  MmioTransport(const MmioTransport&) = delete;
+  MmioTransport& operator=(const MmioTransport&) = delete;
+
+  // Stops the device using guest memory: requests in flight are finished or cancelled
+  // and their chains dropped, queues handed back; the register file is kept. Event
+  // thread, or when the loop does not run. The VM's stop order calls it for every device.
+  void quiesce();
 
   // For KVM_IOEVENTFD (written with the queue index at QueueNotify) and KVM_IRQFD.
   int queue_notify_fd(uint16_t queue) const { return notify_fds_[queue].get(); }

@@ -37,7 +37,7 @@ DescriptorChain& DescriptorChain::operator=(DescriptorChain&& other) noexcept {
 
 DescriptorChain::~DescriptorChain() {
   if (queue_) {
-    log::error(cat("virtio: descriptor chain ", head_, " dropped without completion; returning it empty"));
+    warn_limited(cat("virtio: descriptor chain ", head_, " dropped without completion; returning it empty"));
     complete(0);
   }
 }

@@ -70,7 +70,7 @@ void VirtioDevices::add_nets(VmFd& vm, const GuestMemory& memory, Bus& mmio, con
     auto device = std::make_unique<virtio::net::NetDevice>(options, virtio::net::open_tap(n.host_dev_name), *ring_);
     log::info(cat("network interface '", n.iface_id, "': tap ", n.host_dev_name, ", guest MAC ",
                   virtio::net::format_mac(options.mac)));
-    add(std::make_shared<virtio::MmioTransport>(std::move(device), memory, loop_, "net '" + n.iface_id + "'"), vm,
+    add(std::make_unique<virtio::MmioTransport>(std::move(device), memory, loop_, "net '" + n.iface_id + "'"), vm,
         mmio);
   }
 }
@@ -81,7 +81,7 @@ void VirtioDevices::add_vsock(VmFd& vm, const GuestMemory& memory, Bus& mmio, co
   options.uds_path = vsock.uds_path;
   auto device = std::make_unique<virtio::vsock::VsockDevice>(options, loop_);
   log::info(cat("vsock: guest CID ", vsock.guest_cid, ", host socket ", vsock.uds_path));
-  add(std::make_shared<virtio::MmioTransport>(std::move(device), memory, loop_, "vsock"), vm, mmio);
+  add(std::make_unique<virtio::MmioTransport>(std::move(device), memory, loop_, "vsock"), vm, mmio);
 }
 
 void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<DriveConfig>& drives) {
@@ -100,17 +100,30 @@ void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, c
     auto device = std::make_unique<virtio::blk::BlockDevice>(options, uring ? ring_.get() : nullptr);
     log::info(cat("drive '", d.drive_id, "': ", d.path_on_host, ", ", device->capacity_sectors(), " sectors, ",
                   d.is_read_only ? "read-only, " : "", device->engine()));
-    add(std::make_shared<virtio::MmioTransport>(std::move(device), memory, loop_, "drive '" + d.drive_id + "'"), vm,
+    add(std::make_unique<virtio::MmioTransport>(std::move(device), memory, loop_, "drive '" + d.drive_id + "'"), vm,
         mmio);
     if (d.is_root_device) cmdline_ += d.is_read_only ? " root=/dev/vda ro" : " root=/dev/vda rw";
   }
 }
 
-VirtioDevices::~VirtioDevices() { loop_.stop(); }
+VirtioDevices::~VirtioDevices() {
+  stop();
+  transports_.clear();  // before the ring and the loop they use
+  ring_.reset();
+}
 
-std::string VirtioDevices::describe_state() const {
+void VirtioDevices::stop() {
+  loop_.run_sync([this] {
+    for (auto& transport : transports_) transport->quiesce();
+  });
+  loop_.stop();
+}
+
+std::string VirtioDevices::describe_state() {
   std::string text;
-  for (const auto& transport : transports_) text += "\n  " + transport->describe_state();
+  loop_.run_sync([&] {
+    for (const auto& transport : transports_) text += "\n  " + transport->describe_state();
+  });
   return text;
 }
 
@@ -128,12 +141,12 @@ void VirtioDevices::collect_metrics(MetricGroups& out) const {
   }
 }
 
-void VirtioDevices::add(std::shared_ptr<virtio::MmioTransport> transport, VmFd& vm, Bus& mmio) {
+void VirtioDevices::add(std::unique_ptr<virtio::MmioTransport> transport, VmFd& vm, Bus& mmio) {
   size_t index = transports_.size();
   uint32_t irq = layout::kFirstVirtioIrq + static_cast<uint32_t>(index);
   if (index >= layout::kVirtioMmioSlots || irq > layout::kLastIrq) fail("too many virtio devices");
   uint64_t base = layout::kVirtioMmioStart + index * layout::kVirtioMmioSlotSize;
-  mmio.insert(transport, base, layout::kVirtioMmioSlotSize, transport->name());
+  mmio.insert(*transport, base, layout::kVirtioMmioSlotSize, transport->name());
   // Notifications and interrupts bypass userspace: the vCPU never exits for them.
   for (uint16_t q = 0; q < transport->queue_count(); ++q) {
     vm.register_ioeventfd(transport->queue_notify_fd(q), base + virtio::mmio::kQueueNotify, 4, uint64_t{q});

@@ -23,18 +23,25 @@ class VirtioDevices {
   // Opens every device's backend (drives, taps, the vsock socket) and registers
   // the devices on `mmio` and with KVM. Throws Error.
   VirtioDevices(VmFd& vm, const GuestMemory& memory, Bus& mmio, const VmConfig& config);
+  // stop(), then the transports and devices, then the ring, then the loop (member order).
   ~VirtioDevices();
+  VirtioDevices(const VirtioDevices&) = delete;
+  VirtioDevices& operator=(const VirtioDevices&) = delete;
 
   // Words to append to the kernel command line (virtio_mmio.device=..., root=...).
   const std::string& cmdline() const { return cmdline_; }
-  // The event thread runs between start() (before the vCPUs) and stop() (after).
+  // The event thread runs between start() (before the vCPUs) and stop() (after they
+  // are joined). stop() first quiesces every device on the event thread (in-flight
+  // io_uring requests completed or cancelled, chains dropped), then ends the thread.
+  // Idempotent; also right when start() never ran.
   void start() { loop_.start(); }
-  void stop() { loop_.stop(); }
+  void stop();
   // One group per device, named after it ("drive_rootfs", ...); any thread.
   void collect_metrics(MetricGroups& out) const;
-  // Every device's status, interrupt and queue indexes, one line each; only after
-  // stop() and with the vCPUs stopped (their threads and the event thread own that state).
-  std::string describe_state() const;
+  // Every device's status, interrupt and queue indexes, one line each; with the vCPUs
+  // stopped (their threads own the register files) and before stop() (which hands the
+  // queues back). Read on the event thread.
+  std::string describe_state();
 
  private:
   // The shared io_uring, when a drive uses io_uring or there are nets.
@@ -42,11 +49,12 @@ class VirtioDevices {
   void add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<DriveConfig>& drives);
   void add_nets(VmFd& vm, const GuestMemory& memory, Bus& mmio, const std::vector<NetConfig>& nets);
   void add_vsock(VmFd& vm, const GuestMemory& memory, Bus& mmio, const VsockConfig& vsock);
-  void add(std::shared_ptr<virtio::MmioTransport> transport, VmFd& vm, Bus& mmio);
+  void add(std::unique_ptr<virtio::MmioTransport> transport, VmFd& vm, Bus& mmio);
 
+  // Declared in the order they are needed, so destroyed devices first, loop last.
   EventLoop loop_;
   std::unique_ptr<virtio::IoUringRing> ring_;  // when a drive uses io_uring or there are nets
-  std::vector<std::shared_ptr<virtio::MmioTransport>> transports_;
+  std::vector<std::unique_ptr<virtio::MmioTransport>> transports_;  // the MMIO bus points at them
   std::string cmdline_;
 };
 

@@ -58,7 +58,16 @@ Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
   x86::setup_boot_registers(vcpus_.front()->fd(), entry.mode, entry.entry, entry.boot_info);
 }
 
-Vm::~Vm() { stop_vcpus(); }
+// The stop order, one place: (1) vCPUs out of KVM_RUN and joined, so nothing reaches
+// a device register any more; (2) every virtio device quiesced on the event thread
+// (in-flight io_uring requests completed or cancelled, chains dropped); (3) the event
+// thread ended; (4) transports and devices destroyed, then the io_uring ring, then the
+// loop (VirtioDevices' destructor); (5) legacy devices, the buses that point at them,
+// guest memory and the VM fd (members, in reverse order of declaration).
+Vm::~Vm() {
+  stop_vcpus();
+  if (virtio_) virtio_->stop();
+}
 
 void Vm::map_memory() {
   GuestMemoryOptions options;
@@ -96,16 +105,16 @@ void Vm::setup_devices() {
     case SerialConfig::Output::None:
       break;
   }
-  serial_ = std::make_shared<Serial>(
+  serial_ = std::make_unique<Serial>(
       out_fd, irq_trigger(serial_irq_, layout::kCom1Irq, "COM1"),
       [this](const std::string& line) {
         if (line.find(kPanicMarker) != std::string::npos) exit_.note_panic(line);
       });
-  pio_.insert(serial_, layout::kCom1Port, 8, "COM1");
-  i8042_ = std::make_shared<I8042>([this] { exit_.report(ExitKind::GuestShutdown, "guest reset via i8042"); },
+  pio_.insert(*serial_, layout::kCom1Port, 8, "COM1");
+  i8042_ = std::make_unique<I8042>([this] { exit_.report(ExitKind::GuestShutdown, "guest reset via i8042"); },
                                    irq_trigger(i8042_irq_, layout::kI8042Irq, "i8042"));
-  pio_.insert(i8042_, layout::kI8042DataPort, layout::kI8042CommandPort - layout::kI8042DataPort + 1, "i8042");
-  mmio_.insert(std::make_shared<BootMarker>([this] {
+  pio_.insert(*i8042_, layout::kI8042DataPort, layout::kI8042CommandPort - layout::kI8042DataPort + 1, "i8042");
+  boot_marker_ = std::make_unique<BootMarker>([this] {
                  timeline_.mark(BootPhase::BootComplete);
                  log::info(cat("guest boot complete after ", timeline_.wall_us(BootPhase::BootComplete), " us (",
                                timeline_.cpu_us(BootPhase::BootComplete), " us CPU) since process start, ",
@@ -113,8 +122,8 @@ void Vm::setup_devices() {
                                " us (",
                                timeline_.cpu_us(BootPhase::BootComplete) - timeline_.cpu_us(BootPhase::InstanceStart),
                                " us CPU) since InstanceStart"));
-               }),
-               layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
+  });
+  mmio_.insert(*boot_marker_, layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
 }
 
 Vm::LoadedImages Vm::load_images() {
@@ -198,8 +207,9 @@ VmExit Vm::run() {
       exit_.report(ExitKind::Signal, cat("stopped by signal ", strsignal(static_cast<int>(info.ssi_signo))));
     }
   }
+  // The stop order (see ~Vm): vCPUs joined, then the devices' state read, then the
+  // devices quiesced and the event thread ended.
   stop_vcpus();
-  virtio_->stop();
   if (exit_.get().kind == ExitKind::Signal || exit_.get().kind == ExitKind::TripleFault) {
     // Where the guest and its devices were, for diagnosing hangs that made someone stop
     // ember, and crashes (on AMD the faulting vCPU itself comes back reset; the others
@@ -211,6 +221,7 @@ VmExit Vm::run() {
     std::string devices = virtio_->describe_state();
     if (!devices.empty()) log::warn("virtio devices when stopped:" + devices);
   }
+  virtio_->stop();
   stdin_forwarder.reset();
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return exit_.get();

@@ -81,8 +81,11 @@ class Vm {
   UniqueFd serial_out_;
   UniqueFd serial_irq_;
   UniqueFd i8042_irq_;
-  std::shared_ptr<Serial> serial_;
-  std::shared_ptr<I8042> i8042_;
+  // Owned here, pointed at by the buses; after them, so destroyed first (the vCPU
+  // threads, the buses' only users, are joined before).
+  std::unique_ptr<Serial> serial_;
+  std::unique_ptr<I8042> i8042_;
+  std::unique_ptr<BootMarker> boot_marker_;
   mutable std::mutex pause_mu_;  // serializes pause()/resume()
   std::atomic<bool> paused_{false};
   // After the buses and memory (it uses them), before the vCPUs (destroyed first).

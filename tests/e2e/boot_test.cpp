@@ -6,6 +6,7 @@
 //   EMBER_SOURCE_DIR the source tree (for configs/)
 //   EMBER_E2E_TIME_SCALE  multiplier for timeouts (the emulated host is 50-100x slower)
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -233,6 +234,20 @@ TEST(GuestMemoryLayout, HugePages2M) {
 TEST(BadInput, MissingKernel) {
   ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", "/nonexistent/vmlinux"}, 30 * time_scale());
   expect_clean_failure(r, 2, "cannot open kernel '/nonexistent/vmlinux': No such file or directory");
+}
+
+// open() of a FIFO that nobody writes would wait forever, where SIGTERM cannot reach.
+TEST(BadInput, KernelOrInitrdThatIsAFifoIsRefusedAtOnce) {
+  fs::path fifo = scratch_dir("fifo-kernel") / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ProcessResult r = run_process({env("EMBER_BIN"), "--kernel", fifo.string()}, 30 * time_scale());
+  expect_clean_failure(r, 2, "kernel '" + fifo.string() + "' is not a regular file (it is a FIFO)");
+  r = run_process({env("EMBER_BIN"), "--kernel", env("EMBER_GUEST_DIR") + "/bzImage", "--initrd", fifo.string()},
+                  30 * time_scale());
+  EXPECT_FALSE(r.timed_out) << describe(r);
+  EXPECT_NE(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.err.find("initrd '" + fifo.string() + "' is not a regular file (it is a FIFO)"), std::string::npos)
+      << describe(r);
 }
 
 TEST(BadInput, GarbageKernel) {

@@ -19,14 +19,14 @@ class Recorder : public BusDevice {
 
 TEST(Bus, DispatchesOffsetsAndRejectsOverlap) {
   Bus bus("test");
-  auto a = std::make_shared<Recorder>();
-  auto b = std::make_shared<Recorder>();
-  bus.insert(a, 0x100, 8, "a");
-  bus.insert(b, 0x200, 0x10, "b");
-  EXPECT_THROW(bus.insert(b, 0x104, 8, "c"), Error);
-  EXPECT_THROW(bus.insert(b, 0xfc, 8, "d"), Error);
-  EXPECT_THROW(bus.insert(b, UINT64_MAX - 2, 8, "wrap"), Error);
-  EXPECT_THROW(bus.insert(b, 0x300, 0, "empty"), Error);
+  auto a = std::make_unique<Recorder>();
+  auto b = std::make_unique<Recorder>();
+  bus.insert(*a, 0x100, 8, "a");
+  bus.insert(*b, 0x200, 0x10, "b");
+  EXPECT_THROW(bus.insert(*b, 0x104, 8, "c"), Error);
+  EXPECT_THROW(bus.insert(*b, 0xfc, 8, "d"), Error);
+  EXPECT_THROW(bus.insert(*b, UINT64_MAX - 2, 8, "wrap"), Error);
+  EXPECT_THROW(bus.insert(*b, 0x300, 0, "empty"), Error);
   uint8_t v[1];
   ASSERT_TRUE(bus.read(0x103, v));
   EXPECT_EQ(v[0], 3);

@@ -28,6 +28,8 @@ class HttpServerTest : public ::testing::Test {
     HttpLimits limits;
     limits.max_request_bytes = 1024;
     limits.max_connections = 4;
+    limits.evict_idle_ms = 500;
+    limits.idle_timeout_ms = 1500;
     server = std::make_unique<HttpServer>(
         listen_unix_socket(path),
         [this](const ApiRequest& r) {
@@ -236,6 +238,35 @@ TEST_F(HttpServerTest, ConnectionLimit) {
   UniqueFd again = connect_client();
   send_all(again.get(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_NE(read_responses(again.get(), 1).find("204"), std::string::npos);
+}
+
+// A client that connects and says nothing is closed after the idle timeout.
+TEST_F(HttpServerTest, IdleConnectionIsClosedAfterTheTimeout) {
+  UniqueFd idle = connect_client();
+  auto start = std::chrono::steady_clock::now();
+  bool eof = false;
+  read_responses(idle.get(), 0, &eof);
+  EXPECT_TRUE(eof);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1400));
+  EXPECT_EQ(server->connection_count(), 0u);
+}
+
+// Idle clients at the limit do not lock the API out: the one idle longest makes room.
+TEST_F(HttpServerTest, AtTheLimitTheLongestIdleConnectionMakesRoom) {
+  std::vector<UniqueFd> idle;
+  for (int i = 0; i < 4; ++i) {
+    idle.push_back(connect_client());
+    send_all(idle.back().get(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_responses(idle.back().get(), 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  UniqueFd fresh = connect_client();
+  send_all(fresh.get(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(read_responses(fresh.get(), 1).find("204"), std::string::npos);
+  bool eof = false;
+  read_responses(idle.front().get(), 0, &eof);  // the first one was idle longest
+  EXPECT_TRUE(eof);
 }
 
 TEST(HttpRequestParser, IncrementalBytes) {

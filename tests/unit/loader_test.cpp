@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "tests/unit/child_process.h"
 #include "tests/unit/test_images.h"
 #include "vmm/loader/boot_info.h"
 #include "vmm/loader/image_source.h"
@@ -211,6 +212,23 @@ struct TempFile {
   }
   ~TempFile() { ::unlink(path.c_str()); }
 };
+
+// A kernel or initrd path naming a FIFO: refused at once, not a wait in open() that
+// SIGTERM cannot end.
+TEST(FileImage, FifoIsRefusedWithoutWaiting) {
+  test::TempFifo fifo;
+  int rc = test::run_in_child(
+      [&] {
+        try {
+          FileImage::open(fifo.path, "kernel");
+        } catch (const Error& e) {
+          return std::string(e.what()).find("is not a regular file (it is a FIFO)") != std::string::npos ? 0 : 1;
+        }
+        return 2;
+      },
+      5000);
+  EXPECT_EQ(rc, 0) << "1: wrong message, 2: accepted, -1: blocked in open()";
+}
 
 TEST(FileImage, BatchedReadsFromTwoImagesLandIntact) {
   // 9 MiB and a bit, read at an odd guest address (pieces end at 2 MiB boundaries of

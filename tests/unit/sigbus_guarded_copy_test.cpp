@@ -64,7 +64,10 @@ TEST(SigbusGuardedCopy, DestinationThatCannotBeWrittenIsReported) {
   std::vector<uint8_t> in(kSize, 1);
   GuardedCopyResult r = sigbus_guarded_copy(file.data, in.data(), kSize);
   EXPECT_EQ(r.fault, GuardedCopyResult::Fault::Destination);
-  EXPECT_EQ(r.address, reinterpret_cast<uintptr_t>(file.data));
+  // Where in the destination depends on the order memcpy stores in (glibc's vector copies
+  // store the first 16 bytes last at times): somewhere inside it.
+  EXPECT_GE(r.address, reinterpret_cast<uintptr_t>(file.data));
+  EXPECT_LT(r.address, reinterpret_cast<uintptr_t>(file.data) + kSize);
 }
 
 TEST(SigbusGuardedCopy, ThreadsFaultingAtOnceEachGetTheirOwnResult) {

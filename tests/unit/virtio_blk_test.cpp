@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/unit/child_process.h"
 #include "tests/unit/virtio_driver.h"
 #include "virtio/blk/block_device.h"
 #include "vmm/util/error.h"
@@ -214,6 +215,22 @@ TEST(Blk, ConfigSpaceHasCapacitySegMaxAndBlockSize) {
 
 TEST(Blk, MissingBackingFileIsASetupError) {
   EXPECT_THROW(BlockDevice(BlockDeviceOptions{"x", "/nonexistent/disk.img"}, nullptr), Error);
+}
+
+// open() of a FIFO with no writer would block forever: refused at once, by type.
+TEST(Blk, FifoAsBackingFileIsRefusedWithoutWaiting) {
+  test::TempFifo fifo;
+  int rc = test::run_in_child(
+      [&] {
+        try {
+          BlockDevice(BlockDeviceOptions{"x", fifo.path}, nullptr);
+        } catch (const Error& e) {
+          return std::string(e.what()).find("a FIFO") != std::string::npos ? 0 : 1;
+        }
+        return 2;
+      },
+      5000);
+  EXPECT_EQ(rc, 0) << "1: wrong message, 2: accepted, -1: blocked in open()";
 }
 
 }  // namespace

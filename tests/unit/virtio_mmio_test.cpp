@@ -2,8 +2,12 @@
 // it does with drivers that skip steps or lie.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
+#include "tests/unit/log_capture.h"
+#include "tests/unit/mmio_driver.h"
 #include "tests/unit/virtio_driver.h"
 #include "virtio/mmio_transport.h"
 #include "virtio/spec.h"
@@ -51,38 +55,16 @@ struct MmioHarness {
   FakeDevice::Log log;
   MmioTransport transport{std::make_unique<FakeDevice>(log), memory, loop, "fake"};
 
-  uint32_t rd(uint64_t off) {
-    uint32_t v;
-    transport.read(off, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&v), 4));
-    return v;
-  }
-  void wr(uint64_t off, uint32_t v) {
-    transport.write(off, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&v), 4));
-  }
-  // Linux's virtio_mmio probe: status, features, queue setup, DRIVER_OK.
+  test::MmioDriver regs{transport};
+
+  uint32_t rd(uint64_t off) { return regs.rd(off); }
+  void wr(uint64_t off, uint32_t v) { regs.wr(off, v); }
   void negotiate(uint64_t features = bit(kFeatureVersion1) | bit(kFeatureEventIdx) | bit(kFeatureIndirectDesc)) {
-    wr(mmio::kStatus, 0);
-    wr(mmio::kStatus, kStatusAcknowledge);
-    wr(mmio::kStatus, kStatusAcknowledge | kStatusDriver);
-    wr(mmio::kDriverFeaturesSel, 0);
-    wr(mmio::kDriverFeatures, static_cast<uint32_t>(features));
-    wr(mmio::kDriverFeaturesSel, 1);
-    wr(mmio::kDriverFeatures, static_cast<uint32_t>(features >> 32));
-    wr(mmio::kStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+    regs.negotiate(features);
   }
-  void setup_queue(const QueueConfig& c) {
-    wr(mmio::kQueueSel, 0);
-    wr(mmio::kQueueNum, c.size);
-    wr(mmio::kQueueDescLow, static_cast<uint32_t>(c.desc));
-    wr(mmio::kQueueDescHigh, static_cast<uint32_t>(c.desc >> 32));
-    wr(mmio::kQueueDriverLow, static_cast<uint32_t>(c.driver));
-    wr(mmio::kQueueDriverHigh, static_cast<uint32_t>(c.driver >> 32));
-    wr(mmio::kQueueDeviceLow, static_cast<uint32_t>(c.device));
-    wr(mmio::kQueueDeviceHigh, static_cast<uint32_t>(c.device >> 32));
-    wr(mmio::kQueueReady, 1);
-  }
+  void setup_queue(const QueueConfig& c) { regs.setup_queue(c); }
   void driver_ok() {
-    wr(mmio::kStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+    regs.driver_ok();
     loop.run_once(0);  // the activation hand-off
   }
 };
@@ -217,6 +199,24 @@ TEST(VirtioMmio, NotificationForAMissingQueueIsIgnored) {
   h.wr(mmio::kQueueNotify, 7);
   h.loop.run_once(0);
   EXPECT_EQ(h.log.processed, 1);  // only the pass at activation
+}
+
+// What a guest can make ember log goes through the rate limiter: a burst a second,
+// then one line counting what was dropped.
+TEST(VirtioMmio, GuestLoopingOnFailedAndBadNotificationsCannotFloodTheLog) {
+  MmioHarness h;
+  h.negotiate();
+  test::LogCapture capture;
+  // The limiter's window is the steady clock's second: start a fresh one, so warnings of
+  // earlier tests in this process do not take this test's burst.
+  auto now = std::chrono::steady_clock::now().time_since_epoch();
+  std::this_thread::sleep_for(std::chrono::seconds(1) - (now % std::chrono::seconds(1)));
+  for (int i = 0; i < 100000; ++i) {
+    h.wr(mmio::kStatus, kStatusAcknowledge | kStatusDriver | kStatusFailed);
+    h.wr(mmio::kQueueNotify, 65535);
+  }
+  EXPECT_LE(capture.lines(), 40u) << capture.text().substr(0, 2000);
+  EXPECT_NE(capture.text().find("status FAILED"), std::string::npos);
 }
 
 }  // namespace

@@ -11,21 +11,22 @@
 #include "virtio/guest_warning.h"
 #include "virtio/spec.h"
 #include "vmm/util/error.h"
+#include "vmm/util/file_io.h"
 #include "vmm/util/log.h"
 
 namespace ember::virtio::blk {
 
 namespace {
 
-uint64_t backing_size(int fd, const std::string& path) {
-  struct stat st {};
-  if (::fstat(fd, &st) < 0) fail("cannot stat drive '", path, "': ", errno_text());
+uint64_t backing_size(int fd, const std::string& path, const struct stat& st) {
   if (S_ISBLK(st.st_mode)) {
     uint64_t bytes = 0;
     if (::ioctl(fd, BLKGETSIZE64, &bytes) < 0) fail("cannot get the size of '", path, "': ", errno_text());
     return bytes;
   }
-  if (!S_ISREG(st.st_mode)) fail("drive '", path, "' is neither a regular file nor a block device");
+  if (!S_ISREG(st.st_mode)) {
+    fail("drive '", path, "' is neither a regular file nor a block device (it is ", file_type_name(st.st_mode), ")");
+  }
   return static_cast<uint64_t>(st.st_size);
 }
 
@@ -37,10 +38,11 @@ void put(std::vector<uint8_t>& config, size_t offset, T value) {
 }  // namespace
 
 BlockDevice::BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring) : options_(options) {
-  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (options.direct_io ? O_DIRECT : 0);
-  fd_.reset(::open(options.path.c_str(), flags));
+  int flags = (options.read_only ? O_RDONLY : O_RDWR) | (options.direct_io ? O_DIRECT : 0);
+  struct stat st {};
+  fd_ = open_data_file(options.path, flags, st);
   if (!fd_.valid()) fail("cannot open drive '", options.id, "' at '", options.path, "': ", errno_text());
-  uint64_t bytes = backing_size(fd_.get(), options.path);
+  uint64_t bytes = backing_size(fd_.get(), options.path, st);
   capacity_sectors_ = bytes / kSectorSize;
   if (bytes % kSectorSize) {
     log::warn(cat("drive '", options.id, "': size ", bytes, " is not a multiple of 512; the last ",

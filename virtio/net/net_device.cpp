@@ -76,9 +76,9 @@ void NetDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, uin
   unsigned offloads = tap_offload_flags(acked_);
   if (int err = options_.set_offloads(tap_.get(), offloads)) {
     // The tap then hands over plain, fully checksummed frames, which every driver takes.
-    log::warn(cat("net '", options_.id, "': TUNSETOFFLOAD ", hex(offloads), ": ", errno_text(err)));
+    warn_limited(cat("net '", options_.id, "': TUNSETOFFLOAD ", hex(offloads), ": ", errno_text(err)));
   }
-  log::info(cat("net '", options_.id, "': driver acked features ", hex(acked_), ", tap offloads ", hex(offloads)));
+  log::debug(cat("net '", options_.id, "': driver acked features ", hex(acked_), ", tap offloads ", hex(offloads)));
 }
 
 void NetDevice::stop_io() {
@@ -95,7 +95,7 @@ void NetDevice::stop_io() {
 void NetDevice::reset() {
   stop_io();
   if (int err = options_.set_offloads(tap_.get(), 0)) {
-    log::warn(cat("net '", options_.id, "': TUNSETOFFLOAD 0: ", errno_text(err)));
+    warn_limited(cat("net '", options_.id, "': TUNSETOFFLOAD 0: ", errno_text(err)));
   }
   queues_ = {};
   interrupt_ = nullptr;
@@ -138,7 +138,7 @@ void NetDevice::on_rx_read(int32_t result) {
     ++counters_.rx_errors;
     warn_limited(cat("net '", options_.id, "': read from tap failed: ", errno_text(-result)));
     if (++rx_read_failures_ >= kMaxRxReadFailures) {
-      log::error(cat("net '", options_.id, "': ", rx_read_failures_, " tap reads failed in a row; RX paused"));
+      warn_limited(cat("net '", options_.id, "': ", rx_read_failures_, " tap reads failed in a row; RX paused"));
       return;
     }
     start_rx_read();

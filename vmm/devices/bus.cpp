@@ -6,14 +6,14 @@
 
 namespace ember {
 
-void Bus::insert(std::shared_ptr<BusDevice> device, uint64_t base, uint64_t len, std::string device_name) {
+void Bus::insert(BusDevice& device, uint64_t base, uint64_t len, std::string device_name) {
   if (len == 0 || base + len < base) fail(name_, " bus: bad range for ", device_name, " at ", hex(base));
   for (const Range& r : ranges_) {
     if (base < r.base + r.len && r.base < base + len) {
       fail(name_, " bus: ", device_name, " at ", hex(base), " overlaps ", r.name, " at ", hex(r.base));
     }
   }
-  ranges_.push_back({base, len, std::move(device), std::move(device_name)});
+  ranges_.push_back({base, len, &device, std::move(device_name)});
   std::sort(ranges_.begin(), ranges_.end(), [](const Range& a, const Range& b) { return a.base < b.base; });
 }
 

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "vmm/util/error.h"
+#include "vmm/util/file_io.h"
 #include "vmm/util/sigbus_guarded_copy.h"
 
 namespace ember {
@@ -44,11 +45,10 @@ void populate(std::span<uint8_t> dst) {
 FileImage FileImage::open(const std::string& path, const char* what) {
   FileImage image;
   image.name_ = std::string(what) + " '" + path + "'";
-  image.fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!image.fd_.valid()) fail("cannot open ", image.name_, ": ", errno_text());
   struct stat st{};
-  if (::fstat(image.fd_.get(), &st) < 0) fail("cannot stat ", image.name_, ": ", errno_text());
-  if (!S_ISREG(st.st_mode)) fail(image.name_, " is not a regular file");
+  image.fd_ = open_data_file(path, O_RDONLY, st);
+  if (!image.fd_.valid()) fail("cannot open ", image.name_, ": ", errno_text());
+  if (!S_ISREG(st.st_mode)) fail(image.name_, " is not a regular file (it is ", file_type_name(st.st_mode), ")");
   image.size_ = static_cast<uint64_t>(st.st_size);
   // Large reads copy from this mapping rather than pread(): the kernel copies to user memory
   // with a string instruction that the emulated host (TCG) runs a byte at a time, while

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -25,6 +26,32 @@ inline std::string read_file(const std::string& path, const char* what) {
     if (n == 0) return text;
     text.append(buf, static_cast<size_t>(n));
   }
+}
+
+// Opens a file ember reads or writes as data (kernel, initrd, drive) without waiting on
+// it: open() of a FIFO that nobody writes would block forever (and SIGTERM could not end
+// ember, whose threads take it through a signalfd). O_NONBLOCK is cleared again once `st`
+// shows a regular file or block device: io_uring answers EAGAIN on non-blocking files
+// instead of waiting for the disk. The caller refuses the other types by `st`. An invalid
+// fd (errno set) when open or fstat fails.
+inline UniqueFd open_data_file(const std::string& path, int flags, struct stat& st) {
+  UniqueFd fd(::open(path.c_str(), flags | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) return fd;
+  if (::fstat(fd.get(), &st) < 0) return UniqueFd();
+  if ((S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) && ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) < 0) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
+// "a FIFO", "a directory", ...: for messages refusing a file of the wrong type.
+inline const char* file_type_name(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
 }
 
 // Writes all of `data`, retrying short writes; false (errno set) on failure.
