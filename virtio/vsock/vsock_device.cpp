@@ -1,8 +1,11 @@
 #include "virtio/vsock/vsock_device.h"
 
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -10,7 +13,6 @@
 #include "virtio/guest_warning.h"
 #include "virtio/vsock/unix_socket.h"
 #include "vmm/util/error.h"
-#include "vmm/util/log.h"
 
 namespace ember::virtio::vsock {
 
@@ -19,15 +21,28 @@ namespace {
 constexpr int kPacketsPerEvent = 16;
 // RSTs owed to the guest for unknown connections beyond live links: more are dropped.
 constexpr size_t kMaxLoose = 256;
+
+// The kernel hands out the lowest free descriptor, so a new socket numbered
+// within kFdReserve of RLIMIT_NOFILE means fewer than kFdReserve are left for the
+// rest of ember (drives, taps, the API, logs), whatever opened the others.
+bool leaves_fd_reserve(int fd) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return true;
+  return static_cast<rlim_t>(fd) + kFdReserve < limit.rlim_cur;
+}
 }  // namespace
 
 VsockDevice::VsockDevice(const VsockDeviceOptions& options, EventLoop& loop) : options_(options), loop_(loop) {
+  timer_ = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!timer_.valid()) fail("vsock '", options.uds_path, "': cannot create a timerfd: ", errno_text());
   listener_ = listen_unix(options.uds_path, &listener_inode_);
   loop_.add(listener_.get(), [this] { on_accept(); });
+  loop_.add(timer_.get(), [this] { on_timer(); });
 }
 
 VsockDevice::~VsockDevice() {
   reset();
+  loop_.remove(timer_.get());
   loop_.remove(listener_.get());
   unlink_if_same(options_.uds_path, listener_inode_);
 }
@@ -105,6 +120,15 @@ void VsockDevice::report_metrics(const MetricSink& sink) const {
   sink("control_dropped", counters_.dropped.load(std::memory_order_relaxed));
 }
 
+VsockDevice::Backlog VsockDevice::backlog() const {
+  Backlog b;
+  for (const auto& [id, link] : links_) b.pending_bytes += link->pending.capacity();
+  b.owing_links = rx_list_.size();
+  b.starved_links = starved_.size();
+  b.loose_packets = loose_.size();
+  return b;
+}
+
 VsockDevice::Link* VsockDevice::find(uint64_t id) {
   auto it = links_.find(id);
   return it == links_.end() ? nullptr : it->second.get();
@@ -124,10 +148,25 @@ void VsockDevice::on_accept() {
       }
       return;
     }
-    if (!active_ || links_.size() >= options_.max_connections) continue;  // closes it
+    if (!active_ || !admit(fd.get())) continue;  // closes it
     Link& link = add_link(std::move(fd));
+    set_deadline(link);  // for the CONNECT line
     update_interest(link);
   }
+}
+
+// Whether one more connection fits: below max_connections and, on socket `fd`
+// (-1: not opened yet), leaving kFdReserve descriptors. Warns when it does not.
+bool VsockDevice::admit(int fd) {
+  const char* why = nullptr;
+  if (links_.size() >= options_.max_connections) {
+    why = "max_connections reached";
+  } else if (fd >= 0 && !leaves_fd_reserve(fd)) {
+    why = "too few file descriptors left (RLIMIT_NOFILE)";
+  }
+  if (!why) return true;
+  warn_limited(cat("vsock: connection on '", options_.uds_path, "' refused: ", why, ", ", links_.size(), " open"));
+  return false;
 }
 
 VsockDevice::Link& VsockDevice::add_link(UniqueFd fd) {
@@ -169,10 +208,11 @@ void VsockDevice::read_connect_line(Link& link) {
     auto status = link.parser.feed(c);
     if (status == ConnectLineParser::Status::NeedMore) continue;
     if (status == ConnectLineParser::Status::Invalid) {
-      log::warn(cat("vsock: host connection on '", options_.uds_path, "': ", link.parser.error()));
+      warn_limited(cat("vsock: host connection on '", options_.uds_path, "': ", link.parser.error()));
       return close_link(link, false);
     }
     establish(link, allocate_host_port(), link.parser.port(), Connection::State::Connecting);
+    set_deadline(link);  // now for the guest's RESPONSE
     link.owe_request = true;
     owe(link);
     update_interest(link);  // nothing more from the host until the guest accepts
@@ -204,9 +244,12 @@ void VsockDevice::read_host(Link& link) {
     if (!chain) return;
     ChainWriter header = chain->writer();
     if (header.remaining() < kHeaderSize) {
-      warn_guest("vsock: rx buffer smaller than a packet header");
-      counters_.errors.fetch_add(1, std::memory_order_relaxed);
-      chain->complete(0);
+      refuse_rx(*chain, "vsock: rx buffer smaller than a packet header");
+      continue;
+    }
+    if (header.remaining() == kHeaderSize) {
+      // readv() with no room would return 0, which means the host closed.
+      refuse_rx(*chain, "vsock: rx buffer without room for data");
       continue;
     }
     ChainWriter payload = header.split_at(kHeaderSize);
@@ -248,18 +291,13 @@ void VsockDevice::flush_to_host(Link& link) {
     if (n > 0) link.greeting.erase(0, static_cast<size_t>(n));
     if (!link.greeting.empty()) return;
   }
-  Connection& conn = *link.conn;
-  size_t left = link.pending.size() - link.pending_off;
-  if (left > 0) {
-    ssize_t n = ::send(link.fd.get(), link.pending.data() + link.pending_off, left, MSG_NOSIGNAL);
+  if (!link.pending.empty()) {
+    std::span<const uint8_t> bytes = link.pending.front();
+    ssize_t n = ::send(link.fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n < 0 && errno != EAGAIN && errno != EINTR) return close_link(link, true);
     if (n > 0) {
-      link.pending_off += static_cast<size_t>(n);
-      conn.on_forwarded(static_cast<uint32_t>(n));
-      if (link.pending_off == link.pending.size()) {
-        link.pending.clear();
-        link.pending_off = 0;
-      }
+      link.pending.consume(static_cast<size_t>(n));
+      link.conn->on_forwarded(static_cast<uint32_t>(n));
     }
   }
   after_change(link);
@@ -286,7 +324,7 @@ void VsockDevice::update_interest(Link& link) {
   if (!link.conn) {
     events = EPOLLIN;
   } else {
-    if (!link.greeting.empty() || link.pending.size() > link.pending_off) events |= EPOLLOUT;
+    if (!link.greeting.empty() || !link.pending.empty()) events |= EPOLLOUT;
     if (link.greeting.empty() && !link.owe_response && link.conn->wants_host_data()) {
       if (!rx_starved_) {
         events |= EPOLLIN;
@@ -308,12 +346,75 @@ void VsockDevice::close_link(Link& link, bool rst, bool failed) {
     if (it != host_ports_.end() && --it->second == 0) host_ports_.erase(it);
     (failed ? counters_.reset : counters_.closed).fetch_add(1, std::memory_order_relaxed);
   }
+  // Else a guest that never posts rx buffers grows these by one id per connection.
+  if (link.in_rx_list) std::erase(rx_list_, link.id);
+  if (link.starved) std::erase(starved_, link.id);
+  clear_deadline(link);
   loop_.remove(link.fd.get());
-  links_.erase(link.id);  // closes the socket; ids in rx_list_/starved_ go stale
+  links_.erase(link.id);  // closes the socket
   if (listener_paused_) {
     listener_paused_ = false;
     loop_.modify(listener_.get(), EPOLLIN);
   }
+}
+
+// ---- handshake timeouts ----
+
+void VsockDevice::set_deadline(Link& link) {
+  clear_deadline(link);
+  link.deadline = Clock::now() + options_.handshake_timeout;
+  deadlines_.emplace(*link.deadline, link.id);
+  arm_timer();
+}
+
+void VsockDevice::clear_deadline(Link& link) {
+  if (!link.deadline) return;
+  deadlines_.erase({*link.deadline, link.id});
+  link.deadline.reset();
+  arm_timer();
+}
+
+void VsockDevice::arm_timer() {
+  itimerspec spec{};  // all zero: disarmed
+  if (!deadlines_.empty()) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadlines_.begin()->first.time_since_epoch());
+    spec.it_value.tv_sec = static_cast<time_t>(ns.count() / 1'000'000'000);
+    spec.it_value.tv_nsec = static_cast<long>(ns.count() % 1'000'000'000);
+    if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;  // 0 would disarm
+  }
+  if (::timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr) != 0) {
+    warn_limited(cat("vsock: cannot arm the handshake timer: ", errno_text()));
+  }
+}
+
+void VsockDevice::on_timer() {
+  uint64_t expirations;
+  while (::read(timer_.get(), &expirations, sizeof(expirations)) > 0) {
+  }
+  Clock::time_point now = Clock::now();
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    uint64_t id = deadlines_.begin()->second;
+    deadlines_.erase(deadlines_.begin());
+    if (Link* link = find(id)) {
+      link->deadline.reset();
+      expire(*link);
+    }
+  }
+  arm_timer();
+  pump_rx();
+  signal_if_needed();
+}
+
+// A host client that never finished its CONNECT line, or a REQUEST the guest
+// never answered: either would hold a connection (and a descriptor) forever.
+void VsockDevice::expire(Link& link) {
+  if (!link.conn) {
+    warn_limited(cat("vsock: host connection on '", options_.uds_path, "': no CONNECT line in time"));
+    return close_link(link, false);
+  }
+  warn_guest(cat("vsock: no answer to our REQUEST for port ", link.conn->guest_port(), " in time"));
+  // An RST for a REQUEST still queued would name a connection the guest never saw.
+  close_link(link, !link.owe_request);
 }
 
 // ---- guest side ----
@@ -350,7 +451,10 @@ void VsockDevice::handle_tx(DescriptorChain& chain) {
     warn_guest(cat("vsock: connection ", h.src_port, "->", h.dst_port, ": ", r.why));
     return close_link(*link, true);
   }
-  if (r.established) link->greeting = ok_line(link->conn->host_port());
+  if (r.established) {
+    clear_deadline(*link);
+    link->greeting = ok_line(link->conn->host_port());
+  }
   if (r.forward_data) forward_to_host(*link, reader, h.len);
   if (r.credit_update) {
     link->owe_credit = true;
@@ -364,9 +468,10 @@ void VsockDevice::handle_tx(DescriptorChain& chain) {
 
 void VsockDevice::on_guest_request(const PacketHeader& h) {
   PacketHeader rst = make_header(options_.guest_cid, h.dst_port, h.src_port, kOpRst);
-  if (links_.size() >= options_.max_connections) return send_loose(rst);
+  if (!admit(-1)) return send_loose(rst);
   UniqueFd fd = connect_unix(options_.uds_path + "_" + std::to_string(h.dst_port));
   if (!fd.valid()) return send_loose(rst);  // nobody listens there
+  if (!admit(fd.get())) return send_loose(rst);
   Link& link = add_link(std::move(fd));
   establish(link, h.dst_port, h.src_port, Connection::State::Established);
   link.conn->on_peer_credit(h);
@@ -379,7 +484,7 @@ void VsockDevice::forward_to_host(Link& link, ChainReader payload, uint32_t len)
   payload.split_at(len);
   counters_.tx_bytes.fetch_add(len, std::memory_order_relaxed);
   size_t written = 0;
-  if (link.greeting.empty() && link.pending.size() == link.pending_off) {
+  if (link.greeting.empty() && link.pending.empty()) {
     // Straight from guest memory when nothing is queued before it.
     std::vector<iovec> iov;
     payload.append_iovecs(iov);
@@ -393,9 +498,7 @@ void VsockDevice::forward_to_host(Link& link, ChainReader payload, uint32_t len)
   }
   payload.skip(written);
   // The rest waits; the guest's credit bounds it by buf_alloc.
-  size_t old = link.pending.size();
-  link.pending.resize(old + payload.remaining());
-  payload.read(std::span<uint8_t>(link.pending.data() + old, link.pending.size() - old));
+  link.pending.append(payload, options_.buf_alloc);
 }
 
 void VsockDevice::send_loose(const PacketHeader& h) {
@@ -426,14 +529,17 @@ std::optional<DescriptorChain> VsockDevice::pop_rx() {
 
 void VsockDevice::finish_rx(DescriptorChain& chain, PacketHeader h, uint32_t payload) {
   ChainWriter writer = chain.writer();
-  if (!writer.write_obj(h)) {
-    warn_guest("vsock: rx buffer smaller than a packet header");
-    counters_.errors.fetch_add(1, std::memory_order_relaxed);
-    chain.complete(0);
-    return;
-  }
+  if (!writer.write_obj(h)) return refuse_rx(chain, "vsock: rx buffer smaller than a packet header");
   chain.complete(static_cast<uint32_t>(kHeaderSize + payload));
   counters_.rx_packets.fetch_add(1, std::memory_order_relaxed);
+}
+
+// An rx buffer the device cannot use goes back empty: the guest's error, which
+// costs it the buffer but not the connection.
+void VsockDevice::refuse_rx(DescriptorChain& chain, const char* why) {
+  warn_guest(why);
+  counters_.errors.fetch_add(1, std::memory_order_relaxed);
+  chain.complete(0);
 }
 
 // Control packets first, in the order they became due.

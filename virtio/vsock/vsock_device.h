@@ -7,9 +7,11 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "virtio/virtio_device.h"
 #include "virtio/vsock/connection.h"
 #include "virtio/vsock/host_protocol.h"
+#include "virtio/vsock/pending_bytes.h"
 #include "vmm/event_loop.h"
 #include "vmm/util/unique_fd.h"
 
@@ -26,9 +29,16 @@ struct VsockDeviceOptions {
   uint64_t guest_cid = 3;
   std::string uds_path;
   uint32_t buf_alloc = 256 * 1024;  // per connection: guest data the VMM may hold
-  size_t max_connections = 1024;
+  size_t max_connections = 1024;  // more are refused; RLIMIT_NOFILE may allow fewer (kFdReserve)
   uint16_t queue_size = 256;
+  // A host client must send its CONNECT line, and the guest answer our REQUEST,
+  // within this (Firecracker's 2 s); else the host stream is closed and the guest gets RST.
+  std::chrono::milliseconds handshake_timeout{2000};
 };
+
+// Descriptors kept free for the rest of ember: a connection whose socket would
+// leave fewer is refused (RST to the guest, close to a host client).
+constexpr int kFdReserve = 64;
 
 class VsockDevice final : public VirtioDevice {
  public:
@@ -47,8 +57,19 @@ class VsockDevice final : public VirtioDevice {
   void report_metrics(const MetricSink& sink) const override;
 
   size_t connection_count() const { return links_.size(); }
+  // What the device holds on behalf of the guest and host clients; each stays
+  // under a bound however the guest or a client behaves.
+  struct Backlog {
+    size_t pending_bytes = 0;  // storage for guest data not yet written to host sockets
+    size_t owing_links = 0;    // links queued to send control packets
+    size_t starved_links = 0;  // links waiting for rx buffers
+    size_t loose_packets = 0;  // RSTs queued for no live link
+  };
+  Backlog backlog() const;
 
  private:
+  using Clock = std::chrono::steady_clock;  // CLOCK_MONOTONIC, as the timerfd
+
   // One host Unix stream and, once the CONNECT line is read, its vsock connection.
   struct Link {
     uint64_t id = 0;
@@ -56,11 +77,11 @@ class VsockDevice final : public VirtioDevice {
     std::optional<Connection> conn;
     ConnectLineParser parser;
     std::string greeting;          // "OK <port>\n" not yet written
-    std::vector<uint8_t> pending;  // guest data not yet written to the host
-    size_t pending_off = 0;
+    PendingBytes pending;          // guest data not yet written to the host
     bool shut_wr = false;
     bool in_rx_list = false;
     bool starved = false;          // waits for rx buffers
+    std::optional<Clock::time_point> deadline;  // for the CONNECT line or the guest's RESPONSE
     // Control packets owed to the guest.
     bool owe_request = false, owe_response = false, owe_shutdown = false, owe_credit = false;
   };
@@ -69,6 +90,7 @@ class VsockDevice final : public VirtioDevice {
 
   // Host side.
   void on_accept();
+  bool admit(int fd);
   void on_link_event(uint64_t id, uint32_t events);
   void read_connect_line(Link& link);
   void read_host(Link& link);
@@ -80,6 +102,12 @@ class VsockDevice final : public VirtioDevice {
   // Drops the link; `rst` tells the guest (5.10.6.6; also the normal end after
   // both sides shut down); `failed` counts it as reset rather than closed.
   void close_link(Link& link, bool rst, bool failed = true);
+  // Handshake timeouts: one timerfd armed for the earliest deadline.
+  void set_deadline(Link& link);
+  void clear_deadline(Link& link);
+  void arm_timer();
+  void on_timer();
+  void expire(Link& link);
 
   // Guest side.
   void handle_tx(DescriptorChain& chain);
@@ -91,6 +119,7 @@ class VsockDevice final : public VirtioDevice {
   bool write_control(Link& link, DescriptorChain& chain);
   std::optional<DescriptorChain> pop_rx();
   void finish_rx(DescriptorChain& chain, PacketHeader h, uint32_t payload);
+  void refuse_rx(DescriptorChain& chain, const char* why);
   void after_change(Link& link);
   void signal_if_needed();
 
@@ -99,6 +128,7 @@ class VsockDevice final : public VirtioDevice {
   UniqueFd listener_;
   ino_t listener_inode_ = 0;
   bool listener_paused_ = false;
+  UniqueFd timer_;
 
   // Event thread.
   std::span<SplitQueue> queues_;
@@ -109,9 +139,12 @@ class VsockDevice final : public VirtioDevice {
   std::unordered_map<uint64_t, std::unique_ptr<Link>> links_;
   std::unordered_map<uint64_t, uint64_t> by_key_;  // key(host, guest port) -> link id
   std::unordered_map<uint32_t, uint32_t> host_ports_;  // host port -> live connections
+  // Ids of live links only (close_link removes them), each at most once.
   std::deque<uint64_t> rx_list_;     // links owing control packets
   std::vector<uint64_t> starved_;    // links waiting for rx buffers
   std::deque<PacketHeader> loose_;   // RSTs not tied to a live link
+  // (deadline, link id): links in a handshake, at most one entry each.
+  std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
   uint64_t next_id_ = 1;
   uint32_t next_host_port_ = 1024;
 
