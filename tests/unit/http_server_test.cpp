@@ -248,7 +248,6 @@ TEST_F(HttpServerTest, IdleConnectionIsClosedAfterTheTimeout) {
   read_responses(idle.get(), 0, &eof);
   EXPECT_TRUE(eof);
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1400));
-  EXPECT_EQ(server->connection_count(), 0u);
 }
 
 // Idle clients at the limit do not lock the API out: the one idle longest makes room.
