@@ -105,8 +105,9 @@ void Vm::setup_devices() {
     case SerialConfig::Output::None:
       break;
   }
+  if (out_fd >= 0) console_ = std::make_unique<ConsoleOutput>(out_fd);
   serial_ = std::make_unique<Serial>(
-      out_fd, irq_trigger(serial_irq_, layout::kCom1Irq, "COM1"),
+      console_.get(), irq_trigger(serial_irq_, layout::kCom1Irq, "COM1"),
       [this](const std::string& line) {
         if (line.find(kPanicMarker) != std::string::npos) exit_.note_panic(line);
       });
@@ -223,6 +224,8 @@ VmExit Vm::run() {
   }
   virtio_->stop();
   stdin_forwarder.reset();
+  // The guest's last console lines reach the output before ember reports how it ended.
+  if (console_) console_->drain(ConsoleOutput::kDrainTimeout);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return exit_.get();
 }

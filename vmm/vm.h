@@ -10,6 +10,7 @@
 
 #include "vmm/arch/x86_64/regs.h"
 #include "vmm/devices/bus.h"
+#include "vmm/devices/console_output.h"
 #include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/kvm.h"
@@ -79,6 +80,7 @@ class Vm {
   Bus pio_{"port I/O"};
   Bus mmio_{"MMIO"};
   UniqueFd serial_out_;
+  std::unique_ptr<ConsoleOutput> console_;  // before serial_, which writes to it
   UniqueFd serial_irq_;
   UniqueFd i8042_irq_;
   // Owned here, pointed at by the buses; after them, so destroyed first (the vCPU

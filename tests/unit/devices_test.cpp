@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <thread>
+
 #include "vmm/devices/bus.h"
 #include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
@@ -43,13 +46,17 @@ struct SerialHarness {
   int pipefd[2];
   int irqs = 0;
   std::vector<std::string> lines;
+  std::unique_ptr<ConsoleOutput> console;
   std::unique_ptr<Serial> serial;
   SerialHarness() {
     EXPECT_EQ(::pipe(pipefd), 0);
+    console = std::make_unique<ConsoleOutput>(pipefd[1]);
     serial = std::make_unique<Serial>(
-        pipefd[1], [this] { ++irqs; }, [this](const std::string& l) { lines.push_back(l); });
+        console.get(), [this] { ++irqs; }, [this](const std::string& l) { lines.push_back(l); });
   }
   ~SerialHarness() {
+    serial.reset();
+    console.reset();
     ::close(pipefd[0]);
     ::close(pipefd[1]);
   }
@@ -64,6 +71,7 @@ struct SerialHarness {
 TEST(Serial, TransmitsBytesAndSplitsLines) {
   SerialHarness h;
   for (char c : std::string("hi\r\nthere\n")) h.out(0, static_cast<uint8_t>(c));
+  ASSERT_TRUE(h.console->drain(std::chrono::seconds(5)));
   char buf[16] = {};
   ASSERT_EQ(::read(h.pipefd[0], buf, sizeof(buf)), 10);
   EXPECT_EQ(std::string(buf, 10), "hi\r\nthere\n");
@@ -71,6 +79,62 @@ TEST(Serial, TransmitsBytesAndSplitsLines) {
   EXPECT_EQ(h.lines[0], "hi");
   EXPECT_EQ(h.lines[1], "there");
   EXPECT_EQ(h.in(5) & 0x60, 0x60);  // THR empty, transmitter empty
+}
+
+// A guest console nobody reads (a full pipe) stalls no vCPU: bytes beyond the bound are
+// dropped and counted, and stopping does not wait on the reader forever.
+TEST(ConsoleOutput, OutputNobodyReadsNeitherBlocksTheWriterNorGrowsPastItsBound) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  auto start = std::chrono::steady_clock::now();
+  {
+    ConsoleOutput out(fds[1]);
+    constexpr size_t kBytes = 4 << 20;
+    for (size_t i = 0; i < kBytes; ++i) out.put('x');
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+    // What the pipe took plus the buffer; the rest was dropped.
+    EXPECT_GE(out.dropped(), kBytes - ConsoleOutput::kCapacity - (1 << 20));
+    EXPECT_FALSE(out.drain(std::chrono::milliseconds(200)));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3) + ConsoleOutput::kDrainTimeout);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+// A reader that keeps up gets every byte, in order, by the time the output is drained.
+TEST(ConsoleOutput, ReaderThatKeepsUpGetsEveryByteInOrder) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::string got;
+  std::thread reader([&] {
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof(buf))) > 0;) got.append(buf, static_cast<size_t>(n));
+  });
+  std::string sent;
+  {
+    ConsoleOutput out(fds[1]);
+    for (int i = 0; i < 1000000; ++i) {
+      sent.push_back(static_cast<char>('a' + i % 26));
+      out.put(static_cast<uint8_t>(sent.back()));
+      if (i % 10000 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_TRUE(out.drain(std::chrono::seconds(10)));
+    EXPECT_EQ(out.dropped(), 0u) << "the reader reads as fast as the writer writes";
+  }
+  ::close(fds[1]);
+  reader.join();
+  ::close(fds[0]);
+  EXPECT_EQ(got.size(), sent.size());
+  EXPECT_TRUE(got == sent);
+}
+
+// The vCPU writing the UART's data register never waits for the host's output.
+TEST(Serial, GuestOutputNobodyReadsDoesNotStallTheVcpu) {
+  SerialHarness h;  // nothing reads h.pipefd[0]
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < (2 << 20); ++i) h.out(0, 'x');
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_GT(h.console->dropped(), 0u);
 }
 
 TEST(Serial, ThreInterruptOnEnableAndAfterWrite) {

@@ -78,7 +78,10 @@ void NetDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, uin
     // The tap then hands over plain, fully checksummed frames, which every driver takes.
     warn_limited(cat("net '", options_.id, "': TUNSETOFFLOAD ", hex(offloads), ": ", errno_text(err)));
   }
-  log::debug(cat("net '", options_.id, "': driver acked features ", hex(acked_), ", tap offloads ", hex(offloads)));
+  // Once at info level: a guest looping on reset and activation only repeats it at debug.
+  std::string what = cat("net '", options_.id, "': driver acked features ", hex(acked_), ", tap offloads ", hex(offloads));
+  if (activations_++ == 0) log::info(what);
+  else log::debug(what);
 }
 
 void NetDevice::stop_io() {

@@ -98,6 +98,7 @@ class NetDevice final : public VirtioDevice {
   size_t rx_length_ = 0;  // bytes of a packet waiting for RX buffers, 0 if none
   bool rx_reading_ = false;
   unsigned rx_read_failures_ = 0;  // consecutive
+  uint64_t activations_ = 0;
   std::deque<DescriptorChain> rx_chains_;  // popped, not yet used
   size_t rx_chain_bytes_ = 0;              // their writable bytes
   // TX: slots never move (the ring points at them).

@@ -19,8 +19,8 @@ constexpr size_t kMaxLine = 512;
 
 }  // namespace
 
-Serial::Serial(int out_fd, std::function<void()> raise_irq, std::function<void(const std::string&)> on_line)
-    : out_fd_(out_fd), raise_irq_(std::move(raise_irq)), on_line_(std::move(on_line)) {}
+Serial::Serial(ConsoleOutput* out, std::function<void()> raise_irq, std::function<void(const std::string&)> on_line)
+    : out_(out), raise_irq_(std::move(raise_irq)), on_line_(std::move(on_line)) {}
 
 void Serial::read(uint64_t offset, std::span<uint8_t> data) {
   if (data.size() != 1) return;
@@ -141,10 +141,7 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
 }
 
 void Serial::emit(uint8_t byte) {
-  if (out_fd_ >= 0) {
-    ssize_t ignored = ::write(out_fd_, &byte, 1);
-    (void)ignored;
-  }
+  if (out_) out_->put(byte);
   if (byte == '\n') {
     if (on_line_) on_line_(line_);
     line_.clear();

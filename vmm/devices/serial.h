@@ -1,5 +1,6 @@
-// 16550A-compatible UART (COM1): guest output to a host fd, host input into a
-// bounded receive FIFO, interrupts through a callback (an irqfd in the VMM).
+// 16550A-compatible UART (COM1): guest output to a ConsoleOutput (written by its own
+// thread, bounded), host input into a bounded receive FIFO, interrupts through a
+// callback (an irqfd in the VMM).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "vmm/devices/bus.h"
+#include "vmm/devices/console_output.h"
 
 namespace ember {
 
@@ -16,9 +18,9 @@ class Serial : public BusDevice {
  public:
   static constexpr size_t kRxCapacity = 64 * 1024;
 
-  // `out_fd` < 0 discards output. `on_line` sees each complete output line (for
-  // panic detection); both callbacks run on the calling vCPU thread.
-  Serial(int out_fd, std::function<void()> raise_irq, std::function<void(const std::string&)> on_line);
+  // `out` null discards output; it must outlive the Serial. `on_line` sees each complete
+  // output line (for panic detection); both callbacks run on the calling vCPU thread.
+  Serial(ConsoleOutput* out, std::function<void()> raise_irq, std::function<void(const std::string&)> on_line);
 
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
@@ -33,7 +35,7 @@ class Serial : public BusDevice {
   void update_interrupt();
 
   std::mutex mu_;
-  int out_fd_;
+  ConsoleOutput* out_;
   std::function<void()> raise_irq_;
   std::function<void(const std::string&)> on_line_;
   std::string line_;

@@ -1,0 +1,116 @@
+#include "vmm/devices/console_output.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "vmm/util/error.h"
+#include "vmm/util/log.h"
+
+namespace ember {
+
+namespace {
+// A pipe reports POLLOUT once a page is free: chunks this size then fit without blocking.
+constexpr size_t kChunk = 4096;
+constexpr int kPollMs = 100;  // how often a blocked writer looks at `stopping_`
+}  // namespace
+
+ConsoleOutput::ConsoleOutput(int fd) : fd_(fd) {
+  thread_ = std::thread([this] { run(); });
+  pthread_setname_np(thread_.native_handle(), "ember-console");
+}
+
+ConsoleOutput::~ConsoleOutput() {
+  drain(kDrainTimeout);
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void ConsoleOutput::put(uint8_t byte) {
+  bool was_empty;
+  {
+    std::lock_guard lock(mu_);
+    if (ended_ || buffer_.size() >= kCapacity) {
+      ++dropped_;
+      if (!dropping_) {
+        dropping_ = true;
+        log::warn(cat("guest console: the output is not being read (or failed); bytes beyond ", kCapacity,
+                      " buffered are dropped"));
+      }
+      return;
+    }
+    was_empty = buffer_.empty();
+    buffer_.push_back(static_cast<char>(byte));
+  }
+  if (was_empty) wake_.notify_one();
+}
+
+bool ConsoleOutput::drain(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return drained_.wait_for(lock, timeout, [this] { return ended_ || (buffer_.empty() && !writing_); }) &&
+         buffer_.empty();
+}
+
+uint64_t ConsoleOutput::dropped() const {
+  std::lock_guard lock(mu_);
+  return dropped_;
+}
+
+void ConsoleOutput::run() {
+  std::string chunk;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stopping_ || !buffer_.empty(); });
+    if (buffer_.empty()) {  // stopping, everything written
+      ended_ = true;
+      return;
+    }
+    size_t n = std::min(buffer_.size(), kChunk);
+    chunk.assign(buffer_, 0, n);
+    buffer_.erase(0, n);
+    writing_ = true;
+    lock.unlock();
+    bool ok = write_some(chunk);
+    lock.lock();
+    writing_ = false;
+    if (buffer_.empty()) {
+      dropping_ = false;
+      drained_.notify_all();
+    }
+    if (!ok) {  // stopping while the output stays full, or the output failed
+      ended_ = true;
+      drained_.notify_all();
+      return;
+    }
+  }
+}
+
+// Writes `chunk` without ever blocking for long: waits for room with poll, so that a
+// full pipe leaves the thread free to notice it is being stopped.
+bool ConsoleOutput::write_some(std::string& chunk) {
+  size_t done = 0;
+  while (done < chunk.size()) {
+    pollfd p{fd_, POLLOUT, 0};
+    int ready = ::poll(&p, 1, kPollMs);
+    if (ready == 0) {
+      std::lock_guard lock(mu_);
+      if (stopping_) return false;
+      continue;
+    }
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0 || (p.revents & (POLLERR | POLLNVAL))) return false;
+    ssize_t n = ::write(fd_, chunk.data() + done, chunk.size() - done);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace ember

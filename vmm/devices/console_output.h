@@ -1,0 +1,52 @@
+// The guest console's bytes on their way to the host's output (stdout or a file), written
+// by a thread of its own ("ember-console") so that an output nobody reads (a full pipe)
+// stalls no vCPU. Bounded: beyond kCapacity bytes not yet written, further bytes are
+// dropped and counted, with one warning per episode of dropping.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace ember {
+
+class ConsoleOutput {
+ public:
+  static constexpr size_t kCapacity = 256 * 1024;
+  // Does not own `fd`.
+  explicit ConsoleOutput(int fd);
+  // drain(kDrainTimeout), then joins the thread.
+  ~ConsoleOutput();
+  ConsoleOutput(const ConsoleOutput&) = delete;
+  ConsoleOutput& operator=(const ConsoleOutput&) = delete;
+
+  // Any thread; never waits for the output.
+  void put(uint8_t byte);
+  // Waits until everything buffered is written or `timeout` passed (an output nobody
+  // reads); true when everything was written.
+  bool drain(std::chrono::milliseconds timeout);
+  uint64_t dropped() const;
+
+  static constexpr std::chrono::milliseconds kDrainTimeout{2000};
+
+ private:
+  void run();
+  bool write_some(std::string& chunk);
+
+  int fd_;
+  mutable std::mutex mu_;
+  std::condition_variable wake_;     // the writer: bytes arrived, or stopping
+  std::condition_variable drained_;  // drain(): the buffer emptied
+  std::string buffer_;               // under mu_, at most kCapacity bytes
+  bool writing_ = false;             // the writer holds a chunk taken from buffer_
+  bool dropping_ = false;            // an episode of dropping is under way
+  uint64_t dropped_ = 0;
+  bool stopping_ = false;
+  bool ended_ = false;  // the writer is gone (output failed, or stopped while full): put() drops
+  std::thread thread_;
+};
+
+}  // namespace ember
