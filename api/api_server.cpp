@@ -1,4 +1,5 @@
 #include "api/api_server.h"
+#include "vmm/util/thread.h"
 
 #include <pthread.h>
 #include <unistd.h>
@@ -9,10 +10,7 @@ ApiServer::ApiServer(const std::string& socket_path, RequestRouter& router) : pa
   server_ = std::make_unique<HttpServer>(
       listen_unix_socket(path_), [&router](const ApiRequest& r) { return router.handle(r); }, HttpLimits{},
       [&router](int status) { router.count("http", "malformed", status); });
-  thread_ = JoiningThread([this] {
-    pthread_setname_np(pthread_self(), "ember-api");
-    server_->run();
-  });
+  thread_ = JoiningThread(start_thread(ThreadRole::Api, "ember-api", [this] { server_->run(); }));
 }
 
 ApiServer::~ApiServer() {

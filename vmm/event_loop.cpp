@@ -8,6 +8,7 @@
 #include "vmm/util/error.h"
 #include "vmm/util/eventfd.h"
 #include "vmm/util/log.h"
+#include "vmm/util/thread.h"
 
 namespace ember {
 
@@ -131,7 +132,7 @@ void EventLoop::loop() {
 
 void EventLoop::start() {
   if (running_.exchange(true)) return;
-  thread_ = std::thread([this] { loop(); });
+  thread_ = start_thread(ThreadRole::Event, "ember-event", [this] { loop(); });
 }
 
 void EventLoop::stop() {

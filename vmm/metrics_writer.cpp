@@ -9,6 +9,7 @@
 #include "vmm/util/error.h"
 #include "vmm/util/log.h"
 #include "vmm/util/output_file.h"
+#include "vmm/util/thread.h"
 
 namespace ember {
 
@@ -42,7 +43,7 @@ void MetricsWriter::open(const MetricsConfig& config) {
   if (file_.valid()) fail("metrics are already written to '", path_, "' (they can be set up only once)");
   file_ = open_output_file(config.metrics_path, "metrics_path");
   path_ = config.metrics_path;
-  thread_ = JoiningThread([this] { periodic(); });
+  thread_ = JoiningThread(start_thread(ThreadRole::Metrics, "ember-metrics", [this] { periodic(); }));
 }
 
 bool MetricsWriter::is_open() const {
@@ -65,7 +66,6 @@ void MetricsWriter::flush() {
 }
 
 void MetricsWriter::periodic() {
-  pthread_setname_np(pthread_self(), "ember-metrics");
   std::unique_lock lock(mu_);
   while (!wake_.wait_for(lock, period_, [this] { return stopping_; })) {
     lock.unlock();

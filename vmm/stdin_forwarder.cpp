@@ -8,6 +8,7 @@
 
 #include "vmm/util/eventfd.h"
 #include "vmm/util/log.h"
+#include "vmm/util/thread.h"
 
 namespace ember {
 
@@ -27,8 +28,7 @@ StdinForwarder::StdinForwarder(Serial& serial) : serial_(serial) {
   }
   stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_.valid()) return;
-  thread_ = std::thread([this] { run(); });
-  pthread_setname_np(thread_.native_handle(), "ember-stdin");
+  thread_ = start_thread(ThreadRole::Stdin, "ember-stdin", [this] { run(); });
 }
 
 StdinForwarder::~StdinForwarder() {

@@ -8,6 +8,7 @@
 
 #include "vmm/util/error.h"
 #include "vmm/util/log.h"
+#include "vmm/util/thread.h"
 
 namespace ember {
 
@@ -34,9 +35,7 @@ void Vcpu::install_kick_handler() {
 
 void Vcpu::start() {
   started_ = true;
-  thread_ = std::thread([this] { run_loop(); });
-  std::string name = "ember-vcpu" + std::to_string(fd_.id());
-  pthread_setname_np(thread_.native_handle(), name.c_str());
+  thread_ = start_thread(ThreadRole::Vcpu, "ember-vcpu" + std::to_string(fd_.id()), [this] { run_loop(); });
 }
 
 void Vcpu::kick() {

@@ -129,12 +129,14 @@ std::string VirtioDevices::describe_state() {
 
 void VirtioDevices::collect_metrics(MetricGroups& out) const {
   for (const auto& t : transports_) {
-    // "drive 'rootfs'" -> "drive_rootfs": a JSON-friendly key from the device's name.
+    // "drive 'rootfs'" -> "block_rootfs", "net 'eth0'" -> "net_eth0": Firecracker's group
+    // names, as JSON-friendly keys.
     std::string group;
     for (char c : t->name()) {
       if (std::isalnum(static_cast<unsigned char>(c)) || c == '-') group += c;
       else if (c == ' ' && !group.empty() && group.back() != '_') group += '_';
     }
+    if (group.starts_with("drive_")) group.replace(0, 5, "block");
     auto& counters = out[group];
     counters["interrupts"] = t->interrupt().raised();
     t->device().report_metrics([&](std::string_view name, uint64_t value) { counters[std::string(name)] = value; });

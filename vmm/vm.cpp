@@ -7,7 +7,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include <future>
+#include <exception>
 
 #include "vmm/arch/x86_64/cpuid.h"
 #include "vmm/arch/x86_64/mptable.h"
@@ -19,7 +19,9 @@
 #include "vmm/stdin_forwarder.h"
 #include "vmm/util/error.h"
 #include "vmm/util/eventfd.h"
+#include "vmm/util/joining_thread.h"
 #include "vmm/util/log.h"
+#include "vmm/util/thread.h"
 
 namespace ember {
 
@@ -34,28 +36,38 @@ Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
   timeline_.mark(BootPhase::MemoryReady);
   // Reading the kernel needs no VM, and the VM, its devices and vCPUs need no kernel:
   // build them meanwhile. KVM_CREATE_VM alone takes 15-25 ms in the emulated host (on
-  // hosts up to 6.12 it starts a kernel thread per VM). A future's destructor waits,
-  // so an exception on either side leaves nothing running.
-  auto build_machine = std::async(std::launch::async, [this] {
-    vm_ = VmFd::create(kvm_);
-    vm_.create_irq_chip_and_pit();
-    timeline_.mark(BootPhase::KvmReady);
-    register_memory();
-    setup_devices();
-    virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_);
-    create_vcpus();
-    // Neither needs the kernel, and the first write to low memory populates its 2 MiB page.
-    x86::write_boot_tables(memory_);
-    x86::write_mptable(memory_, config_.machine.vcpu_count);
-    timeline_.mark(BootPhase::VcpusReady);
-  });
+  // hosts up to 6.12 it starts a kernel thread per VM). The thread is joined on every
+  // path, so an exception on either side leaves nothing running.
+  std::exception_ptr machine_error;
+  JoiningThread build_machine(start_thread(ThreadRole::Machine, "ember-machine", [this, &machine_error] {
+    try {
+      build_machine_now();
+    } catch (...) {
+      machine_error = std::current_exception();
+    }
+  }));
   LoadedImages images = load_images();
   timeline_.mark(BootPhase::KernelLoaded);
-  build_machine.get();  // rethrows its Error
+  build_machine.join();
+  if (machine_error) std::rethrow_exception(machine_error);
   config_.boot.boot_args += virtio_->cmdline();  // before the command line is written
   BootEntry entry = write_boot_structures(images);
   // Application processors wait for INIT/SIPI from the guest; only the BSP gets boot state.
   x86::setup_boot_registers(vcpus_.front()->fd(), entry.mode, entry.entry, entry.boot_info);
+}
+
+void Vm::build_machine_now() {
+  vm_ = VmFd::create(kvm_);
+  vm_.create_irq_chip_and_pit();
+  timeline_.mark(BootPhase::KvmReady);
+  register_memory();
+  setup_devices();
+  virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_);
+  create_vcpus();
+  // Neither needs the kernel, and the first write to low memory populates its 2 MiB page.
+  x86::write_boot_tables(memory_);
+  x86::write_mptable(memory_, config_.machine.vcpu_count);
+  timeline_.mark(BootPhase::VcpusReady);
 }
 
 // The stop order, one place: (1) vCPUs out of KVM_RUN and joined, so nothing reaches

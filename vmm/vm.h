@@ -51,6 +51,9 @@ class Vm {
 
  private:
   void map_memory();
+  // On the machine thread, while the main thread reads the kernel: the KVM VM, its
+  // memory slots, the legacy and virtio devices, the vCPUs, page tables and MP table.
+  void build_machine_now();
   void register_memory();  // KVM_SET_USER_MEMORY_REGION, once the VM exists
   void setup_devices();
   // An eventfd wired to `gsi` with KVM_IRQFD; the returned function pulses the IRQ.

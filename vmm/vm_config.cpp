@@ -1,5 +1,6 @@
 #include "vmm/vm_config.h"
 
+#include "vmm/memory/layout.h"
 #include "vmm/util/error.h"
 
 namespace ember {
@@ -101,6 +102,14 @@ void validate(const VmConfig& config) {
   validate_drives(config.drives);
   validate_nets(config.nets);
   if (config.vsock) validate_vsock(*config.vsock);
+  // Each virtio device takes one IOAPIC pin; the limits above fit one kind at a time, not all.
+  size_t devices = config.drives.size() + config.nets.size() + (config.vsock ? 1 : 0);
+  size_t pins = layout::kLastIrq - layout::kFirstVirtioIrq + 1;
+  if (devices > pins) {
+    fail(config.drives.size(), " drives, ", config.nets.size(), " network interfaces", config.vsock ? " and vsock" : "",
+         " need ", devices, " interrupts; ember has ", pins, " for virtio devices (IRQs ", layout::kFirstVirtioIrq, "-",
+         layout::kLastIrq, ")");
+  }
 }
 
 }  // namespace ember

@@ -163,6 +163,26 @@ TEST(Validate, RangesChecked) {
   EXPECT_THROW(validate(c), Error);
 }
 
+// 16 drives, 8 nets and vsock are each within their own limit but need 25 of the 19
+// interrupts virtio devices have: refused when validated, not late in VM setup.
+TEST(Validate, VirtioDevicesWithinTheInterruptBudget) {
+  VmConfig c;
+  c.boot.kernel_image_path = "k";
+  for (int i = 0; i < 16; ++i) c.drives.push_back({"d" + std::to_string(i), "/p" + std::to_string(i)});
+  EXPECT_NO_THROW(validate(c));
+  c.nets.push_back({"n0", "tap0", ""});
+  c.nets.push_back({"n1", "tap1", ""});
+  c.nets.push_back({"n2", "tap2", ""});
+  EXPECT_NO_THROW(validate(c));  // 19: every pin used
+  c.vsock = VsockConfig{"", 3, "/tmp/v.sock"};
+  try {
+    validate(c);
+    ADD_FAILURE() << "20 virtio devices accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("need 20 interrupts; ember has 19"), std::string::npos) << e.what();
+  }
+}
+
 
 TEST(TomlConfig, NetAndVsock) {
   VmConfig c = parse_toml_config(R"(

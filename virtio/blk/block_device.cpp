@@ -142,7 +142,7 @@ void BlockDevice::handle(DescriptorChain chain) {
     case kTypeGetId: {
       char id[kIdBytes] = {};
       std::memcpy(id, options_.id.data(), std::min(options_.id.size(), kIdBytes));
-      size_t n = request.data_out.write(std::span<const uint8_t>(reinterpret_cast<uint8_t*>(id), kIdBytes));
+      size_t n = request.read_buffer.write(std::span<const uint8_t>(reinterpret_cast<uint8_t*>(id), kIdBytes));
       complete_now(chain, request, kStatusOk, static_cast<uint32_t>(n));
       return;
     }
@@ -165,7 +165,7 @@ void BlockDevice::start_io(DescriptorChain chain, BlockRequest request, BlockIo:
   slot.offset = offset;
   slot.expected = length;
   slot.iov.clear();
-  ChainBytes data = op == BlockIo::Op::Read ? ChainBytes(request.data_out) : ChainBytes(request.data_in);
+  ChainBytes data = op == BlockIo::Op::Read ? ChainBytes(request.read_buffer) : ChainBytes(request.write_payload);
   data.split_at(length);  // keeps the first `length` bytes
   data.append_iovecs(slot.iov);
   slot.chain = std::move(chain);

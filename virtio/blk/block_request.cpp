@@ -11,7 +11,7 @@ BlockRequest parse_block_request(const DescriptorChain& chain) {
     return r;
   }
   r.status = writable.split_at(writable.remaining() - 1);
-  r.data_out = writable;
+  r.read_buffer = writable;
   ChainReader readable = chain.reader();
   RequestHeader header;
   if (!readable.read_obj(header)) {
@@ -20,7 +20,7 @@ BlockRequest parse_block_request(const DescriptorChain& chain) {
   }
   r.type = header.type;
   r.sector = header.sector;
-  r.data_in = readable;
+  r.write_payload = readable;
   return r;
 }
 
@@ -32,7 +32,7 @@ uint32_t BlockRequest::finish(uint8_t status_value, uint32_t data_written) {
 
 bool request_range(const BlockRequest& r, uint64_t capacity_sectors, uint64_t& offset, uint64_t& length,
                    const char** why) {
-  length = r.type == kTypeOut ? r.data_in.remaining() : r.data_out.remaining();
+  length = r.type == kTypeOut ? r.write_payload.remaining() : r.read_buffer.remaining();
   if (length % kSectorSize != 0) {
     *why = "data length is not a multiple of 512";
     return false;

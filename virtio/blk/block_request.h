@@ -37,9 +37,9 @@ static_assert(sizeof(RequestHeader) == 16);
 struct BlockRequest {
   uint32_t type = 0;
   uint64_t sector = 0;
-  ChainReader data_in;   // OUT: guest bytes to write (readable part after the header)
-  ChainWriter data_out;  // IN, GET_ID: where the device puts data (writable part before status)
-  ChainWriter status;    // the last writable byte
+  ChainReader write_payload;  // OUT: guest bytes to write (readable part after the header)
+  ChainWriter read_buffer;    // IN, GET_ID: where the device puts data (writable part before status)
+  ChainWriter status;         // the last writable byte
   const char* error = nullptr;  // set when the chain is not a well-formed request
 
   bool has_status() const { return status.remaining() == 1; }

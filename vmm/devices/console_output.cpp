@@ -8,6 +8,7 @@
 
 #include "vmm/util/error.h"
 #include "vmm/util/log.h"
+#include "vmm/util/thread.h"
 
 namespace ember {
 
@@ -18,8 +19,7 @@ constexpr int kPollMs = 100;  // how often a blocked writer looks at `stopping_`
 }  // namespace
 
 ConsoleOutput::ConsoleOutput(int fd) : fd_(fd) {
-  thread_ = std::thread([this] { run(); });
-  pthread_setname_np(thread_.native_handle(), "ember-console");
+  thread_ = start_thread(ThreadRole::Console, "ember-console", [this] { run(); });
 }
 
 ConsoleOutput::~ConsoleOutput() {

@@ -15,6 +15,7 @@
 #include "vmm/util/error.h"
 #include "vmm/util/file_io.h"
 #include "vmm/util/sigbus_guarded_copy.h"
+#include "vmm/util/thread.h"
 
 namespace ember {
 
@@ -127,7 +128,7 @@ void ReadBatch::run() {
     }
   };
   if (pieces_.size() > 1) {
-    std::thread helper(work);
+    std::thread helper = start_thread(ThreadRole::Loader, "ember-loader", work);
     work();
     helper.join();
   } else {

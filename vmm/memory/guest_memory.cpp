@@ -10,6 +10,7 @@
 #include "vmm/memory/layout.h"
 #include "vmm/util/error.h"
 #include "vmm/util/log.h"
+#include "vmm/util/thread.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -115,14 +116,13 @@ GuestMemory GuestMemory::create(const GuestMemoryOptions& options) {
 void GuestMemory::start_background_prefault() {
   uint8_t* base = mapping_.data();
   uint64_t size = mapping_.size(), page = page_size_;
-  prefault_thread_ = JoiningThread([base, size, page] {
+  prefault_thread_ = JoiningThread(start_thread(ThreadRole::Prefault, "ember-prefault", [base, size, page] {
     // Lowest normal priority: when CPUs are short (the emulated host, a busy fleet host) the
     // vCPUs and the boot come first. Not SCHED_IDLE: a starved thread holding the mm lock
     // would stall every writer of it and every page fault queued behind that writer.
     ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
     prefault(base, size, page);
-  });
-  pthread_setname_np(prefault_thread_.get().native_handle(), "ember-prefault");
+  }));
 }
 
 std::optional<std::span<uint8_t>> GuestMemory::try_span(uint64_t gpa, uint64_t len) const {
