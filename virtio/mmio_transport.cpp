@@ -45,6 +45,12 @@ MmioTransport::~MmioTransport() {
   for (const UniqueFd& fd : notify_fds_) loop_.remove(fd.get());
 }
 
+void MmioTransport::drain() {
+  if (!active_) return;
+  device_->drain();
+  after_processing();
+}
+
 void MmioTransport::quiesce() {
   if (active_) device_->reset();
   active_ = false;

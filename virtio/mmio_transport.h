@@ -34,6 +34,9 @@ class MmioTransport : public BusDevice {
   // and their chains dropped, queues handed back; the register file is kept. Event
   // thread, or when the loop does not run. The VM's stop order calls it for every device.
   void quiesce();
+  // For a pause: the device completes what is in flight as usual (the driver sees it in
+  // the used ring) and keeps its queues. Event thread, or when the loop does not run.
+  void drain();
 
   // For KVM_IOEVENTFD (written with the queue index at QueueNotify) and KVM_IRQFD.
   int queue_notify_fd(uint16_t queue) const { return notify_fds_[queue].get(); }

@@ -34,6 +34,10 @@ class VirtioDevice {
   virtual void activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t acked_features) = 0;
   // Stops using the queues; in-flight requests are finished or abandoned first.
   virtual void reset() = 0;
+  // Completes what is in flight, returning it to the used ring as usual, so that nothing
+  // but the event thread will write guest memory (a VM being paused: the thread stops
+  // next). Devices whose I/O only the event thread performs have nothing to do.
+  virtual void drain() {}
   // The driver notified queue `index`.
   virtual void process_queue(uint16_t index) = 0;
 

@@ -132,6 +132,7 @@ void EventLoop::loop() {
 
 void EventLoop::start() {
   if (running_.exchange(true)) return;
+  stopping_ = false;  // a loop stopped for a pause starts again on resume
   thread_ = start_thread(ThreadRole::Event, "ember-event", [this] { loop(); });
 }
 

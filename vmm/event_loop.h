@@ -43,8 +43,8 @@ class EventLoop {
   // the loop thread or when the loop is not running.
   void run_sync(const std::function<void()>& fn);
 
-  void start();
-  void stop();  // idempotent; joins the thread
+  void start();  // also after stop(): a paused VM's loop runs again on resume
+  void stop();   // idempotent; joins the thread
   // Waits up to `timeout_ms` and handles what is ready, on the caller's thread
   // (tests drive the loop this way instead of start()).
   void run_once(int timeout_ms);

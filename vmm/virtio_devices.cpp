@@ -112,6 +112,13 @@ VirtioDevices::~VirtioDevices() {
   ring_.reset();
 }
 
+void VirtioDevices::pause() {
+  loop_.run_sync([this] {
+    for (auto& transport : transports_) transport->drain();
+  });
+  loop_.stop();
+}
+
 void VirtioDevices::stop() {
   loop_.run_sync([this] {
     for (auto& transport : transports_) transport->quiesce();

@@ -247,6 +247,7 @@ void Vm::pause() {
   if (paused_) return;
   for (auto& v : vcpus_) v->request_pause();
   for (auto& v : vcpus_) v->wait_paused();
+  virtio_->pause();  // devices next: a paused VM changes no guest memory
   paused_ = true;
   log::info("VM paused");
 }
@@ -254,6 +255,7 @@ void Vm::pause() {
 void Vm::resume() {
   std::lock_guard lock(pause_mu_);
   if (!paused_) return;
+  virtio_->resume();
   for (auto& v : vcpus_) v->resume();
   paused_ = false;
   log::info("VM resumed");

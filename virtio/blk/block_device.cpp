@@ -99,6 +99,12 @@ void BlockDevice::reset() {
   interrupt_ = nullptr;
 }
 
+void BlockDevice::drain() {
+  // io_uring reads land in guest memory from kernel workers, not from the event thread.
+  backend_->wait_until([this] { return free_slots_.size() == slots_.size(); });
+  signal_if_needed();
+}
+
 void BlockDevice::process_queue(uint16_t index) {
   if (index >= queues_.size()) return;
   in_batch_ = true;

@@ -36,6 +36,7 @@ class BlockDevice final : public VirtioDevice {
   std::vector<uint16_t> queue_max_sizes() const override { return {options_.queue_size}; }
   void activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t acked_features) override;
   void reset() override;
+  void drain() override;
   void process_queue(uint16_t index) override;
   void report_metrics(const MetricSink& sink) const override;
 
