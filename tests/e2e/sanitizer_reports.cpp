@@ -34,7 +34,7 @@ class SanitizerReports : public ::testing::Environment {
     fs::create_directories(dir_);
     // Exit code 66 on a report, so a test that expects ember's own 1 or 2 fails too.
     std::string asan = with_option("ASAN_OPTIONS", "log_path=" + (dir_ / "asan").string() +
-                                                       ":exitcode=66:detect_leaks=1:handle_sigbus=0");
+                                                       ":exitcode=66:detect_leaks=1:handle_sigbus=0:quarantine_size_mb=64");
     std::string ubsan = with_option("UBSAN_OPTIONS", "log_path=" + (dir_ / "ubsan").string() +
                                                          ":print_stacktrace=1:halt_on_error=1:exitcode=66");
     ::setenv("ASAN_OPTIONS", asan.c_str(), 1);
