@@ -90,7 +90,14 @@ void EventLoop::post(std::function<void()> fn) {
 }
 
 void EventLoop::run_sync(const std::function<void()>& fn) {
-  if (!running_.load() || std::this_thread::get_id() == thread_.get_id()) {
+  if (std::this_thread::get_id() == thread_.get_id()) {
+    fn();
+    return;
+  }
+  if (!running_.load()) {
+    // In order, as the loop thread would: a posted activation must not run after the
+    // reset that a later run_sync() stands for.
+    run_posted();
     fn();
     return;
   }

@@ -40,7 +40,7 @@ class EventLoop {
   // Runs `fn` on the loop thread soon.
   void post(std::function<void()> fn);
   // Runs `fn` on the loop thread and waits for it; runs it inline when called from
-  // the loop thread or when the loop is not running.
+  // the loop thread, or when the loop is not running (after what was posted before it).
   void run_sync(const std::function<void()>& fn);
 
   void start();  // also after stop(): a paused VM's loop runs again on resume

@@ -87,6 +87,21 @@ TEST(TomlConfig, SyntaxErrorsGiveLineAndColumn) {
   EXPECT_EQ(e.rfind("vm.toml:3:", 0), 0u) << e;
 }
 
+// Found by toml_config_fuzz: toml++ 3.3.0 reached __builtin_unreachable() classifying
+// some non-ASCII characters (U+025C, U+00E9, U+032A) where a key or whitespace may
+// stand. The sanitized build (UBSan) aborted here; now each is a syntax error.
+TEST(TomlConfig, NonAsciiOutsideStringsIsASyntaxError) {
+  for (const char* text : {"[machine\xc9\x9c" "config]\n", "k\xc3\xa9y = 1\n", "\xcc\xaa", "a = 1 \xc3\xa9\n",
+                           "s = \"\"\"\\\n\xc2\xa7\"\"\"\n"}) {
+    std::string e = error_of(text);
+    EXPECT_EQ(e.rfind("vm.toml:", 0), 0u) << e;
+  }
+  // Inside strings such characters are just text.
+  EXPECT_EQ(parse_toml_config("[boot-source]\nkernel_image_path = \"/home/jos\xc3\xa9/k\"\n", "vm.toml", "/cfg")
+                .boot.kernel_image_path,
+            "/home/jos\xc3\xa9/k");
+}
+
 TEST(TomlConfig, MissingFile) {
   try {
     load_toml_config("/nonexistent/vm.toml");

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <vector>
 
 #include "vmm/event_loop.h"
 
@@ -106,6 +107,18 @@ TEST(EventLoop, HandlerRemovesAnotherReadyOne) {
   });
   loop.run_once(100);
   EXPECT_EQ(third, 1);
+}
+
+// Found by mmio_transport_fuzz: with the loop not running (tests drive it with
+// run_once), run_sync() ran before what was posted earlier.
+TEST(EventLoop, RunSyncWithoutTheLoopRunsEarlierPostsFirst) {
+  EventLoop loop;
+  std::vector<int> order;
+  loop.post([&] { order.push_back(1); });
+  loop.run_sync([&] { order.push_back(2); });
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  loop.run_once(0);
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
 }
 
 }  // namespace

@@ -181,6 +181,24 @@ TEST(VirtioMmio, BrokenRingSetsNeedsResetAndResetRecovers) {
   EXPECT_EQ(h.rd(mmio::kInterruptStatus), 0u);
 }
 
+// Found by mmio_transport_fuzz: a reset before the event thread took the activation
+// left it pending, so the second activation replaced the queues of a live device (with
+// virtio-blk on io_uring, a completion then wrote into the freed queue).
+TEST(VirtioMmio, ResetBeforeTheActivationRanStillResetsTheDevice) {
+  MmioHarness h;
+  h.negotiate();
+  h.setup_queue(h.driver.config());
+  h.regs.driver_ok();  // the event thread has not run the hand-off yet
+  h.wr(mmio::kStatus, 0);
+  EXPECT_EQ(h.log.activations, 1);
+  EXPECT_EQ(h.log.resets, 1);
+  h.negotiate();
+  h.setup_queue(h.driver.config());
+  h.driver_ok();
+  EXPECT_EQ(h.log.activations, 2);
+  EXPECT_EQ(h.log.resets, 1);
+}
+
 TEST(VirtioMmio, QueueRegistersAreFrozenAfterDriverOk) {
   MmioHarness h;
   h.negotiate();

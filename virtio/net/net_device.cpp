@@ -87,6 +87,11 @@ void NetDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, uin
 void NetDevice::stop_io() {
   resetting_ = true;
   if (rx_reading_) ring_.cancel(&rx_read_);
+  // A TX write waits while the tap (or whatever stands in for it) takes nothing: the
+  // reset must not wait for the host.
+  for (TxSlot& slot : tx_slots_) {
+    if (std::find(tx_free_.begin(), tx_free_.end(), &slot) == tx_free_.end()) ring_.cancel(&slot);
+  }
   ring_.wait_until([this] { return !rx_reading_ && tx_free_.size() == tx_slots_.size(); });
   // The driver owns its rings again: held buffers are simply forgotten (2.4).
   for (DescriptorChain& chain : rx_chains_) chain.abandon();
