@@ -1,8 +1,8 @@
 #include "api/api_server.h"
-#include "vmm/util/thread.h"
 
-#include <pthread.h>
 #include <unistd.h>
+
+#include "vmm/util/thread.h"
 
 namespace ember {
 

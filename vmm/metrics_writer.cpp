@@ -1,7 +1,6 @@
 #include "vmm/metrics_writer.h"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>

@@ -1,7 +1,6 @@
 #include "vmm/stdin_forwarder.h"
 
 #include <poll.h>
-#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>

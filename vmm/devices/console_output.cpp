@@ -1,9 +1,9 @@
 #include "vmm/devices/console_output.h"
 
 #include <poll.h>
-#include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "vmm/util/error.h"
@@ -36,7 +36,7 @@ void ConsoleOutput::put(uint8_t byte) {
   bool was_empty;
   {
     std::lock_guard lock(mu_);
-    if (ended_ || buffer_.size() >= kCapacity) {
+    if (ended_ || buffer_.size() + in_writer_ >= kCapacity) {
       ++dropped_;
       if (!dropping_) {
         dropping_ = true;
@@ -53,8 +53,8 @@ void ConsoleOutput::put(uint8_t byte) {
 
 bool ConsoleOutput::drain(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  return drained_.wait_for(lock, timeout, [this] { return ended_ || (buffer_.empty() && !writing_); }) &&
-         buffer_.empty();
+  return drained_.wait_for(lock, timeout, [this] { return ended_ || (buffer_.empty() && in_writer_ == 0); }) &&
+         buffer_.empty() && in_writer_ == 0;
 }
 
 uint64_t ConsoleOutput::dropped() const {
@@ -63,7 +63,7 @@ uint64_t ConsoleOutput::dropped() const {
 }
 
 void ConsoleOutput::run() {
-  std::string chunk;
+  std::string taken;
   std::unique_lock lock(mu_);
   for (;;) {
     wake_.wait(lock, [this] { return stopping_ || !buffer_.empty(); });
@@ -71,14 +71,15 @@ void ConsoleOutput::run() {
       ended_ = true;
       return;
     }
-    size_t n = std::min(buffer_.size(), kChunk);
-    chunk.assign(buffer_, 0, n);
-    buffer_.erase(0, n);
-    writing_ = true;
+    // Everything buffered at once: put() keeps appending to the emptied buffer meanwhile,
+    // and the bound counts both.
+    taken.clear();
+    taken.swap(buffer_);
+    in_writer_ = taken.size();
     lock.unlock();
-    bool ok = write_some(chunk);
+    bool ok = write_all(taken);
     lock.lock();
-    writing_ = false;
+    in_writer_ = 0;
     if (buffer_.empty()) {
       dropping_ = false;
       drained_.notify_all();
@@ -91,11 +92,12 @@ void ConsoleOutput::run() {
   }
 }
 
-// Writes `chunk` without ever blocking for long: waits for room with poll, so that a
-// full pipe leaves the thread free to notice it is being stopped.
-bool ConsoleOutput::write_some(std::string& chunk) {
+// Writes `bytes` without ever blocking for long: waits for room with poll and writes at
+// most a chunk at a time, so that a full pipe leaves the thread free to notice it is
+// being stopped.
+bool ConsoleOutput::write_all(const std::string& bytes) {
   size_t done = 0;
-  while (done < chunk.size()) {
+  while (done < bytes.size()) {
     pollfd p{fd_, POLLOUT, 0};
     int ready = ::poll(&p, 1, kPollMs);
     if (ready == 0) {
@@ -105,7 +107,7 @@ bool ConsoleOutput::write_some(std::string& chunk) {
     }
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0 || (p.revents & (POLLERR | POLLNVAL))) return false;
-    ssize_t n = ::write(fd_, chunk.data() + done, chunk.size() - done);
+    ssize_t n = ::write(fd_, bytes.data() + done, std::min(bytes.size() - done, kChunk));
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) return false;
     done += static_cast<size_t>(n);

@@ -34,14 +34,14 @@ class ConsoleOutput {
 
  private:
   void run();
-  bool write_some(std::string& chunk);
+  bool write_all(const std::string& bytes);
 
   int fd_;
   mutable std::mutex mu_;
   std::condition_variable wake_;     // the writer: bytes arrived, or stopping
   std::condition_variable drained_;  // drain(): the buffer emptied
-  std::string buffer_;               // under mu_, at most kCapacity bytes
-  bool writing_ = false;             // the writer holds a chunk taken from buffer_
+  std::string buffer_;               // under mu_; with in_writer_, at most kCapacity bytes
+  size_t in_writer_ = 0;             // bytes the writer took from buffer_ and has not written yet
   bool dropping_ = false;            // an episode of dropping is under way
   uint64_t dropped_ = 0;
   bool stopping_ = false;

@@ -2,7 +2,6 @@
 
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <unistd.h>
