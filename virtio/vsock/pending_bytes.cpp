@@ -13,9 +13,13 @@ void PendingBytes::consume(size_t n) {
 }
 
 void PendingBytes::append(ChainReader& from, size_t cap) {
-  // A host that never drains fully would otherwise keep every byte ever sent.
-  data_.erase(data_.begin(), data_.begin() + static_cast<std::ptrdiff_t>(written_));
-  written_ = 0;
+  // A host that never drains fully would otherwise keep every byte ever sent. The written
+  // prefix goes only when the storage would otherwise grow: moving the rest on every
+  // append would copy up to buf_alloc per packet.
+  if (written_ > 0 && data_.size() + from.remaining() > data_.capacity()) {
+    data_.erase(data_.begin(), data_.begin() + static_cast<std::ptrdiff_t>(written_));
+    written_ = 0;
+  }
   size_t old = data_.size();
   size_t needed = old + from.remaining();
   if (needed > data_.capacity()) data_.reserve(std::max(needed, std::min(2 * needed, cap)));
