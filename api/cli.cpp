@@ -111,11 +111,13 @@ const char* usage_text() {
          "  --vsock SPEC      virtio-vsock: cid=N,uds=PATH (host side: PATH, PATH_<port>)\n"
          "  --level L         error, warn (default), info, debug or off (alias --log-level)\n"
          "  --boot-timings F  at exit, write boot phase times (JSON, microseconds) to F\n"
+         "  --no-seccomp      run without the per-thread seccomp filters (debugging only)\n"
          "  --version         print the version\n"
          "  -h, --help        this text\n"
          "\n"
          "Exit status: 0 guest shut down, 1 ember failed, 2 bad usage or configuration,\n"
-         "3 guest kernel panic, 4 guest triple fault, 130 stopped by a signal.\n";
+         "3 guest kernel panic, 4 guest triple fault, 130 stopped by a signal,\n"
+         "148 a thread made a system call outside its seccomp filter.\n";
 }
 
 CliOptions parse_cli(const std::vector<std::string>& args) {
@@ -137,6 +139,7 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     else if (a == "--api-sock") o.api_sock = value();
     else if (a == "--config-file") o.config_file = value();
     else if (a == "--no-api") o.no_api = true;
+    else if (a == "--no-seccomp") o.no_seccomp = true;
     else if (a == "--id") o.instance_id = value();
     else if (a == "--log-path") o.log_path = value();
     else if (a == "--metrics-path") o.metrics_path = value();

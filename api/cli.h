@@ -25,6 +25,7 @@ struct CliOptions {
   std::optional<std::string> api_sock, config_file, log_path, metrics_path;
   std::string instance_id = "anonymous-instance";
   bool no_api = false;
+  bool no_seccomp = false;
 };
 
 // Throws Error for unknown flags, missing values and malformed numbers.

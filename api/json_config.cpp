@@ -258,7 +258,6 @@ FullVmConfig full_config_from_json(const Json& j) {
     f.unsupported(key);
   }
   f.done();
-  validate(c.vm);
   return c;
 }
 

@@ -233,8 +233,7 @@ ApiResponse RequestRouter::action(const Json& body) {
   std::string type = body.at("action_type").get<std::string>();
   if (type == "InstanceStart") {
     if (started()) fail("InstanceStart: the VM is already started");
-    validate(config_.vm);
-    vm_.start(config_.vm);
+    vm_.start(config_.vm);  // validated there, as for every front end
     return ok();
   }
   if (type == "SendCtrlAltDel") {

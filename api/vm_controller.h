@@ -14,7 +14,7 @@ class VmController {
   virtual ~VmController() = default;
   virtual InstanceState state() const = 0;
   // Each throws Error with the reason it cannot be done; the API answers 400 with it.
-  virtual void start(const VmConfig& config) = 0;  // builds and starts the VM
+  virtual void start(const VmConfig& config) = 0;  // validates, builds and starts the VM
   virtual void pause() = 0;
   virtual void resume() = 0;
   virtual void send_ctrl_alt_del() = 0;

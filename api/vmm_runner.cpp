@@ -12,12 +12,34 @@
 namespace ember {
 
 void check_boot_files(const VmConfig& config) {
-  detect_kernel_format(FileImage::open(config.boot.kernel_image_path, "kernel"));
-  if (!config.boot.initrd_path.empty()) FileImage::open(config.boot.initrd_path, "initrd");
+  try {
+    detect_kernel_format(FileImage::open(config.boot.kernel_image_path, "kernel"));
+    if (!config.boot.initrd_path.empty()) FileImage::open(config.boot.initrd_path, "initrd");
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ConfigError(e.what());  // a kernel that is missing or garbage is the configuration's fault
+  }
 }
 
 VmmRunner::VmmRunner(BootTimeline& timeline, MetricsWriter& metrics)
-    : timeline_(timeline), metrics_(metrics), request_event_(make_eventfd("InstanceStart requests")) {}
+    : timeline_(timeline), metrics_(metrics), request_event_(make_eventfd("API actions")) {}
+
+void VmmRunner::start_now(const VmConfig& config) { start_vm(config); }
+
+void VmmRunner::start_vm(const VmConfig& config) {
+  if (starting_) fail("InstanceStart: the VM is already started");
+  validate(config);
+  check_boot_files(config);
+  timeline_.mark(BootPhase::InstanceStart);
+  try {
+    build(config);
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    starting_ = false;  // a failed start may be retried
+    throw;
+  }
+}
 
 void VmmRunner::build(const VmConfig& config) {
   {
@@ -43,35 +65,13 @@ bool VmmRunner::wait_for_start() {
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) fail("poll: ", errno_text());
     if (fds[1].revents & POLLIN) {
       std::lock_guard lock(mu_);
-      stopped_ = true;
-      if (request_) answer_ = "ember is stopping";
-      answered_.notify_all();
+      refuse_pending("ember is stopping");
       return false;
     }
     if (!(fds[0].revents & POLLIN)) continue;
-    uint64_t count;
-    ssize_t got = ::read(request_event_.get(), &count, sizeof(count));
-    (void)got;
-    std::optional<VmConfig> config;
-    {
-      std::lock_guard lock(mu_);
-      config = std::move(request_);
-      request_.reset();
-    }
-    if (!config) continue;
-    std::string outcome;
-    try {
-      check_boot_files(*config);
-      timeline_.mark(BootPhase::InstanceStart);
-      build(*config);
-    } catch (const Error& e) {
-      outcome = e.what();
-    }
+    apply_pending();
     std::lock_guard lock(mu_);
-    if (!outcome.empty()) starting_ = false;
-    answer_ = outcome;
-    answered_.notify_all();
-    if (outcome.empty()) return true;
+    if (vm_) return true;
   }
 }
 
@@ -82,10 +82,75 @@ VmExit VmmRunner::run() {
     vm = vm_.get();
   }
   if (!vm) fail("no VM to run");
-  VmExit exit = vm->run();
+  VmExit exit = vm->run(request_event_.get(), [this] { apply_pending(); });
   std::lock_guard lock(mu_);
-  stopped_ = true;
+  refuse_pending("the VM has stopped");
   return exit;
+}
+
+void VmmRunner::submit(VmmAction action) {
+  Pending pending{std::move(action), std::nullopt};
+  std::unique_lock lock(mu_);
+  if (refusal_) fail(refusal_);
+  pending_.push_back(&pending);
+  signal_eventfd(request_event_.get());
+  answered_.wait(lock, [&] { return pending.answer.has_value(); });
+  if (!pending.answer->empty()) fail(*pending.answer);
+}
+
+void VmmRunner::apply_pending() {
+  uint64_t count;
+  ssize_t got = ::read(request_event_.get(), &count, sizeof(count));
+  (void)got;
+  for (;;) {
+    Pending* next;
+    {
+      std::lock_guard lock(mu_);
+      if (pending_.empty()) return;
+      next = pending_.front();
+      pending_.pop_front();
+    }
+    // Applied without mu_: FlushMetrics gathers counters through collect_metrics().
+    std::string outcome;
+    try {
+      apply(next->action);
+    } catch (const Error& e) {
+      outcome = e.what();
+    }
+    std::lock_guard lock(mu_);
+    next->answer = outcome;
+    answered_.notify_all();
+  }
+}
+
+void VmmRunner::refuse_pending(const char* reason) {
+  refusal_ = reason;
+  for (Pending* p : pending_) p->answer = reason;
+  pending_.clear();
+  answered_.notify_all();
+}
+
+void VmmRunner::apply(VmmAction& action) {
+  std::visit(
+      [this](auto& a) {
+        using A = std::decay_t<decltype(a)>;
+        if constexpr (std::is_same_v<A, action::StartInstance>) {
+          start_vm(a.config);
+        } else if constexpr (std::is_same_v<A, action::ConfigureLogger>) {
+          log::configure(a.config);
+        } else if constexpr (std::is_same_v<A, action::ConfigureMetrics>) {
+          metrics_.open(a.config);
+        } else if constexpr (std::is_same_v<A, action::Pause>) {
+          running_vm().pause();
+        } else if constexpr (std::is_same_v<A, action::Resume>) {
+          running_vm().resume();
+        } else if constexpr (std::is_same_v<A, action::SendCtrlAltDel>) {
+          running_vm().send_ctrl_alt_del();
+        } else if constexpr (std::is_same_v<A, action::FlushMetrics>) {
+          metrics_.flush();
+        }
+      },
+      action);
 }
 
 void VmmRunner::collect_metrics(MetricGroups& out) const {
@@ -99,42 +164,22 @@ InstanceState VmmRunner::state() const {
   return vm_->state() == Vm::State::Paused ? InstanceState::Paused : InstanceState::Running;
 }
 
-void VmmRunner::start(const VmConfig& config) {
-  std::unique_lock lock(mu_);
-  if (stopped_) fail("InstanceStart: ember is stopping");
-  if (starting_ || request_) fail("InstanceStart: the VM is already started");
-  request_ = config;
-  answer_.reset();
-  signal_eventfd(request_event_.get());
-  answered_.wait(lock, [this] { return answer_.has_value(); });
-  std::string outcome = *answer_;
-  answer_.reset();
-  if (!outcome.empty()) fail(outcome);
-}
-
 Vm& VmmRunner::running_vm() {
-  if (!vm_) fail("the VM is not started");
-  if (stopped_) fail("the VM has stopped");
-  return *vm_;
+  Vm* vm;
+  {
+    std::lock_guard lock(mu_);
+    vm = vm_.get();
+  }
+  if (!vm) fail("the VM is not started");
+  return *vm;
 }
 
-void VmmRunner::pause() {
-  std::lock_guard lock(mu_);
-  running_vm().pause();
-}
-
-void VmmRunner::resume() {
-  std::lock_guard lock(mu_);
-  running_vm().resume();
-}
-
-void VmmRunner::send_ctrl_alt_del() {
-  std::lock_guard lock(mu_);
-  running_vm().send_ctrl_alt_del();
-}
-
-void VmmRunner::configure_logger(const log::LoggerConfig& config) { log::configure(config); }
-void VmmRunner::configure_metrics(const MetricsConfig& config) { metrics_.open(config); }
-void VmmRunner::flush_metrics() { metrics_.flush(); }
+void VmmRunner::start(const VmConfig& config) { submit(action::StartInstance{config}); }
+void VmmRunner::pause() { submit(action::Pause{}); }
+void VmmRunner::resume() { submit(action::Resume{}); }
+void VmmRunner::send_ctrl_alt_del() { submit(action::SendCtrlAltDel{}); }
+void VmmRunner::configure_logger(const log::LoggerConfig& config) { submit(action::ConfigureLogger{config}); }
+void VmmRunner::configure_metrics(const MetricsConfig& config) { submit(action::ConfigureMetrics{config}); }
+void VmmRunner::flush_metrics() { submit(action::FlushMetrics{}); }
 
 }  // namespace ember

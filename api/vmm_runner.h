@@ -1,8 +1,10 @@
 // The VMM behind the API: builds the Vm on the main thread when InstanceStart arrives
-// (or at once without an API), runs it, and serves the API's lifecycle controls.
+// (or at once without an API), runs it, and applies the API's requests as actions
+// (vmm/vmm_action.h) on the main thread, before and while the VM runs.
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -12,6 +14,7 @@
 #include "vmm/kvm/kvm.h"
 #include "vmm/metrics_writer.h"
 #include "vmm/vm.h"
+#include "vmm/vmm_action.h"
 
 namespace ember {
 
@@ -22,13 +25,18 @@ class VmmRunner : public VmController {
  public:
   VmmRunner(BootTimeline& timeline, MetricsWriter& metrics);
 
-  // Main thread. Builds the VM now; throws Error.
-  void build(const VmConfig& config);
-  // Main thread. Serves InstanceStart requests (a failing one is answered and waited
-  // past) until one builds a VM: true; or until SIGINT/SIGTERM: false.
+  // Main thread, without an API: validates and builds the VM now, as InstanceStart
+  // does. Throws ConfigError for a configuration ember cannot run, Error otherwise.
+  void start_now(const VmConfig& config);
+  // Main thread. Applies actions (a failing InstanceStart is answered and waited past)
+  // until one builds a VM: true; or until SIGINT/SIGTERM: false.
   bool wait_for_start();
-  // Main thread, after build() or wait_for_start(): runs the guest to its end.
+  // Main thread, after build() or wait_for_start(): runs the guest to its end, applying
+  // actions meanwhile. Actions submitted after that are refused.
   VmExit run();
+  // Any thread but the main one: hands `action` to the main thread and waits until it
+  // is applied. Throws Error with the reason it could not be.
+  void submit(VmmAction action);
   // Counters of the VM (Vm::collect_metrics), once built. Thread-safe.
   void collect_metrics(MetricGroups& out) const;
 
@@ -43,7 +51,18 @@ class VmmRunner : public VmController {
   void flush_metrics() override;
 
  private:
-  Vm& running_vm();  // with mu_ held; throws Error if there is none
+  struct Pending {
+    VmmAction action;
+    std::optional<std::string> answer;  // "" or the reason it failed
+  };
+  // Main thread: applies every submitted action and answers it.
+  void apply_pending();
+  void apply(VmmAction& action);  // throws Error
+  void start_vm(const VmConfig& config);  // the one place a configuration is validated
+  void build(const VmConfig& config);
+  Vm& running_vm();               // throws Error if there is none
+  // With mu_ held: answers what is still waiting with `reason`; refuses later actions.
+  void refuse_pending(const char* reason);
 
   BootTimeline& timeline_;
   MetricsWriter& metrics_;
@@ -52,10 +71,9 @@ class VmmRunner : public VmController {
   std::condition_variable answered_;
   std::unique_ptr<Vm> vm_;
   bool starting_ = false;  // a VM is being built or runs: no second InstanceStart
-  bool stopped_ = false;   // the guest ended or ember is stopping
-  std::optional<VmConfig> request_;      // InstanceStart waiting for the main thread
-  std::optional<std::string> answer_;    // its outcome: "" or the reason it failed
-  UniqueFd request_event_;
+  const char* refusal_ = nullptr;  // set once the main thread applies no more actions
+  std::deque<Pending*> pending_;   // bounded by the submitting threads (the API's one)
+  UniqueFd request_event_;         // signalled for each submitted action
 };
 
 }  // namespace ember

@@ -7,9 +7,15 @@
 
 namespace ember::virtio {
 
+namespace {
+// The operations ember's backends issue: block reads, writes and flushes, tap reads and
+// writes, and cancellation at reset.
+constexpr uint8_t kAllowedOps[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_ASYNC_CANCEL};
+}  // namespace
+
 IoUringRing::IoUringRing(unsigned entries) {
-  int rc = io_uring_queue_init(entries, &ring_, 0);
-  if (rc < 0) fail("io_uring_queue_init(", entries, "): ", errno_text(-rc));
+  int rc = io_uring_queue_init(entries, &ring_, IORING_SETUP_R_DISABLED);
+  if (rc < 0) fail("io_uring_queue_init(", entries, ", IORING_SETUP_R_DISABLED): ", errno_text(-rc), " (Linux 5.10 or later is needed)");
   event_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!event_fd_.valid()) {
     io_uring_queue_exit(&ring_);
@@ -24,7 +30,48 @@ IoUringRing::IoUringRing(unsigned entries) {
 
 IoUringRing::~IoUringRing() { io_uring_queue_exit(&ring_); }
 
-io_uring_sqe* IoUringRing::next_sqe() {
+void IoUringRing::add_file(int fd) {
+  if (sealed_) fail("io_uring: file ", fd, " added after the ring was sealed");
+  files_.push_back(fd);
+}
+
+void IoUringRing::seal() {
+  if (sealed_) return;
+  if (!files_.empty()) {
+    int rc = io_uring_register_files(&ring_, files_.data(), static_cast<unsigned>(files_.size()));
+    if (rc < 0) fail("io_uring_register_files (", files_.size(), " files): ", errno_text(-rc));
+  }
+  std::vector<io_uring_restriction> rules;
+  for (uint8_t op : kAllowedOps) {
+    io_uring_restriction r{};
+    r.opcode = IORING_RESTRICTION_SQE_OP;
+    r.sqe_op = op;
+    rules.push_back(r);
+  }
+  for (uint16_t kind : {uint16_t{IORING_RESTRICTION_SQE_FLAGS_ALLOWED}, uint16_t{IORING_RESTRICTION_SQE_FLAGS_REQUIRED}}) {
+    io_uring_restriction r{};
+    r.opcode = kind;
+    r.sqe_flags = IOSQE_FIXED_FILE;
+    rules.push_back(r);
+  }
+  int rc = io_uring_register_restrictions(&ring_, rules.data(), static_cast<unsigned>(rules.size()));
+  if (rc < 0) fail("io_uring_register_restrictions: ", errno_text(-rc));
+  rc = io_uring_enable_rings(&ring_);
+  if (rc < 0) fail("io_uring_enable_rings: ", errno_text(-rc));
+  sealed_ = true;
+}
+
+io_uring_sqe* IoUringRing::next_sqe(int fd, int& fixed_index) {
+  fixed_index = -1;
+  if (fd >= 0) {
+    for (size_t i = 0; i < files_.size(); ++i) {
+      if (files_[i] == fd) fixed_index = static_cast<int>(i);
+    }
+    if (fixed_index < 0) {
+      log::error(cat("io_uring: fd ", fd, " is not registered with the ring"));
+      return nullptr;
+    }
+  }
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   if (!sqe) {
     submit();
@@ -35,39 +82,51 @@ io_uring_sqe* IoUringRing::next_sqe() {
 }
 
 bool IoUringRing::readv(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done) {
-  io_uring_sqe* sqe = next_sqe();
+  int index;
+  io_uring_sqe* sqe = next_sqe(fd, index);
   if (!sqe) return false;
-  io_uring_prep_readv(sqe, fd, iov, count, offset);
+  io_uring_prep_readv(sqe, index, iov, count, offset);
+  sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data(sqe, done);
   return true;
 }
 
 bool IoUringRing::writev(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done) {
-  io_uring_sqe* sqe = next_sqe();
+  int index;
+  io_uring_sqe* sqe = next_sqe(fd, index);
   if (!sqe) return false;
-  io_uring_prep_writev(sqe, fd, iov, count, offset);
+  io_uring_prep_writev(sqe, index, iov, count, offset);
+  sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data(sqe, done);
   return true;
 }
 
 bool IoUringRing::fdatasync(int fd, RingCompletion* done) {
-  io_uring_sqe* sqe = next_sqe();
+  int index;
+  io_uring_sqe* sqe = next_sqe(fd, index);
   if (!sqe) return false;
-  io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+  io_uring_prep_fsync(sqe, index, IORING_FSYNC_DATASYNC);
+  sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data(sqe, done);
   return true;
 }
 
 bool IoUringRing::cancel(RingCompletion* target) {
-  io_uring_sqe* sqe = next_sqe();
+  int index;
+  io_uring_sqe* sqe = next_sqe(-1, index);
   if (!sqe) return false;
   io_uring_prep_cancel(sqe, target, 0);
+  sqe->flags |= IOSQE_FIXED_FILE;  // required of every entry; a cancel by user data uses no file
   io_uring_sqe_set_data(sqe, nullptr);  // the cancel's own result is not needed
   return true;
 }
 
 void IoUringRing::submit() {
   if (queued_ == 0) return;
+  if (!sealed_) {
+    log::error("io_uring: operations queued on a ring that was never sealed");
+    return;
+  }
   int rc = io_uring_submit(&ring_);
   if (rc < 0) log::error(cat("io_uring_submit: ", errno_text(-rc)));
   else queued_ = 0;

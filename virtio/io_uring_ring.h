@@ -1,6 +1,11 @@
 // One io_uring per VM, shared by every device backend that uses it, set up once
 // before the vCPUs start (ring setup is slow; never per request). Completions
 // are signalled on an eventfd that the event thread waits on. Event thread only.
+//
+// io_uring runs its operations in the kernel, out of seccomp's sight, so the ring is
+// created disabled and sealed before use: only the operations below are allowed, only on
+// the files the devices registered (fixed files), and no later io_uring_register call is
+// accepted. A compromised ember cannot use it to open, connect or read anything else.
 #pragma once
 
 #include <liburing.h>
@@ -32,6 +37,11 @@ class IoUringRing {
   IoUringRing& operator=(const IoUringRing&) = delete;
 
   int event_fd() const { return event_fd_.get(); }
+  // Before seal(): `fd` may be used in operations (each device adds its backing files).
+  void add_file(int fd);
+  // Registers the files and the restrictions, then enables the ring. Once, before the
+  // first operation; no io_uring_register call works afterwards. Throws Error.
+  void seal();
   // Queue one operation; false when the submission queue is full even after
   // flushing it. Nothing reaches the kernel until submit().
   bool readv(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done);
@@ -50,8 +60,13 @@ class IoUringRing {
   void wait_until(const std::function<bool()>& done);
 
  private:
-  io_uring_sqe* next_sqe();
+  // The next submission entry, on the registered file `fd` (-1: an operation on none).
+  io_uring_sqe* next_sqe(int fd, int& fixed_index);
   size_t dispatch_ready();
+
+  std::vector<int> files_;  // fixed file index -> fd
+  bool sealed_ = false;
+  friend struct IoUringRingProbe;  // tests: the kernel refuses what the seal excludes
 
   io_uring ring_{};
   UniqueFd event_fd_;

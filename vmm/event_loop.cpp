@@ -94,7 +94,12 @@ void EventLoop::run_sync(const std::function<void()>& fn) {
     fn();
     return;
   }
-  if (!running_.load()) {
+  bool parked;
+  {
+    std::lock_guard lock(park_mu_);
+    parked = parked_;
+  }
+  if (!running_.load() || parked) {
     // In order, as the loop thread would: a posted activation must not run after the
     // reset that a later run_sync() stands for.
     run_posted();
@@ -146,9 +151,36 @@ void EventLoop::start() {
 void EventLoop::stop() {
   if (!running_.load()) return;
   stopping_ = true;
+  resume();
   post([] {});
   if (thread_.joinable()) thread_.join();
   running_ = false;
+}
+
+void EventLoop::suspend() {
+  if (!running_.load()) return;
+  std::unique_lock lock(park_mu_);
+  if (suspend_requested_) return;
+  suspend_requested_ = true;
+  post([this] { park(); });
+  park_cv_.wait(lock, [this] { return parked_; });
+}
+
+void EventLoop::park() {
+  std::unique_lock lock(park_mu_);
+  if (!suspend_requested_) return;  // resumed before it got here
+  parked_ = true;
+  park_cv_.notify_all();
+  park_cv_.wait(lock, [this] { return !suspend_requested_; });
+  parked_ = false;
+}
+
+void EventLoop::resume() {
+  {
+    std::lock_guard lock(park_mu_);
+    suspend_requested_ = false;
+  }
+  park_cv_.notify_all();
 }
 
 }  // namespace ember

@@ -40,11 +40,17 @@ class EventLoop {
   // Runs `fn` on the loop thread soon.
   void post(std::function<void()> fn);
   // Runs `fn` on the loop thread and waits for it; runs it inline when called from
-  // the loop thread, or when the loop is not running (after what was posted before it).
+  // the loop thread, or when the loop is not running or suspended (after what was
+  // posted before it).
   void run_sync(const std::function<void()>& fn);
 
-  void start();  // also after stop(): a paused VM's loop runs again on resume
-  void stop();   // idempotent; joins the thread
+  void start();  // also after stop()
+  void stop();   // idempotent; joins the thread (a suspended loop is woken to end)
+  // A paused VM's loop: suspend() returns once the loop thread waits, handling nothing,
+  // until resume(). The thread stays: a new one would inherit the seccomp filter of
+  // whichever thread resumed the VM, not start from its own. Both from one other thread.
+  void suspend();
+  void resume();
   // Waits up to `timeout_ms` and handles what is ready, on the caller's thread
   // (tests drive the loop this way instead of start()).
   void run_once(int timeout_ms);
@@ -70,6 +76,11 @@ class EventLoop {
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;
   std::thread thread_;
+  std::mutex park_mu_;
+  std::condition_variable park_cv_;
+  bool suspend_requested_ = false;  // under park_mu_
+  bool parked_ = false;             // under park_mu_: the loop thread waits in park()
+  void park();
   std::atomic<bool> running_{false};
   std::atomic<bool> stopping_{false};
 };

@@ -39,6 +39,7 @@ VirtioDevices::VirtioDevices(VmFd& vm, const GuestMemory& memory, Bus& mmio, con
   add_drives(vm, memory, mmio, config.drives);
   add_nets(vm, memory, mmio, config.nets);
   if (config.vsock) add_vsock(vm, memory, mmio, *config.vsock);
+  if (ring_) ring_->seal();  // every device has added its files
 }
 
 void VirtioDevices::create_ring(const VmConfig& config) {
@@ -116,7 +117,7 @@ void VirtioDevices::pause() {
   loop_.run_sync([this] {
     for (auto& transport : transports_) transport->drain();
   });
-  loop_.stop();
+  loop_.suspend();
 }
 
 void VirtioDevices::stop() {

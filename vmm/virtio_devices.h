@@ -37,10 +37,10 @@ class VirtioDevices {
   void start() { loop_.start(); }
   void stop();
   // With the vCPUs paused: in-flight I/O completed (into the used rings), then the event
-  // thread stopped, so the paused VM's memory changes no more. resume() starts it again;
+  // thread parked, so the paused VM's memory changes no more. resume() wakes it;
   // notifications that came meanwhile are handled then.
   void pause();
-  void resume() { loop_.start(); }
+  void resume() { loop_.resume(); }
   // One group per device, named after it ("drive_rootfs", ...); any thread.
   void collect_metrics(MetricGroups& out) const;
   // Every device's status, interrupt and queue indexes, one line each; with the vCPUs

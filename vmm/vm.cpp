@@ -31,7 +31,6 @@ constexpr const char* kPanicMarker = "Kernel panic - not syncing";
 
 Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
     : kvm_(kvm), config_(config), timeline_(timeline) {
-  validate(config_);
   map_memory();
   timeline_.mark(BootPhase::MemoryReady);
   // Reading the kernel needs no VM, and the VM, its devices and vCPUs need no kernel:
@@ -186,7 +185,7 @@ void Vm::stop_vcpus() {
   for (auto& v : vcpus_) v->join();
 }
 
-VmExit Vm::run() {
+VmExit Vm::run(int control_fd, const std::function<void()>& on_control) {
   // SIGINT/SIGTERM are taken through a signalfd by this thread only; vCPU threads
   // inherit the blocked mask.
   sigset_t stop_signals;
@@ -200,25 +199,33 @@ VmExit Vm::run() {
   std::unique_ptr<StdinForwarder> stdin_forwarder;
   if (config_.serial.input) stdin_forwarder = std::make_unique<StdinForwarder>(*serial_);
   virtio_->start();  // the event thread runs before any vCPU can notify a queue
+  // Each vCPU thread restricts itself first thing, then waits here until this thread has
+  // too: no guest instruction runs while any of ember's threads is unrestricted.
+  for (auto& v : vcpus_) v->request_pause();
   for (auto& v : vcpus_) v->start();
   // Only after every thread exists: creating one maps its stack, which needs the mm lock
   // for writing, and in perf/boot-latency that waited behind the prefault's population of
   // the whole RAM (the first KVM_RUN came 0.3-1.2 s late in the emulated host).
   if (config_.machine.prefault == Prefault::Background) memory_.start_background_prefault();
+  // Last: threads inherit their creator's filter, and this one creates no more threads.
+  restrict_current_thread(ThreadRole::Main);
+  for (auto& v : vcpus_) v->resume();
 
   while (!exit_.reported()) {
-    pollfd fds[2] = {{exit_.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-    int n = ::poll(fds, sigfd.valid() ? 2 : 1, -1);
+    pollfd fds[3] = {{exit_.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {control_fd, POLLIN, 0}};
+    int n = ::poll(fds, 3, -1);  // negative fds are ignored
     if (n < 0 && errno != EINTR) {
       exit_.report(ExitKind::Error, cat("poll: ", errno_text()));
       break;
     }
-    if (sigfd.valid() && (fds[1].revents & POLLIN)) {
+    if (fds[1].revents & POLLIN) {
       signalfd_siginfo info{};
       ssize_t got = ::read(sigfd.get(), &info, sizeof(info));
       (void)got;
-      exit_.report(ExitKind::Signal, cat("stopped by signal ", strsignal(static_cast<int>(info.ssi_signo))));
+      // Named here, not by strsignal(): that may look up translations, i.e. open files.
+      exit_.report(ExitKind::Signal, cat("stopped by signal ", info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM"));
     }
+    if ((fds[2].revents & POLLIN) && on_control) on_control();
   }
   // The stop order (see ~Vm): vCPUs joined, then the devices' state read, then the
   // devices quiesced and the event thread ended.

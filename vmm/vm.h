@@ -29,15 +29,21 @@ namespace ember {
 class Vm {
  public:
   // Creates the VM and loads the kernel; throws Error with context on failure.
+  // `config` has passed validate() (VmmRunner makes sure).
   Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline);
   ~Vm();
 
-  // Runs the guest until it shuts down, fails, or ember gets SIGINT/SIGTERM.
-  VmExit run();
+  // Runs the guest until it shuts down, fails, or ember gets SIGINT/SIGTERM. Meanwhile,
+  // whenever `control_fd` (an eventfd; -1: none) is readable, calls `on_control` on this
+  // thread: the API's actions are applied there. Once every thread of the running VM
+  // exists, this thread restricts itself to its role (restrict_current_thread(Main))
+  // before any vCPU enters the guest.
+  VmExit run(int control_fd = -1, const std::function<void()>& on_control = {});
 
-  // Controls for another thread (the API) while run() runs; thread-safe.
-  // pause() returns once every vCPU is stopped outside KVM_RUN; resume() restarts them.
-  // Both are idempotent. state() is Running or Paused while run() runs.
+  // Lifecycle controls, applied on the thread that runs run() (between its waits).
+  // pause() returns once every vCPU is stopped outside KVM_RUN and every device is
+  // drained and its thread parked; resume() restarts them.
+  // Both are idempotent. state() is Running or Paused while run() runs (thread-safe).
   void pause();
   void resume();
   enum class State { Running, Paused };

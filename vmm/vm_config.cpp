@@ -83,7 +83,8 @@ void validate_vsock(const VsockConfig& vsock) {
   }
 }
 
-void validate(const VmConfig& config) {
+namespace {
+void check(const VmConfig& config) {
   const MachineConfig& m = config.machine;
   if (m.vcpu_count < 1 || m.vcpu_count > kMaxVcpuCount) {
     fail("machine-config.vcpu_count is ", m.vcpu_count, "; it must be between 1 and ", kMaxVcpuCount);
@@ -109,6 +110,17 @@ void validate(const VmConfig& config) {
     fail(config.drives.size(), " drives, ", config.nets.size(), " network interfaces", config.vsock ? " and vsock" : "",
          " need ", devices, " interrupts; ember has ", pins, " for virtio devices (IRQs ", layout::kFirstVirtioIrq, "-",
          layout::kLastIrq, ")");
+  }
+}
+}  // namespace
+
+void validate(const VmConfig& config) {
+  try {
+    check(config);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ConfigError(e.what());
   }
 }
 

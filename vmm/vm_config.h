@@ -3,6 +3,8 @@
 // API all produce this.
 #pragma once
 
+#include "vmm/util/error.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -81,7 +83,16 @@ constexpr uint32_t kMaxNets = 8;
 constexpr uint32_t kMinGuestCid = 3;           // 0-2 are reserved (hypervisor, local, host)
 constexpr uint32_t kMaxGuestCid = 0xfffffffe;  // U32_MAX is VMADDR_CID_ANY
 
-// Throws Error naming the first invalid field.
+// A configuration ember cannot run: exit status 2 from the command line, 400 from the API.
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Throws ConfigError naming the first invalid field. Called in one place, when a VM is
+// about to be built (VmmRunner's StartInstance): every front end (TOML, JSON, flags, API)
+// reaches it, and nothing is built from an unchecked configuration. The parsers check
+// only what they need to map their format (types, unknown keys), with file and line.
 void validate(const VmConfig& config);
 void validate_drives(const std::vector<DriveConfig>& drives);
 void validate_net(const NetConfig& net);  // one interface on its own

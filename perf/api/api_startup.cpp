@@ -6,7 +6,7 @@
 //  - wall time to a connectable socket;
 //  - RSS and PSS from /proc/PID/smaps_rollup after one GET / answered.
 // No KVM is needed: nothing touches /dev/kvm before InstanceStart.
-//   usage: api_startup EMBER_BINARY [RUNS]
+//   usage: api_startup EMBER_BINARY [RUNS [EMBER_ARGS...]]  (e.g. --no-seccomp, to compare)
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -75,19 +75,22 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s EMBER_BINARY [RUNS]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s EMBER_BINARY [RUNS [EMBER_ARGS...]]\n", argv[0]);
     return 2;
   }
   int runs = argc > 2 ? std::atoi(argv[2]) : 20;
   fs::path dir = fs::temp_directory_path() / ("ember-api-perf-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::string sock = (dir / "api.sock").string();
+  std::vector<char*> ember_argv = {argv[1], const_cast<char*>("--api-sock"), sock.data()};
+  for (int a = 3; a < argc; ++a) ember_argv.push_back(argv[a]);
+  ember_argv.push_back(nullptr);
   std::vector<double> cpu, cpu_answered, wall, rss, pss;
   for (int i = 0; i < runs; ++i) {
     auto start = std::chrono::steady_clock::now();
     pid_t pid = ::fork();
     if (pid == 0) {
-      execl(argv[1], argv[1], "--api-sock", sock.c_str(), static_cast<char*>(nullptr));
+      execv(argv[1], ember_argv.data());
       _exit(127);
     }
     int fd = -1;

@@ -163,7 +163,7 @@ TEST(StoppedBySignal, ReportsVcpusAndVirtioQueues) {
                                 60 * time_scale(), nullptr, "GUEST_READ_THE_DISK");
   EXPECT_FALSE(r.timed_out) << describe(r);
   EXPECT_NE(r.exit_code, 0) << describe(r);
-  EXPECT_NE(r.err.find("stopped by signal Terminated"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("stopped by signal SIGTERM"), std::string::npos) << describe(r);
   EXPECT_TRUE(std::regex_search(r.err, std::regex("guest state when stopped: vCPU 0 at rip 0x[0-9a-f]+;")))
       << describe(r);
   // The guest's driver had read 16 blocks: the device took and returned as many chains as

@@ -88,6 +88,7 @@ struct Rig {
         device = std::make_unique<vsock::VsockDevice>(o, loop);
       }
     }
+    if (ring) ring->seal();  // as VirtioDevices does once every device added its files
     transport = std::make_unique<MmioTransport>(std::move(device), memory(), loop, "fuzzed device");
   }
   ~Rig() {

@@ -11,6 +11,7 @@ class FakeVm : public VmController {
  public:
   InstanceState state() const override { return state_; }
   void start(const VmConfig& config) override {
+    validate(config);  // as VmmRunner does
     if (fail_start) fail("cannot open kernel '", config.boot.kernel_image_path, "'");
     started_with = config;
     state_ = InstanceState::Running;

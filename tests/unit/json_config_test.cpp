@@ -85,10 +85,17 @@ TEST(JsonConfig, ErrorsNameTheField) {
   EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"},
       "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": false, "rate_limiter": {}}]})"),
             "drive.rate_limiter (rate limiters) is not supported by ember");
-  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"},
+  // Rules over the whole configuration are checked once, when the VM is started (validate(),
+  // called by VmmRunner for every front end), not by the parser.
+  FullVmConfig two_roots = full_config_from_json(parse_json(R"({"boot-source": {"kernel_image_path": "/k"},
       "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": true},
-                 {"drive_id": "b", "path_on_host": "/b", "is_root_device": true}]})"),
-            "only one drive can be the root device (2 are)");
+                 {"drive_id": "b", "path_on_host": "/b", "is_root_device": true}]})", "t"));
+  try {
+    validate(two_roots.vm);
+    ADD_FAILURE() << "two root drives passed validation";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "only one drive can be the root device (2 are)");
+  }
   EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "drives": {}})"), "drives must be a JSON array");
   EXPECT_NE(error_of(R"({"boot-source": {"kernel_image_path": "/k"},
       "network-interfaces": [{"iface_id": "e", "host_dev_name": "tap0", "guest_mac": "nope"}]})").find("guest_mac"),

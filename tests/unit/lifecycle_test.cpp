@@ -44,6 +44,7 @@ struct BlkWithWriteInFlight {
   BlkWithWriteInFlight() {
     auto device = std::make_unique<blk::BlockDevice>(blk::BlockDeviceOptions{"disk0", disk.path(), false, false, 16},
                                                      &ring);
+    ring.seal();
     transport = std::make_unique<MmioTransport>(std::move(device), memory, loop, "drive 'disk0'");
     test::MmioDriver regs(*transport);
     regs.negotiate();

@@ -132,3 +132,30 @@ TEST(Metrics, WriterFlushesOnDemandAndPeriodically) {
 
 }  // namespace
 }  // namespace ember
+
+namespace ember {
+namespace {
+
+// The log's own UTC conversion agrees with the C library's over leap years and centuries.
+std::string gmtime_text(int64_t t) {
+  time_t tt = static_cast<time_t>(t);
+  tm parts{};
+  gmtime_r(&tt, &parts);
+  char text[64];
+  strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &parts);
+  return text;
+}
+
+TEST(LogTimestamp, MatchesGmtimeAcrossCalendarEdges) {
+  for (int64_t t : {int64_t{0}, int64_t{951782400} /* 2000-02-29 */, int64_t{951868799},
+                    int64_t{4107542399} /* 2100-02-28 23:59:59 */, int64_t{4107542400}, int64_t{1795999512},
+                    int64_t{253402300799} /* 9999-12-31 */}) {
+    EXPECT_EQ(log::utc_timestamp(t, 123456789), gmtime_text(t) + ".123456Z") << t;
+  }
+  for (int64_t t = 0; t < int64_t{4} * 365 * 86400 * 100; t += 86400 * 7 + 3599) {
+    ASSERT_EQ(log::utc_timestamp(t, 0), gmtime_text(t) + ".000000Z") << t;
+  }
+}
+
+}  // namespace
+}  // namespace ember

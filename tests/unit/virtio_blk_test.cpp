@@ -48,6 +48,7 @@ struct BlkHarness {
       : path(temp_file(id, disk_bytes, 'd')) {
     if (engine == Engine::IoUring) ring = std::make_unique<IoUringRing>(64);
     device = std::make_unique<BlockDevice>(BlockDeviceOptions{id, path.string(), read_only, false, 16}, ring.get());
+    if (ring) ring->seal();
     std::string why;
     queues.push_back(*SplitQueue::create(memory, driver.config(), 16, {true, true}, &why));
     device->activate(queues, interrupt, 0);

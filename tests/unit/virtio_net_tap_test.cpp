@@ -86,6 +86,7 @@ TEST(NetTap, ArpRequestOutAndTheKernelsReplyBack) {
   options.mac = {0x06, 0, 0, 0, 0, 2};
   options.queue_size = 16;
   NetDevice device(options, open_tap("tapunit1"), ring);
+  ring.seal();
   ASSERT_TRUE(TapNamespace::wait_until_up("tapunit1"));
   std::string why;
   std::vector<SplitQueue> queues;

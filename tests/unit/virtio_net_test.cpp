@@ -55,6 +55,7 @@ struct NetHarness {
       return 0;
     };
     device = std::make_unique<NetDevice>(options, UniqueFd(fds[0]), ring);
+    ring.seal();
     std::string why;
     queues.push_back(*SplitQueue::create(memory, rx.config(), 64, {true, true}, &why));
     queues.push_back(*SplitQueue::create(memory, tx.config(), 64, {true, true}, &why));

@@ -33,6 +33,7 @@ class IoUringBackend final : public BlockBackend {
 }  // namespace
 
 std::unique_ptr<BlockBackend> make_io_uring_backend(int fd, IoUringRing& ring) {
+  ring.add_file(fd);
   return std::make_unique<IoUringBackend>(fd, ring);
 }
 

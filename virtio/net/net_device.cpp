@@ -23,6 +23,7 @@ constexpr unsigned kMaxRxReadFailures = 16;
 
 NetDevice::NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring)
     : options_(std::move(options)), tap_(std::move(tap)), ring_(ring) {
+  ring_.add_file(tap_.get());
   if (!options_.set_offloads) options_.set_offloads = set_tap_offloads;
   std::copy(options_.mac.begin(), options_.mac.end(), config_.begin());
   rx_read_.device = this;

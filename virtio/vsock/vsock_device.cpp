@@ -22,17 +22,17 @@ constexpr int kPacketsPerEvent = 16;
 // RSTs owed to the guest for unknown connections beyond live links: more are dropped.
 constexpr size_t kMaxLoose = 256;
 
-// The kernel hands out the lowest free descriptor, so a new socket numbered
-// within kFdReserve of RLIMIT_NOFILE means fewer than kFdReserve are left for the
-// rest of ember (drives, taps, the API, logs), whatever opened the others.
-bool leaves_fd_reserve(int fd) {
+// RLIMIT_NOFILE, read once at construction: the event thread's seccomp filter does not
+// let it ask later, and nothing in ember changes it (the jailer sets it before exec).
+rlim_t descriptor_limit() {
   rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return true;
-  return static_cast<rlim_t>(fd) + kFdReserve < limit.rlim_cur;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return RLIM_INFINITY;
+  return limit.rlim_cur;
 }
 }  // namespace
 
-VsockDevice::VsockDevice(const VsockDeviceOptions& options, EventLoop& loop) : options_(options), loop_(loop) {
+VsockDevice::VsockDevice(const VsockDeviceOptions& options, EventLoop& loop)
+    : options_(options), loop_(loop), fd_limit_(descriptor_limit()) {
   timer_ = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer_.valid()) fail("vsock '", options.uds_path, "': cannot create a timerfd: ", errno_text());
   listener_ = listen_unix(options.uds_path, &listener_inode_);
@@ -153,6 +153,13 @@ void VsockDevice::on_accept() {
     set_deadline(link);  // for the CONNECT line
     update_interest(link);
   }
+}
+
+// The kernel hands out the lowest free descriptor, so a new socket numbered
+// within kFdReserve of RLIMIT_NOFILE means fewer than kFdReserve are left for the
+// rest of ember (drives, taps, the API, logs), whatever opened the others.
+bool VsockDevice::leaves_fd_reserve(int fd) const {
+  return fd_limit_ == RLIM_INFINITY || static_cast<rlim_t>(fd) + kFdReserve < fd_limit_;
 }
 
 // Whether one more connection fits: below max_connections and, on socket `fd`

@@ -4,6 +4,7 @@
 // process listening at <uds_path>_P. Runs on the VM's event thread.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -129,6 +130,8 @@ class VsockDevice final : public VirtioDevice {
   ino_t listener_inode_ = 0;
   bool listener_paused_ = false;
   UniqueFd timer_;
+  rlim_t fd_limit_;  // RLIMIT_NOFILE at construction
+  bool leaves_fd_reserve(int fd) const;
 
   // Event thread.
   std::span<SplitQueue> queues_;

@@ -10,6 +10,7 @@
 
 #include "vmm/util/error.h"
 #include "vmm/util/output_file.h"
+#include "vmm/util/thread.h"
 #include "vmm/util/unique_fd.h"
 
 namespace ember::log {
@@ -35,24 +36,27 @@ const char* short_name(Level level) {
 std::string timestamp() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
-  tm parts{};
-  gmtime_r(&ts.tv_sec, &parts);
-  char text[64];
-  size_t n = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &parts);
-  snprintf(text + n, sizeof(text) - n, ".%06ldZ", ts.tv_nsec / 1000);
-  return text;
-}
-
-const std::string& thread_name() {
-  thread_local std::string name = [] {
-    char buf[16] = {};
-    if (pthread_getname_np(pthread_self(), buf, sizeof(buf)) != 0 || !buf[0]) return std::string("?");
-    return std::string(buf);
-  }();
-  return name;
+  return utc_timestamp(ts.tv_sec, ts.tv_nsec);
 }
 
 }  // namespace
+
+// By arithmetic (the proleptic Gregorian calendar in 400-year eras): gmtime_r reads
+// /etc/localtime on its first call, which a thread under its seccomp filter may not open.
+std::string utc_timestamp(int64_t epoch_seconds, long nanoseconds) {
+  int64_t days = epoch_seconds / 86400, secs = epoch_seconds % 86400;
+  days += 719468;  // from 1970-01-01 to 0000-03-01
+  int64_t era = days / 146097, doe = days - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+  int64_t day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+  int64_t year = yoe + era * 400 + (month <= 2);
+  char text[64];
+  snprintf(text, sizeof(text), "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%06ldZ", static_cast<long long>(year),
+           static_cast<long long>(month), static_cast<long long>(day), static_cast<long long>(secs / 3600),
+           static_cast<long long>(secs / 60 % 60), static_cast<long long>(secs % 60), nanoseconds / 1000);
+  return text;
+}
 
 void set_level(Level level) {
   g_level = level;
@@ -105,7 +109,7 @@ LoggerConfig current_config() {
 
 void write(Level lvl, const std::string& message, const char* file, int file_line) {
   if (lvl > g_level.load() || lvl == Level::Off) return;
-  std::string line = timestamp() + " [ember:" + thread_name() + "] ";
+  std::string line = timestamp() + " [ember:" + current_thread_name() + "] ";
   std::lock_guard lock(g_mu);
   if (g_config.show_level) line += std::string(short_name(lvl)) + " ";
   if (g_config.show_log_origin) line += cat(file, ":", file_line, " ");

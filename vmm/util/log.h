@@ -3,6 +3,7 @@
 // "2026-11-25T05:00:00.123456Z [ember:api] WARN message"
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -18,6 +19,9 @@ struct LoggerConfig {
   bool show_level = false;
   bool show_log_origin = false;  // "file:line" of the call
 };
+
+// "2026-11-25T05:00:00.123456Z" for a time at or after the epoch.
+std::string utc_timestamp(int64_t epoch_seconds, long nanoseconds);
 
 void set_level(Level level);
 Level level();

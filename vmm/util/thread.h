@@ -1,6 +1,6 @@
 // The one way ember starts a thread: with a role (what the thread does, and so which
-// system calls it needs: the jailing issue installs one seccomp filter per role here)
-// and a name (at most 15 characters; shown in log lines and /proc/<pid>/task/*/comm).
+// system calls it needs: ember installs one seccomp filter per role, vmm/seccomp/) and a
+// name (at most 15 characters; shown in log lines and /proc/<pid>/task/*/comm).
 #pragma once
 
 #include <string>
@@ -25,8 +25,20 @@ enum class ThreadRole {
 const char* thread_role_name(ThreadRole role);
 // The calling thread's role (Main for threads ember did not start).
 ThreadRole current_thread_role();
-// Names the calling thread and records its role; start_thread does this first thing.
+// Its name, as given to start_thread (or the kernel's, for the main thread).
+const std::string& current_thread_name();
+// Names the calling thread, records its role and restricts it to that role (below);
+// start_thread does this first thing.
 void enter_thread(ThreadRole role, const std::string& name);
+
+// What restricting a thread to its role means is set once by the program (ember's main:
+// install the role's seccomp filter; it ends ember if that fails). Unset, as in unit
+// tests, threads run unrestricted.
+using RoleRestrictor = void (*)(ThreadRole);
+void set_role_restrictor(RoleRestrictor restrictor);
+// Restricts the calling thread; the main thread calls it itself once every other thread
+// of the running VM exists (threads inherit their creator's filter).
+void restrict_current_thread(ThreadRole role);
 
 template <typename F>
 std::thread start_thread(ThreadRole role, std::string name, F&& fn) {

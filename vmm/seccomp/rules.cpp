@@ -1,0 +1,135 @@
+#include "vmm/seccomp/rules.h"
+
+#include <linux/kvm.h>
+#include <linux/if_tun.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <termios.h>
+
+#include <initializer_list>
+
+namespace ember::seccomp {
+
+namespace {
+
+// Collects rules and remembers the first libseccomp error.
+class Allowlist {
+ public:
+  explicit Allowlist(scmp_filter_ctx ctx) : ctx_(ctx) {}
+  void allow(int nr) { keep(seccomp_rule_add(ctx_, SCMP_ACT_ALLOW, nr, 0)); }
+  void allow(std::initializer_list<int> nrs) {
+    for (int nr : nrs) allow(nr);
+  }
+  void allow_if(int nr, scmp_arg_cmp condition) { keep(seccomp_rule_add(ctx_, SCMP_ACT_ALLOW, nr, 1, condition)); }
+  // ioctl(fd, request): one rule per request number.
+  void allow_ioctls(std::initializer_list<unsigned long> requests) {
+    for (unsigned long r : requests) allow_if(SCMP_SYS(ioctl), SCMP_A1(SCMP_CMP_EQ, r));
+  }
+  int result() const { return error_; }
+
+ private:
+  void keep(int rc) {
+    if (rc < 0 && error_ == 0) error_ = rc;
+  }
+  scmp_filter_ctx ctx_;
+  int error_ = 0;
+};
+
+// Every filtered thread: memory for the allocator and thread stacks (never executable),
+// locks and timed waits, signal returns, its log lines (and the SIGSYS report), abort()
+// and thread or process exit.
+void allow_common(Allowlist& a) {
+  a.allow({SCMP_SYS(brk), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise)});
+  a.allow_if(SCMP_SYS(mmap), SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+  a.allow_if(SCMP_SYS(mprotect), SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+  a.allow({SCMP_SYS(futex), SCMP_SYS(clock_gettime), SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep),
+           SCMP_SYS(sched_yield), SCMP_SYS(gettid), SCMP_SYS(getpid)});
+  a.allow({SCMP_SYS(rt_sigreturn), SCMP_SYS(rt_sigprocmask), SCMP_SYS(restart_syscall)});
+  a.allow_if(SCMP_SYS(tgkill), SCMP_A2(SCMP_CMP_EQ, SIGABRT));  // abort()
+  a.allow(SCMP_SYS(write));
+  a.allow({SCMP_SYS(exit), SCMP_SYS(exit_group)});
+}
+
+// Waiting on descriptors, in the forms glibc uses.
+void allow_polling(Allowlist& a) {
+  a.allow({SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl)});
+}
+
+void allow_sanitizer_runtime(Allowlist& a) {
+  a.allow({SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(read), SCMP_SYS(close), SCMP_SYS(readlink),
+           SCMP_SYS(readlinkat), SCMP_SYS(getdents64), SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(lseek),
+           SCMP_SYS(clone), SCMP_SYS(clone3), SCMP_SYS(ptrace), SCMP_SYS(wait4), SCMP_SYS(prctl),
+           SCMP_SYS(sched_getaffinity), SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigaction), SCMP_SYS(tgkill),
+           SCMP_SYS(kill), SCMP_SYS(getppid), SCMP_SYS(pipe2), SCMP_SYS(prlimit64), SCMP_SYS(getrlimit),
+           SCMP_SYS(setrlimit), SCMP_SYS(mincore), SCMP_SYS(getrusage), SCMP_SYS(uname), SCMP_SYS(set_robust_list),
+           SCMP_SYS(rseq), SCMP_SYS(dup), SCMP_SYS(dup2), SCMP_SYS(fcntl)});
+}
+
+void allow_role(Allowlist& a, ThreadRole role) {
+  switch (role) {
+    case ThreadRole::Main:
+      // Once the guest runs: waits for the guest's end, a signal or an API action; applies
+      // the actions (pause kicks vCPUs out of KVM_RUN); then the stop order's teardown
+      // (reads where each vCPU stopped, closes and unmaps, removes its sockets, restores
+      // the terminal). Files it writes at exit are opened before.
+      allow_polling(a);
+      a.allow({SCMP_SYS(read), SCMP_SYS(close), SCMP_SYS(unlink), SCMP_SYS(newfstatat), SCMP_SYS(lstat)});
+      a.allow_if(SCMP_SYS(tgkill), SCMP_A2(SCMP_CMP_EQ, static_cast<scmp_datum_t>(SIGRTMIN)));  // vCPU kick
+      a.allow_ioctls({KVM_GET_REGS, TCGETS, TCSETS});
+      break;
+    case ThreadRole::Vcpu:
+      // KVM_RUN and its exits: port and MMIO handlers signal eventfds (interrupts, the
+      // event thread, the exit latch) and wait on locks; registers are read to report
+      // an internal error. Nothing else.
+      a.allow_ioctls({KVM_RUN, KVM_GET_REGS});
+      break;
+    case ThreadRole::Event:
+      // Device backends: eventfds, the tap, vsock's Unix sockets (guest-initiated
+      // connections open new ones: AF_UNIX only), the sync block engine, io_uring.
+      allow_polling(a);
+      a.allow({SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(preadv), SCMP_SYS(pwritev),
+               SCMP_SYS(fdatasync), SCMP_SYS(close), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg),
+               SCMP_SYS(sendmsg), SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(shutdown),
+               SCMP_SYS(timerfd_settime), SCMP_SYS(io_uring_enter)});
+      a.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+      a.allow_ioctls({TUNSETOFFLOAD});
+      break;
+    case ThreadRole::Api:
+      // HTTP on the already bound socket; requests become actions for the main thread.
+      allow_polling(a);
+      a.allow({SCMP_SYS(read), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(accept4), SCMP_SYS(close)});
+      break;
+    case ThreadRole::Metrics:
+      break;  // formats the counters and writes them to the open file
+    case ThreadRole::Stdin:
+      a.allow({SCMP_SYS(read), SCMP_SYS(poll), SCMP_SYS(ppoll)});
+      break;
+    case ThreadRole::Console:
+      a.allow({SCMP_SYS(poll), SCMP_SYS(ppoll)});
+      break;
+    case ThreadRole::Prefault:
+      // madvise(MADV_POPULATE_WRITE) is in the common set; it lowers its own priority.
+      a.allow_if(SCMP_SYS(setpriority), SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS));
+      break;
+    case ThreadRole::Machine:
+    case ThreadRole::Loader:
+      break;
+  }
+}
+
+}  // namespace
+
+bool role_is_filtered(ThreadRole role) { return role != ThreadRole::Machine && role != ThreadRole::Loader; }
+
+int add_role_rules(scmp_filter_ctx ctx, ThreadRole role, const RuleOptions& options) {
+  Allowlist a(ctx);
+  allow_common(a);
+  allow_role(a, role);
+  if (options.with_sanitizer_runtime) allow_sanitizer_runtime(a);
+  return a.result();
+}
+
+}  // namespace ember::seccomp

@@ -1,0 +1,34 @@
+// What a front end (the HTTP API today; a supervisor later) asks of the VMM, as values.
+// The main thread applies them one at a time, in the order they came (api/vmm_runner.h):
+// it is the only thread that changes the VM's lifecycle, and every front end gets the
+// same checks. Snapshot and restore become two more alternatives.
+#pragma once
+
+#include <variant>
+
+#include "vmm/metrics_writer.h"
+#include "vmm/util/log.h"
+#include "vmm/vm_config.h"
+
+namespace ember {
+
+namespace action {
+struct StartInstance {
+  VmConfig config;
+};
+struct ConfigureLogger {
+  log::LoggerConfig config;
+};
+struct ConfigureMetrics {
+  MetricsConfig config;
+};
+struct Pause {};
+struct Resume {};
+struct SendCtrlAltDel {};
+struct FlushMetrics {};
+}  // namespace action
+
+using VmmAction = std::variant<action::StartInstance, action::ConfigureLogger, action::ConfigureMetrics, action::Pause,
+                               action::Resume, action::SendCtrlAltDel, action::FlushMetrics>;
+
+}  // namespace ember
