@@ -106,7 +106,10 @@ std::vector<HostDevice> host_devices() {
 void pivot_into(const std::string& chroot) {
   if (::unshare(CLONE_NEWNS) < 0) fail("cannot create a mount namespace: ", errno_text());
   // Private, so that nothing done here propagates back to the host's mounts.
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) fail("cannot make the mounts private: ", errno_text());
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
+    fail("cannot make the mounts private: ", errno_text(),
+         errno == EINVAL ? " (the jailer's own root is not a mount point: it cannot run inside a plain chroot)" : "");
+  }
   // pivot_root needs the new root to be a mount point.
   if (::mount(chroot.c_str(), chroot.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0) {
     fail("cannot bind-mount ", chroot, " onto itself: ", errno_text());

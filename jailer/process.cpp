@@ -84,6 +84,7 @@ void drop_privileges_and_exec(const JailerArgs& args) {
   char* empty_env[] = {nullptr};
   ::execve(path.c_str(), argv.data(), empty_env);
   std::string why = errno_text();
+  if (errno == ENOENT) why += " (a dynamically linked executable needs a loader the jail does not have: give a static one)";
   bool root_again = ::setresuid(0, 0, 0) == 0 && ::setresgid(0, 0, 0) == 0;
   fail("cannot run ", path, " in the jail: ", why, root_again ? "" : " (and cannot become root again to clean up)");
 }

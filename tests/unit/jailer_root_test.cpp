@@ -7,12 +7,16 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -37,6 +41,13 @@ std::string slurp(const fs::path& path) {
   } catch (const Error&) {
     return "";
   }
+}
+
+// pivot_root (and making "/" private) needs the caller's root to be a mount point; inside a
+// chroot of a plain folder (tools/fresh-debian12.sh) it is not, and mountinfo lists no "/".
+bool root_is_a_mount_point() {
+  std::string mounts = slurp("/proc/self/mountinfo");
+  return std::regex_search(mounts, std::regex("^[0-9]+ [0-9]+ [0-9:]+ [^ ]+ / ", std::regex::multiline));
 }
 
 // A running (or finished) ember-jailer with its stdio on pipes.
@@ -84,7 +95,7 @@ struct Jailer {
 
 // Starts the jailer with an extra inherited descriptor (9) and a variable in its environment,
 // both of which it must not pass on.
-Jailer start(const std::vector<std::string>& args) {
+Jailer start(const std::vector<std::string>& args, bool group_leader = false) {
   int in[2], out[2], err[2];
   EXPECT_EQ(::pipe2(in, O_CLOEXEC) | ::pipe2(out, O_CLOEXEC) | ::pipe2(err, O_CLOEXEC), 0);
   Jailer j;
@@ -94,6 +105,7 @@ Jailer start(const std::vector<std::string>& args) {
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
     ::dup2(1, 9);  // without O_CLOEXEC
+    if (group_leader) ::setpgid(0, 0);  // as a shell's job: setsid() refuses a group leader
     std::vector<std::string> strings = {EMBER_JAILER_BIN};
     strings.insert(strings.end(), args.begin(), args.end());
     std::vector<char*> argv;
@@ -117,6 +129,10 @@ class JailerRoot : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "the jailer needs root (mounts, cgroups, mknod, setresuid); run as root";
+    if (!root_is_a_mount_point()) {
+      GTEST_SKIP() << "this process runs in a plain chroot (its root is not a mount point), where no jailer can "
+                      "pivot_root; run outside it";
+    }
     const char* tmp = std::getenv("TMPDIR");
     tmp_ = fs::path(tmp ? tmp : "/tmp") / ("ember-jailer-root-" + std::to_string(::getpid()));
     fs::remove_all(tmp_);
@@ -124,7 +140,6 @@ class JailerRoot : public ::testing::Test {
     base_ = tmp_ / "jails";
     parent_ = "ember-test-" + std::to_string(::getpid());
     mounts_ = parse_mountinfo(slurp("/proc/self/mountinfo"));
-    mountinfo_before_ = slurp("/proc/self/mountinfo");
   }
   void TearDown() override {
     if (::geteuid() != 0) return;
@@ -140,8 +155,9 @@ class JailerRoot : public ::testing::Test {
       ::rmdir((h / parent_).c_str());
     }
     fs::remove_all(tmp_);
-    // Every mount the jailer made lives in namespaces that ended with their processes.
-    EXPECT_EQ(slurp("/proc/self/mountinfo"), mountinfo_before_);
+    // Every mount the jailer made lives in namespaces that ended with their processes. (Other
+    // tests may mount elsewhere meanwhile: only this test's folder is looked for.)
+    EXPECT_EQ(slurp("/proc/self/mountinfo").find(tmp_.string()), std::string::npos) << "a mount is left under " << tmp_;
   }
 
   std::vector<std::string> args(const std::string& id, std::vector<std::string> extra = {}) {
@@ -161,7 +177,7 @@ class JailerRoot : public ::testing::Test {
   }
 
   fs::path tmp_, base_;
-  std::string parent_, mountinfo_before_;
+  std::string parent_;
   CgroupMounts mounts_;
 };
 
@@ -270,6 +286,17 @@ TEST_F(JailerRoot, NewPidNamespaceAndDaemonize) {
   EXPECT_GT(std::atoi(pid.c_str()), 1) << pid;
 }
 
+TEST_F(JailerRoot, DaemonizeForksWhenTheJailerLeadsAProcessGroup) {
+  Jailer j = start(args("leader", {"--daemonize", "--", "--report-file", "/report"}), true);
+  EXPECT_EQ(j.finish(), 0) << j.errors;  // the half that led the group exits at once
+  fs::path report = chroot("leader") / "report";
+  for (int i = 0; i < 1000 && !fs::exists(report); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::map<std::string, std::string> r = Jailer::parse(slurp(report));
+  EXPECT_EQ(r["session_leader"], "yes");
+  EXPECT_EQ(r["stdio"], "1:3,1:3,1:3");
+  EXPECT_EQ(r["fds"], "0,1,2");
+}
+
 TEST_F(JailerRoot, IdAlreadyInUseIsRefusedAndTheFirstJailIsUntouched) {
   Jailer first = start(args("dup"));
   ASSERT_TRUE(first.wait_for("READY\n")) << first.errors;
@@ -295,6 +322,46 @@ TEST_F(JailerRoot, TwoIdsSideBySide) {
   }
   EXPECT_EQ(a.finish(), 0) << a.errors;
   EXPECT_EQ(b.finish(), 0) << b.errors;
+  // What the user cleans up once they have exited: no process is left in the cgroups (rmdir
+  // would be EBUSY), no mount in the chroots; TearDown checks the mount table.
+  for (const char* id : {"side-a", "side-b"}) {
+    if (!v2_mount().empty()) {
+      EXPECT_EQ(::rmdir((fs::path(v2_mount()) / parent_ / id).c_str()), 0) << id << ": " << std::strerror(errno);
+    }
+    EXPECT_GT(fs::remove_all(base_ / "jail_probe" / id), 0u);
+  }
+}
+
+// The real ember, without KVM (it waits for InstanceStart): two jailed side by side, each
+// serving its API on the socket inside its own chroot.
+TEST_F(JailerRoot, TwoJailedEmbersServeTheirApiInsideTheirChroots) {
+  if (!EMBER_IS_STATIC) GTEST_SKIP() << "this build's ember is dynamically linked (EMBER_STATIC=OFF): the jail holds only the binary";
+  std::vector<Jailer> embers;
+  for (const char* id : {"ember-a", "ember-b"}) {
+    std::vector<std::string> a = args(id, {"--", "--api-sock", "/api.sock"});
+    a[3] = EMBER_BIN;  // --exec-file
+    embers.push_back(start(a));
+  }
+  for (const char* id : {"ember-a", "ember-b"}) {
+    fs::path sock = base_ / "ember" / id / "root" / "api.sock";
+    for (int i = 0; i < 1000 && !fs::exists(sock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock.c_str());
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << sock << ": " << std::strerror(errno);
+    std::string request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", answer;
+    ASSERT_TRUE(write_all(fd, request));
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) answer.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    EXPECT_NE(answer.find(std::string("\"id\":\"") + id + "\""), std::string::npos) << answer;
+  }
+  for (Jailer& e : embers) {
+    ::kill(e.pid, SIGTERM);
+    EXPECT_EQ(e.finish(), 130) << e.errors;  // ember's status for a signal before InstanceStart
+  }
+  EXPECT_FALSE(fs::exists(base_ / "ember" / "ember-a" / "root" / "api.sock")) << "ember removes its socket";
 }
 
 // Refused before anything is created (exit 2), or failing at a later step (exit 1): either way
@@ -307,6 +374,9 @@ TEST_F(JailerRoot, BadInputAndFailedStepsLeaveNothingBehind) {
   std::ofstream(not_dir) << "x";
   fs::copy_file(JAIL_PROBE_BIN, noexec);
   fs::permissions(noexec, fs::perms::owner_read | fs::perms::owner_write);
+  // Root writes through any mode bits: an unwritable base needs a read-only file system.
+  fs::create_directories(tmp_ / "read-only");
+  ASSERT_EQ(::mount("none", (tmp_ / "read-only").c_str(), "tmpfs", MS_RDONLY, nullptr), 0) << std::strerror(errno);
   auto replace = [&](std::vector<std::string> a, const std::string& flag, const std::string& value) {
     for (size_t i = 0; i + 1 < a.size(); ++i) {
       if (a[i] == flag) a[i + 1] = value;
@@ -328,6 +398,10 @@ TEST_F(JailerRoot, BadInputAndFailedStepsLeaveNothingBehind) {
       {replace(args("bad"), "--chroot-base-dir", not_dir + "/jails"), 1, "cannot create " + not_dir + "/jails: Not a directory"},
       {args("bad", {"--cgroup-version", "2", "--cgroup", "cgroup.max.descendants=lots"}), 1, "cannot write 'lots'"},
       {replace(args("bad"), "--exec-file", noexec), 1, "cannot run /noexec in the jail: Permission denied"},
+      {replace(args("bad"), "--exec-file", "/usr/bin/env"), 1,
+       "cannot run /env in the jail: No such file or directory (a dynamically linked executable needs a loader"},
+      {replace(args("bad"), "--chroot-base-dir", (tmp_ / "read-only" / "jails").string()), 1,
+       "cannot create " + (tmp_ / "read-only" / "jails").string() + ": Read-only file system"},
   };
   for (const Case& c : cases) {
     if (c.message.find("cgroup.max") == std::string::npos || !v2_mount().empty()) {
@@ -340,6 +414,7 @@ TEST_F(JailerRoot, BadInputAndFailedStepsLeaveNothingBehind) {
       EXPECT_FALSE(fs::exists(fs::path(v2_mount()) / parent_)) << c.message;
     }
   }
+  EXPECT_EQ(::umount((tmp_ / "read-only").c_str()), 0);
 }
 
 }  // namespace
