@@ -181,6 +181,13 @@ class JailerRoot : public ::testing::Test {
   CgroupMounts mounts_;
 };
 
+// The report a daemonized probe writes with --report-file (it is renamed into place whole),
+// once it appears (10 s at most).
+std::map<std::string, std::string> report_file(const fs::path& path) {
+  for (int i = 0; i < 1000 && !fs::exists(path); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return Jailer::parse(slurp(path));
+}
+
 // /proc/PID/root names a root in another mount namespace as "/": compare the folders instead.
 bool same_folder(const fs::path& a, const fs::path& b) {
   struct stat sa {}, sb {};
@@ -275,9 +282,7 @@ TEST_F(JailerRoot, JoinsTheGivenNetworkNamespace) {
 TEST_F(JailerRoot, NewPidNamespaceAndDaemonize) {
   Jailer j = start(args("pidns", {"--new-pid-ns", "--daemonize", "--", "--report-file", "/report"}));
   EXPECT_EQ(j.finish(), 0) << j.errors;  // the jailer's parent half exits once the pid file is written
-  fs::path report = chroot("pidns") / "report";
-  for (int i = 0; i < 1000 && !fs::exists(report); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  std::map<std::string, std::string> r = Jailer::parse(slurp(report));
+  std::map<std::string, std::string> r = report_file(chroot("pidns") / "report");
   EXPECT_EQ(r["pid"], "1");
   EXPECT_EQ(r["session_leader"], "yes");
   EXPECT_EQ(r["stdio"], "1:3,1:3,1:3");
@@ -289,9 +294,7 @@ TEST_F(JailerRoot, NewPidNamespaceAndDaemonize) {
 TEST_F(JailerRoot, DaemonizeForksWhenTheJailerLeadsAProcessGroup) {
   Jailer j = start(args("leader", {"--daemonize", "--", "--report-file", "/report"}), true);
   EXPECT_EQ(j.finish(), 0) << j.errors;  // the half that led the group exits at once
-  fs::path report = chroot("leader") / "report";
-  for (int i = 0; i < 1000 && !fs::exists(report); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  std::map<std::string, std::string> r = Jailer::parse(slurp(report));
+  std::map<std::string, std::string> r = report_file(chroot("leader") / "report");
   EXPECT_EQ(r["session_leader"], "yes");
   EXPECT_EQ(r["stdio"], "1:3,1:3,1:3");
   EXPECT_EQ(r["fds"], "0,1,2");
