@@ -139,7 +139,6 @@ std::string current_cgroup(std::string_view proc_self_cgroup, const CgroupDir& d
 
 void enter_cgroups(const std::vector<CgroupDir>& dirs, Undo& undo) {
   std::string self = read_file("/proc/self/cgroup", "the jailer's cgroups");
-  std::string pid = std::to_string(::getpid());
   for (const CgroupDir& dir : dirs) {
     std::string original = current_cgroup(self, dir);
     auto root = std::make_shared<UniqueFd>(::open(dir.mount.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -158,8 +157,12 @@ void enter_cgroups(const std::vector<CgroupDir>& dirs, Undo& undo) {
     }
     for (const CgroupSetting& s : dir.settings) write_at(root->get(), join(rel, s.file), s.value, dir.mount);
     const char* procs = dir.v2 ? "cgroup.procs" : "tasks";
-    write_at(root->get(), join(rel, procs), pid, dir.mount);
-    undo.add([root, original, procs, pid, mount = dir.mount] { write_at(root->get(), join(original, procs), pid, mount); });
+    write_at(root->get(), join(rel, procs), std::to_string(::getpid()), dir.mount);
+    // The pid is read when undoing: by then the jailer may have forked (--daemonize,
+    // --new-pid-ns) and the failing process be the child.
+    undo.add([root, original, procs, mount = dir.mount] {
+      write_at(root->get(), join(original, procs), std::to_string(::getpid()), mount);
+    });
   }
 }
 

@@ -401,6 +401,9 @@ TEST_F(JailerRoot, BadInputAndFailedStepsLeaveNothingBehind) {
       {replace(args("bad"), "--chroot-base-dir", not_dir + "/jails"), 1, "cannot create " + not_dir + "/jails: Not a directory"},
       {args("bad", {"--cgroup-version", "2", "--cgroup", "cgroup.max.descendants=lots"}), 1, "cannot write 'lots'"},
       {replace(args("bad"), "--exec-file", noexec), 1, "cannot run /noexec in the jail: Permission denied"},
+      // The jailer's parent half exits 0 once the pid file is written; the child, PID 1 of the
+      // new namespace, fails and undoes the run (stderr closes when it exits).
+      {replace(args("bad", {"--new-pid-ns"}), "--exec-file", noexec), 0, "cannot run /noexec in the jail: Permission denied"},
       {replace(args("bad"), "--exec-file", "/usr/bin/env"), 1,
        "cannot run /env in the jail: No such file or directory (a dynamically linked executable needs a loader"},
       {replace(args("bad"), "--chroot-base-dir", (tmp_ / "read-only" / "jails").string()), 1,
