@@ -43,11 +43,14 @@ void make_dirs(const std::string& path, Undo* undo) {
 }
 
 void copy_file(const std::string& from, const std::string& to) {
-  UniqueFd in(::open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  // O_NOFOLLOW and O_NONBLOCK: the file checked earlier may have been swapped for a symlink or
+  // a FIFO (whose open would wait for a writer) since.
+  UniqueFd in(::open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   struct stat st {};
   if (!in.valid() || ::fstat(in.get(), &st) < 0) fail("cannot read --exec-file '", from, "': ", errno_text());
-  // No set-id bits: the copy runs as the jail's uid, never as its owner.
-  UniqueFd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0755));
+  if (!S_ISREG(st.st_mode)) fail("--exec-file '", from, "' is no longer a regular file");
+  // Root's copy, which the jail's uid may run but not change; no set-id bits.
+  UniqueFd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (st.st_mode & S_IXUSR) ? 0755 : 0644));
   if (!out.valid()) fail("cannot create ", to, ": ", errno_text());
   for (off_t done = 0; done < st.st_size;) {
     ssize_t n = ::sendfile(out.get(), in.get(), &done, static_cast<size_t>(st.st_size - done));

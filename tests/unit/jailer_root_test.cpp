@@ -239,6 +239,25 @@ TEST_F(JailerRoot, ProbeRunsConfinedAsAsked) {
   EXPECT_EQ(j.finish(), 0) << j.errors;
 }
 
+// The copy belongs to root and must still run as the jail's uid, however the original's
+// mode was.
+TEST_F(JailerRoot, AnOwnerOnlyExecutableRunsAsTheJailsUid) {
+  fs::create_directories(tmp_ / "files");
+  fs::path own = tmp_ / "files" / "own_probe";
+  fs::copy_file(JAIL_PROBE_BIN, own);
+  fs::permissions(own, fs::perms::owner_all);
+  std::vector<std::string> a = args("owner-only");
+  a[3] = own.string();  // --exec-file
+  Jailer j = start(a);
+  ASSERT_TRUE(j.wait_for("READY\n")) << j.errors;
+  EXPECT_EQ(j.report()["uid"], "1234,1234,1234");
+  struct stat st {};
+  ASSERT_EQ(::stat((base_ / "own_probe" / "owner-only" / "root" / "own_probe").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(j.finish(), 0) << j.errors;
+}
+
 TEST_F(JailerRoot, CgroupV2SettingIsWritten) {
   if (v2_mount().empty()) GTEST_SKIP() << "no cgroup2 mount on this host";
   Jailer j = start(args("v2", {"--cgroup-version", "2", "--cgroup", "cgroup.max.descendants=3"}));
