@@ -89,6 +89,21 @@ std::string prelude() {
          + api_shell_functions();
 }
 
+// Shell lines that start ember jailed with id `id` under `base` in the background ($<var>_pid,
+// killed after a deadline so that a hang fails only this test), wait for its API socket in the
+// chroot, and copy `files` into the chroot for the jail's uid. Console to <log>-console.txt.
+std::string start_jailed(const std::string& id, const std::string& var, const std::string& base, const std::string& flags,
+                         const std::string& files, const std::string& log) {
+  std::string ember = env("EMBER_BIN"), root = base + "/ember/" + id + "/root";
+  std::string jailer = (fs::path(ember).parent_path() / "ember-jailer").string();
+  return "'" + jailer + "' --id " + id + " --exec-file '" + ember + "' --uid " + kUid + " --gid " + kGid +
+         " --chroot-base-dir " + base + " " + flags + " -- --api-sock /api.sock > " + log + "-console.txt 2> " + log +
+         "-stderr.txt &\n" + var + "_pid=$!\n" + "(sleep " + std::to_string(static_cast<int>(60 * time_scale())) +
+         "; kill $" + var + "_pid) >/dev/null 2>&1 &\n" + "wait_sock " + root + "/api.sock\n" +
+         "cp " + files + " " + root + "/ && (cd " + root + " && chown " + kUid + ":" + kGid + " $(basename -a " + files +
+         "))\n";
+}
+
 constexpr const char* kGuestScript =
     "ip link set lo up; ip link set eth0 up && ip addr add 169.254.10.2/24 dev eth0\n"
     "ping -c 3 -W 5 169.254.10.1 >/dev/null && echo GUEST_PING_OK\n"
@@ -98,7 +113,6 @@ TEST(Jailer, JailedEmberBootsWithBlkNetAndVsockOverTheApiInsideTheChroot) {
   ASSERT_TRUE(host_tools({{"curl", "curl"}, {"ip", "iproute2"}, {"zcat", "gzip"}, {"cpio", "cpio"}, {"mke2fs", "e2fsprogs"}}));
   std::string ember = env("EMBER_BIN");
   if (!statically_linked(ember)) GTEST_SKIP() << ember << " is dynamically linked (sanitized build): the jail holds only the binary";
-  std::string jailer = (fs::path(ember).parent_path() / "ember-jailer").string();
   fs::path dir = scratch_dir("jailer");
   std::string d = dir.string(), guest = env("EMBER_GUEST_DIR");
   std::string id = "jail-e2e", ns = "ember-jail-" + std::to_string(::getpid());
@@ -121,15 +135,12 @@ TEST(Jailer, JailedEmberBootsWithBlkNetAndVsockOverTheApiInsideTheChroot) {
   std::string proc = "/proc/$pid";
   ProcessResult result = run_process(
       {"/bin/sh", "-c",
-       prelude() + "'" + jailer + "' --id " + id + " --exec-file '" + ember + "' --uid " + kUid + " --gid " + kGid +
-           " --chroot-base-dir " + d + "/jails --netns /run/netns/" + ns + " --parent-cgroup " + parent_cgroup +
-           " --resource-limit no-file=1024 --resource-limit fsize=268435456 -- --api-sock /api.sock > " + d +
-           "/console.txt 2> " + d + "/stderr.txt &\npid=$!\n"
-           "(sleep " + std::to_string(static_cast<int>(60 * time_scale())) + "; kill $pid) >/dev/null 2>&1 &\n"
-           "wait_sock " + s + "\n"
-           // Files the guest needs go into the chroot, owned by the jail's uid.
-           "cp '" + guest + "/bzImage' " + d + "/root.img " + r + "/ && chown " + kUid + ":" + kGid + " " + r +
-           "/bzImage " + r + "/root.img\n"
+       prelude() +
+           start_jailed(id, "ember", d + "/jails",
+                        "--netns /run/netns/" + ns + " --parent-cgroup " + parent_cgroup +
+                            " --resource-limit no-file=1024 --resource-limit fsize=268435456",
+                        "'" + guest + "/bzImage' " + d + "/root.img", d + "/ember") +
+           "pid=$ember_pid\n"
            "echo \"IDS $(grep -E '^(Uid|Gid|Groups):' " + proc + "/status | tr -s '\\t' ' ' | tr '\\n' ';')\"\n"
            // /proc/PID/root reads "/" from outside ember's mount namespace: compare the folders.
            "echo \"ROOT $(stat -L -c %d:%i " + proc + "/root/) $(stat -c %d:%i " + r + ")\"\n"
@@ -153,8 +164,8 @@ TEST(Jailer, JailedEmberBootsWithBlkNetAndVsockOverTheApiInsideTheChroot) {
            "wait $pid; echo EMBER_EXIT=$?\n"
            "grep -c '" + r + "' /proc/self/mountinfo | sed 's/^/JAIL_MOUNTS /'\n"},
       600 * time_scale());
-  std::string console = read_text(dir / "console.txt");
-  SCOPED_TRACE(describe(result) + "\n--- console ---\n" + console + "\n--- stderr ---\n" + read_text(dir / "stderr.txt"));
+  std::string console = read_text(dir / "ember-console.txt");
+  SCOPED_TRACE(describe(result) + "\n--- console ---\n" + console + "\n--- stderr ---\n" + read_text(dir / "ember-stderr.txt"));
   const std::string& out = result.out;
   EXPECT_NE(out.find("IDS Uid: 1234 1234 1234 1234;Gid: 2345 2345 2345 2345;Groups: ;"), std::string::npos);
   std::smatch m;
@@ -175,6 +186,53 @@ TEST(Jailer, JailedEmberBootsWithBlkNetAndVsockOverTheApiInsideTheChroot) {
   // What the jail's user cleans up: the cgroup, the namespace, the chroot.
   sh("rmdir /sys/fs/cgroup/" + parent_cgroup + "/" + id + " /sys/fs/cgroup/" + parent_cgroup + "; ip netns del " + ns);
   fs::remove_all(dir / "jails");
+}
+
+// Two jails with different ids, each booting the guest from an initramfs; once both embers have
+// exited, nothing is left: no mount, no process in either cgroup (rmdir succeeds), no process
+// whose root is either chroot.
+TEST(Jailer, TwoJailedEmbersSideBySideLeaveNothingBehind) {
+  ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  std::string ember = env("EMBER_BIN");
+  if (!statically_linked(ember)) GTEST_SKIP() << ember << " is dynamically linked (sanitized build): the jail holds only the binary";
+  fs::path dir = scratch_dir("jailer-two");
+  std::string d = dir.string(), guest = env("EMBER_GUEST_DIR"), base = d + "/jails";
+  std::string parent_cgroup = "ember-e2e-two-" + std::to_string(::getpid());
+  sh("grep -q ' - cgroup2 ' /proc/self/mountinfo || mount -t cgroup2 cgroup2 /sys/fs/cgroup");
+  std::string script = prelude();
+  for (const char* id : {"side-a", "side-b"}) {
+    std::string s = base + "/ember/" + id + "/root/api.sock", v = std::string(id).substr(5);
+    std::ofstream(dir / (std::string(id) + ".json"))
+        << R"({"kernel_image_path": "/bzImage", "initrd_path": "/initramfs.cpio.gz", "boot_args": ")"
+        << cmdline(std::string("echo RAN_IN_") + id + "\n") << R"("})";
+    script += start_jailed(id, v, base, "--parent-cgroup " + parent_cgroup,
+                           "'" + guest + "/bzImage' '" + guest + "/initramfs.cpio.gz'", d + "/" + id) +
+              "echo \"ROOT_" + v + " $(stat -c %d:%i " + base + "/ember/" + id + "/root)\"\n"
+              "api " + s + " PUT /boot-source -d @" + d + "/" + id + ".json\n"
+              "api " + s + " PUT /actions -d '{\"action_type\": \"InstanceStart\"}'\n";
+  }
+  script += "wait $a_pid; echo A_EXIT=$?\nwait $b_pid; echo B_EXIT=$?\n"
+            "echo \"JAIL_MOUNTS $(grep -c '" + base + "' /proc/self/mountinfo)\"\n"
+            "for p in /proc/[0-9]*; do echo \"PROC_ROOT $(stat -L -c %d:%i $p/root/ 2>/dev/null)\"; done\n"
+            "rmdir /sys/fs/cgroup/" + parent_cgroup + "/side-a /sys/fs/cgroup/" + parent_cgroup + "/side-b /sys/fs/cgroup/" +
+            parent_cgroup + " && echo CGROUPS_REMOVED\n"
+            "rm -r " + base + "/ember/side-a " + base + "/ember/side-b && echo JAILS_REMOVED\n";
+  ProcessResult r = run_process({"/bin/sh", "-c", script}, 600 * time_scale());
+  SCOPED_TRACE(describe(r) + "\n--- side-a ---\n" + read_text(dir / "side-a-console.txt") + read_text(dir / "side-a-stderr.txt") +
+               "\n--- side-b ---\n" + read_text(dir / "side-b-console.txt") + read_text(dir / "side-b-stderr.txt"));
+  EXPECT_NE(r.out.find("A_EXIT=0"), std::string::npos);
+  EXPECT_NE(r.out.find("B_EXIT=0"), std::string::npos);
+  EXPECT_NE(read_text(dir / "side-a-console.txt").find("RAN_IN_side-a"), std::string::npos);
+  EXPECT_NE(read_text(dir / "side-b-console.txt").find("RAN_IN_side-b"), std::string::npos);
+  EXPECT_NE(r.out.find("JAIL_MOUNTS 0"), std::string::npos);
+  std::smatch m;
+  for (const char* v : {"a", "b"}) {
+    std::string out = r.out;
+    ASSERT_TRUE(std::regex_search(out, m, std::regex(std::string("ROOT_") + v + " (\\d+:\\d+)")));
+    EXPECT_EQ(r.out.find("PROC_ROOT " + m[1].str() + "\n"), std::string::npos) << "a process is still in jail " << v;
+  }
+  EXPECT_NE(r.out.find("CGROUPS_REMOVED"), std::string::npos);
+  EXPECT_NE(r.out.find("JAILS_REMOVED"), std::string::npos);
 }
 
 }  // namespace
