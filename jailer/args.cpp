@@ -63,6 +63,7 @@ CgroupSetting parse_cgroup(const std::string& text) {
   bool ok = eq != std::string::npos && file.find('.') != std::string::npos && file.front() != '.';
   for (char c : file) ok = ok && (is_alnum(c) || c == '.' || c == '_' || c == '-');
   if (!ok) fail("--cgroup '", text, "' must be FILE=VALUE, FILE a cgroup file such as cpu.shares");
+  if (file == "cgroup.procs" || file == "cgroup.threads") fail("--cgroup ", file, ": only the jailer moves itself into its cgroup");
   return {file, text.substr(eq + 1)};
 }
 

@@ -136,6 +136,7 @@ TEST_F(JailerArgsTest, BadCgroupsAndLimits) {
   EXPECT_EQ(error_of(good({"--cgroup", "cpu.shares"})), "--cgroup 'cpu.shares' must be FILE=VALUE, FILE a cgroup file such as cpu.shares");
   EXPECT_EQ(error_of(good({"--cgroup", "../x.y=1"})), "--cgroup '../x.y=1' must be FILE=VALUE, FILE a cgroup file such as cpu.shares");
   EXPECT_EQ(error_of(good({"--cgroup", "shares=1"})), "--cgroup 'shares=1' must be FILE=VALUE, FILE a cgroup file such as cpu.shares");
+  EXPECT_EQ(error_of(good({"--cgroup", "cgroup.procs=1"})), "--cgroup cgroup.procs: only the jailer moves itself into its cgroup");
   EXPECT_EQ(error_of(good({"--cgroup-version", "3"})), "--cgroup-version must be 1 or 2 (got '3')");
   EXPECT_EQ(error_of(good({"--parent-cgroup", "../up"})), "--parent-cgroup '../up' must be a relative path of names, without '.' or '..'");
   EXPECT_EQ(error_of(good({"--parent-cgroup", "/abs"})), "--parent-cgroup '/abs' must be a relative path of names, without '.' or '..'");
