@@ -63,13 +63,20 @@ std::string read_at(int root, const std::string& rel) {
   return text;
 }
 
-// v2 offers a controller to a child only when the parent lists it in cgroup.subtree_control.
-void enable_controllers(int root, const std::string& rel, const CgroupDir& dir) {
+void check_offered(int root, const std::string& rel, const CgroupDir& dir) {
+  std::vector<std::string> offered = split(read_at(root, join(rel, "cgroup.controllers")), ' ');
   for (const std::string& controller : dir.enable) {
-    if (!contains(split(read_at(root, join(rel, "cgroup.controllers")), ' '), controller)) {
-      fail("the cgroup v2 hierarchy at ", join(dir.mount, rel), " has no '", controller,
+    if (!contains(offered, controller)) {
+      fail("the cgroup v2 hierarchy at ", rel.empty() ? dir.mount : dir.mount + "/" + rel, " has no '", controller,
            "' controller (a v1 hierarchy may hold it: try --cgroup-version 1)");
     }
+  }
+}
+
+// v2 offers a controller to a child only when the parent lists it in cgroup.subtree_control.
+void enable_controllers(int root, const std::string& rel, const CgroupDir& dir) {
+  check_offered(root, rel, dir);
+  for (const std::string& controller : dir.enable) {
     write_at(root, join(rel, "cgroup.subtree_control"), "+" + controller, dir.mount);
   }
 }
@@ -120,6 +127,14 @@ std::vector<CgroupDir> plan_cgroups(const JailerArgs& args, const CgroupMounts& 
     dir->settings.push_back(s);
   }
   return dirs;
+}
+
+void check_controllers(const std::vector<CgroupDir>& dirs) {
+  for (const CgroupDir& dir : dirs) {
+    UniqueFd root(::open(dir.mount.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root.valid()) fail("cannot open the cgroup hierarchy ", dir.mount, ": ", errno_text());
+    if (dir.v2) check_offered(root.get(), "", dir);
+  }
 }
 
 std::string current_cgroup(std::string_view proc_self_cgroup, const CgroupDir& dir) {

@@ -39,6 +39,10 @@ struct CgroupDir {
 // v1 without --cgroup settings names no controller, so no folder.
 std::vector<CgroupDir> plan_cgroups(const JailerArgs& args, const CgroupMounts& mounts);
 
+// Read-only checks before anything is created: each hierarchy can be opened and, for v2, offers
+// the controllers the settings need at its root.
+void check_controllers(const std::vector<CgroupDir>& dirs);
+
 // The jailer's current cgroup in the hierarchy of `dir`, relative to its mount ("" for the
 // root), from /proc/self/cgroup text.
 std::string current_cgroup(std::string_view proc_self_cgroup, const CgroupDir& dir);

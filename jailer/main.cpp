@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
     args = parse_jailer_args(std::vector<std::string>(argv + 1, argv + argc));
     if (args.help) return write_all(STDOUT_FILENO, jailer_usage()) ? 0 : kExitFailure;
     cgroups = plan_cgroups(args, parse_mountinfo(read_file("/proc/self/mountinfo", "the mount table")));
+    check_controllers(cgroups);
   } catch (const Error& e) {
     report(cat(e.what(), "\n(ember-jailer --help lists the options)"));
     return kExitUsage;

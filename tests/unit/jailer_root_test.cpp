@@ -428,6 +428,11 @@ TEST_F(JailerRoot, BadInputAndFailedStepsLeaveNothingBehind) {
       {replace(args("bad"), "--chroot-base-dir", (tmp_ / "read-only" / "jails").string()), 1,
        "cannot create " + (tmp_ / "read-only" / "jails").string() + ": Read-only file system"},
   };
+  // A controller the v2 hierarchy does not offer (on hosts that bind it to v1) is refused
+  // before anything is created.
+  if (!v2_mount().empty() && slurp(fs::path(v2_mount()) / "cgroup.controllers").find("cpu") == std::string::npos) {
+    cases.push_back({args("bad", {"--cgroup-version", "2", "--cgroup", "cpu.weight=50"}), 2, "has no 'cpu' controller"});
+  }
   for (const Case& c : cases) {
     if (c.message.find("cgroup.max") == std::string::npos || !v2_mount().empty()) {
       Jailer j = start(c.args);
