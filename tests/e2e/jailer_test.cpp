@@ -84,6 +84,16 @@ class VsockSink {
   std::thread thread_;
 };
 
+// Where cgroup2 is mounted (the jailer's default hierarchy), mounting it at /sys/fs/cgroup
+// first if the host has none (the emulated host's init may not have).
+std::string cgroup2_mount() {
+  sh("grep -q ' - cgroup2 ' /proc/self/mountinfo || mount -t cgroup2 cgroup2 /sys/fs/cgroup");
+  std::string line = sh("grep -m1 ' - cgroup2 ' /proc/self/mountinfo");
+  std::string::size_type start = 0;
+  for (int field = 0; field < 4 && start != std::string::npos; ++field) start = line.find(' ', start + 1);
+  return start == std::string::npos ? "" : line.substr(start + 1, line.find(' ', start + 1) - start - 1);
+}
+
 std::string prelude() {
   return "set -u\n"
          + api_shell_functions();
@@ -122,9 +132,9 @@ TEST(Jailer, JailedEmberBootsWithBlkNetAndVsockOverTheApiInsideTheChroot) {
   // hard-link or copy their images into the chroot).
   sh("mkdir -p " + d + "/tree && cd " + d + "/tree && zcat '" + guest + "/initramfs.cpio.gz' | cpio -idm --quiet 2>/dev/null && "
      "mke2fs -q -F -t ext4 -d " + d + "/tree " + d + "/root.img 64M");
-  // The network namespace the jail joins, with a tap the jail's uid may attach to. cgroup2 and
-  // /run/netns may be missing in the emulated host: set them up if so.
-  sh("grep -q ' - cgroup2 ' /proc/self/mountinfo || mount -t cgroup2 cgroup2 /sys/fs/cgroup");
+  std::string cgroups = cgroup2_mount();
+  // The network namespace the jail joins, with a tap the jail's uid may attach to (/run/netns
+  // may be missing in the emulated host).
   sh("mkdir -p /run/netns && ip netns add " + ns + " && ip netns exec " + ns + " sh -c 'ip link set lo up && "
      "ip tuntap add dev tap0 mode tap user " + kUid + " group " + kGid + " && ip addr add " + kHostIp +
      "/24 dev tap0 && ip link set tap0 up'");
@@ -184,7 +194,7 @@ TEST(Jailer, JailedEmberBootsWithBlkNetAndVsockOverTheApiInsideTheChroot) {
   EXPECT_NE(out.find("EMBER_EXIT=0"), std::string::npos);
   EXPECT_NE(out.find("JAIL_MOUNTS 0"), std::string::npos);
   // What the jail's user cleans up: the cgroup, the namespace, the chroot.
-  sh("rmdir /sys/fs/cgroup/" + parent_cgroup + "/" + id + " /sys/fs/cgroup/" + parent_cgroup + "; ip netns del " + ns);
+  sh("rmdir " + cgroups + "/" + parent_cgroup + "/" + id + " " + cgroups + "/" + parent_cgroup + "; ip netns del " + ns);
   fs::remove_all(dir / "jails");
 }
 
@@ -198,7 +208,7 @@ TEST(Jailer, TwoJailedEmbersSideBySideLeaveNothingBehind) {
   fs::path dir = scratch_dir("jailer-two");
   std::string d = dir.string(), guest = env("EMBER_GUEST_DIR"), base = d + "/jails";
   std::string parent_cgroup = "ember-e2e-two-" + std::to_string(::getpid());
-  sh("grep -q ' - cgroup2 ' /proc/self/mountinfo || mount -t cgroup2 cgroup2 /sys/fs/cgroup");
+  std::string cgroups = cgroup2_mount() + "/" + parent_cgroup;
   std::string script = prelude();
   for (const char* id : {"side-a", "side-b"}) {
     std::string s = base + "/ember/" + id + "/root/api.sock", v = std::string(id).substr(5);
@@ -214,8 +224,7 @@ TEST(Jailer, TwoJailedEmbersSideBySideLeaveNothingBehind) {
   script += "wait $a_pid; echo A_EXIT=$?\nwait $b_pid; echo B_EXIT=$?\n"
             "echo \"JAIL_MOUNTS $(grep -c '" + base + "' /proc/self/mountinfo)\"\n"
             "for p in /proc/[0-9]*; do echo \"PROC_ROOT $(stat -L -c %d:%i $p/root/ 2>/dev/null)\"; done\n"
-            "rmdir /sys/fs/cgroup/" + parent_cgroup + "/side-a /sys/fs/cgroup/" + parent_cgroup + "/side-b /sys/fs/cgroup/" +
-            parent_cgroup + " && echo CGROUPS_REMOVED\n"
+            "rmdir " + cgroups + "/side-a " + cgroups + "/side-b " + cgroups + " && echo CGROUPS_REMOVED\n"
             "rm -r " + base + "/ember/side-a " + base + "/ember/side-b && echo JAILS_REMOVED\n";
   ProcessResult r = run_process({"/bin/sh", "-c", script}, 600 * time_scale());
   SCOPED_TRACE(describe(r) + "\n--- side-a ---\n" + read_text(dir / "side-a-console.txt") + read_text(dir / "side-a-stderr.txt") +
