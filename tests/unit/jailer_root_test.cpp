@@ -181,6 +181,21 @@ class JailerRoot : public ::testing::Test {
   CgroupMounts mounts_;
 };
 
+// Connects to ember's API socket and returns its answer to GET / ("" if it cannot connect).
+std::string get_root(const fs::path& sock) {
+  for (int i = 0; i < 1000 && !fs::exists(sock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock.c_str());
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) return "";
+  std::string answer;
+  if (!write_all(fd.get(), "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")) return "";
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd.get(), buf, sizeof(buf))) > 0;) answer.append(buf, static_cast<size_t>(n));
+  return answer;
+}
+
 // The report a daemonized probe writes with --report-file (it is renamed into place whole),
 // once it appears (10 s at most).
 std::map<std::string, std::string> report_file(const fs::path& path) {
@@ -365,25 +380,33 @@ TEST_F(JailerRoot, TwoJailedEmbersServeTheirApiInsideTheirChroots) {
     embers.push_back(start(a));
   }
   for (const char* id : {"ember-a", "ember-b"}) {
-    fs::path sock = base_ / "ember" / id / "root" / "api.sock";
-    for (int i = 0; i < 1000 && !fs::exists(sock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock.c_str());
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << sock << ": " << std::strerror(errno);
-    std::string request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", answer;
-    ASSERT_TRUE(write_all(fd, request));
-    char buf[4096];
-    for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) answer.append(buf, static_cast<size_t>(n));
-    ::close(fd);
-    EXPECT_NE(answer.find(std::string("\"id\":\"") + id + "\""), std::string::npos) << answer;
+    std::string answer = get_root(base_ / "ember" / id / "root" / "api.sock");
+    EXPECT_NE(answer.find(std::string("\"id\":\"") + id + "\""), std::string::npos) << id << ": " << answer;
   }
   for (Jailer& e : embers) {
     ::kill(e.pid, SIGTERM);
     EXPECT_EQ(e.finish(), 130) << e.errors;  // ember's status for a signal before InstanceStart
   }
   EXPECT_FALSE(fs::exists(base_ / "ember" / "ember-a" / "root" / "api.sock")) << "ember removes its socket";
+}
+
+// ember as PID 1 of its own namespace: found through the pid file, it still stops on SIGTERM
+// (a namespace's init ignores signals it has no handler for, unless blocked as ember does).
+TEST_F(JailerRoot, JailedEmberAsPid1OfANewNamespaceStopsOnSigterm) {
+  if (!EMBER_IS_STATIC) GTEST_SKIP() << "this build's ember is dynamically linked (EMBER_STATIC=OFF): the jail holds only the binary";
+  std::vector<std::string> a = args("pid1", {"--new-pid-ns", "--", "--api-sock", "/api.sock"});
+  a[3] = EMBER_BIN;  // --exec-file
+  Jailer j = start(a);
+  fs::path root = base_ / "ember" / "pid1" / "root";
+  EXPECT_NE(get_root(root / "api.sock").find("\"id\":\"pid1\""), std::string::npos);
+  pid_t pid = std::atoi(slurp(root / "ember.pid").c_str());
+  ASSERT_GT(pid, 1);
+  EXPECT_TRUE(same_folder("/proc/" + std::to_string(pid) + "/root/", root));
+  EXPECT_NE(slurp("/proc/" + std::to_string(pid) + "/status").find("\nNSpid:\t" + std::to_string(pid) + "\t1\n"),
+            std::string::npos);
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  EXPECT_EQ(j.finish(), 0) << j.errors;  // stdout and stderr close once ember has exited
+  EXPECT_FALSE(fs::exists(root / "api.sock")) << "ember removes its socket when it stops";
 }
 
 // Refused before anything is created (exit 2), or failing at a later step (exit 1): either way
