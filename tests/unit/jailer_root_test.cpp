@@ -125,6 +125,17 @@ Jailer start(const std::vector<std::string>& args, bool group_leader = false) {
   return j;
 }
 
+// rmdir of a cgroup, which is busy until its last process has fully exited: a daemonized
+// probe or ember that closed its stdout may still be on its way out (5 s at most).
+bool remove_cgroup(const fs::path& dir) {
+  for (int i = 0; i < 500; ++i) {
+    if (::rmdir(dir.c_str()) == 0) return true;
+    if (errno != EBUSY) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
 class JailerRoot : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -150,9 +161,11 @@ class JailerRoot : public ::testing::Test {
       std::error_code ec;
       if (!fs::exists(h / parent_)) continue;
       for (const auto& child : fs::directory_iterator(h / parent_, ec)) {
-        if (child.is_directory()) ::rmdir(child.path().c_str());
+        if (child.is_directory()) {
+          EXPECT_TRUE(remove_cgroup(child.path())) << child.path() << ": " << std::strerror(errno);
+        }
       }
-      ::rmdir((h / parent_).c_str());
+      EXPECT_TRUE(remove_cgroup(h / parent_)) << h / parent_ << ": " << std::strerror(errno);
     }
     fs::remove_all(tmp_);
     // Every mount the jailer made lives in namespaces that ended with their processes. (Other
@@ -363,7 +376,7 @@ TEST_F(JailerRoot, TwoIdsSideBySide) {
   // would be EBUSY), no mount in the chroots; TearDown checks the mount table.
   for (const char* id : {"side-a", "side-b"}) {
     if (!v2_mount().empty()) {
-      EXPECT_EQ(::rmdir((fs::path(v2_mount()) / parent_ / id).c_str()), 0) << id << ": " << std::strerror(errno);
+      EXPECT_TRUE(remove_cgroup(fs::path(v2_mount()) / parent_ / id)) << id << ": " << std::strerror(errno);
     }
     EXPECT_GT(fs::remove_all(base_ / "jail_probe" / id), 0u);
   }
