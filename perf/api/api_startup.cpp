@@ -24,20 +24,11 @@
 #include <thread>
 #include <vector>
 
+#include "perf/task_cpu.h"
+
 namespace fs = std::filesystem;
 
 namespace {
-
-double cpu_ms(pid_t pid) {
-  double total_ns = 0;
-  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
-    std::ifstream in(task.path() / "schedstat");
-    double ns = 0;
-    in >> ns;
-    total_ns += ns;
-  }
-  return total_ns / 1e6;
-}
 
 long smaps_kb(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
@@ -103,7 +94,7 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
     auto connectable = std::chrono::steady_clock::now();
-    double cpu_at_connect = cpu_ms(pid);
+    double cpu_at_connect = ember::perf::task_cpu_ms(pid);
     std::string answer = get_root(fd);
     if (answer.find("\"state\":\"Not started\"") == std::string::npos) {
       std::fprintf(stderr, "unexpected answer to GET /: %s\n", answer.c_str());
@@ -111,7 +102,7 @@ int main(int argc, char** argv) {
     }
     ::close(fd);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    cpu_answered.push_back(cpu_ms(pid));
+    cpu_answered.push_back(ember::perf::task_cpu_ms(pid));
     cpu.push_back(cpu_at_connect);
     wall.push_back(std::chrono::duration<double, std::milli>(connectable - start).count());
     rss.push_back(static_cast<double>(smaps_kb(pid, "Rss")));

@@ -18,9 +18,7 @@ using namespace util;
 // Shell helpers: api METHOD PATH [curl args] prints the body then " HTTP<code>".
 std::string prelude() {
   return "set -u\n"
-         "api() { s=$1; m=$2; p=$3; shift 3; curl -sS --unix-socket \"$s\" -X \"$m\" \"http://localhost$p\" "
-         "-H 'Accept: application/json' -H 'Content-Type: application/json' -w ' HTTP%{http_code}\\n' \"$@\"; }\n"
-         "wait_sock() { for i in $(seq 600); do [ -S \"$1\" ] && return 0; sleep 0.1; done; echo NO_SOCKET; return 1; }\n"
+         + api_shell_functions() +
          "wait_for() { for i in $(seq 2400); do grep -q \"$2\" \"$1\" 2>/dev/null && return 0; sleep 0.25; done; "
          "echo \"TIMEOUT waiting for $2\"; return 1; }\n";
 }

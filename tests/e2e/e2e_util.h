@@ -77,6 +77,14 @@ inline ::testing::AssertionResult host_tools(std::initializer_list<HostTool> too
                                        << "; tools/setup.sh installs them";
 }
 
+// Shell functions for scripts that drive ember's API with curl: `api SOCKET METHOD PATH [curl
+// args]` prints the body then " HTTP<code>"; `wait_sock SOCKET` waits up to 60 s for it to exist.
+inline std::string api_shell_functions() {
+  return "api() { s=$1; m=$2; p=$3; shift 3; curl -sS --unix-socket \"$s\" -X \"$m\" \"http://localhost$p\" "
+         "-H 'Accept: application/json' -H 'Content-Type: application/json' -w ' HTTP%{http_code}\\n' \"$@\"; }\n"
+         "wait_sock() { for i in $(seq 600); do [ -S \"$1\" ] && return 0; sleep 0.1; done; echo NO_SOCKET; return 1; }\n";
+}
+
 inline std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
