@@ -8,7 +8,8 @@ set -uo pipefail
 ember=$1 guest=$2
 [[ -e /dev/kvm ]] || { echo "no /dev/kvm"; exit 1; }
 [[ -r /dev/kvm && -w /dev/kvm ]] || { echo "/dev/kvm is not accessible to $(id -un)"; exit 1; }
-out=$(timeout 30 "$ember" --kernel "$guest/vmlinux" --initrd "$guest/initramfs.cpio.gz" \
+# -k: SIGKILL if ember hangs past its SIGTERM handling (e.g. in a sanitizer's exit path).
+out=$(timeout -k 10 30 "$ember" --kernel "$guest/vmlinux" --initrd "$guest/initramfs.cpio.gz" \
   --cmdline "console=ttyS0 reboot=k panic=1 quiet" </dev/null 2>&1)
 rc=$?
 if [[ $rc -eq 0 ]] && grep -q EMBER_GUEST_USERSPACE <<<"$out"; then exit 0; fi

@@ -39,6 +39,10 @@ std::vector<sock_filter> compile(ThreadRole role, const RuleOptions& options) {
   if (!ctx) die("seccomp_init", -ENOMEM);
   int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
   if (rc < 0) die("seccomp_attr_set", rc);
+  // A binary tree of syscall numbers instead of a linear list: shorter paths for every
+  // call, and less for the kernel to precompute when each thread installs its filter.
+  rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+  if (rc < 0) die("seccomp_attr_set(SCMP_FLTATR_CTL_OPTIMIZE)", rc);
   rc = add_role_rules(ctx, role, options);
   if (rc < 0) die(std::string("rules for role ") + thread_role_name(role), rc);
   int fd = memfd_create("bpf", 0);
