@@ -229,6 +229,9 @@ int main(int argc, char** argv) {
     for (const auto& kernel : o.kernels) {
       auto vmms = o.embers();
       vmms.emplace_back("qemu", "");
+      // Each run starts with the next VMM: a boot right after another VMM exited can find the
+      // host still tearing that one down, and no VMM should always be the one that does.
+      std::rotate(vmms.begin(), vmms.begin() + run % vmms.size(), vmms.end());
       for (const auto& [vmm, binary] : vmms) {
         bool is_ember = vmm != "qemu";
         Boot b = is_ember ? run_boot(ember_argv(o, binary, kernel, timings, ""), o, false)
