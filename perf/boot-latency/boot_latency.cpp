@@ -3,8 +3,9 @@
 // wall time from spawning the VMM to the guest init's userspace line on the
 // console, the VMM's CPU time and peak RSS (wait4), and, for ember, its own phase
 // timeline (--boot-timings). One extra boot of each VMM measures its memory
-// overhead: RSS from /proc/PID/smaps minus the guest-RAM mapping, after boot.
-// Writes results.json and results.md into --out.
+// overhead: RSS (and PSS) from /proc/PID/smaps minus the guest-RAM mapping, after boot.
+// --ember-also LABEL=PATH adds another ember binary to the same interleaved run (e.g. two
+// builds compared side by side). Writes results.json and results.md into --out.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -21,6 +22,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 using json = nlohmann::json;
@@ -35,6 +38,13 @@ struct Options {
   int mem_mib = 128, vcpus = 1;
   double timeout_s = 600;
   std::vector<std::string> ember_extra;  // extra ember flags (e.g. --no-prefault)
+  std::vector<std::pair<std::string, std::string>> ember_also;  // label, binary
+  // Every ember binary measured, by label: "ember" (--ember) first.
+  std::vector<std::pair<std::string, std::string>> embers() const {
+    std::vector<std::pair<std::string, std::string>> all = {{"ember", ember}};
+    all.insert(all.end(), ember_also.begin(), ember_also.end());
+    return all;
+  }
 };
 
 constexpr const char* kMarker = "EMBER_GUEST_USERSPACE";
@@ -47,14 +57,16 @@ struct Boot {
   double cpu_ms = 0;     // user + system, whole process
   long max_rss_kib = 0;
   long overhead_kib = -1;  // RSS without guest RAM, sampled after boot (memory runs only)
+  long overhead_pss_kib = -1;  // the same as PSS
   json phases;           // ember only
   std::string error;
 };
 
-long smaps_overhead_kib(pid_t pid, long guest_kib) {
+// RSS and PSS without the guest-RAM mapping.
+std::pair<long, long> smaps_overhead_kib(pid_t pid, long guest_kib) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
   std::string line;
-  long total = 0, size = 0;
+  long rss = 0, pss = 0, size = 0;
   bool guest_ram = false;
   while (std::getline(in, line)) {
     // A mapping header: "start-end perms offset dev inode [name]".
@@ -66,10 +78,12 @@ long smaps_overhead_kib(pid_t pid, long guest_kib) {
       // QEMU does not name its RAM: treat an anonymous mapping of at least the guest size as RAM.
       if (size >= guest_kib) guest_ram = true;
     } else if (line.rfind("Rss:", 0) == 0 && !guest_ram) {
-      total += std::stol(line.substr(4));
+      rss += std::stol(line.substr(4));
+    } else if (line.rfind("Pss:", 0) == 0 && !guest_ram) {
+      pss += std::stol(line.substr(4));
     }
   }
-  return total;
+  return {rss, pss};
 }
 
 Boot run_boot(const std::vector<std::string>& argv, const Options& o, bool sample_memory) {
@@ -109,7 +123,7 @@ Boot run_boot(const std::vector<std::string>& argv, const Options& o, bool sampl
     if (!seen && out.find(kMarker) != std::string::npos) {
       seen = true;
       b.ttu_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-      if (sample_memory) b.overhead_kib = smaps_overhead_kib(pid, long{o.mem_mib} * 1024);
+      if (sample_memory) std::tie(b.overhead_kib, b.overhead_pss_kib) = smaps_overhead_kib(pid, long{o.mem_mib} * 1024);
     }
   }
   close(out_pipe[0]);
@@ -128,9 +142,9 @@ Boot run_boot(const std::vector<std::string>& argv, const Options& o, bool sampl
   return b;
 }
 
-std::vector<std::string> ember_argv(const Options& o, const std::string& kernel, const std::string& timings,
-                                    const std::string& script) {
-  std::vector<std::string> a = {o.ember, "--kernel", o.guest + "/" + kernel, "--initrd",
+std::vector<std::string> ember_argv(const Options& o, const std::string& binary, const std::string& kernel,
+                                    const std::string& timings, const std::string& script) {
+  std::vector<std::string> a = {binary, "--kernel", o.guest + "/" + kernel, "--initrd",
                                 o.guest + "/initramfs.cpio.gz", "--cmdline", kCmdline + script,
                                 "--vcpus", std::to_string(o.vcpus), "--mem-mib", std::to_string(o.mem_mib),
                                 "--boot-timings", timings};
@@ -177,8 +191,16 @@ Options parse(int argc, char** argv) {
       o.kernels.clear();
       std::stringstream ss(next());
       for (std::string k; std::getline(ss, k, ',');) o.kernels.push_back(k);
-    } else if (a == "--ember-flag") o.ember_extra.push_back(next());
-    else throw std::runtime_error("unknown option " + a);
+    } else if (a == "--ember-flag") {
+      o.ember_extra.push_back(next());
+    } else if (a == "--ember-also") {
+      std::string v = next();
+      auto eq = v.find('=');
+      if (eq == 0 || eq == std::string::npos || v.find('/') < eq || v.substr(0, eq) == "qemu") {
+        throw std::runtime_error("--ember-also needs LABEL=PATH (a label without '/', not \"qemu\")");
+      }
+      o.ember_also.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+    } else throw std::runtime_error("unknown option " + a);
   }
   if (o.ember.empty() || o.guest.empty()) throw std::runtime_error("--ember and --guest are required");
   return o;
@@ -193,20 +215,28 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "boot_latency: " << e.what() << "\n"
               << "usage: boot_latency --ember BIN --guest DIR [--qemu BIN] [--runs N] [--out DIR]"
-                 " [--kernels bzImage,vmlinux] [--mem-mib N] [--vcpus N] [--ember-flag FLAG]...\n";
+                 " [--kernels bzImage,vmlinux] [--mem-mib N] [--vcpus N] [--ember-flag FLAG]..."
+                 " [--ember-also LABEL=PATH]...\n";
     return 2;
   }
   json results = {{"runs", o.runs}, {"mem_mib", o.mem_mib}, {"vcpus", o.vcpus}, {"cmdline", kCmdline},
-                  {"ember_flags", o.ember_extra}, {"boots", json::array()}};
+                  {"ember_flags", o.ember_extra}, {"ember_binaries", json::object()}, {"boots", json::array()}};
+  for (const auto& [label, binary] : o.embers()) results["ember_binaries"][label] = binary;
   std::map<std::string, std::vector<Boot>> by_variant;
   int failures = 0;
   const std::string timings = o.out + "/ember-timings.json";
   for (int run = 0; run < o.runs; ++run) {
     for (const auto& kernel : o.kernels) {
-      for (const std::string vmm : {"ember", "qemu"}) {
-        Boot b = vmm == "ember" ? run_boot(ember_argv(o, kernel, timings, ""), o, false)
-                                : run_boot(qemu_argv(o, kernel, ""), o, false);
-        if (vmm == "ember" && b.ok) {
+      auto vmms = o.embers();
+      vmms.emplace_back("qemu", "");
+      // Each run starts with the next VMM: a boot right after another VMM exited can find the
+      // host still tearing that one down, and no VMM should always be the one that does.
+      std::rotate(vmms.begin(), vmms.begin() + run % vmms.size(), vmms.end());
+      for (const auto& [vmm, binary] : vmms) {
+        bool is_ember = vmm != "qemu";
+        Boot b = is_ember ? run_boot(ember_argv(o, binary, kernel, timings, ""), o, false)
+                          : run_boot(qemu_argv(o, kernel, ""), o, false);
+        if (is_ember && b.ok) {
           std::ifstream in(timings);
           b.phases = json::parse(in, nullptr, false);
         }
@@ -223,9 +253,15 @@ int main(int argc, char** argv) {
   }
   // Memory overhead: boot once more with a guest that waits, sample smaps after boot.
   const std::string wait_script = " ember_test=c2xlZXAgMgo=";  // "sleep 2"
-  Boot em = run_boot(ember_argv(o, o.kernels.front(), timings, wait_script), o, true);
-  Boot qm = run_boot(qemu_argv(o, o.kernels.front(), wait_script), o, true);
-  results["memory_overhead_kib"] = {{"ember", em.overhead_kib}, {"qemu", qm.overhead_kib}};
+  std::vector<std::pair<std::string, Boot>> memory;
+  for (const auto& [label, binary] : o.embers()) {
+    memory.emplace_back(label, run_boot(ember_argv(o, binary, o.kernels.front(), timings, wait_script), o, true));
+  }
+  memory.emplace_back("qemu", run_boot(qemu_argv(o, o.kernels.front(), wait_script), o, true));
+  for (const auto& [vmm, b] : memory) {
+    results["memory_overhead_kib"][vmm] = b.overhead_kib;
+    results["memory_overhead_pss_kib"][vmm] = b.overhead_pss_kib;
+  }
 
   json summary = json::object();
   std::ostringstream md;
@@ -252,40 +288,51 @@ int main(int argc, char** argv) {
     if (!ttu.empty()) cdf << ttu.front() << " 0\n";  // the curve starts at 0
     for (size_t i = 0; i < ttu.size(); ++i) cdf << ttu[i] << " " << double(i + 1) / ttu.size() << "\n";
   }
-  md << "\n| kernel | ember/QEMU median | ember first KVM_RUN (median) | share of ember's time to userspace |\n"
+  md << "\n| ember, kernel | ember/QEMU median | ember first KVM_RUN (median) | share of ember's time to userspace |\n"
         "|---|---|---|---|\n";
-  for (const auto& kernel : o.kernels) {
-    std::string e = "ember/" + kernel, q = "qemu/" + kernel;
-    if (!summary.contains(e) || !summary.contains(q)) continue;
-    double ratio = summary[e]["median_ms"].get<double>() / summary[q]["median_ms"].get<double>();
-    std::vector<double> first_run;
-    for (auto& b : by_variant[e]) {
-      if (b.phases.contains("first_kvm_run")) first_run.push_back(b.phases["first_kvm_run"]["wall_us"].get<double>() / 1000);
+  for (const auto& [label, binary] : o.embers()) {
+    for (const auto& kernel : o.kernels) {
+      std::string e = label + "/" + kernel, q = "qemu/" + kernel;
+      std::string key = label == "ember" ? kernel : label + "_" + kernel;
+      if (!summary.contains(e) || !summary.contains(q)) continue;
+      double ratio = summary[e]["median_ms"].get<double>() / summary[q]["median_ms"].get<double>();
+      std::vector<double> first_run;
+      for (auto& b : by_variant[e]) {
+        if (b.phases.contains("first_kvm_run")) {
+          first_run.push_back(b.phases["first_kvm_run"]["wall_us"].get<double>() / 1000);
+        }
+      }
+      double fr = percentile(first_run, 0.5);
+      summary[key + "_ratio"] = ratio;
+      summary[key + "_first_kvm_run_ms"] = fr;
+      char row[256];
+      std::snprintf(row, sizeof(row), "| %s | %.2f | %.0f ms | %.1f%% |\n", e.c_str(), ratio, fr,
+                    100.0 * fr / summary[e]["median_ms"].get<double>());
+      md << row;
     }
-    double fr = percentile(first_run, 0.5);
-    summary[kernel + "_ratio"] = ratio;
-    summary[kernel + "_first_kvm_run_ms"] = fr;
-    char row[256];
-    std::snprintf(row, sizeof(row), "| %s | %.2f | %.0f ms | %.1f%% |\n", kernel.c_str(), ratio, fr,
-                  100.0 * fr / summary[e]["median_ms"].get<double>());
-    md << row;
   }
-  // Ember's phase breakdown, medians over its boots (first kernel).
-  std::string e0 = "ember/" + o.kernels.front();
-  md << "\nember phases (" << e0 << ", median wall ms since process start): ";
-  for (const char* phase : {"args_parsed", "kvm_ready", "memory_ready", "kernel_loaded", "vcpus_ready",
-                            "first_kvm_run", "boot_complete"}) {
-    std::vector<double> v;
-    for (auto& b : by_variant[e0]) {
-      if (b.phases.contains(phase)) v.push_back(b.phases[phase]["wall_us"].get<double>() / 1000);
+  // Each ember's phase breakdown, medians over its boots (first kernel).
+  for (const auto& [label, binary] : o.embers()) {
+    std::string e0 = label + "/" + o.kernels.front();
+    md << "\n" << label << " phases (" << e0 << ", median wall ms since process start): ";
+    for (const char* phase : {"args_parsed", "kvm_ready", "memory_ready", "kernel_loaded", "vcpus_ready",
+                              "first_kvm_run", "boot_complete"}) {
+      std::vector<double> v;
+      for (auto& b : by_variant[e0]) {
+        if (b.phases.contains(phase)) v.push_back(b.phases[phase]["wall_us"].get<double>() / 1000);
+      }
+      summary[label + "_phases_ms"][phase] = percentile(v, 0.5);
+      char part[64];
+      std::snprintf(part, sizeof(part), "%s %.0f; ", phase, percentile(v, 0.5));
+      md << part;
     }
-    summary["ember_phases_ms"][phase] = percentile(v, 0.5);
-    char part[64];
-    std::snprintf(part, sizeof(part), "%s %.0f; ", phase, percentile(v, 0.5));
-    md << part;
   }
-  md << "\n\nmemory overhead (RSS without guest RAM, after boot): ember " << em.overhead_kib << " KiB, QEMU "
-     << qm.overhead_kib << " KiB\n";
+  md << "\n\nmemory overhead (without guest RAM, after boot):";
+  for (const auto& [vmm, b] : memory) {
+    md << " " << (vmm == "qemu" ? "QEMU" : vmm) << " RSS " << b.overhead_kib << " KiB, PSS " << b.overhead_pss_kib
+       << " KiB;";
+  }
+  md << "\n";
   results["summary"] = summary;
   std::ofstream(o.out + "/results.json") << results.dump(2) << "\n";
   std::ofstream(o.out + "/results.md") << md.str();

@@ -51,7 +51,7 @@ std::string utc_timestamp(int64_t epoch_seconds, long nanoseconds) {
   int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
   int64_t day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
   int64_t year = yoe + era * 400 + (month <= 2);
-  char text[64];
+  char text[80];  // room for any int64 fields (FORTIFY's checked snprintf warns otherwise)
   snprintf(text, sizeof(text), "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%06ldZ", static_cast<long long>(year),
            static_cast<long long>(month), static_cast<long long>(day), static_cast<long long>(secs / 3600),
            static_cast<long long>(secs / 60 % 60), static_cast<long long>(secs % 60), nanoseconds / 1000);
