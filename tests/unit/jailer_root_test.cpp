@@ -153,7 +153,7 @@ class JailerRoot : public ::testing::Test {
     mounts_ = parse_mountinfo(slurp("/proc/self/mountinfo"));
   }
   void TearDown() override {
-    if (::geteuid() != 0) return;
+    if (tmp_.empty()) return;  // skipped in SetUp: nothing was made
     std::vector<fs::path> hierarchies;
     for (const auto& m : mounts_.v2) hierarchies.push_back(m.path);
     for (const auto& m : mounts_.v1) hierarchies.push_back(m.path);
