@@ -25,9 +25,7 @@ void check_boot_files(const VmConfig& config) {
 VmmRunner::VmmRunner(BootTimeline& timeline, MetricsWriter& metrics)
     : timeline_(timeline), metrics_(metrics), request_event_(make_eventfd("API actions")) {}
 
-void VmmRunner::start_now(const VmConfig& config) { start_vm(config); }
-
-void VmmRunner::start_vm(const VmConfig& config) {
+void VmmRunner::start_now(const VmConfig& config) {
   if (starting_) fail("InstanceStart: the VM is already started");
   validate(config);
   check_boot_files(config);
@@ -135,7 +133,7 @@ void VmmRunner::apply(VmmAction& action) {
       [this](auto& a) {
         using A = std::decay_t<decltype(a)>;
         if constexpr (std::is_same_v<A, action::StartInstance>) {
-          start_vm(a.config);
+          start_now(a.config);
         } else if constexpr (std::is_same_v<A, action::ConfigureLogger>) {
           log::configure(a.config);
         } else if constexpr (std::is_same_v<A, action::ConfigureMetrics>) {

@@ -25,13 +25,14 @@ class VmmRunner : public VmController {
  public:
   VmmRunner(BootTimeline& timeline, MetricsWriter& metrics);
 
-  // Main thread, without an API: validates and builds the VM now, as InstanceStart
-  // does. Throws ConfigError for a configuration ember cannot run, Error otherwise.
+  // Main thread: validates the configuration (the one place it is) and builds the VM;
+  // InstanceStart applies this too. Throws ConfigError for a configuration ember cannot
+  // run, Error otherwise.
   void start_now(const VmConfig& config);
   // Main thread. Applies actions (a failing InstanceStart is answered and waited past)
   // until one builds a VM: true; or until SIGINT/SIGTERM: false.
   bool wait_for_start();
-  // Main thread, after build() or wait_for_start(): runs the guest to its end, applying
+  // Main thread, after start_now() or wait_for_start(): runs the guest to its end, applying
   // actions meanwhile. Actions submitted after that are refused.
   VmExit run();
   // Any thread but the main one: hands `action` to the main thread and waits until it
@@ -58,7 +59,6 @@ class VmmRunner : public VmController {
   // Main thread: applies every submitted action and answers it.
   void apply_pending();
   void apply(VmmAction& action);  // throws Error
-  void start_vm(const VmConfig& config);  // the one place a configuration is validated
   void build(const VmConfig& config);
   Vm& running_vm();               // throws Error if there is none
   // With mu_ held: answers what is still waiting with `reason`; refuses later actions.
