@@ -28,10 +28,15 @@ void ExitLatch::report(ExitKind kind, std::string detail) {
   {
     std::lock_guard lock(mu_);
     if (reported_.load()) return;
-    // With panic=N the kernel resets after a panic: report the panic, not a clean end.
-    if (kind == ExitKind::GuestShutdown && !panic_line_.empty()) {
+    // With panic=N the kernel resets after a panic: report the panic, not a clean end. A guest
+    // that triple-faults after it panicked (while printing the panic, or in its reset path) also
+    // ends because of the panic, which is the first cause and the one its owner needs to see.
+    if (!panic_line_.empty() && kind == ExitKind::GuestShutdown) {
       kind = ExitKind::GuestPanic;
       detail = "guest kernel panic: " + panic_line_;
+    } else if (!panic_line_.empty() && kind == ExitKind::TripleFault) {
+      kind = ExitKind::GuestPanic;
+      detail = "guest kernel panic: " + panic_line_ + " (then " + detail + ")";
     }
     exit_ = {kind, std::move(detail)};
     reported_.store(true, std::memory_order_release);

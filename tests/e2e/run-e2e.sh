@@ -30,8 +30,12 @@ export EMBER_E2E_TIME_SCALE=${EMBER_E2E_TIME_SCALE:-5}
 # The emulated host can die or freeze by itself (nested-kvm.md; a freeze is detected within
 # minutes). That is told apart from a failing test (exit 125 with "emulated host died: ...").
 # The next attempt then runs only the tests that have not passed yet (the one the freeze
-# interrupted runs again from its start), up to 5 attempts; a test failure is not retried.
+# interrupted runs again from its start), up to 5 attempts. A test failure is not retried, with
+# one exception: a guest that triple-faults under nested SVM in TCG (a flaw of the emulation,
+# seen with QEMU's own guests too: emulated-host/README.md). When every failed test's output
+# shows "guest triple fault", those tests run once more, and must pass then.
 passed=()   # gtest names that passed in an earlier attempt
+retried_triple_faults=no
 filter_args() {   # "$@" with the passed tests added to (or as) the negative --gtest_filter
   local user='*' a out=()
   for a in "$@"; do
@@ -43,6 +47,18 @@ filter_args() {   # "$@" with the passed tests added to (or as) the negative --g
   fi
   printf '%s\0' "${out[@]}" "--gtest_filter=$user"
 }
+# Prints the tests that failed in gtest output file $1, one per line, when each one's output
+# shows a guest triple fault; prints "-" when any failure shows something else.
+failed_by_triple_fault() {
+  awk '
+    /^\[ RUN      \] / { name = $4; body = "" }
+    { body = body "\n" $0 }
+    /^\[  FAILED  \] .* \([0-9]+ ms\)$/ {
+      n = $4; sub(/,$/, "", n); if (n != name) next
+      if (index(body, "guest triple fault") == 0) other = 1; else list = list name "\n"
+    }
+    END { if (other) print "-"; else printf "%s", list }' "$1"
+}
 : > "$build/e2e.log"
 for attempt in 1 2 3 4 5; do
   rc=0
@@ -50,8 +66,19 @@ for attempt in 1 2 3 4 5; do
   # ctest shows output only at the end: follow progress in BUILD_DIR/e2e.log meanwhile.
   "$src/tests/e2e/emulated-host/run.sh" --timeout "${EMBER_E2E_HOST_TIMEOUT:-1800}" -- "$tests" "${args[@]}" \
     2>&1 | tee "$build/e2e-attempt.log" | tee -a "$build/e2e.log" || rc=${PIPESTATUS[0]}
-  [[ $rc -eq 125 && $attempt -lt 5 ]] || exit $rc
+  [[ $rc -ne 0 && $attempt -lt 5 ]] || exit $rc
+  if [[ $rc -ne 125 ]]; then
+    [[ $retried_triple_faults == no ]] || exit $rc
+    mapfile -t failed < <(failed_by_triple_fault "$build/e2e-attempt.log")
+    [[ ${#failed[@]} -gt 0 && ${failed[0]} != - ]] || exit $rc
+    retried_triple_faults=yes
+  fi
   mapfile -t -O "${#passed[@]}" passed < <(sed -n 's/^\[       OK \] \([^ ]*\) (.*/\1/p' "$build/e2e-attempt.log")
-  echo "e2e: the emulated host died (not a test failure); attempt $((attempt + 1)) of 5 runs the tests" \
-    "that have not passed yet (${#passed[@]} have)"
+  if [[ $rc -eq 125 ]]; then
+    echo "e2e: the emulated host died (not a test failure); attempt $((attempt + 1)) of 5 runs the tests" \
+      "that have not passed yet (${#passed[@]} have)"
+  else
+    echo "e2e: ${failed[*]} failed with a guest triple fault in the emulated host (a flaw of its nested" \
+      "SVM, see tests/e2e/emulated-host/README.md); running the tests that have not passed once more"
+  fi
 done
