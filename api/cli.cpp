@@ -112,6 +112,8 @@ const char* usage_text() {
          "  --level L         error, warn (default), info, debug or off (alias --log-level)\n"
          "  --boot-timings F  at exit, write boot phase times (JSON, microseconds) to F\n"
          "  --no-seccomp      run without the per-thread seccomp filters (debugging only)\n"
+         "  --no-acpi         no ACPI tables: devices on the kernel command line (kernels\n"
+         "                    without CONFIG_ACPI; acpi=off on the command line does the same)\n"
          "  --version         print the version\n"
          "  -h, --help        this text\n"
          "\n"
@@ -140,6 +142,7 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     else if (a == "--config-file") o.config_file = value();
     else if (a == "--no-api") o.no_api = true;
     else if (a == "--no-seccomp") o.no_seccomp = true;
+    else if (a == "--no-acpi") o.no_acpi = true;
     else if (a == "--id") o.instance_id = value();
     else if (a == "--log-path") o.log_path = value();
     else if (a == "--metrics-path") o.metrics_path = value();
@@ -174,6 +177,7 @@ void apply_overrides(const CliOptions& o, VmConfig& config) {
   if (o.vcpus) config.machine.vcpu_count = *o.vcpus;
   if (o.mem_mib) config.machine.mem_size_mib = *o.mem_mib;
   if (o.prefault) config.machine.prefault = *o.prefault;
+  if (o.no_acpi) config.acpi = false;
   if (o.serial_out) {
     if (*o.serial_out == "stdout") config.serial.output = SerialConfig::Output::Stdout;
     else if (*o.serial_out == "none") config.serial.output = SerialConfig::Output::None;

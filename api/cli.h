@@ -26,6 +26,7 @@ struct CliOptions {
   std::string instance_id = "anonymous-instance";
   bool no_api = false;
   bool no_seccomp = false;
+  bool no_acpi = false;
 };
 
 // Throws Error for unknown flags, missing values and malformed numbers.

@@ -180,6 +180,7 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
        }},
       {"initrd_path", [&](const toml::node& n, const std::string& k) { config.boot.initrd_path = r.path(n, k); }},
       {"boot_args", [&](const toml::node& n, const std::string& k) { config.boot.boot_args = r.string(n, k); }},
+      {"acpi", [&](const toml::node& n, const std::string& k) { config.acpi = r.boolean(n, k); }},
   };
   std::map<std::string, TomlReader::Handler> machine_keys = {
       {"vcpu_count", [&](const toml::node& n, const std::string& k) {

@@ -20,6 +20,8 @@ packages=(
   # host tools the end-to-end tests and perf suites run: curl (API tests), ip (taps), mke2fs and
   # debugfs (disk images), perl (the emulated host's init), gzip/zcat, sha256sum, timeout
   curl iproute2 e2fsprogs perl gzip coreutils util-linux
+  # iasl, which decodes ember's ACPI tables in the unit tests (an independent check of the AML)
+  acpica-tools
   # the boot-latency chart
   gnuplot-nox
 )

@@ -34,7 +34,8 @@ constexpr uint32_t kNetTxInFlight = 64;
 
 }  // namespace
 
-VirtioDevices::VirtioDevices(VmFd& vm, const GuestMemory& memory, Bus& mmio, const VmConfig& config) {
+VirtioDevices::VirtioDevices(VmFd& vm, const GuestMemory& memory, Bus& mmio, const VmConfig& config)
+    : devices_on_cmdline_(!acpi_enabled(config)) {
   create_ring(config);
   add_drives(vm, memory, mmio, config.drives);
   add_nets(vm, memory, mmio, config.nets);
@@ -162,8 +163,9 @@ void VirtioDevices::add(std::unique_ptr<virtio::MmioTransport> transport, VmFd& 
     vm.register_ioeventfd(transport->queue_notify_fd(q), base + virtio::mmio::kQueueNotify, 4, uint64_t{q});
   }
   vm.register_irqfd(transport->irq_fd(), irq);
-  // 4.2.3: Linux's virtio_mmio.device=<size>@<base>:<irq>.
-  cmdline_ += cat(" virtio_mmio.device=4K@", hex(base), ":", irq);
+  slots_.push_back({base, layout::kVirtioMmioSlotSize, irq});
+  // 4.2.3: Linux's virtio_mmio.device=<size>@<base>:<irq>; with ACPI the DSDT says it.
+  if (devices_on_cmdline_) cmdline_ += cat(" virtio_mmio.device=4K@", hex(base), ":", irq);
   transports_.push_back(std::move(transport));
 }
 

@@ -10,6 +10,7 @@
 #include "virtio/io_uring_ring.h"
 #include "virtio/mmio_transport.h"
 #include "vmm/devices/bus.h"
+#include "vmm/devices/mmio_slot.h"
 #include "vmm/event_loop.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
@@ -28,8 +29,11 @@ class VirtioDevices {
   VirtioDevices(const VirtioDevices&) = delete;
   VirtioDevices& operator=(const VirtioDevices&) = delete;
 
-  // Words to append to the kernel command line (virtio_mmio.device=..., root=...).
+  // Words to append to the kernel command line (root=..., and virtio_mmio.device=...
+  // unless the VM has ACPI, whose DSDT describes the slots instead).
   const std::string& cmdline() const { return cmdline_; }
+  // Each device's MMIO window and IRQ, in slot order.
+  const std::vector<MmioSlot>& slots() const { return slots_; }
   // The event thread runs between start() (before the vCPUs) and stop() (after they
   // are joined). stop() first quiesces every device on the event thread (in-flight
   // io_uring requests completed or cancelled, chains dropped), then ends the thread.
@@ -60,6 +64,8 @@ class VirtioDevices {
   EventLoop loop_;
   std::unique_ptr<virtio::IoUringRing> ring_;  // when a drive uses io_uring or there are nets
   std::vector<std::unique_ptr<virtio::MmioTransport>> transports_;  // the MMIO bus points at them
+  bool devices_on_cmdline_;
+  std::vector<MmioSlot> slots_;
   std::string cmdline_;
 };
 

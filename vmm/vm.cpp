@@ -10,6 +10,7 @@
 #include <exception>
 
 #include "vmm/arch/x86_64/cpuid.h"
+#include "vmm/arch/x86_64/acpi_tables.h"
 #include "vmm/arch/x86_64/mptable.h"
 #include "vmm/arch/x86_64/regs.h"
 #include "vmm/devices/i8042.h"
@@ -66,6 +67,9 @@ void Vm::build_machine_now() {
   // Neither needs the kernel, and the first write to low memory populates its 2 MiB page.
   x86::write_boot_tables(memory_);
   x86::write_mptable(memory_, config_.machine.vcpu_count);
+  if (acpi_enabled(config_)) {
+    rsdp_address_ = x86::write_acpi_tables(memory_, {config_.machine.vcpu_count, virtio_->slots()});
+  }
   timeline_.mark(BootPhase::VcpusReady);
 }
 
@@ -136,6 +140,12 @@ void Vm::setup_devices() {
                                " us CPU) since InstanceStart"));
   });
   mmio_.insert(*boot_marker_, layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
+  if (acpi_enabled(config_)) {
+    acpi_power_ = std::make_unique<AcpiPowerControl>(
+        [this] { exit_.report(ExitKind::GuestShutdown, "guest powered off (ACPI S5)"); },
+        [this] { exit_.report(ExitKind::GuestShutdown, "guest reset via the ACPI reset register"); });
+    pio_.insert(*acpi_power_, layout::kAcpiSleepControlPort, AcpiPowerControl::kPortCount, "ACPI power control");
+  }
 }
 
 Vm::LoadedImages Vm::load_images() {
@@ -158,7 +168,7 @@ Vm::BootEntry Vm::write_boot_structures(const LoadedImages& images) {
   const BootSource& boot = config_.boot;
   const LoadedKernel& kernel = images.kernel;
   write_cmdline(memory_, kernel, boot.boot_args);
-  uint64_t boot_info = write_boot_info(memory_, kernel, boot.boot_args, images.initrd);
+  uint64_t boot_info = write_boot_info(memory_, kernel, boot.boot_args, images.initrd, rsdp_address_);
   log::info(cat("loaded ", kernel.format == KernelFormat::Elf ? "ELF" : "bzImage", " kernel, entry ",
                 hex(kernel.entry), kernel.mode == x86::EntryMode::Pvh32 ? " (PVH)" : " (64-bit)"));
   return {kernel.mode, kernel.entry, boot_info};

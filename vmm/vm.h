@@ -11,6 +11,7 @@
 #include "vmm/arch/x86_64/regs.h"
 #include "vmm/devices/bus.h"
 #include "vmm/devices/console_output.h"
+#include "vmm/devices/acpi_power.h"
 #include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/kvm.h"
@@ -96,6 +97,8 @@ class Vm {
   // threads, the buses' only users, are joined before).
   std::unique_ptr<Serial> serial_;
   std::unique_ptr<I8042> i8042_;
+  std::unique_ptr<AcpiPowerControl> acpi_power_;  // with ACPI: the guest's poweroff and reset
+  uint64_t rsdp_address_ = 0;                      // with ACPI: where the tables start
   std::unique_ptr<BootMarker> boot_marker_;
   mutable std::mutex pause_mu_;  // serializes pause()/resume()
   std::atomic<bool> paused_{false};

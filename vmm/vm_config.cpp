@@ -114,6 +114,22 @@ void check(const VmConfig& config) {
 }
 }  // namespace
 
+bool acpi_enabled(const VmConfig& config) {
+  if (!config.acpi) return false;
+  const BootSource& boot = config.boot;
+  // The kernel reads the last acpi= word; any later word may turn it back on.
+  size_t at = 0;
+  std::string last;
+  while (at < boot.boot_args.size()) {
+    size_t end = boot.boot_args.find(' ', at);
+    if (end == std::string::npos) end = boot.boot_args.size();
+    std::string word = boot.boot_args.substr(at, end - at);
+    if (word.starts_with("acpi=")) last = word;
+    at = end + 1;
+  }
+  return last != "acpi=off";
+}
+
 void validate(const VmConfig& config) {
   try {
     check(config);

@@ -77,7 +77,15 @@ struct VmConfig {
   std::vector<DriveConfig> drives;
   std::vector<NetConfig> nets;
   std::optional<VsockConfig> vsock;
+  // ember extension, outside Firecracker's objects (TOML [boot-source] acpi, --no-acpi):
+  // describe the machine with ACPI tables (devices in the DSDT, poweroff through the FADT)
+  // instead of virtio_mmio.device= words on the command line. Off for kernels built
+  // without CONFIG_ACPI; `acpi=off` in boot_args turns it off as well.
+  bool acpi = true;
 };
+
+// Whether the VM gets ACPI tables: the switch is on and the guest is not told acpi=off.
+bool acpi_enabled(const VmConfig& config);
 
 constexpr uint32_t kMaxNets = 8;
 constexpr uint32_t kMinGuestCid = 3;           // 0-2 are reserved (hypervisor, local, host)

@@ -38,7 +38,8 @@ struct Options {
   int mem_mib = 128, vcpus = 1;
   double timeout_s = 600;
   std::vector<std::string> ember_extra;  // extra ember flags (e.g. --no-prefault)
-  std::vector<std::pair<std::string, std::string>> ember_also;  // label, binary
+  // label, "binary [flag...]": another ember, or the same one with other flags (--no-acpi)
+  std::vector<std::pair<std::string, std::string>> ember_also;
   // Every ember binary measured, by label: "ember" (--ember) first.
   std::vector<std::pair<std::string, std::string>> embers() const {
     std::vector<std::pair<std::string, std::string>> all = {{"ember", ember}};
@@ -142,13 +143,18 @@ Boot run_boot(const std::vector<std::string>& argv, const Options& o, bool sampl
   return b;
 }
 
-std::vector<std::string> ember_argv(const Options& o, const std::string& binary, const std::string& kernel,
+std::vector<std::string> ember_argv(const Options& o, const std::string& binary_and_flags, const std::string& kernel,
                                     const std::string& timings, const std::string& script) {
+  std::vector<std::string> words;
+  std::stringstream ss(binary_and_flags);
+  for (std::string w; ss >> w;) words.push_back(w);
+  std::string binary = words.empty() ? "" : words.front();
   std::vector<std::string> a = {binary, "--kernel", o.guest + "/" + kernel, "--initrd",
                                 o.guest + "/initramfs.cpio.gz", "--cmdline", kCmdline + script,
                                 "--vcpus", std::to_string(o.vcpus), "--mem-mib", std::to_string(o.mem_mib),
                                 "--boot-timings", timings};
   a.insert(a.end(), o.ember_extra.begin(), o.ember_extra.end());
+  if (!words.empty()) a.insert(a.end(), words.begin() + 1, words.end());
   return a;
 }
 
@@ -197,7 +203,7 @@ Options parse(int argc, char** argv) {
       std::string v = next();
       auto eq = v.find('=');
       if (eq == 0 || eq == std::string::npos || v.find('/') < eq || v.substr(0, eq) == "qemu") {
-        throw std::runtime_error("--ember-also needs LABEL=PATH (a label without '/', not \"qemu\")");
+        throw std::runtime_error("--ember-also needs LABEL=PATH[ FLAG...] (a label without '/', not \"qemu\")");
       }
       o.ember_also.emplace_back(v.substr(0, eq), v.substr(eq + 1));
     } else throw std::runtime_error("unknown option " + a);
@@ -216,7 +222,7 @@ int main(int argc, char** argv) {
     std::cerr << "boot_latency: " << e.what() << "\n"
               << "usage: boot_latency --ember BIN --guest DIR [--qemu BIN] [--runs N] [--out DIR]"
                  " [--kernels bzImage,vmlinux] [--mem-mib N] [--vcpus N] [--ember-flag FLAG]..."
-                 " [--ember-also LABEL=PATH]...\n";
+                 " [--ember-also 'LABEL=PATH[ FLAG...]']...\n";
     return 2;
   }
   json results = {{"runs", o.runs}, {"mem_mib", o.mem_mib}, {"vcpus", o.vcpus}, {"cmdline", kCmdline},

@@ -4,7 +4,8 @@
 # that boots guests, otherwise inside the emulated host - and writes results.md (table),
 # results.json, and boot-cdf.png (CDF of time to userspace) into the output folder.
 #   usage: perf/boot-latency/run.sh [--out DIR] [boot_latency flags, e.g. --runs 10 --ember-flag --no-prefault]
-# --ember-also LABEL=PATH measures another ember binary in the same run, beside build/ember.
+# --ember-also LABEL=PATH measures another ember binary in the same run, beside build/ember;
+# --ember-also 'LABEL=PATH FLAG...' one with other flags (e.g. 'no-acpi=build/ember --no-acpi').
 set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=$src/build/boot-latency

@@ -126,6 +126,18 @@ TEST(Cli, FlagsOverrideFile) {
   EXPECT_EQ(c.machine.prefault, Prefault::Off);
 }
 
+// ACPI is on unless the TOML file or --no-acpi turns it off (an ember setting).
+TEST(TomlConfig, AcpiSwitch) {
+  EXPECT_TRUE(parse_toml_config("[boot-source]\nkernel_image_path = \"k\"\n", "vm.toml", "/cfg").acpi);
+  VmConfig off = parse_toml_config("[boot-source]\nkernel_image_path = \"k\"\nacpi = false\n", "vm.toml", "/cfg");
+  EXPECT_FALSE(off.acpi);
+  EXPECT_NE(error_of("[boot-source]\nkernel_image_path = \"k\"\nacpi = \"no\"\n").find("vm.toml:3"), std::string::npos);
+  VmConfig c;
+  apply_overrides(parse_cli({"--no-acpi"}), c);
+  EXPECT_FALSE(c.acpi);
+  EXPECT_FALSE(acpi_enabled(c));
+}
+
 TEST(Cli, NetFlagAddsInterfaces) {
   VmConfig c;
   apply_overrides(parse_cli({"--net", "iface_id=eth0,tap=tap0,mac=06:00:00:00:00:01", "--net", "iface_id=eth1,tap=t1"}),

@@ -14,7 +14,7 @@ constexpr uint8_t kLoaderTypeUndefined = 0xff;
 constexpr uint8_t kCanUseHeap = 0x80;
 
 uint64_t write_zero_page(GuestMemory& memory, const LoadedKernel& kernel, const std::string& cmdline,
-                         const std::optional<InitrdLocation>& initrd) {
+                         const std::optional<InitrdLocation>& initrd, uint64_t rsdp_address) {
   boot_params params{};
   if (kernel.setup) {
     params.hdr = *kernel.setup;
@@ -34,6 +34,7 @@ uint64_t write_zero_page(GuestMemory& memory, const LoadedKernel& kernel, const 
     params.hdr.ramdisk_image = static_cast<uint32_t>(initrd->addr);
     params.hdr.ramdisk_size = static_cast<uint32_t>(initrd->size);
   }
+  params.acpi_rsdp_addr = rsdp_address;  // boot protocol 2.14; older kernels scan for the RSDP
   auto map = x86::e820_map(memory.regions());
   if (map.size() > E820_MAX_ENTRIES_ZEROPAGE) fail("e820 map has too many entries");
   for (size_t i = 0; i < map.size(); ++i) {
@@ -44,7 +45,8 @@ uint64_t write_zero_page(GuestMemory& memory, const LoadedKernel& kernel, const 
   return layout::kZeroPageStart;
 }
 
-uint64_t write_pvh_start_info(GuestMemory& memory, const std::optional<InitrdLocation>& initrd) {
+uint64_t write_pvh_start_info(GuestMemory& memory, const std::optional<InitrdLocation>& initrd,
+                              uint64_t rsdp_address) {
   auto map = x86::e820_map(memory.regions());
   if (map.size() * sizeof(HvmMemmapEntry) > layout::kPvhMemmapSize) fail("PVH memory map has too many entries");
   for (size_t i = 0; i < map.size(); ++i) {
@@ -57,6 +59,7 @@ uint64_t write_pvh_start_info(GuestMemory& memory, const std::optional<InitrdLoc
   info.cmdline_paddr = layout::kCmdlineStart;
   info.memmap_paddr = layout::kPvhMemmapStart;
   info.memmap_entries = static_cast<uint32_t>(map.size());
+  info.rsdp_paddr = rsdp_address;
   if (initrd) {
     memory.write_obj(layout::kPvhModlistStart, HvmModlistEntry{initrd->addr, initrd->size, 0, 0}, "PVH modlist");
     info.nr_modules = 1;
@@ -97,9 +100,9 @@ void write_cmdline(GuestMemory& memory, const LoadedKernel& kernel, const std::s
 }
 
 uint64_t write_boot_info(GuestMemory& memory, const LoadedKernel& kernel, const std::string& cmdline,
-                         const std::optional<InitrdLocation>& initrd) {
-  if (kernel.mode == x86::EntryMode::Pvh32) return write_pvh_start_info(memory, initrd);
-  return write_zero_page(memory, kernel, cmdline, initrd);
+                         const std::optional<InitrdLocation>& initrd, uint64_t rsdp_address) {
+  if (kernel.mode == x86::EntryMode::Pvh32) return write_pvh_start_info(memory, initrd, rsdp_address);
+  return write_zero_page(memory, kernel, cmdline, initrd, rsdp_address);
 }
 
 }  // namespace ember

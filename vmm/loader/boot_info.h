@@ -25,8 +25,9 @@ InitrdLocation load_initrd(const ImageSource& image, const LoadedKernel& kernel,
 void write_cmdline(GuestMemory& memory, const LoadedKernel& kernel, const std::string& cmdline);
 
 // Writes the zero page or PVH start info; returns its guest address for RSI/EBX.
+// `rsdp_address`: where the ACPI RSDP is, or 0 for a VM without ACPI.
 uint64_t write_boot_info(GuestMemory& memory, const LoadedKernel& kernel, const std::string& cmdline,
-                         const std::optional<InitrdLocation>& initrd);
+                         const std::optional<InitrdLocation>& initrd, uint64_t rsdp_address = 0);
 
 // PVH start info, version 1 (Xen public/arch-x86/hvm/start_info.h).
 struct HvmStartInfo {

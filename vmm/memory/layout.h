@@ -35,6 +35,11 @@ constexpr uint64_t kEbdaStart = 0x9fc00;
 constexpr uint64_t kMptableStart = kEbdaStart;
 constexpr uint64_t kMptableSize = 0xa0000 - kEbdaStart;
 
+// ACPI tables in the BIOS area (0xE0000-0xFFFFF), which is not RAM in the e820 map: the
+// RSDP first, 16-byte aligned, where a kernel that scans for it also finds it.
+constexpr uint64_t kAcpiStart = 0xe0000;
+constexpr uint64_t kAcpiSize = 0x20000;
+
 // RAM the kernel may use: [0, kEbdaStart) and [kHighMemStart, end of RAM).
 constexpr uint64_t kHighMemStart = 0x100000;
 
@@ -60,6 +65,10 @@ constexpr uint16_t kCom1Irq = 4;
 constexpr uint16_t kI8042DataPort = 0x60;
 constexpr uint16_t kI8042CommandPort = 0x64;
 constexpr uint32_t kI8042Irq = 1;
+// ACPI sleep control, sleep status and reset registers (the FADT points at them).
+constexpr uint16_t kAcpiSleepControlPort = 0x600;
+constexpr uint16_t kAcpiSleepStatusPort = 0x601;
+constexpr uint16_t kAcpiResetPort = 0x602;
 constexpr uint32_t kFirstVirtioIrq = 5;
 constexpr uint32_t kLastIrq = 23;  // IOAPIC pins
 
@@ -70,7 +79,7 @@ struct NamedRange {
 };
 
 // The fixed regions in guest-physical space, for overlap checks and documentation.
-constexpr std::array<NamedRange, 13> kFixedRegions{{
+constexpr std::array<NamedRange, 14> kFixedRegions{{
     {"gdt", kGdtStart, kGdtSize},
     {"pvh start_info", kPvhInfoStart, kPvhInfoSize},
     {"pvh modlist", kPvhModlistStart, kPvhModlistSize},
@@ -82,6 +91,7 @@ constexpr std::array<NamedRange, 13> kFixedRegions{{
     {"page directories", kPdStart, kPdCount * kPageSize},
     {"command line", kCmdlineStart, kCmdlineMaxSize},
     {"mp table", kMptableStart, kMptableSize},
+    {"acpi tables", kAcpiStart, kAcpiSize},
     {"boot marker", kBootMarkerStart, kBootMarkerSize},
     {"virtio-mmio window", kVirtioMmioStart, kVirtioMmioSlots * kVirtioMmioSlotSize},
 }};

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "vmm/arch/x86_64/table_bytes.h"
 #include "vmm/memory/layout.h"
 #include "vmm/util/error.h"
 
@@ -75,23 +76,11 @@ static_assert(sizeof(InterruptEntry) == 8);
 constexpr uint8_t kApicVersion = 0x14;
 constexpr uint8_t kIoapicVersion = 0x11;
 
-uint8_t checksum(const uint8_t* data, size_t len) {
-  uint8_t sum = 0;
-  for (size_t i = 0; i < len; ++i) sum = static_cast<uint8_t>(sum + data[i]);
-  return static_cast<uint8_t>(-sum);
-}
-
-template <typename T>
-void append(std::vector<uint8_t>& out, const T& value) {
-  const auto* p = reinterpret_cast<const uint8_t*>(&value);
-  out.insert(out.end(), p, p + sizeof(T));
-}
-
 }  // namespace
 
 std::vector<uint8_t> build_mptable(uint32_t vcpu_count, uint64_t base) {
   if (vcpu_count == 0 || vcpu_count > kMaxVcpus) fail("MP table: vCPU count ", vcpu_count, " is not 1..", kMaxVcpus);
-  const uint8_t ioapic_id = static_cast<uint8_t>(vcpu_count + 1);
+  const uint8_t ioapic = ioapic_id(vcpu_count);
 
   std::vector<uint8_t> entries;
   uint16_t count = 0;
@@ -103,19 +92,19 @@ std::vector<uint8_t> build_mptable(uint32_t vcpu_count, uint64_t base) {
     p.flags = 1 | (cpu == 0 ? 2 : 0);
     p.signature = 0x600;   // family 6
     p.features = 0x201;    // FPU and on-chip APIC
-    append(entries, p);
+    append_struct(entries, p);
   }
   BusEntry bus{1, 0, {'I', 'S', 'A', ' ', ' ', ' '}};
-  append(entries, bus);
+  append_struct(entries, bus);
   ++count;
-  IoapicEntry ioapic{2, ioapic_id, kIoapicVersion, 1, static_cast<uint32_t>(layout::kIoapicStart)};
-  append(entries, ioapic);
+  IoapicEntry ioapic_entry{2, ioapic, kIoapicVersion, 1, static_cast<uint32_t>(layout::kIoapicStart)};
+  append_struct(entries, ioapic_entry);
   ++count;
   for (uint8_t irq = 0; irq <= layout::kLastIrq; ++irq, ++count) {
-    append(entries, InterruptEntry{3, 0, 0, 0, irq, ioapic_id, irq});
+    append_struct(entries, InterruptEntry{3, 0, 0, 0, irq, ioapic, irq});
   }
-  append(entries, InterruptEntry{4, 3, 0, 0, 0, 0xff, 0});  // LINT0: ExtINT to all
-  append(entries, InterruptEntry{4, 1, 0, 0, 0, 0xff, 1});  // LINT1: NMI to all
+  append_struct(entries, InterruptEntry{4, 3, 0, 0, 0, 0xff, 0});  // LINT0: ExtINT to all
+  append_struct(entries, InterruptEntry{4, 1, 0, 0, 0, 0xff, 1});  // LINT1: NMI to all
   count += 2;
 
   ConfigHeader header{};
@@ -132,14 +121,14 @@ std::vector<uint8_t> build_mptable(uint32_t vcpu_count, uint64_t base) {
   fp.config_table = static_cast<uint32_t>(base + sizeof(FloatingPointer));
   fp.length = 1;
   fp.spec_rev = 4;
-  fp.checksum = checksum(reinterpret_cast<const uint8_t*>(&fp), sizeof(fp));
+  fp.checksum = table_checksum(reinterpret_cast<const uint8_t*>(&fp), sizeof(fp));
 
   std::vector<uint8_t> table;
-  append(table, fp);
+  append_struct(table, fp);
   size_t header_at = table.size();
-  append(table, header);
+  append_struct(table, header);
   table.insert(table.end(), entries.begin(), entries.end());
-  table[header_at + offsetof(ConfigHeader, checksum)] = checksum(table.data() + header_at, header.length);
+  table[header_at + offsetof(ConfigHeader, checksum)] = table_checksum(table.data() + header_at, header.length);
   return table;
 }
 
