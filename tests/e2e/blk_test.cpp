@@ -14,18 +14,10 @@ namespace {
 
 using namespace util;
 
-// Root filesystem: the test initramfs (busybox + /init) as an ext4 image, plus
-// a file for the guest to read. Sparse, and small: the emulated host is slow.
+// Root filesystem: the test initramfs (busybox + /init) plus a file for the guest to read.
+// Small: the emulated host is slow.
 fs::path make_root_image(const fs::path& dir) {
-  fs::path tree = dir / "root-tree";
-  fs::create_directories(tree);
-  // cpio cannot create device nodes without root; the kernel's devtmpfs has them.
-  sh("cd '" + tree.string() + "' && zcat '" + env("EMBER_GUEST_DIR") +
-     "/initramfs.cpio.gz' | cpio -idm --quiet 2>/dev/null; test -x bin/busybox");
-  std::ofstream(tree / "hello.txt") << "hello from the host\n";
-  fs::path image = dir / "root.img";
-  sh("mke2fs -q -F -t ext4 -d '" + tree.string() + "' '" + image.string() + "' 96M");
-  return image;
+  return guest_root_image(dir, {{"hello.txt", "hello from the host\n"}}, "96M");
 }
 
 fs::path make_data_image(const fs::path& dir) {

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "tests/e2e/base64.h"
@@ -83,6 +84,21 @@ inline std::string api_shell_functions() {
   return "api() { s=$1; m=$2; p=$3; shift 3; curl -sS --unix-socket \"$s\" -X \"$m\" \"http://localhost$p\" "
          "-H 'Accept: application/json' -H 'Content-Type: application/json' -w ' HTTP%{http_code}\\n' \"$@\"; }\n"
          "wait_sock() { for i in $(seq 600); do [ -S \"$1\" ] && return 0; sleep 0.1; done; echo NO_SOCKET; return 1; }\n";
+}
+
+// A root filesystem: the project's initramfs (busybox, /init, guest/tools) as an ext4 image of
+// `size` (mke2fs syntax) in `dir`, with `files` (path in the image, contents) added. Sparse.
+inline fs::path guest_root_image(const fs::path& dir, const std::map<std::string, std::string>& files,
+                                 const std::string& size) {
+  fs::path tree = dir / "root-tree";
+  fs::create_directories(tree);
+  // cpio cannot create device nodes without root; the kernel's devtmpfs has them.
+  sh("cd '" + tree.string() + "' && zcat '" + env("EMBER_GUEST_DIR") +
+     "/initramfs.cpio.gz' | cpio -idm --quiet 2>/dev/null; test -x bin/busybox");
+  for (const auto& [path, contents] : files) std::ofstream(tree / path) << contents;
+  fs::path image = dir / "root.img";
+  sh("mke2fs -q -F -t ext4 -d '" + tree.string() + "' '" + image.string() + "' " + size);
+  return image;
 }
 
 inline std::string read_text(const fs::path& p) {

@@ -11,7 +11,9 @@ shift
 
 guest=$("$src/guest/build.sh")
 ln -sfn "$guest" "$build/guest"   # configs/*.toml name the guest as ../build/guest/...
-export EMBER_BIN=$build/ember EMBER_GUEST_DIR=$guest EMBER_SOURCE_DIR=$src
+# The stock guest (Debian's kernel, unmodified) is built with the emulated host's kernel.
+stock_guest=$("$src/tests/e2e/emulated-host/prepare.sh")/stock-guest
+export EMBER_BIN=$build/ember EMBER_GUEST_DIR=$guest EMBER_SOURCE_DIR=$src EMBER_STOCK_GUEST_DIR=$stock_guest
 tests=$build/tests/e2e/ember_e2e_tests
 
 mode=${EMBER_E2E_MODE:-auto}

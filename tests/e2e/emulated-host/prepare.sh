@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Builds, once, the emulated host's L1 kernel and initramfs and prints the cache folder holding them.
+# Builds, once, the emulated host's L1 kernel and initramfs, and the stock guest (the same Debian
+# kernel, unmodified, as an ember guest, with an initramfs of its own), and prints the cache folder
+# holding them.
 #
 # Inputs: the Debian kernel package linux-image-amd64 depends on (or EMBER_L1_KERNEL_DEB=path.deb),
-# /bin/busybox from busybox-static, l1-init.sh and this script. Output, in
+# /bin/busybox from busybox-static, l1-init.sh, ../stock-guest-init.sh and this script. Output, in
 # ${EMBER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ember}/emulated-host/<hash of inputs>/:
 #   vmlinuz         the L1 kernel (also usable as a plain x86 bzImage for L2 guests)
 #   vmlinux         the same kernel uncompressed, booted through PVH (absent without xz-utils)
 #   initrd.gz       busybox, the modules below with their dependencies, /init
 #   kernel-release  e.g. 6.1.0-56-amd64
 #   modules         the modules in the initramfs, in load order
+#   stock-guest/    the stock guest, for tests/e2e/stock_kernel_test.cpp (EMBER_STOCK_GUEST_DIR):
+#     vmlinuz, vmlinux, kernel-release  links to the kernel above and its release
+#     initrd.gz     busybox, the stock guest's modules below with their dependencies, and
+#                   ../stock-guest-init.sh as /init (what it does: the comment at its top)
+#     modules       the modules in its initramfs, in load order
 # The only line on stdout is the folder; progress and errors go to stderr.
 set -euo pipefail
 
@@ -20,6 +27,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 required_modules=(kvm-amd kvm ccp irqbypass virtio_pci virtio_console 9p 9pnet_virtio 9pnet netfs
                   fscache tun vhost_net vhost_vsock vhost vsock virtio_blk loop)
 optional_modules=(bridge veth virtio-rng)
+# The stock guest's: ember's virtio-mmio devices (blk, net, vsock) and an ext4 root. crc32c: ext4's
+# metadata checksums (a soft dependency, which modules.dep does not list).
+stock_guest_modules=(virtio_mmio virtio_blk virtio_net vmw_vsock_virtio_transport ext4 crc32c_generic)
+stock_guest_init=$(cd "$here/.." && pwd)/stock-guest-init.sh
 
 log() { printf 'emulated-host prepare: %s\n' "$*" >&2; }
 die() { printf 'emulated-host prepare: error: %s\n' "$*" >&2; exit 1; }
@@ -92,9 +103,11 @@ extract_vmlinux() {
 normalize() { local n=${1##*/}; n=${n%.ko}; echo "${n//-/_}"; }
 
 # Writes, to stdout, the relative paths of the wanted modules and their dependencies, dependencies
-# first. $1: modules folder (with modules.dep); the rest are module names.
+# first. $1: modules folder (with modules.dep); $2, $3: names of arrays of required and optional
+# module names.
 module_closure() {
-    local moddir=$1; shift
+    local moddir=$1
+    local -n required=$2 optional=$3
     local -A path_of=() deps_of=() builtin=() done=()
     local line file name
     while IFS= read -r line; do
@@ -118,12 +131,34 @@ module_closure() {
         echo "${path_of[$n]}"
     }
     local m
-    for m in "${required_modules[@]}"; do
+    for m in "${required[@]}"; do
         visit "$(normalize "$m")" || die "module $m is neither in modules.dep nor built in"
     done
-    for m in "${optional_modules[@]}"; do
+    for m in "${optional[@]}"; do
         visit "$(normalize "$m")" || log "optional module $m not found, skipped"
     done
+}
+
+# Writes initramfs $5 (gzip'd cpio), staged in the new folder $1: busybox $3 with its applets, the
+# modules of folder $2 that module_closure picks from arrays $6 and $7, copied into /lib/modules
+# with their load order in /lib/modules/load-order, and $4 as /init.
+make_initramfs() {
+    local root=$1 kdir=$2 busybox=$3 init=$4 dest=$5
+    mkdir -p "$root"/{bin,dev,proc,sys,host,tmp,mnt,lib/modules}
+    cp "$busybox" "$root/bin/busybox"
+    local applet
+    for applet in $("$busybox" --list); do
+        [[ $applet == busybox ]] || ln -s busybox "$root/bin/$applet"
+    done
+    module_closure "$kdir" "$6" "$7" > "$root.closure"
+    local rel
+    while IFS= read -r rel; do
+        cp "$kdir/$rel" "$root/lib/modules/"
+        echo "${rel##*/}" >> "$root/lib/modules/load-order"
+    done < "$root.closure"
+    cp "$init" "$root/init"
+    chmod 0755 "$root/init"
+    (cd "$root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | gzip -9 > "$dest"
 }
 
 build() {
@@ -139,22 +174,15 @@ build() {
     "$depmod" -b "$work/pkg" "$kver" || die "depmod failed"
 
     log "building the initramfs for $kver"
-    local root=$work/initramfs
-    mkdir -p "$root"/{bin,dev,proc,sys,host,tmp,lib/modules}
-    cp "$busybox" "$root/bin/busybox"
-    local applet
-    for applet in $("$busybox" --list); do
-        [[ $applet == busybox ]] || ln -s busybox "$root/bin/$applet"
-    done
-    module_closure "$kdir" > "$work/closure"
-    local rel
-    while IFS= read -r rel; do
-        cp "$kdir/$rel" "$root/lib/modules/"
-        echo "${rel##*/}" >> "$root/lib/modules/load-order"
-    done < "$work/closure"
-    cp "$here/l1-init.sh" "$root/init"
-    chmod 0755 "$root/init"
-    (cd "$root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | gzip -9 > "$out/initrd.gz"
+    make_initramfs "$work/initramfs" "$kdir" "$busybox" "$here/l1-init.sh" "$out/initrd.gz" \
+        required_modules optional_modules
+    cp "$work/initramfs/lib/modules/load-order" "$out/modules"
+    log "building the stock guest's initramfs"
+    mkdir "$out/stock-guest"
+    local no_optional_modules=()
+    make_initramfs "$work/stock-guest" "$kdir" "$busybox" "$stock_guest_init" "$out/stock-guest/initrd.gz" \
+        stock_guest_modules no_optional_modules
+    cp "$work/stock-guest/lib/modules/load-order" "$out/stock-guest/modules"
 
     cp "$work/pkg/boot/vmlinuz-$kver" "$out/vmlinuz"
     if ! grep -qx 'CONFIG_PVH=y' "$work/pkg/boot/config-$kver"; then
@@ -165,7 +193,10 @@ build() {
         log "could not extract vmlinux from vmlinuz; L1 boots from vmlinuz"
     fi
     echo "$kver" > "$out/kernel-release"
-    cp "$root/lib/modules/load-order" "$out/modules"
+    local f
+    for f in vmlinuz vmlinux kernel-release; do
+        if [[ -f $out/$f ]]; then ln -s "../$f" "$out/stock-guest/$f"; fi
+    done
 }
 
 main() {
@@ -185,7 +216,8 @@ main() {
         echo "$pkg $version"
         printf '%s\n' "${required_modules[@]}" -- "${optional_modules[@]}"
         sha256sum < "$busybox"
-        cat "$here/l1-init.sh" "${BASH_SOURCE[0]}"
+        printf '%s\n' "${stock_guest_modules[@]}"
+        cat "$here/l1-init.sh" "$stock_guest_init" "${BASH_SOURCE[0]}"
     } | sha256sum | cut -c1-16)
     cache_root=${EMBER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ember}/emulated-host
     dest=$cache_root/$hash
