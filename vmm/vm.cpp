@@ -141,6 +141,10 @@ void Vm::setup_devices() {
   });
   mmio_.insert(*boot_marker_, layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
   if (acpi_enabled(config_)) {
+    if ((" " + config_.boot.boot_args + " ").find(" i8042.nopnp ") != std::string::npos) {
+      log::warn("boot_args has i8042.nopnp: with ACPI the guest's i8042 driver then gets no IRQ (hardware-reduced "
+                "ACPI has no legacy IRQs), so SendCtrlAltDel cannot reach it; drop i8042.nopnp, or use --no-acpi");
+    }
     acpi_power_ = std::make_unique<AcpiPowerControl>(
         [this] { exit_.report(ExitKind::GuestShutdown, "guest powered off (ACPI S5)"); },
         [this] { exit_.report(ExitKind::GuestShutdown, "guest reset via the ACPI reset register"); });

@@ -18,8 +18,10 @@ constexpr uint32_t kMaxVcpuCount = 32;
 constexpr uint64_t kMinMemMib = 2;
 constexpr uint64_t kMaxMemMib = 1024 * 1024;  // 1 TiB
 constexpr uint32_t kMaxDrives = 16;
+// Firecracker's defaults without i8042.nopnp: with ACPI the i8042 is found through its DSDT
+// entry, and probed without it the driver gets no IRQ (hardware-reduced ACPI has no legacy IRQs).
 constexpr const char* kDefaultBootArgs =
-    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
+    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.dumbkbd";
 
 struct MachineConfig {
   uint32_t vcpu_count = 1;

@@ -5,7 +5,9 @@
 // timeline (--boot-timings). One extra boot of each VMM measures its memory
 // overhead: RSS (and PSS) from /proc/PID/smaps minus the guest-RAM mapping, after boot.
 // --ember-also LABEL=PATH adds another ember binary to the same interleaved run (e.g. two
-// builds compared side by side). Writes results.json and results.md into --out.
+// builds compared side by side), or the same binary with other flags ('no-acpi=PATH --no-acpi').
+// --guest/--kernels/--initrd/--qemu-acpi measure another guest, e.g. Debian's stock kernel, which
+// needs ACPI under both VMMs. Writes results.json and results.md into --out.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -35,6 +37,8 @@ struct Options {
   int runs = 10;
   std::string ember, qemu = "qemu-system-x86_64", guest, out = ".";
   std::vector<std::string> kernels = {"bzImage", "vmlinux"};
+  std::string initrd = "initramfs.cpio.gz";  // in --guest
+  bool qemu_acpi = false;  // microvm with its ACPI tables (a kernel that needs ACPI, like Debian's)
   int mem_mib = 128, vcpus = 1;
   double timeout_s = 600;
   std::vector<std::string> ember_extra;  // extra ember flags (e.g. --no-prefault)
@@ -150,7 +154,7 @@ std::vector<std::string> ember_argv(const Options& o, const std::string& binary_
   for (std::string w; ss >> w;) words.push_back(w);
   std::string binary = words.empty() ? "" : words.front();
   std::vector<std::string> a = {binary, "--kernel", o.guest + "/" + kernel, "--initrd",
-                                o.guest + "/initramfs.cpio.gz", "--cmdline", kCmdline + script,
+                                o.guest + "/" + o.initrd, "--cmdline", kCmdline + script,
                                 "--vcpus", std::to_string(o.vcpus), "--mem-mib", std::to_string(o.mem_mib),
                                 "--boot-timings", timings};
   a.insert(a.end(), o.ember_extra.begin(), o.ember_extra.end());
@@ -161,10 +165,11 @@ std::vector<std::string> ember_argv(const Options& o, const std::string& binary_
 // QEMU's fastest direct-boot setup for this guest: microvm without ACPI, option
 // ROMs or default devices; an i8042 so reboot=k ends it, as it ends ember.
 std::vector<std::string> qemu_argv(const Options& o, const std::string& kernel, const std::string& script) {
-  return {o.qemu, "-M", "microvm,acpi=off,x-option-roms=off,rtc=off", "-enable-kvm", "-cpu", "host",
+  std::string machine = std::string("microvm,acpi=") + (o.qemu_acpi ? "on" : "off") + ",x-option-roms=off,rtc=off";
+  return {o.qemu, "-M", machine, "-enable-kvm", "-cpu", "host",
           "-smp", std::to_string(o.vcpus), "-m", std::to_string(o.mem_mib), "-nodefaults", "-no-user-config",
           "-nographic", "-no-reboot", "-serial", "stdio", "-device", "i8042",
-          "-kernel", o.guest + "/" + kernel, "-initrd", o.guest + "/initramfs.cpio.gz",
+          "-kernel", o.guest + "/" + kernel, "-initrd", o.guest + "/" + o.initrd,
           "-append", kCmdline + script};
 }
 
@@ -190,6 +195,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--qemu") o.qemu = next();
     else if (a == "--guest") o.guest = next();
     else if (a == "--out") o.out = next();
+    else if (a == "--initrd") o.initrd = next();
+    else if (a == "--qemu-acpi") o.qemu_acpi = true;
     else if (a == "--mem-mib") o.mem_mib = std::stoi(next());
     else if (a == "--vcpus") o.vcpus = std::stoi(next());
     else if (a == "--timeout") o.timeout_s = std::stod(next());
@@ -221,11 +228,12 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "boot_latency: " << e.what() << "\n"
               << "usage: boot_latency --ember BIN --guest DIR [--qemu BIN] [--runs N] [--out DIR]"
-                 " [--kernels bzImage,vmlinux] [--mem-mib N] [--vcpus N] [--ember-flag FLAG]..."
+                 " [--kernels bzImage,vmlinux] [--initrd NAME] [--qemu-acpi] [--mem-mib N] [--vcpus N] [--ember-flag FLAG]..."
                  " [--ember-also 'LABEL=PATH[ FLAG...]']...\n";
     return 2;
   }
   json results = {{"runs", o.runs}, {"mem_mib", o.mem_mib}, {"vcpus", o.vcpus}, {"cmdline", kCmdline},
+                  {"guest", o.guest}, {"initrd", o.initrd}, {"qemu_acpi", o.qemu_acpi},
                   {"ember_flags", o.ember_extra}, {"ember_binaries", json::object()}, {"boots", json::array()}};
   for (const auto& [label, binary] : o.embers()) results["ember_binaries"][label] = binary;
   std::map<std::string, std::vector<Boot>> by_variant;

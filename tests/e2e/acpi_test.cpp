@@ -58,6 +58,14 @@ TEST_P(AcpiPoweroff, DevicesFromTheDsdtAndPoweroffEndsEmberWithZero) {
 
 INSTANTIATE_TEST_SUITE_P(Kernels, AcpiPoweroff, ::testing::Values("bzImage", "vmlinux"));
 
+// Firecracker's default boot_args carry i8042.nopnp, which leaves the guest's keyboard without
+// its IRQ under hardware-reduced ACPI: ember says so instead of letting SendCtrlAltDel vanish.
+TEST(AcpiWarnings, I8042NoPnpWithAcpiIsWarnedAbout) {
+  ProcessResult r = boot("bzImage", "ls /sys/bus/serio/devices | grep -c serio", " i8042.nopnp");
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.err.find("boot_args has i8042.nopnp"), std::string::npos) << describe(r);
+}
+
 TEST(AcpiOff, AcpiOffOnTheCommandLineBootsWithCommandLineDevices) {
   ProcessResult r = boot("bzImage", kProbe, " acpi=off");
   EXPECT_FALSE(r.timed_out) << describe(r);

@@ -25,7 +25,7 @@ std::string prelude() {
 
 // As ember's default command line: without them Linux looks for the i8042 through PNP,
 // finds none, and has no keyboard to receive Ctrl+Alt+Del.
-constexpr const char* kI8042Args = " i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
+constexpr const char* kI8042Args = " i8042.noaux i8042.nomux i8042.dumbkbd";
 
 // The JSON bodies of the getting-started guide, written to files for curl -d @file.
 void write_boot_bodies(const fs::path& dir, const std::string& script) {
