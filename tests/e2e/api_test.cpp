@@ -87,7 +87,7 @@ TEST_F(Api, CurlConfiguresAndStartsAGuestThenEmberExitsZero) {
   EXPECT_EQ(count_of(r.out, " HTTP204"), 3);  // boot-source, machine-config, InstanceStart
   EXPECT_NE(r.out.find(R"("state":"Running")"), std::string::npos);
   EXPECT_NE(r.out.find("PUT /boot-source is only allowed before InstanceStart\"} HTTP400"), std::string::npos);
-  EXPECT_NE(r.out.find("/balloon is not supported by ember\"} HTTP400"), std::string::npos);
+  EXPECT_NE(r.out.find("(/balloon) is not supported by ember\"} HTTP400"), std::string::npos);
   EXPECT_NE(r.out.find("api_EXIT=0"), std::string::npos);
   EXPECT_EQ(r.out.find("SOCKET_LEFT_BEHIND"), std::string::npos);
   EXPECT_NE(console.find("API_GUEST_RAN"), std::string::npos);
