@@ -127,7 +127,7 @@ TEST_F(Api, FilesAreCheckedWhenPutNotFirstAtInstanceStart) {
   };
   ProcessResult r = run_script(
       "mkfifo " + d + "/fifo; truncate -s 1M " + d + "/data.img\n"
-      "'" + env("EMBER_BIN") + "' --api-sock " + s + " --http-api-max-payload-size 300 > " + d +
+      "'" + env("EMBER_BIN") + "' --api-sock " + s + " --http-api-max-payload-size 1000 > " + d +
       "/console.txt 2>&1 &\npid=$!\n"
       "(sleep " + std::to_string(static_cast<int>(40 * time_scale())) + "; kill $pid) >/dev/null 2>&1 &\n"
       "wait_sock " + s + "\n"
@@ -139,7 +139,7 @@ TEST_F(Api, FilesAreCheckedWhenPutNotFirstAtInstanceStart) {
       "api " + s + " PUT /drives/data -m 10 -d " + drive("data", d + "/fifo") + "\n"
       "api " + s + " PUT /drives/my-disk -m 10 -d " + drive("my-disk", d + "/data.img") + "\n"
       "api " + s + " GET / -d '{}'\n"
-      "big=$(head -c 400 /dev/zero | tr '\\0' a)\n"
+      "big=$(head -c 1100 /dev/zero | tr '\\0' a)\n"
       "api " + s + " PUT /machine-config -m 10 -d \"{\\\"x\\\": \\\"$big\\\"}\"\n"
       "curl -si --unix-socket " + s + " -X PUT http://localhost/machine-config "
       "-d '{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": \"None\"}' | tr -d '\\r' | grep -i '^deprecation'\n"
@@ -160,7 +160,7 @@ TEST_F(Api, FilesAreCheckedWhenPutNotFirstAtInstanceStart) {
   EXPECT_NE(out.find("API Resource IDs can only contain alphanumeric characters and underscores.\"} HTTP400"),
             std::string::npos);
   EXPECT_NE(out.find("GET request cannot have a body.\"} HTTP400"), std::string::npos);
-  EXPECT_NE(out.find("is larger than the limit of 300 allowed by server."), std::string::npos);
+  EXPECT_NE(out.find("is larger than the limit of 1000 allowed by server."), std::string::npos);
   EXPECT_NE(out.find("Deprecation: true"), std::string::npos);
   EXPECT_EQ(count_of(out, " HTTP204"), 4);  // the drive, boot-source, machine-config, InstanceStart
   EXPECT_EQ(out.find("curl: (28)"), std::string::npos) << "a request waited on a FIFO";
