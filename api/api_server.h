@@ -13,7 +13,7 @@ namespace ember {
 
 class ApiServer {
  public:
-  ApiServer(const std::string& socket_path, RequestRouter& router);
+  ApiServer(const std::string& socket_path, RequestRouter& router, HttpLimits limits = {});
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;

@@ -80,6 +80,18 @@ VsockConfig parse_vsock(const std::string& text) {
   return v;
 }
 
+// Firecracker's flags that ember cannot honour, and why; refused rather than ignored.
+const char* unsupported_flag(const std::string& flag) {
+  if (flag == "--module") return "logs are not filtered by module";
+  if (flag == "--start-time-us" || flag == "--start-time-cpu-us" || flag == "--parent-cpu-time-us") {
+    return "start-up times are measured from ember's own start (--boot-timings, the \"boot\" metrics)";
+  }
+  if (flag == "--seccomp-filter") return "ember's seccomp filters are built in (--no-seccomp turns them off)";
+  if (flag == "--mmds-size-limit" || flag == "--metadata") return "ember has no MMDS";
+  if (flag == "--describe-snapshot" || flag == "--snapshot-version") return "ember has no snapshots";
+  return nullptr;
+}
+
 }  // namespace
 
 const char* usage_text() {
@@ -109,7 +121,10 @@ const char* usage_text() {
          "  --net SPEC        virtio-net on a tap: iface_id=ID,tap=NAME[,mac=aa:bb:cc:dd:ee:ff]\n"
          "                    (repeatable; the tap must exist; MAC generated if not given)\n"
          "  --vsock SPEC      virtio-vsock: cid=N,uds=PATH (host side: PATH, PATH_<port>)\n"
-         "  --level L         error, warn (default), info, debug or off (alias --log-level)\n"
+         "  --level L         error, warn (default), info, debug or off, any case (alias --log-level)\n"
+         "  --show-level      put the level on each log line; --show-log-origin: file:line too\n"
+         "  --http-api-max-payload-size N  largest request body the API takes (default 51200)\n"
+         "  --boot-timer      accepted for Firecracker: the boot-complete marker is always on\n"
          "  --boot-timings F  at exit, write boot phase times (JSON, microseconds) to F\n"
          "  --no-seccomp      run without the per-thread seccomp filters (debugging only)\n"
          "  --no-acpi         no ACPI tables: devices on the kernel command line (kernels\n"
@@ -153,6 +168,11 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     else if (a == "--vcpus") o.vcpus = static_cast<uint32_t>(parse_number(a, value(), kMaxVcpuCount * 1000ull));
     else if (a == "--mem-mib") o.mem_mib = parse_number(a, value(), kMaxMemMib * 1000);
     else if (a == "--no-prefault") o.prefault = Prefault::Off;
+    else if (a == "--http-api-max-payload-size") o.http_api_max_payload_size = parse_number(a, value(), 1ull << 30);
+    else if (a == "--show-level") o.show_level = true;
+    else if (a == "--show-log-origin") o.show_log_origin = true;
+    else if (a == "--boot-timer") o.boot_timer = true;
+    else if (const char* why = unsupported_flag(a)) fail(a, " is not supported by ember: ", why);
     else if (a == "--prefault") {
       std::string mode = value();
       if (mode == "sync") o.prefault = Prefault::Sync;
@@ -163,6 +183,7 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     else fail("unknown option '", a, "'");
   }
   if (o.no_api && o.api_sock) fail("--no-api and --api-sock exclude each other");
+  if (o.http_api_max_payload_size == 0) fail("--http-api-max-payload-size must be at least 1");
   if (o.config_path && o.config_file) fail("--config (TOML) and --config-file (JSON) exclude each other");
   return o;
 }

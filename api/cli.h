@@ -24,6 +24,9 @@ struct CliOptions {
   // The HTTP API and Firecracker-style options.
   std::optional<std::string> api_sock, config_file, log_path, metrics_path;
   std::string instance_id = "anonymous-instance";
+  uint64_t http_api_max_payload_size = 51200;  // Firecracker's default
+  bool show_level = false, show_log_origin = false;
+  bool boot_timer = false;  // accepted: ember's boot-complete marker is always on
   bool no_api = false;
   bool no_seccomp = false;
   bool no_acpi = false;

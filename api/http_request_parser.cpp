@@ -12,7 +12,8 @@ namespace {
 HttpRequestParser& self(http_parser* p) { return *static_cast<HttpRequestParser*>(p->data); }
 }  // namespace
 
-HttpRequestParser::HttpRequestParser(size_t max_request_bytes) : max_bytes_(max_request_bytes) {
+HttpRequestParser::HttpRequestParser(size_t max_payload_bytes, size_t max_header_bytes)
+    : max_payload_(max_payload_bytes), max_header_(max_header_bytes) {
   http_parser_init(&parser_, HTTP_REQUEST);
   parser_.data = this;
   http_parser_settings_init(&settings_);
@@ -25,17 +26,25 @@ HttpRequestParser::HttpRequestParser(size_t max_request_bytes) : max_bytes_(max_
   settings_.on_message_complete = on_message_complete;
 }
 
-bool HttpRequestParser::grow(size_t len) {
-  bytes_ += len;
-  if (bytes_ <= max_bytes_) return true;
+bool HttpRequestParser::grow_header(size_t len) {
+  header_bytes_ += len;
+  if (header_bytes_ <= max_header_) return true;
   too_large_ = true;
+  return false;
+}
+
+bool HttpRequestParser::grow_body(size_t len) {
+  body_bytes_ += len;
+  if (body_bytes_ <= max_payload_) return true;
+  payload_over_ = body_bytes_;
   return false;
 }
 
 int HttpRequestParser::on_message_begin(http_parser* p) {
   HttpRequestParser& s = self(p);
   s.current_ = HttpRequest{};
-  s.bytes_ = 0;
+  s.header_bytes_ = 0;
+  s.body_bytes_ = 0;
   s.expect_continue_ = false;
   s.header_field_.clear();
   s.header_value_.clear();
@@ -44,7 +53,7 @@ int HttpRequestParser::on_message_begin(http_parser* p) {
 
 int HttpRequestParser::on_url(http_parser* p, const char* at, size_t len) {
   HttpRequestParser& s = self(p);
-  if (!s.grow(len)) return 1;
+  if (!s.grow_header(len)) return 1;
   s.current_.path.append(at, len);
   return 0;
 }
@@ -52,7 +61,7 @@ int HttpRequestParser::on_url(http_parser* p, const char* at, size_t len) {
 // Header names and values may arrive in pieces; a name after a value starts a new header.
 int HttpRequestParser::on_header_field(http_parser* p, const char* at, size_t len) {
   HttpRequestParser& s = self(p);
-  if (!s.grow(len)) return 1;
+  if (!s.grow_header(len)) return 1;
   if (!s.header_value_.empty()) {
     s.header_field_.clear();
     s.header_value_.clear();
@@ -63,7 +72,7 @@ int HttpRequestParser::on_header_field(http_parser* p, const char* at, size_t le
 
 int HttpRequestParser::on_header_value(http_parser* p, const char* at, size_t len) {
   HttpRequestParser& s = self(p);
-  if (!s.grow(len)) return 1;
+  if (!s.grow_header(len)) return 1;
   s.header_value_.append(at, len);
   if (strcasecmp(s.header_field_.c_str(), "Expect") == 0 && strcasecmp(s.header_value_.c_str(), "100-continue") == 0) {
     s.expect_continue_ = true;
@@ -73,9 +82,9 @@ int HttpRequestParser::on_header_value(http_parser* p, const char* at, size_t le
 
 int HttpRequestParser::on_headers_complete(http_parser* p) {
   HttpRequestParser& s = self(p);
-  // A declared body over the limit is refused before it is sent.
-  if (p->content_length != ULLONG_MAX && p->content_length > s.max_bytes_) {
-    s.too_large_ = true;
+  // A declared body over the limit is refused before it is sent, as Firecracker does.
+  if (p->content_length != ULLONG_MAX && p->content_length > s.max_payload_) {
+    s.payload_over_ = p->content_length;
     return -1;
   }
   if (p->http_major != 1 || p->http_minor > 1) {
@@ -90,7 +99,7 @@ int HttpRequestParser::on_headers_complete(http_parser* p) {
 
 int HttpRequestParser::on_body(http_parser* p, const char* at, size_t len) {
   HttpRequestParser& s = self(p);
-  if (!s.grow(len)) return 1;
+  if (!s.grow_body(len)) return 1;
   s.current_.body.append(at, len);
   return 0;
 }
@@ -104,12 +113,20 @@ int HttpRequestParser::on_message_complete(http_parser* p) {
 }
 
 HttpRequestParser::Status HttpRequestParser::feed(const char* data, size_t len, std::vector<HttpRequest>& out) {
-  if (!error_.empty()) return too_large_ ? Status::TooLarge : Status::Malformed;
+  if (!error_.empty()) {
+    if (payload_over_) return Status::PayloadTooLarge;
+    return too_large_ ? Status::TooLarge : Status::Malformed;
+  }
   out_ = &out;
   size_t used = http_parser_execute(&parser_, &settings_, data, len);
   out_ = nullptr;
+  if (payload_over_) {  // Firecracker's (micro_http's) words
+    error_ = "Request payload with size " + std::to_string(payload_over_) + " is larger than the limit of " +
+             std::to_string(max_payload_) + " allowed by server.";
+    return Status::PayloadTooLarge;
+  }
   if (too_large_) {
-    error_ = "request larger than " + std::to_string(max_bytes_) + " bytes";
+    error_ = "request line and headers larger than " + std::to_string(max_header_) + " bytes";
     return Status::TooLarge;
   }
   if (!error_.empty()) return Status::Malformed;
@@ -130,7 +147,7 @@ HttpRequestParser::Status HttpRequestParser::feed(const char* data, size_t len, 
   return Status::Ok;
 }
 
-std::string http_response(int status, const std::string& body, bool keep_alive) {
+std::string http_response(int status, const std::string& body, bool keep_alive, bool deprecated) {
   const char* reason = status == 200 ? "OK" : status == 204 ? "No Content" : status == 400 ? "Bad Request"
                      : status == 413 ? "Payload Too Large" : status == 503 ? "Service Unavailable"
                      : "Internal Server Error";
@@ -138,6 +155,7 @@ std::string http_response(int status, const std::string& body, bool keep_alive) 
   if (!body.empty()) r += "Content-Type: application/json\r\n";
   if (status != 204) r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   if (!keep_alive) r += "Connection: close\r\n";
+  if (deprecated) r += "Deprecation: true\r\n";
   r += "\r\n";
   r += body;
   return r;

@@ -20,14 +20,16 @@ struct HttpRequest {
 
 class HttpRequestParser {
  public:
-  enum class Status { Ok, Malformed, TooLarge };
+  // PayloadTooLarge: a body over the payload limit (Firecracker's 400); TooLarge: the
+  // request line and headers over theirs (413).
+  enum class Status { Ok, Malformed, PayloadTooLarge, TooLarge };
 
-  explicit HttpRequestParser(size_t max_request_bytes);
+  HttpRequestParser(size_t max_payload_bytes, size_t max_header_bytes);
   HttpRequestParser(const HttpRequestParser&) = delete;
   HttpRequestParser& operator=(const HttpRequestParser&) = delete;
 
-  // Appends the requests completed by these bytes to `out`. After Malformed or
-  // TooLarge the connection is beyond repair: answer and close.
+  // Appends the requests completed by these bytes to `out`. After anything but Ok the
+  // connection is beyond repair: answer and close.
   Status feed(const char* data, size_t len, std::vector<HttpRequest>& out);
   const std::string& error() const { return error_; }
   // True once per request that sent "Expect: 100-continue" (curl does for bodies over
@@ -42,13 +44,17 @@ class HttpRequestParser {
   static int on_headers_complete(http_parser* p);
   static int on_body(http_parser* p, const char* at, size_t len);
   static int on_message_complete(http_parser* p);
-  bool grow(size_t len);  // counts bytes of the current request against the limit
+  bool grow_header(size_t len);  // counts the request line and headers against their limit
+  bool grow_body(size_t len);    // counts the body against the payload limit
 
   http_parser parser_;
   http_parser_settings settings_;
-  size_t max_bytes_;
-  size_t bytes_ = 0;
-  bool too_large_ = false;
+  size_t max_payload_;
+  size_t max_header_;
+  size_t header_bytes_ = 0;
+  size_t body_bytes_ = 0;
+  bool too_large_ = false;       // headers over their limit
+  uint64_t payload_over_ = 0;    // the size of a body over the limit, once seen
   bool want_continue_ = false;
   std::string header_field_;
   std::string header_value_;
@@ -58,7 +64,8 @@ class HttpRequestParser {
   std::string error_;
 };
 
-// "HTTP/1.1 <status> <reason>" with Content-Length (and the JSON body if any).
-std::string http_response(int status, const std::string& body, bool keep_alive);
+// "HTTP/1.1 <status> <reason>" with Content-Length (and the JSON body if any);
+// "Deprecation: true" when the request used a deprecated field, as Firecracker.
+std::string http_response(int status, const std::string& body, bool keep_alive, bool deprecated = false);
 
 }  // namespace ember

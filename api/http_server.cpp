@@ -16,7 +16,8 @@
 namespace ember {
 
 struct HttpServer::Connection {
-  explicit Connection(UniqueFd f, size_t limit) : fd(std::move(f)), parser(limit) {}
+  Connection(UniqueFd f, const HttpLimits& limits)
+      : fd(std::move(f)), parser(limits.max_payload_bytes, limits.max_header_bytes) {}
   UniqueFd fd;
   HttpRequestParser parser;
   std::string out;       // responses not yet written
@@ -121,7 +122,7 @@ void HttpServer::accept_all() {
       continue;
     }
     int raw = fd.get();
-    auto c = std::make_unique<Connection>(std::move(fd), limits_.max_request_bytes);
+    auto c = std::make_unique<Connection>(std::move(fd), limits_);
     c->events = EPOLLIN;
     epoll_set(epoll_.get(), EPOLL_CTL_ADD, raw, c->events);
     connections_[raw] = std::move(c);
@@ -177,7 +178,7 @@ void HttpServer::on_readable(Connection& c) {
   for (const HttpRequest& r : requests) {
     if (c.closing) break;
     ApiResponse response = handler_({r.method, r.path, r.body});
-    c.out += http_response(response.status, response.body, r.keep_alive);
+    c.out += http_response(response.status, response.body, r.keep_alive, response.deprecated);
     if (!r.keep_alive) c.closing = true;
   }
   if (!c.closing && c.parser.take_continue()) c.out += "HTTP/1.1 100 Continue\r\n\r\n";
@@ -185,6 +186,10 @@ void HttpServer::on_readable(Connection& c) {
     int code = status == HttpRequestParser::Status::TooLarge ? 413 : 400;
     if (counter_) counter_(code);
     std::string body = Json{{"fault_message", c.parser.error()}}.dump();
+    // Firecracker's HTTP layer answers an oversized payload under "error", not "fault_message".
+    if (status == HttpRequestParser::Status::PayloadTooLarge) {
+      body = Json{{"error", c.parser.error() + "\nAll previous unanswered requests will be dropped."}}.dump();
+    }
     c.out += http_response(code, body, false);
     c.closing = true;
   }

@@ -15,7 +15,10 @@
 namespace ember {
 
 struct HttpLimits {
-  size_t max_request_bytes = 64 * 1024;     // larger requests get 413 and the connection closes
+  // A body over this gets 400 at once (before it is sent, when Content-Length declares it) and
+  // the connection closes: Firecracker's default, set by --http-api-max-payload-size.
+  size_t max_payload_bytes = 51200;
+  size_t max_header_bytes = 16 * 1024;      // request line and headers; over it, 413 and close
   size_t max_connections = 16;              // more get 503 and are closed, unless one can be evicted:
   int evict_idle_ms = 1000;                 // at the limit, the connection idle longest, if this idle, makes room
   int idle_timeout_ms = 60000;              // a connection that moved no byte this long is closed

@@ -80,22 +80,6 @@ const char* huge_pages_name(HugePages h) {
   return "None";
 }
 
-Prefault prefault_from(const std::string& v, const std::string& field) {
-  if (v == "sync") return Prefault::Sync;
-  if (v == "background") return Prefault::Background;
-  if (v == "off") return Prefault::Off;
-  fail(field, " must be \"sync\", \"background\" or \"off\" (got \"", v, "\")");
-}
-
-const char* prefault_name(Prefault p) {
-  switch (p) {
-    case Prefault::Sync: return "sync";
-    case Prefault::Background: return "background";
-    case Prefault::Off: return "off";
-  }
-  return "background";
-}
-
 void apply_drive_fields(Fields& f, DriveConfig& d) {
   if (auto v = f.string("path_on_host")) d.path_on_host = *v;
   if (auto v = f.boolean("is_root_device")) d.is_root_device = *v;
@@ -149,11 +133,8 @@ MachineConfig machine_config_from_json(const Json& j, const MachineConfig& base,
     fail("machine-config.cpu_template \"", *t, "\" is not supported by ember (only \"None\")");
   }
   if (auto v = f.string("huge_pages")) m.huge_pages = huge_pages_from(*v, f.name("huge_pages"));
-  if (auto v = f.string("prefault")) m.prefault = prefault_from(*v, f.name("prefault"));
   f.done();
-  if (m.huge_pages == HugePages::Huge2M && m.mem_size_mib % 2 != 0) {
-    fail("machine-config.mem_size_mib must be even with huge_pages \"2M\"");
-  }
+  check_machine(m);
   return m;
 }
 
@@ -174,6 +155,7 @@ DriveConfig drive_from_json(const Json& j) {
   d.drive_id = f.required(f.string("drive_id"), "drive_id");
   if (d.drive_id.empty()) fail("drive.drive_id must not be empty");
   apply_drive_fields(f, d);
+  f.required(f.boolean("is_root_device"), "is_root_device");  // required by Firecracker's Drive object
   f.done();
   if (d.path_on_host.empty()) fail("drive '", d.drive_id, "': path_on_host is required");
   return d;
@@ -236,7 +218,15 @@ MetricsConfig metrics_from_json(const Json& j) {
   MetricsConfig m;
   m.metrics_path = f.required(f.string("metrics_path"), "metrics_path");
   if (m.metrics_path.empty()) fail("metrics.metrics_path must not be empty");
-  if (f.boolean("emit_id").value_or(false)) fail("metrics.emit_id = true is not supported by ember");
+  m.emit_id = f.boolean("emit_id").value_or(false);
+  if (f.has("properties")) {
+    const Json& p = j.at("properties");
+    if (!p.is_object()) fail("metrics.properties must be a JSON object of strings");
+    for (auto it = p.begin(); it != p.end(); ++it) {
+      if (!it.value().is_string()) fail("metrics.properties.", it.key(), " must be a string");
+      m.properties[it.key()] = it.value().get<std::string>();
+    }
+  }
   f.done();
   return m;
 }
@@ -264,7 +254,7 @@ FullVmConfig full_config_from_json(const Json& j) {
 Json to_json(const MachineConfig& m) {
   return {{"vcpu_count", m.vcpu_count},     {"mem_size_mib", m.mem_size_mib},
           {"smt", m.smt},                   {"track_dirty_pages", false},
-          {"huge_pages", huge_pages_name(m.huge_pages)}, {"prefault", prefault_name(m.prefault)}};
+          {"huge_pages", huge_pages_name(m.huge_pages)}};
 }
 
 Json to_json(const BootSource& b) {
@@ -301,7 +291,12 @@ Json to_json(const log::LoggerConfig& l) {
   return j;
 }
 
-Json to_json(const MetricsConfig& m) { return {{"metrics_path", m.metrics_path}}; }
+Json to_json(const MetricsConfig& m) {
+  Json j = {{"metrics_path", m.metrics_path}};
+  if (m.emit_id) j["emit_id"] = true;
+  if (!m.properties.empty()) j["properties"] = m.properties;
+  return j;
+}
 
 Json to_json(const FullVmConfig& c) {
   Json j = {{"boot-source", to_json(c.vm.boot)}, {"machine-config", to_json(c.vm.machine)}};

@@ -97,6 +97,11 @@ Plan plan_from(const ember::CliOptions& options) {
     if (!plan.config.logger) plan.config.logger = log::LoggerConfig{"", std::nullopt, true, false};
     plan.config.logger->log_path = *options.log_path;
   }
+  if (options.show_level || options.show_log_origin) {
+    if (!plan.config.logger) plan.config.logger = log::LoggerConfig{"", std::nullopt, true, false};
+    plan.config.logger->show_level |= options.show_level;
+    plan.config.logger->show_log_origin |= options.show_log_origin;
+  }
   if (options.metrics_path) plan.config.metrics = MetricsConfig{*options.metrics_path};
   bool described = options.config_path || options.config_file || options.kernel;
   plan.start_now = !options.api_sock || described;
@@ -151,17 +156,21 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<RequestRouter> router;
   std::unique_ptr<VmmRunner> runner;
-  MetricsWriter metrics([&](MetricGroups& groups) {
-    runner->collect_metrics(groups);
-    if (router) router->collect_metrics(groups);
-  });
+  MetricsWriter metrics(
+      [&](MetricGroups& groups) {
+        runner->collect_metrics(groups);
+        if (router) router->collect_metrics(groups);
+      },
+      std::chrono::seconds(60), options.instance_id);
   try {
     runner = std::make_unique<VmmRunner>(timeline, metrics);
     if (plan.config.metrics) metrics.open(*plan.config.metrics);
     std::unique_ptr<ApiServer> api;
     if (options.api_sock) {
       router = std::make_unique<RequestRouter>(*runner, plan.config, options.instance_id, EMBER_VERSION);
-      api = std::make_unique<ApiServer>(*options.api_sock, *router);
+      HttpLimits limits;
+      limits.max_payload_bytes = options.http_api_max_payload_size;
+      api = std::make_unique<ApiServer>(*options.api_sock, *router, limits);
       log::info(cat("API listening on ", *options.api_sock));
     }
     if (plan.start_now) {

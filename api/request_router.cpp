@@ -1,6 +1,7 @@
 #include "api/request_router.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "vmm/util/error.h"
 #include "vmm/util/log.h"
@@ -16,9 +17,27 @@ ApiResponse bad(const std::string& message) {
   return {400, Json{{"fault_message", message}}.dump(-1, ' ', false, Json::error_handler_t::replace)};
 }
 
-// Endpoints of Firecracker's API that ember does not implement (prefixes).
-constexpr const char* kUnsupported[] = {"/snapshot", "/balloon", "/mmds", "/entropy", "/cpu-config",
-                                        "/pmem", "/hotplug", "/serial"};
+// Endpoints of Firecracker's API that ember does not implement, and the feature each is.
+struct Unsupported {
+  const char* resource;
+  const char* feature;
+};
+constexpr Unsupported kUnsupported[] = {
+    {"snapshot", "snapshots"},         {"balloon", "the balloon device"},
+    {"mmds", "MMDS (the metadata service)"}, {"entropy", "the entropy device (virtio-rng)"},
+    {"cpu-config", "CPU templates"},   {"pmem", "pmem devices"},
+    {"hotplug", "memory hotplug"},     {"serial", "serial output configuration"},
+};
+
+// Firecracker's rule for the ids in /drives/{id} and /network-interfaces/{id}.
+void check_resource_id(const std::string& id) {
+  if (id.empty()) fail("The ID cannot be empty.");
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') {
+      fail("API Resource IDs can only contain alphanumeric characters and underscores.");
+    }
+  }
+}
 
 // "/drives/rootfs" -> ("drives", "rootfs"); "/machine-config" -> ("machine-config", "").
 std::pair<std::string, std::string> split_path(const std::string& path) {
@@ -80,11 +99,10 @@ void RequestRouter::collect_metrics(MetricGroups& out) const {
 ApiResponse RequestRouter::dispatch(const std::string& method, const std::string& path, const std::string& body,
                                     std::string& endpoint) {
   auto [resource, id] = split_path(path);
-  std::string clean = "/" + resource;
-  for (const char* prefix : kUnsupported) {
-    if (clean == prefix) {
+  for (const Unsupported& u : kUnsupported) {
+    if (resource == u.resource) {
       endpoint = resource;
-      return bad(cat(prefix, " is not supported by ember"));
+      return bad(cat(u.feature, " (/", u.resource, ") is not supported by ember"));
     }
   }
   bool has_id = !id.empty();
@@ -94,47 +112,29 @@ ApiResponse RequestRouter::dispatch(const std::string& method, const std::string
 
   bool get = method == "GET", put = method == "PUT", patch = method == "PATCH";
   auto not_allowed = [&] { return bad(cat(method, " is not allowed on ", path.substr(0, path.find('?')))); };
+  // Firecracker's messages for a body where none belongs and none where one does.
+  if (get && !body.empty()) return bad("GET request cannot have a body.");
+  if ((put || patch) && body.empty()) return bad(put ? "Empty PUT request." : "Empty PATCH request.");
   Json j;
-  if (put || patch) {
-    if (body.empty()) return bad(cat(method, " ", path, " needs a JSON body"));
-    j = parse_json(body, "request body");
-  }
-  auto pre_boot = [&](const char* what) {
-    if (started()) fail(what, " is only allowed before InstanceStart");
-  };
+  if (put || patch) j = parse_json(body, "request body");
 
   if (resource.empty()) return get ? instance_info() : not_allowed();
   if (resource == "version" && !has_id) return get ? ok(Json{{"firecracker_version", version_}}) : not_allowed();
-  if (resource == "vm" && id == "config") return get ? ok(to_json(config_)) : not_allowed();
+  if (resource == "vm" && id == "config") return get ? vm_config() : not_allowed();
   if (resource == "vm" && !has_id) return patch ? patch_vm(j) : not_allowed();
   if (resource == "actions" && !has_id) return put ? action(j) : not_allowed();
   if (resource == "machine-config" && !has_id) {
     if (get) return ok(to_json(config_.vm.machine));
+    return put || patch ? machine_config(put, j) : not_allowed();
+  }
+  if (resource == "boot-source" && !has_id) return put ? put_boot_source(j) : not_allowed();
+  if (resource == "drives" || resource == "network-interfaces") {
     if (!put && !patch) return not_allowed();
-    pre_boot(put ? "PUT /machine-config" : "PATCH /machine-config");
-    config_.vm.machine = machine_config_from_json(j, put ? MachineConfig{} : config_.vm.machine, patch);
-    return ok();
+    check_resource_id(id);
+    if (resource == "drives") return put ? put_drive(id, j) : patch_drive(id, j);
+    return put ? put_net(id, j) : patch_net(id, j);
   }
-  if (resource == "boot-source" && !has_id) {
-    if (!put) return not_allowed();
-    pre_boot("PUT /boot-source");
-    config_.vm.boot = boot_source_from_json(j);
-    return ok();
-  }
-  if (resource == "drives" && has_id) {
-    if (put) return put_drive(id, j);
-    return patch ? patch_drive(id, j) : not_allowed();
-  }
-  if (resource == "network-interfaces" && has_id) {
-    if (put) return put_net(id, j);
-    return patch ? patch_net(id, j) : not_allowed();
-  }
-  if (resource == "vsock" && !has_id) {
-    if (!put) return not_allowed();
-    pre_boot("PUT /vsock");
-    config_.vm.vsock = vsock_from_json(j);
-    return ok();
-  }
+  if (resource == "vsock" && !has_id) return put ? put_vsock(j) : not_allowed();
   if (resource == "logger" && !has_id) {
     if (!put) return not_allowed();
     pre_boot("PUT /logger");
@@ -155,6 +155,50 @@ ApiResponse RequestRouter::dispatch(const std::string& method, const std::string
   return bad(cat("unknown endpoint ", method, " ", path));
 }
 
+void RequestRouter::pre_boot(const char* what) const {
+  if (started()) fail(what, " is only allowed before InstanceStart");
+}
+
+// Firecracker's PATCH of a device changes a running VM only; before, its message is this.
+void RequestRouter::post_boot() const {
+  if (!started()) fail("The requested operation is not supported before starting the microVM.");
+}
+
+ApiResponse RequestRouter::machine_config(bool put, const Json& body) {
+  const char* what = put ? "PUT /machine-config" : "PATCH /machine-config";
+  pre_boot(what);
+  if (!put && body.is_object() && body.empty()) fail("Empty PATCH request.");
+  config_.vm.machine = machine_config_from_json(body, put ? MachineConfig{} : config_.vm.machine, !put);
+  ApiResponse r = ok();
+  r.deprecated = body.contains("cpu_template");
+  if (r.deprecated) log::warn(cat(what, ": cpu_template field is deprecated."));
+  return r;
+}
+
+ApiResponse RequestRouter::put_boot_source(const Json& body) {
+  pre_boot("PUT /boot-source");
+  BootSource boot = boot_source_from_json(body);
+  vm_.check_boot_source(boot);  // the files open now, as in Firecracker, not only at InstanceStart
+  config_.vm.boot = boot;
+  return ok();
+}
+
+ApiResponse RequestRouter::put_vsock(const Json& body) {
+  pre_boot("PUT /vsock");
+  config_.vm.vsock = vsock_from_json(body);
+  ApiResponse r = ok();
+  r.deprecated = body.contains("vsock_id");
+  if (r.deprecated) log::warn("PUT /vsock: vsock_id field is deprecated.");
+  return r;
+}
+
+// Firecracker lists the root drive first (it keeps it at the front as drives are added).
+ApiResponse RequestRouter::vm_config() const {
+  FullVmConfig c = config_;
+  std::stable_partition(c.vm.drives.begin(), c.vm.drives.end(), [](const DriveConfig& d) { return d.is_root_device; });
+  return ok(to_json(c));
+}
+
 ApiResponse RequestRouter::instance_info() const {
   return ok(Json{{"id", instance_id_},
                  {"state", instance_state_name(vm_.state())},
@@ -163,7 +207,7 @@ ApiResponse RequestRouter::instance_info() const {
 }
 
 ApiResponse RequestRouter::put_drive(const std::string& id, const Json& body) {
-  if (started()) fail("PUT /drives is only allowed before InstanceStart");
+  pre_boot("PUT /drives");
   DriveConfig d = drive_from_json(body);
   if (d.drive_id != id) fail("drive_id '", d.drive_id, "' in the body differs from '", id, "' in the path");
   std::vector<DriveConfig> drives = config_.vm.drives;
@@ -171,6 +215,7 @@ ApiResponse RequestRouter::put_drive(const std::string& id, const Json& body) {
   if (same != drives.end()) *same = d;
   else drives.push_back(d);
   validate_drives(drives);
+  vm_.check_drive(d);  // the file opens now, as in Firecracker, not only at InstanceStart
   config_.vm.drives = std::move(drives);
   return ok();
 }
@@ -181,16 +226,13 @@ ApiResponse RequestRouter::patch_drive(const std::string& id, const Json& body) 
   if (it == config_.vm.drives.end()) fail("no drive is called '", id, "'");
   DriveConfig d = drive_update_from_json(body, *it);
   if (body.at("drive_id") != id) fail("drive_id in the body differs from '", id, "' in the path");
-  if (started()) {
-    if (d.path_on_host == it->path_on_host) return ok();
-    fail("changing a drive's path_on_host after InstanceStart (hot-swap) is not supported yet");
-  }
-  *it = d;
-  return ok();
+  post_boot();
+  if (d.path_on_host == it->path_on_host) return ok();
+  fail("changing a drive's path_on_host after InstanceStart (hot-swap) is not supported yet");
 }
 
 ApiResponse RequestRouter::put_net(const std::string& id, const Json& body) {
-  if (started()) fail("PUT /network-interfaces is only allowed before InstanceStart");
+  pre_boot("PUT /network-interfaces");
   NetConfig n = net_from_json(body);
   if (n.iface_id != id) fail("iface_id '", n.iface_id, "' in the body differs from '", id, "' in the path");
   std::vector<NetConfig> nets = config_.vm.nets;
@@ -219,6 +261,7 @@ ApiResponse RequestRouter::patch_net(const std::string& id, const Json& body) {
     }
   }
   if (!body.contains("iface_id")) fail("network-interface.iface_id is required");
+  post_boot();
   return ok();
 }
 

@@ -20,6 +20,9 @@ struct ApiRequest {
 struct ApiResponse {
   int status;
   std::string body;  // JSON, or empty for 204
+  // The request used a field Firecracker deprecates (cpu_template, vsock_id): answered
+  // with "Deprecation: true", as Firecracker does.
+  bool deprecated = false;
 };
 
 class RequestRouter {
@@ -36,12 +39,18 @@ class RequestRouter {
   ApiResponse dispatch(const std::string& method, const std::string& path, const std::string& body,
                        std::string& endpoint);
   ApiResponse instance_info() const;
+  ApiResponse vm_config() const;
+  ApiResponse machine_config(bool put, const Json& body);
+  ApiResponse put_boot_source(const Json& body);
+  ApiResponse put_vsock(const Json& body);
   ApiResponse put_drive(const std::string& id, const Json& body);
   ApiResponse patch_drive(const std::string& id, const Json& body);
   ApiResponse put_net(const std::string& id, const Json& body);
   ApiResponse patch_net(const std::string& id, const Json& body);
   ApiResponse action(const Json& body);
   ApiResponse patch_vm(const Json& body);
+  void pre_boot(const char* what) const;  // throws Error once the VM is started
+  void post_boot() const;                 // throws Error until it is
   bool started() const { return vm_.state() != InstanceState::NotStarted; }
 
   VmController& vm_;

@@ -15,6 +15,9 @@ class VmController {
   virtual InstanceState state() const = 0;
   // Each throws Error with the reason it cannot be done; the API answers 400 with it.
   virtual void start(const VmConfig& config) = 0;  // validates, builds and starts the VM
+  // Before InstanceStart: the files one object names open (vmm/config_files.h).
+  virtual void check_boot_source(const BootSource& boot) = 0;
+  virtual void check_drive(const DriveConfig& drive) = 0;
   virtual void pause() = 0;
   virtual void resume() = 0;
   virtual void send_ctrl_alt_del() = 0;

@@ -4,23 +4,11 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 
-#include "vmm/loader/image_source.h"
-#include "vmm/loader/kernel_loader.h"
+#include "vmm/config_files.h"
 #include "vmm/util/error.h"
 #include "vmm/util/eventfd.h"
 
 namespace ember {
-
-void check_boot_files(const VmConfig& config) {
-  try {
-    detect_kernel_format(FileImage::open(config.boot.kernel_image_path, "kernel"));
-    if (!config.boot.initrd_path.empty()) FileImage::open(config.boot.initrd_path, "initrd");
-  } catch (const ConfigError&) {
-    throw;
-  } catch (const Error& e) {
-    throw ConfigError(e.what());  // a kernel that is missing or garbage is the configuration's fault
-  }
-}
 
 VmmRunner::VmmRunner(BootTimeline& timeline, MetricsWriter& metrics)
     : timeline_(timeline), metrics_(metrics), request_event_(make_eventfd("API actions")) {}
@@ -28,7 +16,7 @@ VmmRunner::VmmRunner(BootTimeline& timeline, MetricsWriter& metrics)
 void VmmRunner::start_now(const VmConfig& config) {
   if (starting_) fail("InstanceStart: the VM is already started");
   validate(config);
-  check_boot_files(config);
+  check_files(config);  // before KVM is touched, so the message is about them
   timeline_.mark(BootPhase::InstanceStart);
   try {
     build(config);
@@ -134,6 +122,10 @@ void VmmRunner::apply(VmmAction& action) {
         using A = std::decay_t<decltype(a)>;
         if constexpr (std::is_same_v<A, action::StartInstance>) {
           start_now(a.config);
+        } else if constexpr (std::is_same_v<A, action::CheckBootSource>) {
+          check_boot_source_files(a.boot);
+        } else if constexpr (std::is_same_v<A, action::CheckDrive>) {
+          check_drive_file(a.drive);
         } else if constexpr (std::is_same_v<A, action::ConfigureLogger>) {
           log::configure(a.config);
         } else if constexpr (std::is_same_v<A, action::ConfigureMetrics>) {
@@ -173,6 +165,8 @@ Vm& VmmRunner::running_vm() {
 }
 
 void VmmRunner::start(const VmConfig& config) { submit(action::StartInstance{config}); }
+void VmmRunner::check_boot_source(const BootSource& boot) { submit(action::CheckBootSource{boot}); }
+void VmmRunner::check_drive(const DriveConfig& drive) { submit(action::CheckDrive{drive}); }
 void VmmRunner::pause() { submit(action::Pause{}); }
 void VmmRunner::resume() { submit(action::Resume{}); }
 void VmmRunner::send_ctrl_alt_del() { submit(action::SendCtrlAltDel{}); }

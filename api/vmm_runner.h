@@ -18,9 +18,6 @@
 
 namespace ember {
 
-// Checks the boot files before KVM is touched, so the message is about them.
-void check_boot_files(const VmConfig& config);
-
 class VmmRunner : public VmController {
  public:
   VmmRunner(BootTimeline& timeline, MetricsWriter& metrics);
@@ -44,6 +41,8 @@ class VmmRunner : public VmController {
   // VmController, for the API thread.
   InstanceState state() const override;
   void start(const VmConfig& config) override;
+  void check_boot_source(const BootSource& boot) override;
+  void check_drive(const DriveConfig& drive) override;
   void pause() override;
   void resume() override;
   void send_ctrl_alt_del() override;

@@ -12,9 +12,12 @@
 
 namespace ember {
 
-std::string metrics_line(int64_t utc_timestamp_ms, const MetricGroups& groups) {
+std::string metrics_line(int64_t utc_timestamp_ms, const MetricGroups& groups, const std::string& id,
+                         const std::map<std::string, std::string>& properties) {
   nlohmann::ordered_json line;
   line["utc_timestamp_ms"] = utc_timestamp_ms;
+  if (!id.empty()) line["id"] = id;
+  if (!properties.empty()) line["properties"] = properties;
   for (const auto& [group, counters] : groups) {
     nlohmann::ordered_json& g = line[group];
     g = nlohmann::ordered_json::object();
@@ -24,8 +27,9 @@ std::string metrics_line(int64_t utc_timestamp_ms, const MetricGroups& groups) {
   return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
-MetricsWriter::MetricsWriter(std::function<void(MetricGroups&)> source, std::chrono::milliseconds period)
-    : source_(std::move(source)), period_(period) {}
+MetricsWriter::MetricsWriter(std::function<void(MetricGroups&)> source, std::chrono::milliseconds period,
+                             std::string instance_id)
+    : source_(std::move(source)), period_(period), instance_id_(std::move(instance_id)) {}
 
 MetricsWriter::~MetricsWriter() {
   {
@@ -42,6 +46,7 @@ void MetricsWriter::open(const MetricsConfig& config) {
   if (file_.valid()) fail("metrics are already written to '", path_, "' (they can be set up only once)");
   file_ = open_output_file(config.metrics_path, "metrics_path");
   path_ = config.metrics_path;
+  config_ = config;
   thread_ = JoiningThread(start_thread(ThreadRole::Metrics, "ember-metrics", [this] { periodic(); }));
 }
 
@@ -55,8 +60,8 @@ void MetricsWriter::flush() {
   source_(groups);
   int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
-  std::string line = metrics_line(now_ms, groups) + "\n";
   std::lock_guard lock(mu_);
+  std::string line = metrics_line(now_ms, groups, config_.emit_id ? instance_id_ : "", config_.properties) + "\n";
   if (!file_.valid()) fail("metrics are not set up (PUT /metrics or --metrics-path first)");
   ssize_t n = ::write(file_.get(), line.data(), line.size());
   if (n != static_cast<ssize_t>(line.size())) {

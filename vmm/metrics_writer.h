@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 
@@ -18,16 +19,20 @@ namespace ember {
 // Firecracker's Metrics object.
 struct MetricsConfig {
   std::string metrics_path;
+  bool emit_id = false;  // each line carries the instance id (--id) as "id"
+  std::map<std::string, std::string> properties;  // each line carries these as "properties"
 };
 
-// One line of the file, without the trailing newline.
-std::string metrics_line(int64_t utc_timestamp_ms, const MetricGroups& groups);
+// One line of the file, without the trailing newline; `id` and `properties` only if not empty.
+std::string metrics_line(int64_t utc_timestamp_ms, const MetricGroups& groups, const std::string& id = "",
+                         const std::map<std::string, std::string>& properties = {});
 
 class MetricsWriter {
  public:
   // `source` gathers the counters; it is called from the flushing thread.
+  // `instance_id` is written on each line when the configuration asks (emit_id).
   explicit MetricsWriter(std::function<void(MetricGroups&)> source,
-                         std::chrono::milliseconds period = std::chrono::seconds(60));
+                         std::chrono::milliseconds period = std::chrono::seconds(60), std::string instance_id = "");
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
@@ -49,6 +54,8 @@ class MetricsWriter {
   bool stopping_ = false;
   UniqueFd file_;
   std::string path_;
+  std::string instance_id_;
+  MetricsConfig config_;
   JoiningThread thread_;
 };
 

@@ -83,19 +83,23 @@ void validate_vsock(const VsockConfig& vsock) {
   }
 }
 
-namespace {
-void check(const VmConfig& config) {
-  const MachineConfig& m = config.machine;
+void check_machine(const MachineConfig& m) {
   if (m.vcpu_count < 1 || m.vcpu_count > kMaxVcpuCount) {
     fail("machine-config.vcpu_count is ", m.vcpu_count, "; it must be between 1 and ", kMaxVcpuCount);
   }
   if (m.mem_size_mib < kMinMemMib || m.mem_size_mib > kMaxMemMib) {
     fail("machine-config.mem_size_mib is ", m.mem_size_mib, "; it must be between ", kMinMemMib, " and ", kMaxMemMib);
   }
-  if (m.huge_pages == HugePages::Huge2M && m.mem_size_mib % 2 != 0) {
-    fail("machine-config.mem_size_mib must be even with huge_pages = \"2M\"");
+  // Guest RAM in whole 2 MiB pages whenever huge pages are asked for (as Firecracker).
+  if (m.huge_pages != HugePages::None && m.mem_size_mib % 2 != 0) {
+    fail("machine-config.mem_size_mib is ", m.mem_size_mib, "; with huge_pages it must be a multiple of 2 (MiB)");
   }
   if (m.smt) fail("machine-config.smt = true is not supported: ember presents one thread per core");
+}
+
+namespace {
+void check(const VmConfig& config) {
+  check_machine(config.machine);
   if (config.boot.kernel_image_path.empty()) fail("boot-source.kernel_image_path is not set");
   if (config.serial.output == SerialConfig::Output::File && config.serial.path.empty()) {
     fail("serial output is a file but serial.path is empty");

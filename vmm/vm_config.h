@@ -104,6 +104,8 @@ class ConfigError : public Error {
 // reaches it, and nothing is built from an unchecked configuration. The parsers check
 // only what they need to map their format (types, unknown keys), with file and line.
 void validate(const VmConfig& config);
+// The parts validate() checks, for the API to check one object as it arrives.
+void check_machine(const MachineConfig& machine);
 void validate_drives(const std::vector<DriveConfig>& drives);
 void validate_net(const NetConfig& net);  // one interface on its own
 void validate_nets(const std::vector<NetConfig>& nets);

@@ -16,6 +16,14 @@ namespace action {
 struct StartInstance {
   VmConfig config;
 };
+// PUT /boot-source and PUT /drives: the files are opened on the main thread, which may
+// open files until the VM runs (the API thread's seccomp filter allows no open).
+struct CheckBootSource {
+  BootSource boot;
+};
+struct CheckDrive {
+  DriveConfig drive;
+};
 struct ConfigureLogger {
   log::LoggerConfig config;
 };
@@ -28,7 +36,8 @@ struct SendCtrlAltDel {};
 struct FlushMetrics {};
 }  // namespace action
 
-using VmmAction = std::variant<action::StartInstance, action::ConfigureLogger, action::ConfigureMetrics, action::Pause,
-                               action::Resume, action::SendCtrlAltDel, action::FlushMetrics>;
+using VmmAction = std::variant<action::StartInstance, action::CheckBootSource, action::CheckDrive,
+                               action::ConfigureLogger, action::ConfigureMetrics, action::Pause, action::Resume,
+                               action::SendCtrlAltDel, action::FlushMetrics>;
 
 }  // namespace ember

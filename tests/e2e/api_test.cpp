@@ -87,7 +87,7 @@ TEST_F(Api, CurlConfiguresAndStartsAGuestThenEmberExitsZero) {
   EXPECT_EQ(count_of(r.out, " HTTP204"), 3);  // boot-source, machine-config, InstanceStart
   EXPECT_NE(r.out.find(R"("state":"Running")"), std::string::npos);
   EXPECT_NE(r.out.find("PUT /boot-source is only allowed before InstanceStart\"} HTTP400"), std::string::npos);
-  EXPECT_NE(r.out.find("/balloon is not supported by ember\"} HTTP400"), std::string::npos);
+  EXPECT_NE(r.out.find("(/balloon) is not supported by ember\"} HTTP400"), std::string::npos);
   EXPECT_NE(r.out.find("api_EXIT=0"), std::string::npos);
   EXPECT_EQ(r.out.find("SOCKET_LEFT_BEHIND"), std::string::npos);
   EXPECT_NE(console.find("API_GUEST_RAN"), std::string::npos);
@@ -112,6 +112,60 @@ TEST_F(Api, FailingInstanceStartIs400AndEmberStaysConfigurable) {
   EXPECT_NE(r.out.find("cannot open kernel '/no/such/kernel'"), std::string::npos);
   EXPECT_NE(r.out.find("EXIT=0"), std::string::npos);
   EXPECT_NE(console.find("SECOND_TRY_RAN"), std::string::npos);
+}
+
+// As Firecracker: PUT /boot-source and PUT /drives open their files when they arrive, so a
+// missing file or a FIFO is a 400 there (at once: curl gives up after 10 s), not at
+// InstanceStart; with the files right, the same VM then boots with its drive. Also the
+// payload limit (--http-api-max-payload-size), a GET with a body and the Deprecation header.
+TEST_F(Api, FilesAreCheckedWhenPutNotFirstAtInstanceStart) {
+  fs::path dir = scratch_dir("api-put-checks");
+  write_boot_bodies(dir, "test -b /dev/vda && echo DRIVE_SEEN\n");
+  std::string guest = env("EMBER_GUEST_DIR"), d = dir.string(), s = d + "/api.sock";
+  auto drive = [](const std::string& id, const std::string& path) {
+    return "'{\"drive_id\": \"" + id + "\", \"path_on_host\": \"" + path + "\", \"is_root_device\": false}'";
+  };
+  ProcessResult r = run_script(
+      "mkfifo " + d + "/fifo; truncate -s 1M " + d + "/data.img\n"
+      "'" + env("EMBER_BIN") + "' --api-sock " + s + " --http-api-max-payload-size 1000 > " + d +
+      "/console.txt 2>&1 &\npid=$!\n"
+      "(sleep " + std::to_string(static_cast<int>(40 * time_scale())) + "; kill $pid) >/dev/null 2>&1 &\n"
+      "wait_sock " + s + "\n"
+      "api " + s + " PUT /boot-source -m 10 -d '{\"kernel_image_path\": \"" + d + "/no-kernel\"}'\n"
+      "api " + s + " PUT /boot-source -m 10 -d '{\"kernel_image_path\": \"" + d + "/fifo\"}'\n"
+      "api " + s + " PUT /boot-source -m 10 -d '{\"kernel_image_path\": \"" + guest + "/bzImage\", "
+      "\"initrd_path\": \"" + d + "/no-initrd\"}'\n"
+      "api " + s + " PUT /drives/data -m 10 -d " + drive("data", d + "/no-disk") + "\n"
+      "api " + s + " PUT /drives/data -m 10 -d " + drive("data", d + "/fifo") + "\n"
+      "api " + s + " PUT /drives/my-disk -m 10 -d " + drive("my-disk", d + "/data.img") + "\n"
+      "api " + s + " GET / -d '{}'\n"
+      "big=$(head -c 1100 /dev/zero | tr '\\0' a)\n"
+      "api " + s + " PUT /machine-config -m 10 -d \"{\\\"x\\\": \\\"$big\\\"}\"\n"
+      "curl -si --unix-socket " + s + " -X PUT http://localhost/machine-config "
+      "-d '{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": \"None\"}' | tr -d '\\r' | grep -i '^deprecation'\n"
+      "api " + s + " PUT /drives/data -d " + drive("data", d + "/data.img") + "\n"
+      "api " + s + " PUT /boot-source -d @" + d + "/boot-source.json\n"
+      "api " + s + " PUT /machine-config -d @" + d + "/machine-config.json\n"
+      "api " + s + " PUT /actions -d '{\"action_type\": \"InstanceStart\"}'\n"
+      "wait $pid; echo EXIT=$?\n");
+  std::string console = read_text(dir / "console.txt");
+  SCOPED_TRACE(describe(r) + "\n--- console ---\n" + console);
+  const std::string& out = r.out;
+  EXPECT_NE(out.find("cannot open kernel '" + d + "/no-kernel': No such file or directory\"} HTTP400"), std::string::npos);
+  EXPECT_NE(out.find("kernel '" + d + "/fifo' is not a regular file (it is a FIFO)\"} HTTP400"), std::string::npos);
+  EXPECT_NE(out.find("cannot open initrd '" + d + "/no-initrd'"), std::string::npos);
+  EXPECT_NE(out.find("cannot open drive 'data' at '" + d + "/no-disk': No such file or directory\"} HTTP400"),
+            std::string::npos);
+  EXPECT_NE(out.find("(it is a FIFO)\"} HTTP400"), std::string::npos);
+  EXPECT_NE(out.find("API Resource IDs can only contain alphanumeric characters and underscores.\"} HTTP400"),
+            std::string::npos);
+  EXPECT_NE(out.find("GET request cannot have a body.\"} HTTP400"), std::string::npos);
+  EXPECT_NE(out.find("is larger than the limit of 1000 allowed by server."), std::string::npos);
+  EXPECT_NE(out.find("Deprecation: true"), std::string::npos);
+  EXPECT_EQ(count_of(out, " HTTP204"), 4);  // the drive, boot-source, machine-config, InstanceStart
+  EXPECT_EQ(out.find("curl: (28)"), std::string::npos) << "a request waited on a FIFO";
+  EXPECT_NE(out.find("EXIT=0"), std::string::npos);
+  EXPECT_NE(console.find("DRIVE_SEEN"), std::string::npos);
 }
 
 // The guest prints a counter; while paused, it does not advance.

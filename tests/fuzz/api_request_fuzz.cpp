@@ -17,6 +17,8 @@ class FakeVm : public VmController {
  public:
   InstanceState state() const override { return state_; }
   void start(const VmConfig&) override { state_ = InstanceState::Running; }
+  void check_boot_source(const BootSource&) override {}  // no files from the fuzzer
+  void check_drive(const DriveConfig&) override {}
   void pause() override { state_ = InstanceState::Paused; }
   void resume() override { state_ = InstanceState::Running; }
   void send_ctrl_alt_del() override {}
@@ -38,7 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t piece = 1 + data[0] % 64;
   FakeVm vm;
   RequestRouter router(vm, FullVmConfig{}, "fuzz", "0");
-  HttpRequestParser parser(4096);
+  HttpRequestParser parser(4096, 4096);
   const char* bytes = reinterpret_cast<const char*>(data + 1);
   size -= 1;
   for (size_t at = 0; at < size; at += piece) {

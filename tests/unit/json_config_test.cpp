@@ -184,5 +184,26 @@ TEST(ApiCli, FirecrackerStyleFlags) {
   EXPECT_THROW(parse_cli({"--config", "a.toml", "--config-file", "b.json"}), Error);
 }
 
+// Firecracker's flags that shape the API: honoured, or refused saying why.
+TEST(ApiCli, FirecrackerApiFlags) {
+  EXPECT_EQ(parse_cli({}).http_api_max_payload_size, 51200u);
+  CliOptions o = parse_cli({"--http-api-max-payload-size", "250", "--show-level", "--show-log-origin", "--boot-timer"});
+  EXPECT_EQ(o.http_api_max_payload_size, 250u);
+  EXPECT_TRUE(o.show_level);
+  EXPECT_TRUE(o.show_log_origin);
+  EXPECT_TRUE(o.boot_timer);
+  EXPECT_THROW(parse_cli({"--http-api-max-payload-size", "0"}), Error);
+  EXPECT_THROW(parse_cli({"--http-api-max-payload-size", "big"}), Error);
+  for (const char* flag : {"--module", "--start-time-us", "--start-time-cpu-us", "--parent-cpu-time-us"}) {
+    try {
+      parse_cli({flag, "1"});
+      ADD_FAILURE() << flag << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string(flag) + " is not supported by ember: "), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ember

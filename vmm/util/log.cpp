@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <ctime>
 #include <mutex>
 
@@ -65,12 +66,16 @@ void set_level(Level level) {
 }
 Level level() { return g_level; }
 
+// Any letter case, as Firecracker's API ("DEBUG", "debug", "Debug"); "warn" is ember's
+// spelling for the command line.
 bool parse_level(const std::string& text, Level& out) {
-  if (text == "error" || text == "Error") out = Level::Error;
-  else if (text == "warn" || text == "Warning" || text == "warning") out = Level::Warn;
-  else if (text == "info" || text == "Info") out = Level::Info;
-  else if (text == "debug" || text == "Debug" || text == "trace" || text == "Trace") out = Level::Debug;
-  else if (text == "off" || text == "Off") out = Level::Off;
+  std::string t = text;
+  for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (t == "error") out = Level::Error;
+  else if (t == "warn" || t == "warning") out = Level::Warn;
+  else if (t == "info") out = Level::Info;
+  else if (t == "debug" || t == "trace") out = Level::Debug;
+  else if (t == "off") out = Level::Off;
   else return false;
   return true;
 }

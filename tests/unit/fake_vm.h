@@ -1,0 +1,52 @@
+// A VmController for the API's unit tests: records what the router asks, checks the
+// configuration as VmmRunner does (the files too, with real_files), builds nothing.
+#pragma once
+
+#include <optional>
+
+#include "api/vm_controller.h"
+#include "vmm/config_files.h"
+#include "vmm/util/error.h"
+
+namespace ember {
+
+class FakeVm : public VmController {
+ public:
+  InstanceState state() const override { return state_; }
+  void start(const VmConfig& config) override {
+    validate(config);  // as VmmRunner does
+    if (real_files) check_files(config);
+    if (fail_start) fail("cannot open kernel '", config.boot.kernel_image_path, "'");
+    started_with = config;
+    state_ = InstanceState::Running;
+  }
+  // As VmmRunner does, when the test gives real files; otherwise any path is accepted.
+  void check_boot_source(const BootSource& boot) override {
+    if (real_files) check_boot_source_files(boot);
+  }
+  void check_drive(const DriveConfig& drive) override {
+    if (real_files) check_drive_file(drive);
+  }
+  void pause() override { state_ = InstanceState::Paused; ++pauses; }
+  void resume() override { state_ = InstanceState::Running; ++resumes; }
+  void send_ctrl_alt_del() override { ++ctrl_alt_dels; }
+  void configure_logger(const log::LoggerConfig& c) override { logger = c; }
+  void configure_metrics(const MetricsConfig& c) override {
+    if (metrics) fail("metrics are already set up");
+    metrics = c;
+  }
+  void flush_metrics() override {
+    if (!metrics) fail("metrics are not set up");
+    ++flushes;
+  }
+
+  InstanceState state_ = InstanceState::NotStarted;
+  bool fail_start = false;
+  bool real_files = false;  // open the files the configuration names, as VmmRunner does
+  std::optional<VmConfig> started_with;
+  std::optional<log::LoggerConfig> logger;
+  std::optional<MetricsConfig> metrics;
+  int pauses = 0, resumes = 0, ctrl_alt_dels = 0, flushes = 0;
+};
+
+}  // namespace ember
