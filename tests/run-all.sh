@@ -13,6 +13,6 @@ EMBER_REQUIRE_FUZZ=ON "$src/tools/setup.sh"   # every test, fuzz targets include
 
 echo "run-all: the unit and end-to-end tests against the sanitized build (build-sanitize/)"
 cmake -S "$src" -B "$src/build-sanitize" -G Ninja -DEMBER_SANITIZE=ON >/dev/null
-cmake --build "$src/build-sanitize" --target ember ember_unit_tests ember_e2e_tests >&2
+cmake --build "$src/build-sanitize" --target ember ember_unit_tests jailer_root_tests ember_e2e_tests >&2
 cd "$src/build-sanitize"
 ctest --output-on-failure -L 'unit|e2e' "$@"
