@@ -81,44 +81,32 @@ io_uring_sqe* IoUringRing::next_sqe(int fd, int& fixed_index) {
   return sqe;
 }
 
-bool IoUringRing::readv(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done) {
+template <typename Prepare>
+bool IoUringRing::queue(int fd, RingCompletion* done, Prepare prepare) {
   int index;
   io_uring_sqe* sqe = next_sqe(fd, index);
   if (!sqe) return false;
-  io_uring_prep_readv(sqe, index, iov, count, offset);
-  sqe->flags |= IOSQE_FIXED_FILE;
+  prepare(sqe, index);
+  sqe->flags |= IOSQE_FIXED_FILE;  // the seal requires it of every entry
   io_uring_sqe_set_data(sqe, done);
   return true;
+}
+
+bool IoUringRing::readv(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done) {
+  return queue(fd, done, [&](io_uring_sqe* sqe, int index) { io_uring_prep_readv(sqe, index, iov, count, offset); });
 }
 
 bool IoUringRing::writev(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done) {
-  int index;
-  io_uring_sqe* sqe = next_sqe(fd, index);
-  if (!sqe) return false;
-  io_uring_prep_writev(sqe, index, iov, count, offset);
-  sqe->flags |= IOSQE_FIXED_FILE;
-  io_uring_sqe_set_data(sqe, done);
-  return true;
+  return queue(fd, done, [&](io_uring_sqe* sqe, int index) { io_uring_prep_writev(sqe, index, iov, count, offset); });
 }
 
 bool IoUringRing::fdatasync(int fd, RingCompletion* done) {
-  int index;
-  io_uring_sqe* sqe = next_sqe(fd, index);
-  if (!sqe) return false;
-  io_uring_prep_fsync(sqe, index, IORING_FSYNC_DATASYNC);
-  sqe->flags |= IOSQE_FIXED_FILE;
-  io_uring_sqe_set_data(sqe, done);
-  return true;
+  return queue(fd, done, [](io_uring_sqe* sqe, int index) { io_uring_prep_fsync(sqe, index, IORING_FSYNC_DATASYNC); });
 }
 
 bool IoUringRing::cancel(RingCompletion* target) {
-  int index;
-  io_uring_sqe* sqe = next_sqe(-1, index);
-  if (!sqe) return false;
-  io_uring_prep_cancel(sqe, target, 0);
-  sqe->flags |= IOSQE_FIXED_FILE;  // required of every entry; a cancel by user data uses no file
-  io_uring_sqe_set_data(sqe, nullptr);  // the cancel's own result is not needed
-  return true;
+  // No file (a cancel by user data), and no completion: its own result is not needed.
+  return queue(-1, nullptr, [target](io_uring_sqe* sqe, int) { io_uring_prep_cancel(sqe, target, 0); });
 }
 
 void IoUringRing::submit() {

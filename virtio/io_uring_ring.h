@@ -62,6 +62,9 @@ class IoUringRing {
  private:
   // The next submission entry, on the registered file `fd` (-1: an operation on none).
   io_uring_sqe* next_sqe(int fd, int& fixed_index);
+  // next_sqe, then `prepare(sqe, fixed_index)`, the fixed-file flag and `done` as user data.
+  template <typename Prepare>
+  bool queue(int fd, RingCompletion* done, Prepare prepare);
   size_t dispatch_ready();
 
   std::vector<int> files_;  // fixed file index -> fd
