@@ -13,20 +13,32 @@
 
 namespace ember::test {
 
+// Puts ember's log configuration back (to its stream, not a file) when it goes out of scope.
+class RestoreLogConfig {
+ public:
+  RestoreLogConfig() : saved_(log::current_config()) {}
+  ~RestoreLogConfig() {
+    log::LoggerConfig back = saved_;
+    back.log_path.clear();
+    log::configure(back);
+  }
+  RestoreLogConfig(const RestoreLogConfig&) = delete;
+  RestoreLogConfig& operator=(const RestoreLogConfig&) = delete;
+
+ private:
+  log::LoggerConfig saved_;
+};
+
 class LogCapture {
  public:
-  LogCapture() : saved_(log::current_config()) {
+  LogCapture() {
     const char* tmp = ::getenv("TMPDIR");
     path_ = std::filesystem::path(tmp ? tmp : "/tmp") / ("ember-log-capture-" + std::to_string(::getpid()));
     std::filesystem::remove(path_);
     log::configure({path_.string(), log::Level::Warn, false, false});
   }
-  ~LogCapture() {
-    log::LoggerConfig back = saved_;
-    back.log_path.clear();
-    log::configure(back);
-    std::filesystem::remove(path_);
-  }
+  // The file goes first; restore_ (a member) then points the log back at its stream.
+  ~LogCapture() { std::filesystem::remove(path_); }
   LogCapture(const LogCapture&) = delete;
   LogCapture& operator=(const LogCapture&) = delete;
 
@@ -40,7 +52,7 @@ class LogCapture {
   }
 
  private:
-  log::LoggerConfig saved_;
+  RestoreLogConfig restore_;
   std::filesystem::path path_;
 };
 

@@ -1,5 +1,7 @@
 // The log line format and outputs (file, FIFO), and the metrics file.
 #include <gtest/gtest.h>
+
+#include "tests/unit/log_capture.h"
 #include <pthread.h>
 #include <sys/stat.h>
 
@@ -29,16 +31,10 @@ class LogOutput : public ::testing::Test {
   void SetUp() override {
     dir = fs::temp_directory_path() / ("ember-log-" + std::to_string(::getpid()));
     fs::create_directories(dir);
-    saved = log::current_config();
   }
-  void TearDown() override {
-    log::LoggerConfig back = saved;
-    back.log_path.clear();
-    log::configure(back);
-    fs::remove_all(dir);
-  }
+  void TearDown() override { fs::remove_all(dir); }
+  test::RestoreLogConfig restore;  // destroyed after TearDown
   fs::path dir;
-  log::LoggerConfig saved;
 };
 
 TEST_F(LogOutput, TimestampThreadLevelAndOrigin) {
