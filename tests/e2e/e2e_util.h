@@ -3,7 +3,13 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include <cstdlib>
 #include <filesystem>
@@ -25,6 +31,18 @@ inline std::string env(const char* name) {
     return "";
   }
   return v;
+}
+
+// A listening Unix stream socket at `path` (the caller closes it); a failure fails the test.
+// vsock tests listen where ember forwards a guest's connections to port P: "<uds_path>_P".
+inline int unix_listen(const std::string& path, int backlog = 16) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof(a.sun_path), "%s", path.c_str());
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << path << ": " << std::strerror(errno);
+  EXPECT_EQ(::listen(fd, backlog), 0) << path;
+  return fd;
 }
 
 inline double time_scale() {

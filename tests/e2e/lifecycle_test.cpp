@@ -23,16 +23,6 @@ namespace {
 
 using namespace util;
 
-int unix_listen(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::snprintf(a.sun_path, sizeof(a.sun_path), "%s", path.c_str());
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << path << ": " << std::strerror(errno);
-  EXPECT_EQ(::listen(fd, 16), 0);
-  return fd;
-}
-
 // Accepts connections on a listening socket (which it owns) and reads them, counting
 // bytes; a new connection replaces the one before (a rebooted guest never closes its
 // TCP connections). With `delay_per_64k`, reads slower than a guest can send.

@@ -93,12 +93,8 @@ TEST(StockKernel, FindsBlkNetAndVsockInTheDsdtRunsACommandFromItsRootAndPowersOf
   // The project's initramfs has busybox and vsock-io, which the stock guest's has not.
   fs::path root = guest_root_image(dir, {{"stock-root.txt", "read from the stock guest's root\n"}}, "64M");
   std::string uds = (dir / "vsock.sock").string();
-  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::snprintf(a.sun_path, sizeof(a.sun_path), "%s_6000", uds.c_str());
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << a.sun_path;
-  ASSERT_EQ(::listen(listener, 1), 0);
+  int listener = unix_listen(uds + "_6000", 1);
+  ASSERT_FALSE(HasFailure());
   std::atomic<bool> guest_gone{false};
   auto vsock = std::async(std::launch::async, receive_one_vsock_connection, listener, &guest_gone);
 

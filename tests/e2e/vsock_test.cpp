@@ -70,13 +70,7 @@ void set_timeout(int fd, double seconds) {
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-Fd listen_at(const std::string& path) {
-  Fd fd(::socket(AF_UNIX, SOCK_STREAM, 0));
-  sockaddr_un a = address(path);
-  EXPECT_EQ(::bind(fd.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << path;
-  EXPECT_EQ(::listen(fd.fd, 128), 0);
-  return fd;
-}
+Fd listen_at(const std::string& path) { return Fd(unix_listen(path, 128)); }
 
 bool write_all(int fd, const uint8_t* p, size_t n) {
   while (n > 0) {
