@@ -3,10 +3,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "virtio/blk/block_device.h"
 #include "vmm/loader/image_source.h"
 #include "vmm/loader/kernel_loader.h"
 #include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
 
 namespace ember {
 
@@ -33,16 +33,10 @@ void check_boot_source_files(const BootSource& boot) {
 }
 
 void check_drive_file(const DriveConfig& drive) {
-  struct stat st{};
-  UniqueFd fd = open_data_file(drive.path_on_host, drive.is_read_only ? O_RDONLY : O_RDWR, st);
-  // The device's own words (virtio/blk/block_device.cpp), so either check reads the same.
-  if (!fd.valid()) {
-    throw ConfigError(cat("cannot open drive '", drive.drive_id, "' at '", drive.path_on_host, "': ", errno_text()));
-  }
-  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-    throw ConfigError(cat("drive '", drive.path_on_host, "' is neither a regular file nor a block device (it is ",
-                          file_type_name(st.st_mode), ")"));
-  }
+  as_config_error([&] {
+    struct stat st{};
+    virtio::blk::open_backing_file(drive.drive_id, drive.path_on_host, drive.is_read_only ? O_RDONLY : O_RDWR, st);
+  });
 }
 
 void check_files(const VmConfig& config) {

@@ -18,14 +18,12 @@ namespace ember::virtio::blk {
 
 namespace {
 
+// `st` is of a regular file or a block device (open_backing_file).
 uint64_t backing_size(int fd, const std::string& path, const struct stat& st) {
   if (S_ISBLK(st.st_mode)) {
     uint64_t bytes = 0;
     if (::ioctl(fd, BLKGETSIZE64, &bytes) < 0) fail("cannot get the size of '", path, "': ", errno_text());
     return bytes;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    fail("drive '", path, "' is neither a regular file nor a block device (it is ", file_type_name(st.st_mode), ")");
   }
   return static_cast<uint64_t>(st.st_size);
 }
@@ -37,11 +35,19 @@ void put(std::vector<uint8_t>& config, size_t offset, T value) {
 
 }  // namespace
 
+UniqueFd open_backing_file(const std::string& id, const std::string& path, int flags, struct stat& st) {
+  UniqueFd fd = open_data_file(path, flags, st);
+  if (!fd.valid()) fail("cannot open drive '", id, "' at '", path, "': ", errno_text());
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+    fail("drive '", path, "' is neither a regular file nor a block device (it is ", file_type_name(st.st_mode), ")");
+  }
+  return fd;
+}
+
 BlockDevice::BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring) : options_(options) {
   int flags = (options.read_only ? O_RDONLY : O_RDWR) | (options.direct_io ? O_DIRECT : 0);
   struct stat st {};
-  fd_ = open_data_file(options.path, flags, st);
-  if (!fd_.valid()) fail("cannot open drive '", options.id, "' at '", options.path, "': ", errno_text());
+  fd_ = open_backing_file(options.id, options.path, flags, st);
   uint64_t bytes = backing_size(fd_.get(), options.path, st);
   capacity_sectors_ = bytes / kSectorSize;
   if (bytes % kSectorSize) {

@@ -2,6 +2,8 @@
 // FLUSH and GET_ID, read-only drives, and either I/O engine.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
@@ -13,6 +15,11 @@
 #include "vmm/util/unique_fd.h"
 
 namespace ember::virtio::blk {
+
+// Opens a drive's backing file as the device does (never waiting on a FIFO) and refuses
+// anything but a regular file or a block device. Throws Error naming the drive and why.
+// Also the check PUT /drives and InstanceStart make (vmm/config_files.cpp).
+UniqueFd open_backing_file(const std::string& id, const std::string& path, int flags, struct stat& st);
 
 struct BlockDeviceOptions {
   std::string id;    // GET_ID answer (first 20 bytes) and log name
