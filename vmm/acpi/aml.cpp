@@ -32,8 +32,6 @@ constexpr uint8_t kSmallEndTag = 0x79;           // tag 15, length 1
 constexpr uint8_t kLargeMemory32Fixed = 0x86;
 constexpr uint8_t kLargeExtendedInterrupt = 0x89;
 
-void append(Bytes& out, const Bytes& more) { out.insert(out.end(), more.begin(), more.end()); }
-
 template <typename T>
 void append_le(Bytes& out, T value) {
   for (size_t i = 0; i < sizeof(T); ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
@@ -60,6 +58,8 @@ Bytes with_pkg_length(Bytes op, const Bytes& content) {
 }
 
 }  // namespace
+
+void append(Bytes& out, const Bytes& more) { out.insert(out.end(), more.begin(), more.end()); }
 
 Bytes pkg_length(size_t content_length) {
   // One byte holds up to 63 in all; with N more bytes, 4 + 8N bits (the lead byte's low nibble).

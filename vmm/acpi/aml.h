@@ -11,6 +11,9 @@ namespace ember::aml {
 
 using Bytes = std::vector<uint8_t>;
 
+// Appends `more` to `out` (objects and tables are built by concatenation).
+void append(Bytes& out, const Bytes& more);
+
 // A name path: "\\_SB_" (root-relative) or "V000"; each segment is 1-4 characters
 // (A-Z, 0-9, _; not starting with a digit), padded with '_'. Throws Error otherwise.
 Bytes name_string(std::string_view path);

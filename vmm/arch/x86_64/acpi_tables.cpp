@@ -163,6 +163,15 @@ std::vector<uint8_t> legacy_irqs(const AcpiMachine& machine) {
   return irqs;
 }
 
+// Device(path) { _HID, _UID, _CRS }: how every device in ember's DSDT is described.
+aml::Bytes described_device(const std::string& path, const aml::Bytes& hid, uint64_t uid,
+                            const std::vector<aml::Bytes>& resources) {
+  aml::Bytes body = aml::name("_HID", hid);
+  aml::append(body, aml::name("_UID", aml::integer(uid)));
+  aml::append(body, aml::name("_CRS", aml::resource_template(resources)));
+  return aml::device(path, body);
+}
+
 aml::Bytes virtio_device(size_t index, const MmioSlot& slot) {
   if (slot.base + slot.size > layout::kMmioGapEnd) fail("virtio-mmio slot at ", hex(slot.base), " is above 4 GiB");
   if (slot.irq > layout::kLastIrq) fail("virtio-mmio slot at ", hex(slot.base), " has IRQ ", slot.irq, " past the IOAPIC's pins");
@@ -171,46 +180,27 @@ aml::Bytes virtio_device(size_t index, const MmioSlot& slot) {
   path += kHex[(index >> 8) & 0xf];
   path += kHex[(index >> 4) & 0xf];
   path += kHex[index & 0xf];
-  aml::Bytes body = aml::name("_HID", aml::string("LNRO0005"));
-  aml::Bytes uid = aml::name("_UID", aml::integer(index));
-  body.insert(body.end(), uid.begin(), uid.end());
-  aml::Bytes crs = aml::name(
-      "_CRS", aml::resource_template({aml::memory32_fixed(static_cast<uint32_t>(slot.base), static_cast<uint32_t>(slot.size), true),
-                                      aml::interrupt(slot.irq, /*edge=*/true, /*active_high=*/true)}));
-  body.insert(body.end(), crs.begin(), crs.end());
-  return aml::device(path, body);
-}
-
-aml::Bytes legacy_device(const char* path, const char* eisa_id, const std::vector<aml::Bytes>& resources) {
-  aml::Bytes body = aml::name("_HID", aml::eisa_id(eisa_id));
-  aml::Bytes uid = aml::name("_UID", aml::integer(0));
-  body.insert(body.end(), uid.begin(), uid.end());
-  aml::Bytes crs = aml::name("_CRS", aml::resource_template(resources));
-  body.insert(body.end(), crs.begin(), crs.end());
-  return aml::device(path, body);
+  return described_device(path, aml::string("LNRO0005"), index,
+                          {aml::memory32_fixed(static_cast<uint32_t>(slot.base), static_cast<uint32_t>(slot.size), true),
+                           aml::interrupt(slot.irq, /*edge=*/true, /*active_high=*/true)});
 }
 
 }  // namespace
 
 std::vector<uint8_t> build_dsdt(const AcpiMachine& machine) {
   if (machine.virtio_slots.size() > 0xfff) fail("DSDT: ", machine.virtio_slots.size(), " virtio devices is too many");
-  aml::Bytes devices = legacy_device("COM1", "PNP0501",
-                                     {aml::io_port(layout::kCom1Port, 8), aml::irq_no_flags(layout::kCom1Irq)});
-  aml::Bytes ps2 = legacy_device("PS2K", "PNP0303",
-                                 {aml::io_port(layout::kI8042DataPort, 1), aml::io_port(layout::kI8042CommandPort, 1),
-                                  aml::irq_no_flags(static_cast<uint8_t>(layout::kI8042Irq))});
-  devices.insert(devices.end(), ps2.begin(), ps2.end());
-  for (size_t i = 0; i < machine.virtio_slots.size(); ++i) {
-    aml::Bytes d = virtio_device(i, machine.virtio_slots[i]);
-    devices.insert(devices.end(), d.begin(), d.end());
-  }
+  aml::Bytes devices = described_device("COM1", aml::eisa_id("PNP0501"), 0,
+                                        {aml::io_port(layout::kCom1Port, 8), aml::irq_no_flags(layout::kCom1Irq)});
+  aml::append(devices, described_device("PS2K", aml::eisa_id("PNP0303"), 0,
+                                        {aml::io_port(layout::kI8042DataPort, 1),
+                                         aml::io_port(layout::kI8042CommandPort, 1),
+                                         aml::irq_no_flags(static_cast<uint8_t>(layout::kI8042Irq))}));
+  for (size_t i = 0; i < machine.virtio_slots.size(); ++i) aml::append(devices, virtio_device(i, machine.virtio_slots[i]));
   std::vector<uint8_t> table;
   append_struct(table, header("DSDT", 0, 2));
-  aml::Bytes sb = aml::scope("\\_SB_", devices);
-  table.insert(table.end(), sb.begin(), sb.end());
+  aml::append(table, aml::scope("\\_SB_", devices));
   // \_S5: SLP_TYPa, SLP_TYPb for soft off, what the guest writes to the sleep control register.
-  aml::Bytes s5 = aml::name("\\_S5_", aml::package({aml::integer(kAcpiS5SleepType), aml::integer(0)}));
-  table.insert(table.end(), s5.begin(), s5.end());
+  aml::append(table, aml::name("\\_S5_", aml::package({aml::integer(kAcpiS5SleepType), aml::integer(0)})));
   return finish(std::move(table));
 }
 
