@@ -7,10 +7,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <exception>
 
-#include "vmm/arch/x86_64/cpuid.h"
 #include "vmm/arch/x86_64/acpi_tables.h"
+#include "vmm/arch/x86_64/cpuid.h"
 #include "vmm/arch/x86_64/mptable.h"
 #include "vmm/arch/x86_64/regs.h"
 #include "vmm/devices/i8042.h"
@@ -141,7 +142,7 @@ void Vm::setup_devices() {
   });
   mmio_.insert(*boot_marker_, layout::kBootMarkerStart, layout::kBootMarkerSize, "boot marker");
   if (acpi_enabled(config_)) {
-    if ((" " + config_.boot.boot_args + " ").find(" i8042.nopnp ") != std::string::npos) {
+    if (std::ranges::count(cmdline_words(config_.boot.boot_args), "i8042.nopnp") > 0) {
       log::warn("boot_args has i8042.nopnp: with ACPI the guest's i8042 driver then gets no IRQ (hardware-reduced "
                 "ACPI has no legacy IRQs), so SendCtrlAltDel cannot reach it; drop i8042.nopnp, or use --no-acpi");
     }

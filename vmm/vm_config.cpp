@@ -1,5 +1,7 @@
 #include "vmm/vm_config.h"
 
+#include <algorithm>
+
 #include "vmm/memory/layout.h"
 #include "vmm/util/error.h"
 
@@ -120,18 +122,23 @@ void check(const VmConfig& config) {
 
 bool acpi_enabled(const VmConfig& config) {
   if (!config.acpi) return false;
-  const BootSource& boot = config.boot;
   // The kernel reads the last acpi= word; any later word may turn it back on.
-  size_t at = 0;
-  std::string last;
-  while (at < boot.boot_args.size()) {
-    size_t end = boot.boot_args.find(' ', at);
-    if (end == std::string::npos) end = boot.boot_args.size();
-    std::string word = boot.boot_args.substr(at, end - at);
+  std::string_view last;
+  for (std::string_view word : cmdline_words(config.boot.boot_args)) {
     if (word.starts_with("acpi=")) last = word;
-    at = end + 1;
   }
   return last != "acpi=off";
+}
+
+std::vector<std::string_view> cmdline_words(std::string_view cmdline) {
+  std::vector<std::string_view> words;
+  size_t at = 0;
+  while (at < cmdline.size()) {
+    size_t end = std::min(cmdline.find(' ', at), cmdline.size());
+    if (end > at) words.push_back(cmdline.substr(at, end - at));
+    at = end + 1;
+  }
+  return words;
 }
 
 void validate(const VmConfig& config) {

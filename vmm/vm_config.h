@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vmm/memory/guest_memory.h"
@@ -88,6 +89,8 @@ struct VmConfig {
 
 // Whether the VM gets ACPI tables: the switch is on and the guest is not told acpi=off.
 bool acpi_enabled(const VmConfig& config);
+// The space-separated words of a kernel command line, in order (views into `cmdline`).
+std::vector<std::string_view> cmdline_words(std::string_view cmdline);
 
 constexpr uint32_t kMaxNets = 8;
 constexpr uint32_t kMinGuestCid = 3;           // 0-2 are reserved (hypervisor, local, host)

@@ -269,6 +269,13 @@ TEST(AcpiPowerControl, OnlyS5WithSleepEnableEndsTheVmAndOnlyTheResetValueResets)
   EXPECT_EQ(resets, 1);
 }
 
+TEST(CmdlineWords, SpaceSeparatedInOrderWithoutEmptyWords) {
+  EXPECT_EQ(cmdline_words("console=ttyS0  acpi=off i8042.nopnp "),
+            (std::vector<std::string_view>{"console=ttyS0", "acpi=off", "i8042.nopnp"}));
+  EXPECT_TRUE(cmdline_words("").empty());
+  EXPECT_TRUE(cmdline_words("   ").empty());
+}
+
 TEST(AcpiSwitch, OnByDefaultOffBySwitchOrTheLastAcpiWord) {
   VmConfig c;
   EXPECT_TRUE(acpi_enabled(c));
