@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/unit/child_process.h"
+#include "tests/unit/error_of.h"
 #include "tests/unit/temp_dir.h"
 #include "vmm/snapshot/snapshot_file.h"
 #include "vmm/util/file_io.h"
@@ -16,6 +17,7 @@
 namespace ember::snapshot {
 namespace {
 
+using test::error_of;
 using test::TempDir;
 
 SnapshotContents sample() {
@@ -27,15 +29,6 @@ SnapshotContents sample() {
   c.add("vcpu0", std::vector<uint8_t>(300, 0xab));
   c.add("device:block_rootfs", {});
   return c;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 std::vector<uint8_t> file_bytes(const std::string& path) {
