@@ -1,5 +1,6 @@
-// Guest RAM: one anonymous mapping exposed to KVM as up to two slots (below and
-// above the 32-bit MMIO gap), with bounds-checked access by guest-physical address.
+// Guest RAM: one mapping (anonymous, or a snapshot's memory file mapped private) exposed to
+// KVM as up to two slots (below and above the 32-bit MMIO gap), with bounds-checked access
+// by guest-physical address.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,10 @@ struct GuestMemoryOptions {
   uint64_t size_bytes = 0;
   HugePages huge_pages = HugePages::None;
   Prefault prefault = Prefault::Sync;
+  // A memory file to map MAP_PRIVATE instead of anonymous memory (snapshot restore): pages
+  // load from it on first touch and stay shared with other mappings of it until written.
+  // Borrowed: the mapping keeps the file, the caller may close the fd afterwards.
+  int backing_fd = -1;
 };
 
 class GuestMemory {
@@ -60,6 +65,7 @@ class GuestMemory {
 
   const std::vector<MemoryRegion>& regions() const { return regions_; }
   uint64_t size() const { return mapping_.size(); }
+  uint64_t page_size() const { return page_size_; }
   uint8_t* host_base() const { return mapping_.data(); }
   // End of RAM below 4 GiB (exclusive).
   uint64_t low_end() const { return regions_.front().gpa + regions_.front().size; }
@@ -72,6 +78,7 @@ class GuestMemory {
   Mapping mapping_;
   std::vector<MemoryRegion> regions_;
   uint64_t page_size_ = 4096;
+  bool file_backed_ = false;
   JoiningThread prefault_thread_;  // declared after mapping_: joined before the unmap
 };
 
