@@ -55,6 +55,22 @@ std::string restore_error(T& restore_into, const std::vector<uint8_t>& bytes) {
   return "";
 }
 
+// Every proper prefix of `state` is refused (and none crashes).
+template <typename T>
+void expect_every_truncation_refused(T& device, const std::vector<uint8_t>& state) {
+  for (size_t n = 0; n < state.size(); ++n) {
+    std::vector<uint8_t> prefix(state.begin(), state.begin() + static_cast<long>(n));
+    EXPECT_NE(restore_error(device, prefix), "") << n;
+  }
+}
+
+// The error restoring `state` with byte `at` set to `value` gives.
+template <typename T>
+std::string error_with_byte(T& device, std::vector<uint8_t> state, size_t at, uint8_t value) {
+  state.at(at) = value;
+  return restore_error(device, state);
+}
+
 template <typename T>
 std::vector<uint8_t> saved(const T& device) {
   StateWriter out;
@@ -245,8 +261,7 @@ struct HostileTest : ::testing::Test {
 
 TEST_F(HostileTest, EveryTruncationIsRefused) {
   for (size_t n = 0; n < state.size(); ++n) {
-    std::vector<uint8_t> prefix(state.begin(), state.begin() + static_cast<long>(n));
-    EXPECT_NE(refused(prefix), "") << n;
+    EXPECT_NE(refused(std::vector<uint8_t>(state.begin(), state.begin() + static_cast<long>(n))), "") << n;
   }
   // The body cut short under a length that matches it: each field's own check.
   for (size_t n = 0; n + 4 < state.size(); ++n) {
@@ -368,15 +383,10 @@ TEST_F(HostileTest, DriveWithAnotherIdIsRefused) {
 // ---- vsock ----
 
 namespace vs = vsock;
-using vs::vsock_test::temp_path;
 
 // A vsock device behind its transport, and a guest driving its three queues.
-struct VsockGuest {
-  std::string uds = temp_path("state.sock");
-  GuestMemory memory = test::small_guest_memory(8);
-  test::VirtioDriver rx{memory, kQ, 0x10000, 0x100000};
-  test::VirtioDriver tx{memory, kQ, 0x40000, 0x400000};
-  test::VirtioDriver ev{memory, kQ, 0x70000, 0x700000};
+struct VsockGuest : vs::vsock_test::GuestRings {
+  VsockGuest() : GuestRings("state.sock") {}
   std::vector<Buffer> events;
   uint16_t rx_seen = 0;
   std::map<uint16_t, Buffer> rx_buffers;
@@ -385,7 +395,7 @@ struct VsockGuest {
     vs::VsockDeviceOptions o;
     o.guest_cid = cid;
     o.uds_path = uds;
-    o.queue_size = kQ;
+    o.queue_size = vs::vsock_test::kQ;
     return std::make_unique<MmioTransport>(std::make_unique<vs::VsockDevice>(o, loop), memory, loop, "vsock");
   }
   void bring_up(MmioTransport& t, EventLoop& loop) {
@@ -624,15 +634,11 @@ TEST(DeviceState, SerialRegistersAndInputReadBackAfterRestore) {
 TEST(DeviceState, SerialRefusesGarbledState) {
   Serial serial(nullptr, {}, {});
   std::vector<uint8_t> state = saved(serial);
-  for (size_t n = 0; n < state.size(); ++n) {
-    EXPECT_NE(restore_error(serial, std::vector<uint8_t>(state.begin(), state.begin() + static_cast<long>(n))), "");
-  }
-  std::vector<uint8_t> bad = state;
-  bad[0] = 0xf1;
-  EXPECT_NE(restore_error(serial, bad).find("serial IER: 0xf1"), std::string::npos);
-  bad = state;
-  bad[8] = 1;  // interrupt asserted with nothing to assert it
-  EXPECT_NE(restore_error(serial, bad).find("serial interrupt asserted"), std::string::npos);
+  expect_every_truncation_refused(serial, state);
+  EXPECT_NE(error_with_byte(serial, state, 0, 0xf1).find("serial IER: 0xf1"), std::string::npos);
+  EXPECT_NE(error_with_byte(serial, state, 2, 0x20).find("serial MCR: 0x20"), std::string::npos);
+  // The interrupt line asserted with nothing to assert it.
+  EXPECT_NE(error_with_byte(serial, state, 8, 1).find("serial interrupt asserted"), std::string::npos);
 }
 
 TEST(DeviceState, I8042CommandStateAndOutputReadBackAfterRestore) {
@@ -650,15 +656,11 @@ TEST(DeviceState, I8042CommandStateAndOutputReadBackAfterRestore) {
   wr8(kbd, 4, 0x20);
   EXPECT_EQ(rd8(kbd, 0), 0x05);
 
-  std::vector<uint8_t> bad = state;
-  bad[1] = 0x20;
-  EXPECT_NE(restore_error(kbd, bad).find("i8042 pending command: 0x20 takes no data byte"), std::string::npos);
-  bad = state;
-  bad[3] = 33;  // output queue longer than the controller keeps
-  EXPECT_NE(restore_error(kbd, bad).find("i8042 output queue is 33 bytes"), std::string::npos);
-  for (size_t n = 0; n < state.size(); ++n) {
-    EXPECT_NE(restore_error(kbd, std::vector<uint8_t>(state.begin(), state.begin() + static_cast<long>(n))), "");
-  }
+  EXPECT_NE(error_with_byte(kbd, state, 1, 0x20).find("i8042 pending command: 0x20 takes no data byte"),
+            std::string::npos);
+  // An output queue longer than the controller keeps.
+  EXPECT_NE(error_with_byte(kbd, state, 3, 33).find("i8042 output queue is 33 bytes"), std::string::npos);
+  expect_every_truncation_refused(kbd, state);
 }
 
 }  // namespace
