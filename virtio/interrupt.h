@@ -19,6 +19,9 @@ class Interrupt {
   uint32_t status() const { return status_.load(std::memory_order_acquire); }
   void ack(uint32_t bits) { status_.fetch_and(~bits, std::memory_order_acq_rel); }
   void clear() { status_.store(0, std::memory_order_release); }
+  // A restored InterruptStatus (snapshots): the bits only; the interrupt controller's
+  // own state, restored with the VM's, says whether the line is pending.
+  void restore_status(uint32_t bits) { status_.store(bits, std::memory_order_release); }
   uint64_t raised() const { return raised_.load(std::memory_order_relaxed); }
 
  private:

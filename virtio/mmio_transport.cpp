@@ -2,6 +2,7 @@
 
 #include <sys/eventfd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "virtio/guest_warning.h"
@@ -18,6 +19,19 @@ void set_low(uint64_t& v, uint32_t low) { v = (v & ~0xffffffffull) | low; }
 void set_high(uint64_t& v, uint32_t high) { v = (v & 0xffffffffull) | (uint64_t{high} << 32); }
 
 constexpr uint64_t kTransportFeatures = bit(kFeatureVersion1) | bit(kFeatureIndirectDesc) | bit(kFeatureEventIdx);
+
+QueueFeatures queue_features(uint64_t driver_features) {
+  return {(driver_features & bit(kFeatureEventIdx)) != 0, (driver_features & bit(kFeatureIndirectDesc)) != 0};
+}
+
+// What the status handshake (write_status) can reach, FAILED aside.
+constexpr uint32_t kReachableStatus[] = {
+    0, kStatusAcknowledge, kStatusAcknowledge | kStatusDriver,
+    kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk,
+    kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk};
+
+// A bound on what a snapshot can make ember allocate for one device's state.
+constexpr size_t kMaxSavedState = 1 << 20;
 
 }  // namespace
 
@@ -210,8 +224,7 @@ void MmioTransport::write_status(uint32_t value) {
 }
 
 void MmioTransport::activate() {
-  QueueFeatures features{(driver_features_ & bit(kFeatureEventIdx)) != 0,
-                         (driver_features_ & bit(kFeatureIndirectDesc)) != 0};
+  QueueFeatures features = queue_features(driver_features_);
   std::vector<SplitQueue> queues;
   for (size_t i = 0; i < queue_regs_.size(); ++i) {
     std::string why = "it is not ready";
@@ -267,6 +280,134 @@ void MmioTransport::after_processing() {
       return;
     }
   }
+}
+
+void MmioTransport::save_state(snapshot::StateWriter& out) const {
+  snapshot::StateWriter s;
+  std::lock_guard<std::mutex> lock(mu_);
+  s.u32(device_->device_type());
+  s.u32(status_);
+  s.boolean(needs_reset_.load());
+  s.u32(device_features_sel_);
+  s.u32(driver_features_sel_);
+  s.u64(driver_features_);
+  s.u32(queue_sel_);
+  s.u32(config_generation_);
+  s.u32(interrupt_.status());
+  s.u16(static_cast<uint16_t>(queue_regs_.size()));
+  for (const QueueRegs& q : queue_regs_) {
+    s.u16(q.config.size);
+    s.u64(q.config.desc);
+    s.u64(q.config.driver);
+    s.u64(q.config.device);
+    s.boolean(q.ready);
+  }
+  s.boolean(active_);
+  if (active_) {
+    for (const SplitQueue& q : queues_) q.save_state(s);
+  }
+  snapshot::StateWriter device;
+  device_->save_state(device);
+  s.bytes(device.data());
+  out.bytes(s.data());
+}
+
+void MmioTransport::restore_state(snapshot::StateReader& outer) {
+  std::vector<uint8_t> blob = outer.bytes("virtio-mmio transport state", kMaxSavedState);
+  snapshot::StateReader in(blob, cat(outer.context(), ": virtio device '", name_, "'"));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (status_ != 0 || active_) fail(in.context(), ": restored into a transport a driver already set up");
+  uint32_t type = in.u32("device type");
+  if (type != device_->device_type()) {
+    in.invalid("device type", cat(type, " saved, but this device is of type ", device_->device_type()));
+  }
+  uint32_t status = in.u32("status");
+  if (std::find(std::begin(kReachableStatus), std::end(kReachableStatus), status & ~kStatusFailed) ==
+      std::end(kReachableStatus)) {
+    in.invalid("status", cat(hex(status), " is not a state the driver handshake reaches"));
+  }
+  bool needs_reset = in.boolean("needs reset");
+  if (needs_reset && !(status & kStatusDriverOk)) in.invalid("needs reset", "set before DRIVER_OK");
+  uint32_t device_features_sel = in.u32("device features select");
+  uint32_t driver_features_sel = in.u32("driver features select");
+  uint64_t driver_features = in.u64("driver features");
+  // Before FEATURES_OK the driver may have written anything; FEATURES_OK checks it.
+  if (status & kStatusFeaturesOk) {
+    if (driver_features & ~offered_features_) {
+      in.invalid("driver features", cat(hex(driver_features), " include ", hex(driver_features & ~offered_features_),
+                                        ", which this device does not offer (it offers ", hex(offered_features_), ")"));
+    }
+    if (!(driver_features & bit(kFeatureVersion1))) in.invalid("driver features", "VIRTIO_F_VERSION_1 not accepted");
+  }
+  uint32_t queue_sel = in.u32("queue select");
+  uint32_t config_generation = in.u32("config generation");
+  uint32_t interrupt_status = in.u32("interrupt status");
+  if (interrupt_status & ~(mmio::kInterruptUsedBuffer | mmio::kInterruptConfigChange)) {
+    in.invalid("interrupt status", cat(hex(interrupt_status), " has bits other than used buffer and config change"));
+  }
+  uint16_t count = in.u16("queue count");
+  if (count != queue_regs_.size()) in.invalid("queue count", cat(count, ", but this device has ", queue_regs_.size()));
+  std::vector<QueueRegs> regs(count);
+  for (QueueRegs& q : regs) {
+    // Any value a driver may write before DRIVER_OK; activation checks them.
+    q.config.size = in.u16("queue register size");
+    q.config.desc = in.u64("queue register descriptor address");
+    q.config.driver = in.u64("queue register driver address");
+    q.config.device = in.u64("queue register device address");
+    q.ready = in.boolean("queue ready");
+  }
+  bool active = in.boolean("active");
+  if (active && !(status & kStatusDriverOk)) in.invalid("active", "the device is active without DRIVER_OK");
+  if (!active && (status & kStatusDriverOk) && !needs_reset) {
+    in.invalid("active", "DRIVER_OK is set but the device is neither active nor needs a reset");
+  }
+  std::vector<SplitQueue> queues;
+  if (active) queues = restore_queues(in, regs, driver_features);
+  std::vector<uint8_t> device_blob = in.bytes("device state", kMaxSavedState);
+  snapshot::StateReader device(device_blob, cat(in.context(), " device state"));
+  device_->restore_state(device);
+  device.expect_end();
+  in.expect_end();
+
+  status_ = status;
+  needs_reset_ = needs_reset;
+  device_features_sel_ = device_features_sel;
+  driver_features_sel_ = driver_features_sel;
+  driver_features_ = driver_features;
+  queue_sel_ = queue_sel;
+  config_generation_ = config_generation;
+  queue_regs_ = std::move(regs);
+  interrupt_.restore_status(interrupt_status);
+  if (!active) return;
+  queues_ = std::move(queues);
+  active_ = true;
+  device_->activate(queues_, interrupt_, driver_features_);
+  loop_.post([this] {
+    if (!active_) return;
+    for (uint16_t i = 0; i < queues_.size(); ++i) device_->process_queue(i);
+    after_processing();
+  });
+  log::debug(cat(name_, ": restored active with features ", hex(driver_features_)));
+}
+
+std::vector<SplitQueue> MmioTransport::restore_queues(snapshot::StateReader& in, const std::vector<QueueRegs>& regs,
+                                                      uint64_t driver_features) {
+  std::vector<SplitQueue> queues;
+  QueueFeatures features = queue_features(driver_features);
+  for (size_t i = 0; i < regs.size(); ++i) {
+    if (!regs[i].ready) in.invalid("queue ready", cat("queue ", i, " is in use but not ready"));
+    try {
+      queues.push_back(SplitQueue::restore_state(in, memory_, max_sizes_[i]));
+    } catch (const Error& e) {
+      fail(e.what(), " (queue ", i, ")");
+    }
+    const SplitQueue& q = queues.back();
+    if (q.config() != regs[i].config) in.invalid("queue configuration", cat("queue ", i, " differs from its registers"));
+    if (q.features().event_idx != features.event_idx || q.features().indirect != features.indirect) {
+      in.invalid("queue features", cat("queue ", i, " does not match the driver features ", hex(driver_features)));
+    }
+  }
+  return queues;
 }
 
 std::string MmioTransport::describe_state() const {

@@ -14,6 +14,7 @@
 #include "vmm/devices/bus.h"
 #include "vmm/event_loop.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/snapshot/state_stream.h"
 #include "vmm/util/unique_fd.h"
 
 namespace ember::virtio {
@@ -37,6 +38,19 @@ class MmioTransport : public BusDevice {
   // For a pause: the device completes what is in flight as usual (the driver sees it in
   // the used ring) and keeps its queues. Event thread, or when the loop does not run.
   void drain();
+
+  // Snapshots: the register file, the queues of an active device and the device's own
+  // state (VirtioDevice::save_state). Only while no vCPU runs and the event loop does not
+  // (suspended for a pause, or not started yet): save_state() after drain(), on a paused
+  // VM; restore_state() on a transport fresh from its constructor, whose guest memory
+  // already holds the snapshot's, before the vCPUs first run. Afterwards an active device
+  // is active on the restored queues without a new DRIVER_OK, and every queue is
+  // processed once when the loop next runs (a notification the saved VM had not handled
+  // yet is not lost). A state this transport and device could not have reached is refused
+  // with an Error naming the device and the field; the transport is then unchanged, the
+  // device maybe not: discard both.
+  void save_state(snapshot::StateWriter& out) const;
+  void restore_state(snapshot::StateReader& in);
 
   // For KVM_IOEVENTFD (written with the queue index at QueueNotify) and KVM_IRQFD.
   int queue_notify_fd(uint16_t queue) const { return notify_fds_[queue].get(); }
@@ -62,6 +76,9 @@ class MmioTransport : public BusDevice {
   void write_register(uint64_t offset, uint32_t value);
   void write_status(uint32_t value);
   bool features_acceptable() const;
+  // restore_state()'s checks, and the queues of an active device.
+  std::vector<SplitQueue> restore_queues(snapshot::StateReader& in, const std::vector<QueueRegs>& regs,
+                                         uint64_t driver_features);
   void activate();
   void reset();
   // Event thread.
@@ -79,7 +96,7 @@ class MmioTransport : public BusDevice {
   Interrupt interrupt_;
 
   // Register file: vCPU threads, under mu_.
-  std::mutex mu_;
+  mutable std::mutex mu_;
   uint32_t status_ = 0;
   uint32_t device_features_sel_ = 0;
   uint32_t driver_features_sel_ = 0;

@@ -77,6 +77,7 @@ std::optional<SplitQueue> SplitQueue::create(const GuestMemory& memory, const Qu
   }
   SplitQueue q;
   q.memory_ = &memory;
+  q.config_ = c;
   q.size_ = c.size;
   q.features_ = features;
   q.desc_ = *desc;
@@ -84,6 +85,40 @@ std::optional<SplitQueue> SplitQueue::create(const GuestMemory& memory, const Qu
   q.used_ = *used;
   // The driver may already have placed buffers; start from what it sees as zero.
   return q;
+}
+
+void SplitQueue::save_state(snapshot::StateWriter& out) const {
+  out.u16(config_.size);
+  out.u64(config_.desc);
+  out.u64(config_.driver);
+  out.u64(config_.device);
+  out.boolean(features_.event_idx);
+  out.boolean(features_.indirect);
+  out.u16(next_avail_);
+  out.u16(next_used_);
+  out.u16(signalled_used_);
+  out.boolean(broken_);
+}
+
+SplitQueue SplitQueue::restore_state(snapshot::StateReader& in, const GuestMemory& memory, uint16_t max_size) {
+  QueueConfig c;
+  c.size = in.u16("queue size");
+  c.desc = in.u64("queue descriptor table address");
+  c.driver = in.u64("queue available ring address");
+  c.device = in.u64("queue used ring address");
+  QueueFeatures features;
+  features.event_idx = in.boolean("queue event_idx");
+  features.indirect = in.boolean("queue indirect_desc");
+  std::string why;
+  std::optional<SplitQueue> q = create(memory, c, max_size, features, &why);
+  if (!q) in.invalid("queue configuration", why);
+  // Any index is one a driver could have reached: pop() checks avail.idx against
+  // next_avail as it does after a live activation.
+  q->next_avail_ = in.u16("queue next_avail");
+  q->next_used_ = in.u16("queue next_used");
+  q->signalled_used_ = in.u16("queue signalled_used");
+  q->broken_ = in.boolean("queue broken");
+  return *q;
 }
 
 uint16_t SplitQueue::load_avail_idx() const {

@@ -10,6 +10,7 @@
 
 #include "virtio/descriptor_chain.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/snapshot/state_stream.h"
 
 namespace ember::virtio {
 
@@ -21,6 +22,7 @@ struct QueueConfig {
   uint64_t desc = 0;    // descriptor table
   uint64_t driver = 0;  // available ring
   uint64_t device = 0;  // used ring
+  bool operator==(const QueueConfig&) const = default;
 };
 
 struct QueueFeatures {
@@ -70,6 +72,15 @@ class SplitQueue {
   static std::optional<SplitQueue> create(const GuestMemory& memory, const QueueConfig& config, uint16_t max_size,
                                           QueueFeatures features, std::string* why);
 
+  // Snapshots (VM paused, event loop not running or on its thread). What the queue is:
+  // its configuration, features, both sides' indexes and whether the driver broke it.
+  // Chains the device still holds are not part of it: a paused device holds none.
+  void save_state(snapshot::StateWriter& out) const;
+  // Reads what save_state() wrote and checks it as create() checks a driver's
+  // configuration (size, alignment, rings inside `memory`); throws Error naming the
+  // field otherwise. `memory` must outlive the queue.
+  static SplitQueue restore_state(snapshot::StateReader& in, const GuestMemory& memory, uint16_t max_size);
+
   // The next valid chain, or nullopt when the ring is empty or broken. Chains that
   // fail validation are returned to the guest with length 0 and logged.
   std::optional<DescriptorChain> pop();
@@ -84,6 +95,8 @@ class SplitQueue {
   // device must be reset (2.1.2 DEVICE_NEEDS_RESET).
   bool broken() const { return broken_; }
   uint16_t size() const { return size_; }
+  const QueueConfig& config() const { return config_; }
+  QueueFeatures features() const { return features_; }
   uint64_t chains_failed() const { return chains_failed_; }
   // Both sides' ring indexes and notification wishes, for diagnosing a stalled
   // queue ("avail 718/718, used 718/718, ...").
@@ -96,6 +109,7 @@ class SplitQueue {
   void break_ring(const std::string& why);
 
   const GuestMemory* memory_ = nullptr;
+  QueueConfig config_;
   uint16_t size_ = 0;
   QueueFeatures features_;
   std::span<uint8_t> desc_;   // size * 16

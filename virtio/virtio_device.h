@@ -11,6 +11,7 @@
 
 #include "virtio/interrupt.h"
 #include "virtio/queue.h"
+#include "vmm/snapshot/state_stream.h"
 
 namespace ember::virtio {
 
@@ -36,10 +37,19 @@ class VirtioDevice {
   virtual void reset() = 0;
   // Completes what is in flight, returning it to the used ring as usual, so that nothing
   // but the event thread will write guest memory (a VM being paused: the thread stops
-  // next). Devices whose I/O only the event thread performs have nothing to do.
+  // next). Afterwards the device holds no popped chain (a snapshot saves the queues'
+  // indexes, not chains). Devices that hold none have nothing to do.
   virtual void drain() {}
   // The driver notified queue `index`.
   virtual void process_queue(uint16_t index) = 0;
+
+  // Snapshots: what the device itself keeps that the guest has seen (config space values,
+  // negotiated state); the transport saves the registers and queues. Called while the
+  // VM is paused (after drain(): no chain is held) or before the restored VM runs, with
+  // the event loop not running. restore_state() comes before activate() and throws
+  // Error naming the field (through `in`) when the saved state does not fit this device.
+  virtual void save_state(snapshot::StateWriter& out) const { (void)out; }
+  virtual void restore_state(snapshot::StateReader& in) { (void)in; }
 
   // Counters for the metrics file ("requests", "bytes_read", "errors", ...), each
   // reported through `sink`. Called from the metrics/API thread: devices keep

@@ -246,3 +246,34 @@ for mode, name in ((0, "buffer"), (1, "file"), (2, "file-batched")):
     write("kernel-loader-corpus", f"elf-{name}", bytes([mode, 4, 20]) + elf())
     write("kernel-loader-corpus", f"bzimage-{name}", bytes([mode, 4, 20]) + bzimage())
 write("kernel-loader-corpus", "elf-pvh", bytes([0, 0, 8]) + elf(pvh_entry=0x1000040))
+
+
+# ---- device_state_fuzz: [device: 0 blk, 1 vsock] then a saved transport ----------------
+def queue_rings(q, size=16):
+    desc = 0x10000 + q * 0x1000
+    driver = desc + 16 * size
+    device = (driver + 6 + 2 * size + 3) & ~3
+    return size, desc, driver, device
+
+
+def transport_state(device_type, features, queues, device_blob, active=True):
+    status = 0xF if active else 0xB  # ACKNOWLEDGE | DRIVER | FEATURES_OK (| DRIVER_OK)
+    body = struct.pack("<IIBIIQIIIH", device_type, status, 0, 0, 0, features, 0, 0, 0, queues)
+    for q in range(queues):
+        body += struct.pack("<HQQQB", *queue_rings(q), 1)
+    body += bytes([1 if active else 0])
+    if active:
+        for q in range(queues):
+            event_idx, indirect = (features >> 29) & 1, (features >> 28) & 1
+            body += struct.pack("<HQQQBBHHHB", *queue_rings(q), event_idx, indirect, 3, 3, 3, 0)
+    body += struct.pack("<I", len(device_blob)) + device_blob
+    return struct.pack("<I", len(body)) + body
+
+
+TRANSPORT_FEATURES = (1 << 28) | (1 << 29) | (1 << 32)
+BLK_STATE = struct.pack("<QBI", 128, 0, 5) + b"disk0"  # capacity in sectors, read-only, id
+blk_features = TRANSPORT_FEATURES | (1 << 2) | (1 << 6) | (1 << 9)
+write("device-state-corpus", "blk-active", bytes([0]) + transport_state(2, blk_features, 1, BLK_STATE))
+write("device-state-corpus", "blk-features-ok", bytes([0]) + transport_state(2, blk_features, 1, BLK_STATE, False))
+write("device-state-corpus", "vsock-active",
+      bytes([1]) + transport_state(19, TRANSPORT_FEATURES, 3, struct.pack("<Q", 3)))

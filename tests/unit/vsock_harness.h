@@ -72,12 +72,17 @@ struct Packet {
   std::string data;
 };
 
-struct Harness {
-  std::string uds = temp_path("v.sock");
+// The guest side of a vsock device: its socket path, memory and three queues' rings.
+struct GuestRings {
+  explicit GuestRings(const std::string& socket_name) : uds(temp_path(socket_name)) {}
+  std::string uds;
   GuestMemory memory = test::small_guest_memory(8);
   test::VirtioDriver rx{memory, kQ, 0x10000, 0x100000};
   test::VirtioDriver tx{memory, kQ, 0x40000, 0x400000};
   test::VirtioDriver ev{memory, kQ, 0x70000, 0x700000};
+};
+
+struct Harness : GuestRings {
   UniqueFd irqfd{::eventfd(0, EFD_NONBLOCK)};
   Interrupt interrupt{irqfd.get()};
   EventLoop loop;
@@ -92,7 +97,7 @@ struct Harness {
   Buffer tx_header = tx.alloc(kHeaderSize);
   Buffer tx_data = tx.alloc(kMaxPayload + 1);
 
-  explicit Harness(const std::function<void(VsockDeviceOptions&)>& tweak = {}) {
+  explicit Harness(const std::function<void(VsockDeviceOptions&)>& tweak = {}) : GuestRings("v.sock") {
     VsockDeviceOptions o;
     o.guest_cid = kCid;
     o.uds_path = uds;

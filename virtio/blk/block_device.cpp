@@ -221,6 +221,30 @@ void BlockDevice::complete_now(DescriptorChain& chain, BlockRequest& request, ui
   chain.complete(request.finish(status, written));
 }
 
+void BlockDevice::save_state(snapshot::StateWriter& out) const {
+  out.u64(capacity_sectors_);
+  out.boolean(options_.read_only);
+  out.text(options_.id.substr(0, kIdBytes));
+}
+
+void BlockDevice::restore_state(snapshot::StateReader& in) {
+  uint64_t sectors = in.u64("capacity");
+  if (sectors != capacity_sectors_) {
+    in.invalid("capacity", cat("drive '", options_.id, "' was ", sectors * kSectorSize, " bytes (", sectors,
+                               " sectors) when saved and '", options_.path, "' is now ",
+                               capacity_sectors_ * kSectorSize, " bytes (", capacity_sectors_, " sectors)"));
+  }
+  bool read_only = in.boolean("read only");
+  if (read_only != options_.read_only) {
+    in.invalid("read only", cat("drive '", options_.id, "' was ", read_only ? "read-only" : "writable",
+                                " when saved and is now ", options_.read_only ? "read-only" : "writable"));
+  }
+  std::string id = in.text("id", kIdBytes);
+  if (id != options_.id.substr(0, kIdBytes)) {
+    in.invalid("id", cat("the guest knows the drive as '", id, "', but this one is '", options_.id, "'"));
+  }
+}
+
 void BlockDevice::report_metrics(const MetricSink& sink) const {
   auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
   sink("read_requests", get(counters_.read_requests));

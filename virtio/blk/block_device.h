@@ -46,6 +46,10 @@ class BlockDevice final : public VirtioDevice {
   void drain() override;
   void process_queue(uint16_t index) override;
   void report_metrics(const MetricSink& sink) const override;
+  // Capacity, read-only and the GET_ID answer: restoring onto a backing file of another
+  // size, or another drive, is refused (a guest's file system under a changed disk).
+  void save_state(snapshot::StateWriter& out) const override;
+  void restore_state(snapshot::StateReader& in) override;
 
   uint64_t capacity_sectors() const { return capacity_sectors_; }
   const char* engine() const { return backend_->name(); }

@@ -88,17 +88,45 @@ void NetDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, uin
 void NetDevice::stop_io() {
   resetting_ = true;
   if (rx_reading_) ring_.cancel(&rx_read_);
-  // A TX write waits while the tap (or whatever stands in for it) takes nothing: the
-  // reset must not wait for the host.
-  for (TxSlot& slot : tx_slots_) {
-    if (std::find(tx_free_.begin(), tx_free_.end(), &slot) == tx_free_.end()) ring_.cancel(&slot);
-  }
-  ring_.wait_until([this] { return !rx_reading_ && tx_free_.size() == tx_slots_.size(); });
+  cancel_tx();
+  ring_.wait_until([this] { return !rx_reading_; });
   // The driver owns its rings again: held buffers are simply forgotten (2.4).
   for (DescriptorChain& chain : rx_chains_) chain.abandon();
   rx_chains_.clear();
   rx_chain_bytes_ = 0;
   rx_length_ = 0;
+}
+
+void NetDevice::cancel_tx() {
+  // A TX write waits while the tap (or whatever stands in for it) takes nothing: a
+  // reset or a pause must not wait for the host.
+  for (TxSlot& slot : tx_slots_) {
+    if (std::find(tx_free_.begin(), tx_free_.end(), &slot) == tx_free_.end()) ring_.cancel(&slot);
+  }
+  ring_.wait_until([this] { return tx_free_.size() == tx_slots_.size(); });
+}
+
+void NetDevice::drain() {
+  if (!interrupt_) return;
+  // Not throttled while cancelling, or the batch-end hook would send more.
+  bool throttled = std::exchange(tx_throttled_, false);
+  cancel_tx();
+  tx_throttled_ = throttled;
+  // The RX read in flight fills rx_packet_, host memory: it may go on.
+  for (DescriptorChain& chain : rx_chains_) chain.complete(0);
+  rx_chains_.clear();
+  rx_chain_bytes_ = 0;
+  signal_if_needed();
+}
+
+void NetDevice::save_state(snapshot::StateWriter& out) const {
+  out.bytes(std::span<const uint8_t>(config_.data(), options_.mac.size()));
+}
+
+void NetDevice::restore_state(snapshot::StateReader& in) {
+  std::vector<uint8_t> mac = in.bytes("mac", options_.mac.size());
+  if (mac.size() != options_.mac.size()) in.invalid("mac", cat(mac.size(), " bytes, not 6"));
+  std::copy(mac.begin(), mac.end(), config_.begin());
 }
 
 void NetDevice::reset() {

@@ -43,7 +43,16 @@ class NetDevice final : public VirtioDevice {
   std::vector<uint16_t> queue_max_sizes() const override { return {options_.queue_size, options_.queue_size}; }
   void activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t acked_features) override;
   void reset() override;
+  // Cancels TX writes still in flight (those packets are dropped, their buffers returned)
+  // and returns the RX buffers held for a packet not yet delivered empty (length 0: a
+  // short frame the driver drops, then refills): afterwards the device holds no chain.
+  void drain() override;
   void process_queue(uint16_t index) override;
+  // The MAC the guest read: a restored device keeps it, whatever its options said (a
+  // generated MAC differs per process). The negotiated features come back through
+  // activate(), which sets the new tap's offloads to match.
+  void save_state(snapshot::StateWriter& out) const override;
+  void restore_state(snapshot::StateReader& in) override;
   void report_metrics(const MetricSink& sink) const override;
   std::string describe_state() const override;
 
@@ -77,6 +86,8 @@ class NetDevice final : public VirtioDevice {
   void on_tx_done(TxSlot& slot, int32_t result);
   // Cancels the RX read and waits for everything this device has in the ring.
   void stop_io();
+  // Cancels every TX write in flight and waits for them (part of stop_io and drain).
+  void cancel_tx();
   void signal_if_needed();
 
   NetDeviceOptions options_;

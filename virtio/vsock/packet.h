@@ -14,6 +14,8 @@ constexpr uint64_t kHostCid = 2;  // VMADDR_CID_HOST
 constexpr uint16_t kRxQueue = 0;
 constexpr uint16_t kTxQueue = 1;
 constexpr uint16_t kEventQueue = 2;
+// 5.10.6.6 Device Events: the only event id.
+constexpr uint32_t kEventTransportReset = 0;
 
 // 5.10.6 struct virtio_vsock_hdr, little-endian on the wire (x86 hosts only).
 struct __attribute__((packed)) PacketHeader {

@@ -68,6 +68,40 @@ void VsockDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, u
   interrupt_ = &interrupt;
   active_ = true;
   rx_starved_ = false;
+  send_transport_reset();
+}
+
+void VsockDevice::drain() {
+  if (!spare_rx_) return;
+  spare_rx_->complete(0);
+  spare_rx_.reset();
+  signal_if_needed();
+}
+
+void VsockDevice::save_state(snapshot::StateWriter& out) const { out.u64(options_.guest_cid); }
+
+void VsockDevice::restore_state(snapshot::StateReader& in) {
+  uint64_t cid = in.u64("guest cid");
+  if (cid != options_.guest_cid) {
+    in.invalid("guest cid", cat("the guest had CID ", cid, ", but this device is configured with ", options_.guest_cid));
+  }
+  owe_transport_reset_ = true;
+}
+
+void VsockDevice::send_transport_reset() {
+  if (!owe_transport_reset_ || !active_) return;
+  auto chain = queues_[kEventQueue].pop();
+  if (!chain) return;  // the driver fills the event queue at probe; else at its next notification
+  // 5.10.6.6: struct virtio_vsock_event { le32 id; }, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET = 0.
+  uint32_t event = kEventTransportReset;
+  bool fits = chain->writer().write_obj(event);
+  chain->complete(fits ? sizeof(event) : 0);
+  if (!fits) {
+    warn_guest("vsock: event buffer smaller than an event");
+    return signal_if_needed();
+  }
+  owe_transport_reset_ = false;
+  signal_if_needed();
 }
 
 void VsockDevice::reset() {
@@ -83,6 +117,7 @@ void VsockDevice::reset() {
   queues_ = {};
   interrupt_ = nullptr;
   active_ = false;
+  owe_transport_reset_ = false;  // a new driver has no sockets to reset
 }
 
 void VsockDevice::process_queue(uint16_t index) {
@@ -103,7 +138,8 @@ void VsockDevice::process_queue(uint16_t index) {
       }
     }
   }
-  // The event queue only carries TRANSPORT_RESET (after migration): never used.
+  // The event queue only carries TRANSPORT_RESET, after a restore.
+  if (index == kEventQueue) send_transport_reset();
   pump_rx();
   signal_if_needed();
 }

@@ -54,7 +54,15 @@ class VsockDevice final : public VirtioDevice {
   std::vector<uint16_t> queue_max_sizes() const override;
   void activate(std::span<SplitQueue> queues, Interrupt& interrupt, uint64_t acked_features) override;
   void reset() override;
+  // Returns the rx buffer held for host data (empty, length 0): afterwards no chain is held.
+  void drain() override;
   void process_queue(uint16_t index) override;
+  // The guest CID, which must equal the configured one. Connections are not carried
+  // over: a restored device has none and, once active, puts one TRANSPORT_RESET event
+  // (5.10.6.6) on the event queue, as soon as the driver gave it a buffer there, so the
+  // guest resets the sockets it had.
+  void save_state(snapshot::StateWriter& out) const override;
+  void restore_state(snapshot::StateReader& in) override;
   void report_metrics(const MetricSink& sink) const override;
 
   size_t connection_count() const { return links_.size(); }
@@ -123,6 +131,7 @@ class VsockDevice final : public VirtioDevice {
   void refuse_rx(DescriptorChain& chain, const char* why);
   void after_change(Link& link);
   void signal_if_needed();
+  void send_transport_reset();
 
   VsockDeviceOptions options_;
   EventLoop& loop_;
@@ -139,6 +148,7 @@ class VsockDevice final : public VirtioDevice {
   bool active_ = false;
   std::optional<DescriptorChain> spare_rx_;  // popped, then not needed
   bool rx_starved_ = false;
+  bool owe_transport_reset_ = false;  // restored: the guest must drop its connections
   std::unordered_map<uint64_t, std::unique_ptr<Link>> links_;
   std::unordered_map<uint64_t, uint64_t> by_key_;  // key(host, guest port) -> link id
   std::unordered_map<uint32_t, uint32_t> host_ports_;  // host port -> live connections

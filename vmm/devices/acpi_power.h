@@ -3,6 +3,7 @@
 // control register is the guest's poweroff; writing the reset value to the reset
 // register is its reboot. Both end the VM. Any other value is ignored: a guest writing
 // garbage neither ends nor crashes the VM, and no other sleep state is offered.
+// Nothing is latched, so a snapshot has nothing of it to save.
 #pragma once
 
 #include <cstdint>

@@ -154,6 +154,32 @@ bool I8042::press_ctrl_alt_del() {
   return true;
 }
 
+void I8042::save_state(snapshot::StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  out.u8(command_byte_);
+  out.u8(pending_command_);
+  out.boolean(led_argument_);
+  std::vector<uint8_t> output(output_.begin(), output_.end());
+  out.bytes(output);
+}
+
+void I8042::restore_state(snapshot::StateReader& in) {
+  uint8_t command_byte = in.u8("i8042 command byte");
+  uint8_t pending = in.u8("i8042 pending command");
+  // command() leaves only these waiting for a data byte.
+  if (pending != 0 && pending != kCmdWriteCommandByte && pending != kCmdWriteOutputPort &&
+      pending != kCmdWriteKbdOutput && pending != kCmdWriteAuxOutput && pending != kCmdWriteAux) {
+    in.invalid("i8042 pending command", cat(hex(pending), " takes no data byte"));
+  }
+  bool led_argument = in.boolean("i8042 keyboard argument pending");
+  std::vector<uint8_t> output = in.bytes("i8042 output queue", kMaxOutput);
+  std::lock_guard lock(mu_);
+  command_byte_ = command_byte;
+  pending_command_ = pending;
+  led_argument_ = led_argument;
+  output_.assign(output.begin(), output.end());
+}
+
 void I8042::push_output(uint8_t byte) {
   if (output_.size() >= kMaxOutput) return;  // a guest not reading: drop, stay bounded
   bool was_empty = output_.empty();

@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "vmm/devices/bus.h"
+#include "vmm/snapshot/state_stream.h"
 
 namespace ember {
 
@@ -27,12 +28,18 @@ class I8042 : public BusDevice {
   // Any thread; false when the guest is not reading the keyboard (queue full).
   bool press_ctrl_alt_del();
 
+  // Snapshots, while no vCPU runs: the command byte, a controller command waiting for its
+  // data byte, a keyboard command waiting for its argument, and the bytes queued for the
+  // guest. Restore throws Error naming the field.
+  void save_state(snapshot::StateWriter& out) const;
+  void restore_state(snapshot::StateReader& in);
+
  private:
   void command(uint8_t cmd);
   void data_write(uint8_t value);
   void push_output(uint8_t byte);
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::function<void()> on_reset_;
   std::function<void()> raise_irq_;
   std::deque<uint8_t> output_;  // bytes for the guest to read from port 0x60

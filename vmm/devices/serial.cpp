@@ -140,6 +140,41 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
   }
 }
 
+void Serial::save_state(snapshot::StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  for (uint8_t r : {ier_, lcr_, mcr_, scr_, dll_, dlm_}) out.u8(r);
+  out.boolean(thre_pending_);
+  out.boolean(overrun_);
+  out.boolean(irq_asserted_);
+  std::vector<uint8_t> rx(rx_.begin(), rx_.end());
+  out.bytes(rx);
+}
+
+void Serial::restore_state(snapshot::StateReader& in) {
+  uint8_t ier = in.u8("serial IER");
+  if (ier & ~0x0f) in.invalid("serial IER", cat(hex(ier), " has bits above the four a 16550 keeps"));
+  uint8_t lcr = in.u8("serial LCR");
+  uint8_t mcr = in.u8("serial MCR");
+  if (mcr & ~0x1f) in.invalid("serial MCR", cat(hex(mcr), " has bits above the five a 16550 keeps"));
+  uint8_t scr = in.u8("serial SCR");
+  uint8_t dll = in.u8("serial DLL");
+  uint8_t dlm = in.u8("serial DLM");
+  bool thre_pending = in.boolean("serial THRE pending");
+  bool overrun = in.boolean("serial overrun");
+  bool irq_asserted = in.boolean("serial interrupt asserted");
+  std::vector<uint8_t> rx = in.bytes("serial receive FIFO", kRxCapacity);
+  std::lock_guard lock(mu_);
+  ier_ = ier, lcr_ = lcr, mcr_ = mcr, scr_ = scr, dll_ = dll, dlm_ = dlm;
+  thre_pending_ = thre_pending;
+  overrun_ = overrun;
+  rx_.assign(rx.begin(), rx.end());
+  // The line follows the registers after every access (update_interrupt).
+  if (irq_asserted != wants_interrupt()) {
+    in.invalid("serial interrupt asserted", cat(irq_asserted ? "set" : "clear", ", but the registers say otherwise"));
+  }
+  irq_asserted_ = irq_asserted;
+}
+
 void Serial::emit(uint8_t byte) {
   if (out_) out_->put(byte);
   if (byte == '\n') {
@@ -150,9 +185,13 @@ void Serial::emit(uint8_t byte) {
   }
 }
 
+bool Serial::wants_interrupt() const {
+  return ((ier_ & kIerRxData) && !rx_.empty()) || ((ier_ & kIerThre) && thre_pending_);
+}
+
 // The IOAPIC pin is edge-triggered for ISA IRQs: raise on each new reason.
 void Serial::update_interrupt() {
-  bool want = ((ier_ & kIerRxData) && !rx_.empty()) || ((ier_ & kIerThre) && thre_pending_);
+  bool want = wants_interrupt();
   if (want && !irq_asserted_ && raise_irq_) raise_irq_();
   irq_asserted_ = want;
 }

@@ -11,6 +11,7 @@
 
 #include "vmm/devices/bus.h"
 #include "vmm/devices/console_output.h"
+#include "vmm/snapshot/state_stream.h"
 
 namespace ember {
 
@@ -28,13 +29,22 @@ class Serial : public BusDevice {
   // Host input. Returns how many bytes were accepted (the rest overran the FIFO).
   size_t enqueue_input(std::span<const uint8_t> bytes);
 
+  // Snapshots, while no vCPU runs: every register (divisor latch, IER, LCR, MCR, SCR),
+  // the pending THR-empty, overrun and interrupt state, and the receive FIFO's contents
+  // (host input the guest has not read yet). The partial output line kept for panic
+  // detection is host-side and dropped. Restore throws Error naming the field.
+  void save_state(snapshot::StateWriter& out) const;
+  void restore_state(snapshot::StateReader& in);
+
  private:
   uint8_t read_register(uint64_t offset);
   void write_register(uint64_t offset, uint8_t value);
   void emit(uint8_t byte);
   void update_interrupt();
 
-  std::mutex mu_;
+  bool wants_interrupt() const;
+
+  mutable std::mutex mu_;
   ConsoleOutput* out_;
   std::function<void()> raise_irq_;
   std::function<void(const std::string&)> on_line_;
