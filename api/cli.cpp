@@ -88,7 +88,9 @@ const char* unsupported_flag(const std::string& flag) {
   }
   if (flag == "--seccomp-filter") return "ember's seccomp filters are built in (--no-seccomp turns them off)";
   if (flag == "--mmds-size-limit" || flag == "--metadata") return "ember has no MMDS";
-  if (flag == "--describe-snapshot" || flag == "--snapshot-version") return "ember has no snapshots";
+  if (flag == "--describe-snapshot" || flag == "--snapshot-version") {
+    return "ember's snapshot files are described in vmm/snapshot/README.md, one format version per ember";
+  }
   return nullptr;
 }
 
@@ -129,6 +131,10 @@ const char* usage_text() {
          "  --no-seccomp      run without the per-thread seccomp filters (debugging only)\n"
          "  --no-acpi         no ACPI tables: devices on the kernel command line (kernels\n"
          "                    without CONFIG_ACPI; acpi=off on the command line does the same)\n"
+         "  --restore FILE    start from this snapshot instead of booting (PUT /snapshot/load)\n"
+         "  --mem-file FILE   its memory file, mapped private (shared by clones until written)\n"
+         "  --uffd-socket P   or: a page-fault handler serving the memory over userfaultfd\n"
+         "  --restore-paused  leave the restored VM paused (resume with PATCH /vm)\n"
          "  --version         print the version\n"
          "  -h, --help        this text\n"
          "\n"
@@ -172,6 +178,10 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     else if (a == "--show-level") o.show_level = true;
     else if (a == "--show-log-origin") o.show_log_origin = true;
     else if (a == "--boot-timer") o.boot_timer = true;
+    else if (a == "--restore") o.restore = value();
+    else if (a == "--mem-file") o.mem_file = value();
+    else if (a == "--uffd-socket") o.uffd_socket = value();
+    else if (a == "--restore-paused") o.restore_paused = true;
     else if (const char* why = unsupported_flag(a)) fail(a, " is not supported by ember: ", why);
     else if (a == "--prefault") {
       std::string mode = value();
@@ -186,6 +196,25 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
   if (o.http_api_max_payload_size == 0) fail("--http-api-max-payload-size must be at least 1");
   if (o.config_path && o.config_file) fail("--config (TOML) and --config-file (JSON) exclude each other");
   return o;
+}
+
+std::optional<SnapshotLoadParams> restore_request(const CliOptions& o) {
+  if (!o.restore) {
+    if (o.mem_file || o.uffd_socket || o.restore_paused) fail("--mem-file, --uffd-socket and --restore-paused go with --restore");
+    return std::nullopt;
+  }
+  if (o.config_path || o.config_file || o.kernel || o.initrd || o.cmdline || !o.drives.empty() || !o.nets.empty() ||
+      o.vsock || o.vcpus || o.mem_mib || o.prefault || o.no_acpi) {
+    fail("--restore takes the VM from the snapshot: it cannot be combined with --config, --config-file or flags "
+         "that describe a VM (--kernel, --drive, --mem-mib, ...)");
+  }
+  if (o.mem_file.has_value() == o.uffd_socket.has_value()) fail("--restore needs one of --mem-file FILE or --uffd-socket PATH");
+  SnapshotLoadParams p;
+  p.snapshot_path = *o.restore;
+  p.backend = o.mem_file ? SnapshotLoadParams::Backend::File : SnapshotLoadParams::Backend::Uffd;
+  p.backend_path = o.mem_file ? *o.mem_file : *o.uffd_socket;
+  p.resume_vm = !o.restore_paused;
+  return p;
 }
 
 void apply_overrides(const CliOptions& o, VmConfig& config) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "vmm/snapshot/snapshot_params.h"
 #include "vmm/vm_config.h"
 
 namespace ember {
@@ -30,10 +31,17 @@ struct CliOptions {
   bool no_api = false;
   bool no_seccomp = false;
   bool no_acpi = false;
+  // Start from a snapshot instead of booting: the memory from --mem-file (mapped) or a
+  // page-fault handler at --uffd-socket; running unless --restore-paused.
+  std::optional<std::string> restore, mem_file, uffd_socket;
+  bool restore_paused = false;
 };
 
 // Throws Error for unknown flags, missing values and malformed numbers.
 CliOptions parse_cli(const std::vector<std::string>& args);
+// --restore's request, or nullopt without --restore. Throws Error for a missing memory
+// source or flags that describe a VM (the snapshot brings its own).
+std::optional<SnapshotLoadParams> restore_request(const CliOptions& options);
 // Command-line flags override the file.
 void apply_overrides(const CliOptions& options, VmConfig& config);
 const char* usage_text();

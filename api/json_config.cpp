@@ -310,6 +310,66 @@ Json to_json(const FullVmConfig& c) {
   return j;
 }
 
+SnapshotCreateParams snapshot_create_from_json(const Json& j) {
+  Fields f(j, "snapshot/create");
+  SnapshotCreateParams p;
+  std::string type = f.string("snapshot_type").value_or("Full");
+  if (type == "Diff") p.type = SnapshotCreateParams::Type::Diff;
+  else if (type != "Full") fail("snapshot/create.snapshot_type must be \"Full\" or \"Diff\" (got \"", type, "\")");
+  p.snapshot_path = f.required(f.string("snapshot_path"), "snapshot_path");
+  p.mem_file_path = f.required(f.string("mem_file_path"), "mem_file_path");
+  if (p.snapshot_path.empty()) fail("snapshot/create.snapshot_path is empty");
+  if (p.mem_file_path.empty()) fail("snapshot/create.mem_file_path is empty");
+  if (p.snapshot_path == p.mem_file_path) fail("snapshot/create: snapshot_path and mem_file_path are the same file");
+  f.string("version");  // Firecracker's deprecated target version: one format here
+  f.done();
+  return p;
+}
+
+SnapshotLoadParams snapshot_load_from_json(const Json& j) {
+  Fields f(j, "snapshot/load");
+  SnapshotLoadParams p;
+  p.snapshot_path = f.required(f.string("snapshot_path"), "snapshot_path");
+  if (p.snapshot_path.empty()) fail("snapshot/load.snapshot_path is empty");
+  auto mem_file = f.string("mem_file_path");
+  bool has_backend = f.has("mem_backend");
+  if (mem_file && has_backend) fail("snapshot/load: give either mem_backend or mem_file_path, not both");
+  if (!mem_file && !has_backend) fail("snapshot/load.mem_backend is required");
+  if (mem_file) {
+    p.backend_path = *mem_file;
+  } else {
+    Fields b(j.at("mem_backend"), "snapshot/load.mem_backend");
+    std::string type = b.required(b.string("backend_type"), "backend_type");
+    if (type == "Uffd") p.backend = SnapshotLoadParams::Backend::Uffd;
+    else if (type != "File") fail("snapshot/load.mem_backend.backend_type must be \"File\" or \"Uffd\" (got \"", type, "\")");
+    p.backend_path = b.required(b.string("backend_path"), "backend_path");
+    b.done();
+  }
+  if (p.backend_path.empty()) fail("snapshot/load: the memory backend's path is empty");
+  bool diff = f.boolean("enable_diff_snapshots").value_or(false);  // Firecracker's older name
+  p.track_dirty_pages = f.boolean("track_dirty_pages").value_or(diff);
+  p.resume_vm = f.boolean("resume_vm").value_or(false);
+  if (f.has("network_overrides")) {
+    const Json& list = j.at("network_overrides");
+    if (!list.is_array()) fail("snapshot/load.network_overrides must be a JSON array");
+    for (const Json& o : list) {
+      Fields n(o, "snapshot/load.network_overrides[]");
+      SnapshotLoadParams::NetOverride ov;
+      ov.iface_id = n.required(n.string("iface_id"), "iface_id");
+      ov.host_dev_name = n.required(n.string("host_dev_name"), "host_dev_name");
+      n.done();
+      p.network_overrides.push_back(std::move(ov));
+    }
+  }
+  if (f.has("vsock_override")) {
+    Fields v(j.at("vsock_override"), "snapshot/load.vsock_override");
+    p.vsock_uds_path = v.required(v.string("uds_path"), "uds_path");
+    v.done();
+  }
+  f.done();
+  return p;
+}
+
 FullVmConfig load_json_config(const std::string& path) {
   std::string text = read_file(path, "config file");
   try {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vmm/metrics_writer.h"
+#include "vmm/snapshot/snapshot_params.h"
 #include "vmm/util/log.h"
 #include "vmm/vm_config.h"
 
@@ -38,6 +39,10 @@ VsockConfig vsock_from_json(const Json& j);
 log::LoggerConfig logger_from_json(const Json& j);
 MetricsConfig metrics_from_json(const Json& j);
 FullVmConfig full_config_from_json(const Json& j);  // also validates the VM
+// PUT /snapshot/create and /snapshot/load bodies (Firecracker's shapes, including its
+// older mem_file_path form of the memory backend).
+SnapshotCreateParams snapshot_create_from_json(const Json& j);
+SnapshotLoadParams snapshot_load_from_json(const Json& j);
 
 Json to_json(const MachineConfig& m);
 Json to_json(const BootSource& b);

@@ -79,6 +79,7 @@ void log_to_file_too(const std::string& message) {
 struct Plan {
   ember::FullVmConfig config;
   bool start_now = true;  // false: wait for InstanceStart on the API
+  std::optional<ember::SnapshotLoadParams> restore;  // --restore: start from a snapshot
 };
 
 Plan plan_from(const ember::CliOptions& options) {
@@ -103,9 +104,10 @@ Plan plan_from(const ember::CliOptions& options) {
     plan.config.logger->show_log_origin |= options.show_log_origin;
   }
   if (options.metrics_path) plan.config.metrics = MetricsConfig{*options.metrics_path};
-  bool described = options.config_path || options.config_file || options.kernel;
+  plan.restore = restore_request(options);
+  bool described = options.config_path || options.config_file || options.kernel || plan.restore;
   plan.start_now = !options.api_sock || described;
-  if (plan.start_now) {
+  if (plan.start_now && !plan.restore) {
     if (plan.config.vm.boot.kernel_image_path.empty()) {
       fail("no kernel: give --config FILE, --config-file FILE, --kernel PATH, or --api-sock PATH to configure over HTTP");
     }
@@ -173,7 +175,9 @@ int main(int argc, char** argv) {
       api = std::make_unique<ApiServer>(*options.api_sock, *router, limits);
       log::info(cat("API listening on ", *options.api_sock));
     }
-    if (plan.start_now) {
+    if (plan.restore) {
+      runner->restore_now(*plan.restore, plan.config.vm.serial);
+    } else if (plan.start_now) {
       runner->start_now(plan.config.vm);  // no API call to wait for
     } else if (!runner->wait_for_start()) {
       log::info("stopped by a signal before InstanceStart");

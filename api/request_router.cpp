@@ -23,7 +23,7 @@ struct Unsupported {
   const char* feature;
 };
 constexpr Unsupported kUnsupported[] = {
-    {"snapshot", "snapshots"},         {"balloon", "the balloon device"},
+    {"balloon", "the balloon device"},
     {"mmds", "MMDS (the metadata service)"}, {"entropy", "the entropy device (virtio-rng)"},
     {"cpu-config", "CPU templates"},   {"pmem", "pmem devices"},
     {"hotplug", "memory hotplug"},     {"serial", "serial output configuration"},
@@ -135,6 +135,11 @@ ApiResponse RequestRouter::dispatch(const std::string& method, const std::string
     return put ? put_net(id, j) : patch_net(id, j);
   }
   if (resource == "vsock" && !has_id) return put ? put_vsock(j) : not_allowed();
+  if (resource == "snapshot" && (id == "create" || id == "load")) {
+    endpoint = "snapshot_" + id;
+    if (!put) return not_allowed();
+    return id == "create" ? create_snapshot(j) : load_snapshot(j);
+  }
   if (resource == "logger" && !has_id) {
     if (!put) return not_allowed();
     pre_boot("PUT /logger");
@@ -169,6 +174,7 @@ ApiResponse RequestRouter::machine_config(bool put, const Json& body) {
   pre_boot(what);
   if (!put && body.is_object() && body.empty()) fail("Empty PATCH request.");
   config_.vm.machine = machine_config_from_json(body, put ? MachineConfig{} : config_.vm.machine, !put);
+  configured_ = true;
   ApiResponse r = ok();
   r.deprecated = body.contains("cpu_template");
   if (r.deprecated) log::warn(cat(what, ": cpu_template field is deprecated."));
@@ -180,12 +186,14 @@ ApiResponse RequestRouter::put_boot_source(const Json& body) {
   BootSource boot = boot_source_from_json(body);
   vm_.check_boot_source(boot);  // the files open now, as in Firecracker, not only at InstanceStart
   config_.vm.boot = boot;
+  configured_ = true;
   return ok();
 }
 
 ApiResponse RequestRouter::put_vsock(const Json& body) {
   pre_boot("PUT /vsock");
   config_.vm.vsock = vsock_from_json(body);
+  configured_ = true;
   ApiResponse r = ok();
   r.deprecated = body.contains("vsock_id");
   if (r.deprecated) log::warn("PUT /vsock: vsock_id field is deprecated.");
@@ -217,6 +225,7 @@ ApiResponse RequestRouter::put_drive(const std::string& id, const Json& body) {
   validate_drives(drives);
   vm_.check_drive(d);  // the file opens now, as in Firecracker, not only at InstanceStart
   config_.vm.drives = std::move(drives);
+  configured_ = true;
   return ok();
 }
 
@@ -241,6 +250,7 @@ ApiResponse RequestRouter::put_net(const std::string& id, const Json& body) {
   else nets.push_back(n);
   validate_nets(nets);
   config_.vm.nets = std::move(nets);
+  configured_ = true;
   return ok();
 }
 
@@ -289,6 +299,30 @@ ApiResponse RequestRouter::action(const Json& body) {
     return ok();
   }
   fail("actions.action_type \"", type, "\" is not one of InstanceStart, SendCtrlAltDel, FlushMetrics");
+}
+
+ApiResponse RequestRouter::create_snapshot(const Json& body) {
+  SnapshotCreateParams params = snapshot_create_from_json(body);
+  InstanceState state = vm_.state();
+  if (state != InstanceState::Paused) {
+    fail("PUT /snapshot/create needs a paused VM (it is ", instance_state_name(state),
+         "): pause it first with PATCH /vm {\"state\": \"Paused\"}");
+  }
+  vm_.create_snapshot(params);
+  return ok();
+}
+
+// Firecracker's rule: a snapshot is loaded into an ember that has nothing of a VM
+// configured (loggers and metrics may be).
+ApiResponse RequestRouter::load_snapshot(const Json& body) {
+  SnapshotLoadParams params = snapshot_load_from_json(body);
+  if (started()) fail("PUT /snapshot/load: a VM is already ", instance_state_name(vm_.state()), " in this ember");
+  if (configured_) {
+    fail("PUT /snapshot/load is only allowed before anything of the VM is configured (boot source, machine, "
+         "drives, interfaces, vsock): the snapshot brings its own configuration");
+  }
+  config_.vm = vm_.load_snapshot(params, config_.vm.serial);
+  return ok();
 }
 
 ApiResponse RequestRouter::patch_vm(const Json& body) {

@@ -49,12 +49,15 @@ class RequestRouter {
   ApiResponse patch_net(const std::string& id, const Json& body);
   ApiResponse action(const Json& body);
   ApiResponse patch_vm(const Json& body);
+  ApiResponse create_snapshot(const Json& body);
+  ApiResponse load_snapshot(const Json& body);
   void pre_boot(const char* what) const;  // throws Error once the VM is started
   void post_boot() const;                 // throws Error until it is
   bool started() const { return vm_.state() != InstanceState::NotStarted; }
 
   VmController& vm_;
   FullVmConfig config_;
+  bool configured_ = false;  // a VM object was PUT (no snapshot may be loaded then)
   std::string instance_id_;
   std::string version_;
   mutable std::mutex counters_mu_;

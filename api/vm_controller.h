@@ -19,6 +19,12 @@ class VmController {
   virtual void check_boot_source(const BootSource& boot) = 0;
   virtual void check_drive(const DriveConfig& drive) = 0;
   virtual void pause() = 0;
+  // A paused VM's state to the snapshot file and its memory to the memory file.
+  virtual void create_snapshot(const SnapshotCreateParams& params) = 0;
+  // Builds the VM from a snapshot instead of booting one (paused unless resume_vm) and
+  // returns its configuration, as GET /vm/config shows it from then on. `serial` is this
+  // ember's console (a snapshot does not carry one).
+  virtual VmConfig load_snapshot(const SnapshotLoadParams& params, const SerialConfig& serial) = 0;
   virtual void resume() = 0;
   virtual void send_ctrl_alt_del() = 0;
   virtual void configure_logger(const log::LoggerConfig& config) = 0;

@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 
 #include "vmm/config_files.h"
+#include "vmm/snapshot/vm_config_state.h"
 #include "vmm/util/error.h"
 #include "vmm/util/eventfd.h"
 
@@ -27,13 +28,39 @@ void VmmRunner::start_now(const VmConfig& config) {
   }
 }
 
-void VmmRunner::build(const VmConfig& config) {
+VmConfig VmmRunner::restore_now(const SnapshotLoadParams& params, const SerialConfig& serial) {
+  if (starting_) fail("PUT /snapshot/load: a VM is already started");
+  snapshot::SnapshotContents contents = snapshot::read_snapshot_file(params.snapshot_path);
+  snapshot::StateReader saved = contents.section("config");
+  VmConfig config = snapshot::read_vm_config(saved);
+  config.serial = serial;
+  snapshot::apply_overrides(config, params);
+  try {
+    validate(config);
+  } catch (const ConfigError& e) {
+    fail("snapshot ", params.snapshot_path, ": its configuration: ", e.what());
+  }
+  check_files(config);  // the drives must still be there (a tap or socket is opened when built)
+  timeline_.mark(BootPhase::InstanceStart);
+  RestoreSource source{contents, params};
+  try {
+    build(config, &source);
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    starting_ = false;  // a failed load may be retried
+    throw;
+  }
+  return config;
+}
+
+void VmmRunner::build(const VmConfig& config, const RestoreSource* restore) {
   {
     std::lock_guard lock(mu_);
     starting_ = true;
   }
   if (!kvm_) kvm_.emplace(KvmSystem::open());
-  auto vm = std::make_unique<Vm>(*kvm_, config, timeline_);
+  auto vm = restore ? std::make_unique<Vm>(*kvm_, config, timeline_, *restore)
+                    : std::make_unique<Vm>(*kvm_, config, timeline_);
   std::lock_guard lock(mu_);
   vm_ = std::move(vm);
 }
@@ -138,6 +165,10 @@ void VmmRunner::apply(VmmAction& action) {
           running_vm().send_ctrl_alt_del();
         } else if constexpr (std::is_same_v<A, action::FlushMetrics>) {
           metrics_.flush();
+        } else if constexpr (std::is_same_v<A, action::CreateSnapshot>) {
+          running_vm().save_snapshot(a.params);
+        } else if constexpr (std::is_same_v<A, action::LoadSnapshot>) {
+          *a.restored = restore_now(a.params, a.serial);
         }
       },
       action);
@@ -169,6 +200,12 @@ void VmmRunner::check_boot_source(const BootSource& boot) { submit(action::Check
 void VmmRunner::check_drive(const DriveConfig& drive) { submit(action::CheckDrive{drive}); }
 void VmmRunner::pause() { submit(action::Pause{}); }
 void VmmRunner::resume() { submit(action::Resume{}); }
+void VmmRunner::create_snapshot(const SnapshotCreateParams& params) { submit(action::CreateSnapshot{params}); }
+VmConfig VmmRunner::load_snapshot(const SnapshotLoadParams& params, const SerialConfig& serial) {
+  VmConfig restored;
+  submit(action::LoadSnapshot{params, serial, &restored});
+  return restored;
+}
 void VmmRunner::send_ctrl_alt_del() { submit(action::SendCtrlAltDel{}); }
 void VmmRunner::configure_logger(const log::LoggerConfig& config) { submit(action::ConfigureLogger{config}); }
 void VmmRunner::configure_metrics(const MetricsConfig& config) { submit(action::ConfigureMetrics{config}); }

@@ -26,6 +26,10 @@ class VmmRunner : public VmController {
   // InstanceStart applies this too. Throws ConfigError for a configuration ember cannot
   // run, Error otherwise.
   void start_now(const VmConfig& config);
+  // Main thread: builds the VM from a snapshot (what PUT /snapshot/load applies, and the
+  // launcher's --restore). `serial` is this ember's console choice (not saved). Returns
+  // the restored configuration.
+  VmConfig restore_now(const SnapshotLoadParams& params, const SerialConfig& serial);
   // Main thread. Applies actions (a failing InstanceStart is answered and waited past)
   // until one builds a VM: true; or until SIGINT/SIGTERM: false.
   bool wait_for_start();
@@ -44,6 +48,8 @@ class VmmRunner : public VmController {
   void check_boot_source(const BootSource& boot) override;
   void check_drive(const DriveConfig& drive) override;
   void pause() override;
+  void create_snapshot(const SnapshotCreateParams& params) override;
+  VmConfig load_snapshot(const SnapshotLoadParams& params, const SerialConfig& serial) override;
   void resume() override;
   void send_ctrl_alt_del() override;
   void configure_logger(const log::LoggerConfig& config) override;
@@ -58,7 +64,8 @@ class VmmRunner : public VmController {
   // Main thread: applies every submitted action and answers it.
   void apply_pending();
   void apply(VmmAction& action);  // throws Error
-  void build(const VmConfig& config);
+  // Builds the VM (booted, or restored when `restore` is given).
+  void build(const VmConfig& config, const RestoreSource* restore = nullptr);
   Vm& running_vm();               // throws Error if there is none
   // With mu_ held: answers what is still waiting with `reason`; refuses later actions.
   void refuse_pending(const char* reason);

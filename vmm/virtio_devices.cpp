@@ -128,6 +128,30 @@ void VirtioDevices::stop() {
   loop_.stop();
 }
 
+void VirtioDevices::save_state(snapshot::SnapshotContents& out) const {
+  for (size_t i = 0; i < transports_.size(); ++i) {
+    snapshot::StateWriter w;
+    w.text(transports_[i]->name());
+    transports_[i]->save_state(w);
+    out.add(cat("virtio", i), w.take());
+  }
+}
+
+void VirtioDevices::restore_state(const snapshot::SnapshotContents& in) {
+  for (size_t i = 0; i < transports_.size(); ++i) {
+    snapshot::StateReader r = in.section(cat("virtio", i));
+    std::string name = r.text("device name", 256);
+    if (name != transports_[i]->name()) {
+      r.invalid("device name", cat("the snapshot has ", name, " in slot ", i, " where this VM has ", transports_[i]->name()));
+    }
+    transports_[i]->restore_state(r);
+    r.expect_end();
+  }
+  if (in.contains(cat("virtio", transports_.size()))) {
+    fail("snapshot ", in.source(), ": it has more virtio devices than its configuration names");
+  }
+}
+
 std::string VirtioDevices::describe_state() {
   std::string text;
   loop_.run_sync([&] {

@@ -15,6 +15,7 @@
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/metrics.h"
+#include "vmm/snapshot/snapshot_file.h"
 #include "vmm/vm_config.h"
 
 namespace ember {
@@ -45,6 +46,12 @@ class VirtioDevices {
   // notifications that came meanwhile are handled then.
   void pause();
   void resume() { loop_.resume(); }
+  // Snapshots: one section per device ("virtio0", ...: the transport's registers and
+  // queues, the device's own state). save_state() on a paused VM (event thread parked);
+  // restore_state() on devices just built from the snapshot's configuration, before
+  // start(). Throws Error naming the device and what does not fit.
+  void save_state(snapshot::SnapshotContents& out) const;
+  void restore_state(const snapshot::SnapshotContents& in);
   // One group per device, named after it ("drive_rootfs", ...); any thread.
   void collect_metrics(MetricGroups& out) const;
   // Every device's status, interrupt and queue indexes, one line each; with the vCPUs

@@ -12,12 +12,15 @@
 
 #include "vmm/arch/x86_64/acpi_tables.h"
 #include "vmm/arch/x86_64/cpuid.h"
+#include "vmm/arch/x86_64/machine_state.h"
 #include "vmm/arch/x86_64/mptable.h"
 #include "vmm/arch/x86_64/regs.h"
 #include "vmm/devices/i8042.h"
 #include "vmm/loader/boot_info.h"
 #include "vmm/loader/kernel_loader.h"
 #include "vmm/memory/layout.h"
+#include "vmm/snapshot/memory_file.h"
+#include "vmm/snapshot/vm_config_state.h"
 #include "vmm/stdin_forwarder.h"
 #include "vmm/util/error.h"
 #include "vmm/util/eventfd.h"
@@ -51,8 +54,7 @@ Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
   timeline_.mark(BootPhase::KernelLoaded);
   build_machine.join();
   if (machine_error) std::rethrow_exception(machine_error);
-  config_.boot.boot_args += virtio_->cmdline();  // before the command line is written
-  BootEntry entry = write_boot_structures(images);
+  BootEntry entry = write_boot_structures(images, config_.boot.boot_args + virtio_->cmdline());
   // Application processors wait for INIT/SIPI from the guest; only the BSP gets boot state.
   x86::setup_boot_registers(vcpus_.front()->fd(), entry.mode, entry.entry, entry.boot_info);
 }
@@ -64,7 +66,7 @@ void Vm::build_machine_now() {
   register_memory();
   setup_devices();
   virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_);
-  create_vcpus();
+  create_vcpus(true);
   // Neither needs the kernel, and the first write to low memory populates its 2 MiB page.
   x86::write_boot_tables(memory_);
   x86::write_mptable(memory_, config_.machine.vcpu_count);
@@ -169,24 +171,25 @@ Vm::LoadedImages Vm::load_images() {
   return images;
 }
 
-Vm::BootEntry Vm::write_boot_structures(const LoadedImages& images) {
-  const BootSource& boot = config_.boot;
+Vm::BootEntry Vm::write_boot_structures(const LoadedImages& images, const std::string& cmdline) {
   const LoadedKernel& kernel = images.kernel;
-  write_cmdline(memory_, kernel, boot.boot_args);
-  uint64_t boot_info = write_boot_info(memory_, kernel, boot.boot_args, images.initrd, rsdp_address_);
+  write_cmdline(memory_, kernel, cmdline);
+  uint64_t boot_info = write_boot_info(memory_, kernel, cmdline, images.initrd, rsdp_address_);
   log::info(cat("loaded ", kernel.format == KernelFormat::Elf ? "ELF" : "bzImage", " kernel, entry ",
                 hex(kernel.entry), kernel.mode == x86::EntryMode::Pvh32 ? " (PVH)" : " (64-bit)"));
   return {kernel.mode, kernel.entry, boot_info};
 }
 
-void Vm::create_vcpus() {
+void Vm::create_vcpus(bool boot_state) {
   Vcpu::install_kick_handler();
   for (uint32_t id = 0; id < config_.machine.vcpu_count; ++id) {
     VcpuFd fd = VcpuFd::create(kvm_, vm_, id);
-    fd.set_cpuid(x86::vcpu_cpuid(kvm_.supported_cpuid(), id, config_.machine.vcpu_count));
-    x86::setup_msrs(fd);
-    x86::setup_fpu(fd);
-    x86::setup_lapic(fd);
+    if (boot_state) {
+      fd.set_cpuid(x86::vcpu_cpuid(kvm_.supported_cpuid(), id, config_.machine.vcpu_count));
+      x86::setup_msrs(fd);
+      x86::setup_fpu(fd);
+      x86::setup_lapic(fd);
+    }
     vcpus_.push_back(std::make_unique<Vcpu>(std::move(fd), pio_, mmio_, exit_));
   }
   vcpus_.front()->set_first_run_hook([this] { timeline_.mark(BootPhase::FirstKvmRun); });
@@ -224,7 +227,13 @@ VmExit Vm::run(int control_fd, const std::function<void()>& on_control) {
   if (config_.machine.prefault == Prefault::Background) memory_.start_background_prefault();
   // Last: threads inherit their creator's filter, and this one creates no more threads.
   restrict_current_thread(ThreadRole::Main);
-  for (auto& v : vcpus_) v->resume();
+  if (start_paused_) {
+    virtio_->pause();  // a restored VM waits for PATCH /vm {"state": "Resumed"}
+    paused_ = true;
+    log::info("VM restored, paused");
+  } else {
+    for (auto& v : vcpus_) v->resume();
+  }
 
   while (!exit_.reported()) {
     pollfd fds[3] = {{exit_.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {control_fd, POLLIN, 0}};
@@ -281,6 +290,125 @@ void Vm::resume() {
   for (auto& v : vcpus_) v->resume();
   paused_ = false;
   log::info("VM resumed");
+}
+
+Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline, const RestoreSource& restore)
+    : kvm_(kvm), config_(config), timeline_(timeline) {
+  restore_memory(restore.params);
+  timeline_.mark(BootPhase::MemoryReady);
+  build_restored_machine(restore.contents);
+  start_paused_ = !restore.params.resume_vm;
+}
+
+void Vm::restore_memory(const SnapshotLoadParams& params) {
+  GuestMemoryOptions options;
+  options.size_bytes = config_.machine.mem_size_mib * layout::kMiB;
+  // Pages come from the memory file (or its handler) as the guest touches them: populating
+  // them all would read the whole file and end the sharing between clones.
+  options.prefault = Prefault::Off;
+  if (params.backend == SnapshotLoadParams::Backend::File) {
+    memory_ = snapshot::restore_memory_from_file(params.backend_path, options);
+  } else {
+    snapshot::UffdMemory m = snapshot::restore_memory_with_uffd(params.backend_path, options);
+    memory_ = std::move(m.memory);
+    uffd_ = std::move(m.uffd);
+    uffd_socket_ = std::move(m.socket);
+  }
+}
+
+// The machine section: the layout the snapshot's memory and devices were made for, and
+// KVM's VM-wide state.
+std::vector<uint8_t> Vm::machine_section() const {
+  snapshot::StateWriter w;
+  w.u32(config_.machine.vcpu_count);
+  w.u64(memory_.size());
+  w.u32(static_cast<uint32_t>(memory_.regions().size()));
+  for (const MemoryRegion& r : memory_.regions()) {
+    w.u64(r.gpa);
+    w.u64(r.size);
+    w.u64(r.host_offset);
+  }
+  w.boolean(acpi_power_ != nullptr);
+  w.u64(rsdp_address_);
+  x86::write_state(w, x86::save_vm_state(vm_));
+  return w.take();
+}
+
+void Vm::check_machine_section(snapshot::StateReader& in) const {
+  uint32_t vcpus = in.u32("vCPU count");
+  if (vcpus != config_.machine.vcpu_count) {
+    in.invalid("vCPU count", cat(vcpus, ", but its configuration says ", config_.machine.vcpu_count));
+  }
+  uint64_t size = in.u64("memory size");
+  if (size != memory_.size()) in.invalid("memory size", cat(size, " bytes, but this VM has ", memory_.size()));
+  uint32_t regions = in.u32("memory region count");
+  if (regions != memory_.regions().size()) {
+    in.invalid("memory region count", cat(regions, ", but this ember lays the memory out in ", memory_.regions().size()));
+  }
+  for (const MemoryRegion& r : memory_.regions()) {
+    uint64_t gpa = in.u64("region address"), bytes = in.u64("region size"), offset = in.u64("region offset");
+    if (gpa != r.gpa || bytes != r.size || offset != r.host_offset) {
+      in.invalid("memory regions", cat("region at ", hex(gpa), " size ", hex(bytes), " differs from this ember's at ",
+                                       hex(r.gpa), " size ", hex(r.size)));
+    }
+  }
+  bool acpi = in.boolean("ACPI");
+  if (acpi != acpi_enabled(config_)) in.invalid("ACPI", "the snapshot's VM and its configuration disagree");
+}
+
+void Vm::build_restored_machine(const snapshot::SnapshotContents& contents) {
+  vm_ = VmFd::create(kvm_);
+  vm_.create_irq_chip_and_pit();
+  timeline_.mark(BootPhase::KvmReady);
+  snapshot::StateReader machine = contents.section("machine");
+  check_machine_section(machine);
+  rsdp_address_ = machine.u64("RSDP address");
+  x86::VmState vm_state = x86::read_vm_state(machine);
+  register_memory();
+  setup_devices();
+  snapshot::StateReader serial = contents.section("serial");
+  serial_->restore_state(serial);
+  serial.expect_end();
+  snapshot::StateReader i8042 = contents.section("i8042");
+  i8042_->restore_state(i8042);
+  i8042.expect_end();
+  virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_);
+  virtio_->restore_state(contents);
+  create_vcpus(false);
+  x86::restore_vm_state(vm_, vm_state);
+  for (auto& v : vcpus_) {
+    snapshot::StateReader in = contents.section(cat("vcpu", v->fd().id()));
+    x86::restore_vcpu_state(v->fd(), x86::read_vcpu_state(in));
+  }
+  timeline_.mark(BootPhase::VcpusReady);
+  log::info(cat("restored the VM from ", contents.source(), " (written by ember ", contents.ember_version(), ")"));
+}
+
+void Vm::save_snapshot(const SnapshotCreateParams& params) {
+  std::lock_guard lock(pause_mu_);
+  if (!paused_) fail("the VM is not paused");
+  if (params.type == SnapshotCreateParams::Type::Diff) fail("Diff snapshots are not supported yet");
+  snapshot::SnapshotContents contents;
+  snapshot::StateWriter config;
+  snapshot::write_state(config, config_);
+  contents.add("config", config.take());
+  contents.add("machine", machine_section());
+  for (auto& v : vcpus_) {
+    snapshot::StateWriter w;
+    x86::write_state(w, x86::save_vcpu_state(v->fd(), kvm_.msr_index_list()));
+    contents.add(cat("vcpu", v->fd().id()), w.take());
+  }
+  snapshot::StateWriter serial, i8042;
+  serial_->save_state(serial);
+  contents.add("serial", serial.take());
+  i8042_->save_state(i8042);
+  contents.add("i8042", i8042.take());
+  virtio_->save_state(contents);
+  // Memory first: a snapshot file never names memory that was not written.
+  snapshot::MemorySaveStats stats = snapshot::save_memory_full(memory_, params.mem_file_path);
+  snapshot::write_snapshot_file(params.snapshot_path, contents);
+  log::info(cat("snapshot written: ", params.snapshot_path, " and memory ", params.mem_file_path, " (",
+                stats.pages_written, " non-zero pages of ", memory_.size() / 4096, ")"));
 }
 
 Vm::State Vm::state() const { return paused_ ? State::Paused : State::Running; }

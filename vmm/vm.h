@@ -20,6 +20,8 @@
 #include "vmm/memory/guest_memory.h"
 #include "vmm/metrics.h"
 #include "vmm/boot_timeline.h"
+#include "vmm/snapshot/snapshot_file.h"
+#include "vmm/snapshot/snapshot_params.h"
 #include "vmm/vcpu.h"
 #include "vmm/virtio_devices.h"
 #include "vmm/vm_config.h"
@@ -27,11 +29,22 @@
 
 namespace ember {
 
+// Where a restored VM comes from: the snapshot file read and checked, and the request.
+struct RestoreSource {
+  const snapshot::SnapshotContents& contents;
+  const SnapshotLoadParams& params;
+};
+
 class Vm {
  public:
   // Creates the VM and loads the kernel; throws Error with context on failure.
   // `config` has passed validate() (VmmRunner makes sure).
   Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline);
+  // Creates the VM from a snapshot instead: memory from the memory backend, CPU, interrupt
+  // controller and device state from the file; no kernel is loaded. `config` is the
+  // snapshot's (with this ember's serial console and the request's overrides), validated.
+  // run() then starts it paused unless the request says resume_vm.
+  Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline, const RestoreSource& restore);
   ~Vm();
 
   // Runs the guest until it shuts down, fails, or ember gets SIGINT/SIGTERM. Meanwhile,
@@ -49,6 +62,10 @@ class Vm {
   void resume();
   enum class State { Running, Paused };
   State state() const;
+  // Saves the paused VM (else Error): guest memory to params.mem_file_path first, then
+  // the snapshot file (configuration, machine, vCPUs, devices). Each file is written
+  // beside its path and renamed over it, so a failure leaves what was there. Main thread.
+  void save_snapshot(const SnapshotCreateParams& params);
   // Presses and releases Ctrl+Alt+Del on the i8042 keyboard; Linux then reboots,
   // which ends run() with a guest shutdown.
   void send_ctrl_alt_del();
@@ -77,14 +94,23 @@ class Vm {
   // Kernel and initrd into guest memory; needs no VM.
   LoadedImages load_images();
   // Command line and zero page / PVH start info (page tables and MP table: with the vCPUs).
-  BootEntry write_boot_structures(const LoadedImages& images);
-  void create_vcpus();  // boot registers are set once the kernel is loaded
+  BootEntry write_boot_structures(const LoadedImages& images, const std::string& cmdline);
+  // vCPU fds; with `boot_state` also CPUID, MSRs, FPU and LAPIC for a fresh boot (boot
+  // registers are set once the kernel is loaded).
+  void create_vcpus(bool boot_state);
+  // The restore constructor's parts.
+  void restore_memory(const SnapshotLoadParams& params);
+  void build_restored_machine(const snapshot::SnapshotContents& contents);
+  std::vector<uint8_t> machine_section() const;
+  void check_machine_section(snapshot::StateReader& in) const;
   void stop_vcpus();
 
   const KvmSystem& kvm_;
   VmConfig config_;
   VmFd vm_;
   GuestMemory memory_;
+  UniqueFd uffd_;         // Uffd restore: ember's copy of the userfaultfd
+  UniqueFd uffd_socket_;  // and the handler's connection, open while the VM lives
   BootTimeline& timeline_;
   ExitLatch exit_;
   Bus pio_{"port I/O"};
@@ -102,6 +128,7 @@ class Vm {
   std::unique_ptr<BootMarker> boot_marker_;
   mutable std::mutex pause_mu_;  // serializes pause()/resume()
   std::atomic<bool> paused_{false};
+  bool start_paused_ = false;  // restored without resume_vm: run() leaves it paused
   // After the buses and memory (it uses them), before the vCPUs (destroyed first).
   std::unique_ptr<VirtioDevices> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;

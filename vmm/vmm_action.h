@@ -1,12 +1,13 @@
 // What a front end (the HTTP API today; a supervisor later) asks of the VMM, as values.
 // The main thread applies them one at a time, in the order they came (api/vmm_runner.h):
 // it is the only thread that changes the VM's lifecycle, and every front end gets the
-// same checks. Snapshot and restore become two more alternatives.
+// same checks.
 #pragma once
 
 #include <variant>
 
 #include "vmm/metrics_writer.h"
+#include "vmm/snapshot/snapshot_params.h"
 #include "vmm/util/log.h"
 #include "vmm/vm_config.h"
 
@@ -31,6 +32,15 @@ struct ConfigureMetrics {
   MetricsConfig config;
 };
 struct Pause {};
+struct CreateSnapshot {
+  SnapshotCreateParams params;
+};
+// Builds the VM from a snapshot; `restored` receives its configuration.
+struct LoadSnapshot {
+  SnapshotLoadParams params;
+  SerialConfig serial;
+  VmConfig* restored;
+};
 struct Resume {};
 struct SendCtrlAltDel {};
 struct FlushMetrics {};
@@ -38,6 +48,7 @@ struct FlushMetrics {};
 
 using VmmAction = std::variant<action::StartInstance, action::CheckBootSource, action::CheckDrive,
                                action::ConfigureLogger, action::ConfigureMetrics, action::Pause, action::Resume,
-                               action::SendCtrlAltDel, action::FlushMetrics>;
+                               action::SendCtrlAltDel, action::FlushMetrics, action::CreateSnapshot,
+                               action::LoadSnapshot>;
 
 }  // namespace ember

@@ -22,6 +22,11 @@ class FakeVm : public VmController {
   void pause() override { state_ = InstanceState::Paused; }
   void resume() override { state_ = InstanceState::Running; }
   void send_ctrl_alt_del() override {}
+  void create_snapshot(const SnapshotCreateParams&) override {}  // no files from the fuzzer
+  VmConfig load_snapshot(const SnapshotLoadParams&, const SerialConfig&) override {
+    state_ = InstanceState::Paused;
+    return {};
+  }
   void configure_logger(const log::LoggerConfig&) override {}  // no files from the fuzzer
   void configure_metrics(const MetricsConfig&) override {}
   void flush_metrics() override {}

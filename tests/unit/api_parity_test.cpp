@@ -223,7 +223,7 @@ TEST_F(Parity, UnimplementedFeaturesAre400NamingTheFeature) {
       {"PUT", "/cpu-config", "{}", 400, "CPU templates"},
       {"PUT", "/pmem/p0", "{}", 400, "pmem"},
       {"PUT", "/hotplug/memory", "{}", 400, "memory hotplug"},
-      {"PUT", "/snapshot/create", "{}", 400, "snapshots"},
+      {"PUT", "/snapshot/create", "{}", 400, "snapshot_path is required"},
       {"PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 128, "cpu_template": "T2"})", 400,
        "cpu_template"},
   });

@@ -169,7 +169,7 @@ TEST_F(Router, PauseResumeCtrlAltDel) {
 }
 
 TEST_F(Router, UnsupportedAndUnknownEndpointsAre400) {
-  EXPECT_EQ(fault("PUT", "/snapshot/create", "{}"), "snapshots (/snapshot) is not supported by ember");
+  EXPECT_EQ(fault("PUT", "/snapshot/other", "{}"), "unknown endpoint PUT /snapshot/other");
   EXPECT_EQ(fault("GET", "/balloon/statistics"), "the balloon device (/balloon) is not supported by ember");
   EXPECT_EQ(fault("GET", "/nothing"), "unknown endpoint GET /nothing");
   EXPECT_EQ(fault("GET", "/drives/a/b"), "unknown path /drives/a/b");

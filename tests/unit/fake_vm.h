@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include "api/vm_controller.h"
 #include "vmm/config_files.h"
@@ -30,6 +31,18 @@ class FakeVm : public VmController {
   void pause() override { state_ = InstanceState::Paused; ++pauses; }
   void resume() override { state_ = InstanceState::Running; ++resumes; }
   void send_ctrl_alt_del() override { ++ctrl_alt_dels; }
+  void create_snapshot(const SnapshotCreateParams& p) override {
+    if (state_ != InstanceState::Paused) fail("not paused");  // the router must check first
+    snapshots.push_back(p);
+  }
+  VmConfig load_snapshot(const SnapshotLoadParams& p, const SerialConfig& serial) override {
+    if (state_ != InstanceState::NotStarted) fail("already started");  // the router must check first
+    loaded = p;
+    VmConfig restored = snapshot_config;
+    restored.serial = serial;
+    state_ = p.resume_vm ? InstanceState::Running : InstanceState::Paused;
+    return restored;
+  }
   void configure_logger(const log::LoggerConfig& c) override { logger = c; }
   void configure_metrics(const MetricsConfig& c) override {
     if (metrics) fail("metrics are already set up");
@@ -44,6 +57,9 @@ class FakeVm : public VmController {
   bool fail_start = false;
   bool real_files = false;  // open the files the configuration names, as VmmRunner does
   std::optional<VmConfig> started_with;
+  std::vector<SnapshotCreateParams> snapshots;
+  std::optional<SnapshotLoadParams> loaded;
+  VmConfig snapshot_config;  // what load_snapshot "restores"
   std::optional<log::LoggerConfig> logger;
   std::optional<MetricsConfig> metrics;
   int pauses = 0, resumes = 0, ctrl_alt_dels = 0, flushes = 0;

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "vmm/kvm/kvm.h"
 #include "vmm/seccomp/filters.h"
 #include "vmm/seccomp/seccomp.h"
 #include "vmm/util/thread.h"
@@ -95,6 +96,16 @@ std::function<void()> needs_of(ThreadRole role) {
         ::unlink("/nonexistent/ember-seccomp-test");
         ::syscall(SYS_read, -1, nullptr, 0);
         ::syscall(SYS_close, -1);
+        // PUT /snapshot/create: KVM's state, new files written and renamed in.
+        ::syscall(SYS_ioctl, -1, KVM_GET_XSAVE, 0);
+        ::syscall(SYS_ioctl, -1, KVM_GET_IRQCHIP, 0);
+        ::syscall(SYS_ioctl, -1, kvm_array_ioctl::kGetMsrs, 0);
+        ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test/x", O_WRONLY | O_CREAT | O_EXCL, 0600);
+        ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", O_RDONLY | O_DIRECTORY);
+        ::syscall(SYS_pwrite64, -1, nullptr, 0, 0);
+        ::syscall(SYS_fsync, -1);
+        ::syscall(SYS_ftruncate, -1, 0);
+        ::syscall(SYS_rename, "/nonexistent/a", "/nonexistent/b");
       };
     case ThreadRole::Vcpu:
       return [] {
@@ -198,6 +209,9 @@ TEST(Seccomp, IoctlsAreCheckedByRequestNumber) {
   expect_refused(ThreadRole::Vcpu, "ioctl", [] { ::syscall(SYS_ioctl, -1, KVM_RUN + 1, 0); });
   expect_refused(ThreadRole::Main, "ioctl", [] { ::syscall(SYS_ioctl, -1, KVM_CREATE_VM, 0); });
   expect_refused(ThreadRole::Main, "ioctl", [] { ::syscall(SYS_ioctl, -1, KVM_CREATE_VCPU, 0); });
+  // A snapshot reads KVM's state; nothing may set it.
+  expect_refused(ThreadRole::Main, "ioctl", [] { ::syscall(SYS_ioctl, -1, KVM_SET_REGS, 0); });
+  expect_refused(ThreadRole::Main, "ioctl", [] { ::syscall(SYS_ioctl, -1, kvm_array_ioctl::kSetMsrs, 0); });
   expect_refused(ThreadRole::Event, "ioctl", [] { ::syscall(SYS_ioctl, -1, TUNSETIFF, 0); });
   expect_refused(ThreadRole::Event, "ioctl", [] { ::syscall(SYS_ioctl, -1, KVM_RUN, 0); });
   expect_refused(ThreadRole::Api, "ioctl", [] { ::syscall(SYS_ioctl, -1, KVM_RUN, 0); });
@@ -223,6 +237,8 @@ TEST(Seccomp, NoRoleOpensFilesCreatesThreadsOrTracesOnceRunning) {
   if (seccomp::kWithSanitizerRuntime) GTEST_SKIP() << "the sanitized build's filters allow the sanitizer runtime's files, threads and ptrace";
   for (ThreadRole role : kFilteredRoles) {
     expect_refused(role, "openat", [] { ::open("/etc/passwd", O_RDONLY | O_CLOEXEC); });
+    expect_refused(role, "openat", [] { ::open("/etc/passwd", O_WRONLY | O_CLOEXEC); });
+    expect_refused(role, "openat", [] { ::open("/etc/passwd", O_RDWR | O_CREAT | O_CLOEXEC, 0600); });
     expect_refused(role, "clone3", [] { ::syscall(SYS_clone3, nullptr, 0); });
     expect_refused(role, "ptrace", [] { ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr); });
   }

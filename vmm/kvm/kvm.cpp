@@ -28,18 +28,8 @@ void check(int ret, const char* what) {
 
 constexpr uint32_t kMaxCpuidEntries = 256;
 
-// <asm/kvm.h> declares the variable-length arrays of kvm_cpuid2 and kvm_msrs with
-// __DECLARE_FLEX_ARRAY, which in C++ adds an empty member: the struct grows to 12
-// bytes and the array moves. Use the C layout (8-byte header, array right after)
-// and the ioctl numbers the kernel expects for it.
-struct ArrayHeader {
-  uint32_t count;
-  uint32_t padding;
-};
-static_assert(sizeof(ArrayHeader) == 8);
-constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, ArrayHeader);
-constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, ArrayHeader);
-constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, ArrayHeader);
+using namespace kvm_array_ioctl;
+constexpr uint32_t kMaxMsrIndices = 1024;
 
 // A header followed by `count` entries of T, laid out as the kernel reads it.
 template <typename T>
@@ -102,6 +92,10 @@ KvmSystem KvmSystem::open(const std::string& path) {
   ArrayArg<kvm_cpuid_entry2> cpuid(kMaxCpuidEntries);
   check(xioctl(kvm.fd(), kGetSupportedCpuid, cpuid.data()), "KVM_GET_SUPPORTED_CPUID");
   kvm.supported_cpuid_.entries.assign(cpuid.entries(), cpuid.entries() + cpuid.header().count);
+
+  ArrayArg<uint32_t> msrs(kMaxMsrIndices);
+  check(xioctl(kvm.fd(), kGetMsrIndexList, msrs.data()), "KVM_GET_MSR_INDEX_LIST");
+  kvm.msr_index_list_.assign(msrs.entries(), msrs.entries() + msrs.header().count);
   return kvm;
 }
 
@@ -118,15 +112,33 @@ VmFd VmFd::create(const KvmSystem& kvm) {
   return vm;
 }
 
-void VmFd::set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void* host) {
+void kvm_get_struct(int fd, unsigned long request, void* inout, const std::string& what) {
+  if (xioctl(fd, request, inout) < 0) fail(what, " failed: ", errno_text());
+}
+
+void kvm_set_struct(int fd, unsigned long request, const void* in, const std::string& what) {
+  if (xioctl(fd, request, in) < 0) fail(what, " failed: ", errno_text());
+}
+
+void VmFd::set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void* host, uint32_t flags) {
   kvm_userspace_memory_region region{};
   region.slot = slot;
+  region.flags = flags;
   region.guest_phys_addr = gpa;
   region.memory_size = size;
   region.userspace_addr = reinterpret_cast<uint64_t>(host);
   if (xioctl(fd(), KVM_SET_USER_MEMORY_REGION, &region) < 0) {
     fail("KVM_SET_USER_MEMORY_REGION slot ", slot, " at ", hex(gpa), " size ", hex(size), ": ", errno_text());
   }
+}
+
+std::vector<uint64_t> VmFd::get_dirty_log(uint32_t slot, uint64_t size) {
+  std::vector<uint64_t> bitmap((size / 4096 + 63) / 64);
+  kvm_dirty_log log{};
+  log.slot = slot;
+  log.dirty_bitmap = bitmap.data();
+  if (xioctl(fd(), KVM_GET_DIRTY_LOG, &log) < 0) fail("KVM_GET_DIRTY_LOG for slot ", slot, ": ", errno_text());
+  return bitmap;
 }
 
 void VmFd::create_irq_chip_and_pit() {
@@ -179,6 +191,29 @@ void VcpuFd::set_cpuid(const CpuidEntries& cpuid) {
   ArrayArg<kvm_cpuid_entry2> arg(cpuid.entries.size());
   std::copy(cpuid.entries.begin(), cpuid.entries.end(), arg.entries());
   if (xioctl(fd(), kSetCpuid2, arg.data()) < 0) fail("KVM_SET_CPUID2 on vCPU ", id_, ": ", errno_text());
+}
+
+CpuidEntries VcpuFd::get_cpuid() {
+  ArrayArg<kvm_cpuid_entry2> arg(kMaxCpuidEntries);
+  if (xioctl(fd(), kGetCpuid2, arg.data()) < 0) fail("KVM_GET_CPUID2 on vCPU ", id_, ": ", errno_text());
+  CpuidEntries out;
+  out.entries.assign(arg.entries(), arg.entries() + arg.header().count);
+  return out;
+}
+
+std::vector<kvm_msr_entry> VcpuFd::get_msrs(const std::vector<uint32_t>& indices) {
+  std::vector<kvm_msr_entry> out;
+  size_t next = 0;
+  while (next < indices.size()) {
+    size_t count = indices.size() - next;
+    ArrayArg<kvm_msr_entry> arg(count);
+    for (size_t i = 0; i < count; ++i) arg.entries()[i] = kvm_msr_entry{.index = indices[next + i], .reserved = 0, .data = 0};
+    int got = xioctl(fd(), kGetMsrs, arg.data());
+    if (got < 0) fail("KVM_GET_MSRS on vCPU ", id_, ": ", errno_text());
+    out.insert(out.end(), arg.entries(), arg.entries() + got);
+    next += static_cast<size_t>(got) + 1;  // skip the one KVM could not read
+  }
+  return out;
 }
 
 void VcpuFd::set_msrs(const std::vector<kvm_msr_entry>& msrs) {

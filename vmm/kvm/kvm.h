@@ -8,10 +8,30 @@
 #include <string>
 #include <vector>
 
+#include "vmm/util/error.h"
 #include "vmm/util/mapping.h"
 #include "vmm/util/unique_fd.h"
 
 namespace ember {
+
+// <asm/kvm.h> declares the variable-length arrays of kvm_cpuid2, kvm_msrs and
+// kvm_msr_list with __DECLARE_FLEX_ARRAY, which in C++ adds an empty member: the struct
+// grows to 12 bytes, the array moves and the ioctl numbers built from its size change.
+// ember uses the C layout (8-byte header, array right after) and the numbers the kernel
+// expects for it (the seccomp rules too).
+namespace kvm_array_ioctl {
+struct ArrayHeader {
+  uint32_t count;
+  uint32_t padding;
+};
+static_assert(sizeof(ArrayHeader) == 8);
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, ArrayHeader);
+constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, ArrayHeader);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, ArrayHeader);
+constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, ArrayHeader);
+constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, ArrayHeader);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, ArrayHeader);
+}  // namespace kvm_array_ioctl
 
 // CPUID entries as KVM_GET/SET_CPUID2 want them.
 struct CpuidEntries {
@@ -28,18 +48,39 @@ class KvmSystem {
   int check_extension(long cap) const;
   const CpuidEntries& supported_cpuid() const { return supported_cpuid_; }
   size_t vcpu_mmap_size() const { return vcpu_mmap_size_; }
+  // The MSRs KVM can save and restore (KVM_GET_MSR_INDEX_LIST), for snapshots. Queried once.
+  const std::vector<uint32_t>& msr_index_list() const { return msr_index_list_; }
 
  private:
   UniqueFd fd_;
   CpuidEntries supported_cpuid_;
   size_t vcpu_mmap_size_ = 0;
+  std::vector<uint32_t> msr_index_list_;
 };
+
+// KVM_GET_x / KVM_SET_x of one fixed-size structure on a VM or vCPU fd; `what` names the
+// ioctl and the object in the error ("KVM_GET_XSAVE on vCPU 1").
+void kvm_get_struct(int fd, unsigned long request, void* inout, const std::string& what);
+void kvm_set_struct(int fd, unsigned long request, const void* in, const std::string& what);
 
 class VmFd {
  public:
   static VmFd create(const KvmSystem& kvm);
   int fd() const { return fd_.get(); }
-  void set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void* host);
+  // `flags`: KVM_MEM_LOG_DIRTY_PAGES to track the guest's writes (diff snapshots).
+  void set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void* host, uint32_t flags = 0);
+  // The slot's dirty bitmap since the last call (one bit per 4 KiB page, u64 words); the
+  // slot must have been registered with KVM_MEM_LOG_DIRTY_PAGES.
+  std::vector<uint64_t> get_dirty_log(uint32_t slot, uint64_t size);
+  template <typename T>
+  T get(unsigned long request, const char* what, T inout = {}) const {
+    kvm_get_struct(fd(), request, &inout, what);
+    return inout;
+  }
+  template <typename T>
+  void set(unsigned long request, const T& in, const char* what) {
+    kvm_set_struct(fd(), request, &in, what);
+  }
   void create_irq_chip_and_pit();
   void set_irq_line(uint32_t irq, bool level);
   void register_irqfd(int eventfd, uint32_t gsi);
@@ -58,7 +99,20 @@ class VcpuFd {
   uint32_t id() const { return id_; }
 
   void set_cpuid(const CpuidEntries& cpuid);
+  CpuidEntries get_cpuid();
   void set_msrs(const std::vector<kvm_msr_entry>& msrs);
+  // The values of those of `indices` that this vCPU can read (KVM_GET_MSRS stops at the
+  // first one it cannot: that one is left out and the rest read on).
+  std::vector<kvm_msr_entry> get_msrs(const std::vector<uint32_t>& indices);
+  template <typename T>
+  T get(unsigned long request, const char* what, T inout = {}) {
+    kvm_get_struct(fd(), request, &inout, cat(what, " on vCPU ", id_));
+    return inout;
+  }
+  template <typename T>
+  void set(unsigned long request, const T& in, const char* what) {
+    kvm_set_struct(fd(), request, &in, cat(what, " on vCPU ", id_));
+  }
   kvm_regs get_regs();
   void set_regs(const kvm_regs& regs);
   kvm_sregs get_sregs();

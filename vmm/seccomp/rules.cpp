@@ -1,6 +1,7 @@
 #include "vmm/seccomp/rules.h"
 
 #include <linux/kvm.h>
+#include <fcntl.h>
 #include <linux/if_tun.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -10,6 +11,8 @@
 #include <termios.h>
 
 #include <initializer_list>
+
+#include "vmm/kvm/kvm.h"
 
 namespace ember::seccomp {
 
@@ -83,6 +86,18 @@ void allow_role(Allowlist& a, ThreadRole role) {
       a.allow({SCMP_SYS(read), SCMP_SYS(close), SCMP_SYS(unlink), SCMP_SYS(newfstatat), SCMP_SYS(lstat)});
       a.allow_if(SCMP_SYS(tgkill), SCMP_A2(SCMP_CMP_EQ, static_cast<scmp_datum_t>(SIGRTMIN)));  // vCPU kick
       a.allow_ioctls({KVM_GET_REGS, TCGETS, TCSETS});
+      // PUT /snapshot/create on the paused VM: KVM's state read out (vCPU, VM, dirty log),
+      // the memory file and the snapshot file written beside their paths and renamed in
+      // (mkostemp's random name), holes punched for zero pages of a diff.
+      a.allow_ioctls({KVM_GET_SREGS, KVM_GET_XSAVE, KVM_GET_XCRS, KVM_GET_DEBUGREGS, KVM_GET_LAPIC,
+                      KVM_GET_MP_STATE, KVM_GET_VCPU_EVENTS, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK,
+                      KVM_GET_DIRTY_LOG, kvm_array_ioctl::kGetCpuid2, kvm_array_ioctl::kGetMsrs});
+      // It opens no existing file: only new ones (O_CREAT|O_EXCL) and folders read-only (to
+      // fsync a rename).
+      a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_MASKED_EQ, O_CREAT | O_EXCL, O_CREAT | O_EXCL));
+      a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_MASKED_EQ, O_DIRECTORY | O_ACCMODE | O_CREAT, O_DIRECTORY | O_RDONLY));
+      a.allow({SCMP_SYS(pwrite64), SCMP_SYS(ftruncate), SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(fallocate),
+               SCMP_SYS(rename), SCMP_SYS(getrandom), SCMP_SYS(fstat)});
       break;
     case ThreadRole::Vcpu:
       // KVM_RUN and its exits: port and MMIO handlers signal eventfds (interrupts, the

@@ -1,0 +1,225 @@
+// Snapshots from the front ends' side: PUT /snapshot/create and /snapshot/load through the
+// router (against the fake VMM), the launcher's --restore flags, and the configuration
+// section a snapshot carries.
+#include <gtest/gtest.h>
+
+#include "api/cli.h"
+#include "api/request_router.h"
+#include "tests/unit/fake_vm.h"
+#include "vmm/snapshot/vm_config_state.h"
+
+namespace ember {
+namespace {
+
+class SnapshotApi : public ::testing::Test {
+ protected:
+  ApiResponse call(const std::string& method, const std::string& path, const std::string& body = "") {
+    return router.handle({method, path, body});
+  }
+  std::string fault(const std::string& method, const std::string& path, const std::string& body) {
+    ApiResponse r = call(method, path, body);
+    if (r.status != 400) return "status " + std::to_string(r.status);
+    return Json::parse(r.body).at("fault_message").get<std::string>();
+  }
+  void start_and_pause() {
+    ASSERT_EQ(call("PUT", "/boot-source", R"({"kernel_image_path": "/k/vmlinux"})").status, 204);
+    ASSERT_EQ(call("PUT", "/actions", R"({"action_type": "InstanceStart"})").status, 204);
+    ASSERT_EQ(call("PATCH", "/vm", R"({"state": "Paused"})").status, 204);
+  }
+
+  FakeVm vm;
+  RequestRouter router{vm, FullVmConfig{}, "vm-1", "0.1.0"};
+};
+
+TEST_F(SnapshotApi, CreateOnAPausedVmPassesTheRequestOn) {
+  start_and_pause();
+  ASSERT_EQ(call("PUT", "/snapshot/create",
+                 R"({"snapshot_type": "Full", "snapshot_path": "/s/vm.snap", "mem_file_path": "/s/vm.mem"})")
+                .status,
+            204);
+  ASSERT_EQ(vm.snapshots.size(), 1u);
+  EXPECT_EQ(vm.snapshots[0].snapshot_path, "/s/vm.snap");
+  EXPECT_EQ(vm.snapshots[0].mem_file_path, "/s/vm.mem");
+  EXPECT_EQ(vm.snapshots[0].type, SnapshotCreateParams::Type::Full);
+  // snapshot_type defaults to Full, as in Firecracker.
+  ASSERT_EQ(call("PUT", "/snapshot/create", R"({"snapshot_path": "/s/b", "mem_file_path": "/s/c"})").status, 204);
+  EXPECT_EQ(vm.snapshots[1].type, SnapshotCreateParams::Type::Full);
+}
+
+TEST_F(SnapshotApi, CreateIsRefusedUnlessPausedAndForMalformedBodies) {
+  const std::string body = R"({"snapshot_path": "/s/a", "mem_file_path": "/s/b"})";
+  EXPECT_NE(fault("PUT", "/snapshot/create", body).find("needs a paused VM (it is Not started)"), std::string::npos);
+  ASSERT_EQ(call("PUT", "/boot-source", R"({"kernel_image_path": "/k/vmlinux"})").status, 204);
+  ASSERT_EQ(call("PUT", "/actions", R"({"action_type": "InstanceStart"})").status, 204);
+  EXPECT_NE(fault("PUT", "/snapshot/create", body).find("needs a paused VM (it is Running)"), std::string::npos);
+  ASSERT_EQ(call("PATCH", "/vm", R"({"state": "Paused"})").status, 204);
+  EXPECT_NE(fault("PUT", "/snapshot/create", R"({"mem_file_path": "/s/b"})").find("snapshot_path is required"),
+            std::string::npos);
+  EXPECT_NE(fault("PUT", "/snapshot/create", R"({"snapshot_path": "/s/a"})").find("mem_file_path is required"),
+            std::string::npos);
+  EXPECT_NE(fault("PUT", "/snapshot/create", R"({"snapshot_path": "/s/a", "mem_file_path": "/s/a"})").find("same file"),
+            std::string::npos);
+  EXPECT_NE(fault("PUT", "/snapshot/create", R"({"snapshot_type": "Half", "snapshot_path": "/a", "mem_file_path": "/b"})")
+                .find("snapshot_type must be \"Full\" or \"Diff\""),
+            std::string::npos);
+  EXPECT_NE(fault("PUT", "/snapshot/create", R"({"snapshot_path": "/a", "mem_file_path": "/b", "colour": 1})")
+                .find("unknown field 'colour'"),
+            std::string::npos);
+  EXPECT_EQ(fault("GET", "/snapshot/create", ""), "GET is not allowed on /snapshot/create");
+  EXPECT_TRUE(vm.snapshots.empty());
+}
+
+TEST_F(SnapshotApi, LoadTakesEveryFirecrackerFieldAndSetsTheConfiguration) {
+  vm.snapshot_config.machine.mem_size_mib = 256;
+  vm.snapshot_config.boot.kernel_image_path = "/k/from-the-snapshot";
+  ASSERT_EQ(call("PUT", "/snapshot/load", R"({
+      "snapshot_path": "/s/vm.snap",
+      "mem_backend": {"backend_type": "Uffd", "backend_path": "/run/uffd.sock"},
+      "track_dirty_pages": true, "resume_vm": true,
+      "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap7"}],
+      "vsock_override": {"uds_path": "/run/v.sock"}})")
+                .status,
+            204);
+  ASSERT_TRUE(vm.loaded);
+  EXPECT_EQ(vm.loaded->snapshot_path, "/s/vm.snap");
+  EXPECT_EQ(vm.loaded->backend, SnapshotLoadParams::Backend::Uffd);
+  EXPECT_EQ(vm.loaded->backend_path, "/run/uffd.sock");
+  EXPECT_TRUE(vm.loaded->track_dirty_pages);
+  EXPECT_TRUE(vm.loaded->resume_vm);
+  ASSERT_EQ(vm.loaded->network_overrides.size(), 1u);
+  EXPECT_EQ(vm.loaded->network_overrides[0].host_dev_name, "tap7");
+  EXPECT_EQ(vm.loaded->vsock_uds_path, "/run/v.sock");
+  // GET /vm/config shows the restored VM.
+  Json config = Json::parse(call("GET", "/vm/config").body);
+  EXPECT_EQ(config.at("machine-config").at("mem_size_mib"), 256);
+  EXPECT_EQ(config.at("boot-source").at("kernel_image_path"), "/k/from-the-snapshot");
+  // Only once.
+  EXPECT_NE(fault("PUT", "/snapshot/load", R"({"snapshot_path": "/s", "mem_file_path": "/m"})").find("already Running"),
+            std::string::npos);
+}
+
+TEST_F(SnapshotApi, LoadAcceptsTheOlderMemFilePathAndDefaultsToPaused) {
+  ASSERT_EQ(call("PUT", "/snapshot/load", R"({"snapshot_path": "/s", "mem_file_path": "/m"})").status, 204);
+  EXPECT_EQ(vm.loaded->backend, SnapshotLoadParams::Backend::File);
+  EXPECT_EQ(vm.loaded->backend_path, "/m");
+  EXPECT_FALSE(vm.loaded->resume_vm);
+  EXPECT_EQ(vm.state(), InstanceState::Paused);
+}
+
+TEST_F(SnapshotApi, LoadIsRefusedAfterConfigurationAndForMalformedBodies) {
+  EXPECT_NE(fault("PUT", "/snapshot/load", R"({"snapshot_path": "/s"})").find("mem_backend is required"), std::string::npos);
+  EXPECT_NE(fault("PUT", "/snapshot/load",
+                  R"({"snapshot_path": "/s", "mem_file_path": "/m", "mem_backend": {"backend_type": "File", "backend_path": "/m"}})")
+                .find("not both"),
+            std::string::npos);
+  EXPECT_NE(fault("PUT", "/snapshot/load", R"({"snapshot_path": "/s", "mem_backend": {"backend_type": "Disk", "backend_path": "/m"}})")
+                .find("backend_type must be \"File\" or \"Uffd\""),
+            std::string::npos);
+  EXPECT_NE(fault("PUT", "/snapshot/load", R"({"snapshot_path": "/s", "mem_file_path": "/m", "network_overrides": {}})")
+                .find("network_overrides must be a JSON array"),
+            std::string::npos);
+  EXPECT_NE(fault("PUT", "/snapshot/load", R"({"snapshot_path": "/s", "mem_file_path": "/m", "network_overrides": [{"iface_id": "a"}]})")
+                .find("host_dev_name is required"),
+            std::string::npos);
+  EXPECT_NE(fault("PUT", "/snapshot/load", R"({"snapshot_path": "/s", "mem_file_path": "/m", "resume_vm": "yes"})")
+                .find("resume_vm must be true or false"),
+            std::string::npos);
+  EXPECT_FALSE(vm.loaded);
+  // A configured VM cannot be replaced by a snapshot.
+  ASSERT_EQ(call("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 64})").status, 204);
+  EXPECT_NE(fault("PUT", "/snapshot/load", R"({"snapshot_path": "/s", "mem_file_path": "/m"})")
+                .find("only allowed before anything of the VM is configured"),
+            std::string::npos);
+  EXPECT_FALSE(vm.loaded);
+}
+
+TEST(SnapshotCli, RestoreFlags) {
+  EXPECT_FALSE(restore_request(parse_cli({"--kernel", "k"})));
+  auto p = restore_request(parse_cli({"--restore", "s.snap", "--mem-file", "s.mem"}));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->snapshot_path, "s.snap");
+  EXPECT_EQ(p->backend, SnapshotLoadParams::Backend::File);
+  EXPECT_EQ(p->backend_path, "s.mem");
+  EXPECT_TRUE(p->resume_vm);
+  p = restore_request(parse_cli({"--restore", "s.snap", "--uffd-socket", "u.sock", "--restore-paused"}));
+  EXPECT_EQ(p->backend, SnapshotLoadParams::Backend::Uffd);
+  EXPECT_FALSE(p->resume_vm);
+  EXPECT_THROW(restore_request(parse_cli({"--restore", "s"})), Error);
+  EXPECT_THROW(restore_request(parse_cli({"--restore", "s", "--mem-file", "m", "--uffd-socket", "u"})), Error);
+  EXPECT_THROW(restore_request(parse_cli({"--restore", "s", "--mem-file", "m", "--kernel", "k"})), Error);
+  EXPECT_THROW(restore_request(parse_cli({"--mem-file", "m"})), Error);
+}
+
+VmConfig sample_config() {
+  VmConfig c;
+  c.machine.vcpu_count = 2;
+  c.machine.mem_size_mib = 300;
+  c.machine.huge_pages = HugePages::Transparent;
+  c.boot.kernel_image_path = "/k/vmlinux";
+  c.boot.initrd_path = "/k/initrd";
+  c.acpi = false;
+  c.drives.push_back({"rootfs", "/d/root.img", true, true, DriveConfig::IoEngine::Sync});
+  c.nets.push_back({"eth0", "tap0", "06:00:00:00:00:01"});
+  c.vsock = VsockConfig{"v", 7, "/run/v.sock"};
+  return c;
+}
+
+TEST(SnapshotConfig, RoundTripsEveryFieldButTheConsole) {
+  snapshot::StateWriter w;
+  VmConfig c = sample_config();
+  c.serial.output = SerialConfig::Output::None;
+  snapshot::write_state(w, c);
+  snapshot::StateReader r(w.data(), "test");
+  VmConfig back = snapshot::read_vm_config(r);
+  EXPECT_EQ(back.machine.vcpu_count, 2u);
+  EXPECT_EQ(back.machine.mem_size_mib, 300u);
+  EXPECT_EQ(back.machine.huge_pages, HugePages::Transparent);
+  EXPECT_EQ(back.boot.kernel_image_path, "/k/vmlinux");
+  EXPECT_EQ(back.boot.initrd_path, "/k/initrd");
+  EXPECT_FALSE(back.acpi);
+  ASSERT_EQ(back.drives.size(), 1u);
+  EXPECT_EQ(back.drives[0].path_on_host, "/d/root.img");
+  EXPECT_TRUE(back.drives[0].is_read_only && back.drives[0].is_root_device);
+  EXPECT_EQ(back.drives[0].io_engine, DriveConfig::IoEngine::Sync);
+  EXPECT_EQ(back.nets[0].guest_mac, "06:00:00:00:00:01");
+  ASSERT_TRUE(back.vsock);
+  EXPECT_EQ(back.vsock->guest_cid, 7u);
+  EXPECT_EQ(back.serial.output, SerialConfig::Output::Stdout);  // not saved: the restoring ember's choice
+}
+
+TEST(SnapshotConfig, EveryTruncationAndOutOfRangeValuesAreRefused) {
+  snapshot::StateWriter w;
+  snapshot::write_state(w, sample_config());
+  const auto& bytes = w.data();
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    snapshot::StateReader r(std::span<const uint8_t>(bytes.data(), n), "cut");
+    EXPECT_THROW(snapshot::read_vm_config(r), Error) << "prefix of " << n << " bytes";
+  }
+  auto corrupt = bytes;
+  corrupt[4 + 8 + 1] = 9;  // huge_pages
+  snapshot::StateReader r(corrupt, "snapshot x: section config");
+  try {
+    snapshot::read_vm_config(r);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "snapshot x: section config: huge_pages: unknown value 9");
+  }
+}
+
+TEST(SnapshotConfig, OverridesMustNameWhatTheSnapshotHas) {
+  VmConfig c = sample_config();
+  SnapshotLoadParams p;
+  p.network_overrides.push_back({"eth0", "tap9"});
+  p.vsock_uds_path = "/run/new.sock";
+  snapshot::apply_overrides(c, p);
+  EXPECT_EQ(c.nets[0].host_dev_name, "tap9");
+  EXPECT_EQ(c.vsock->uds_path, "/run/new.sock");
+  p.network_overrides = {{"eth1", "tap9"}};
+  EXPECT_THROW(snapshot::apply_overrides(c, p), Error);
+  c.vsock.reset();
+  p.network_overrides.clear();
+  EXPECT_THROW(snapshot::apply_overrides(c, p), Error);
+}
+
+}  // namespace
+}  // namespace ember
