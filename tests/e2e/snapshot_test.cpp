@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <regex>
@@ -43,11 +44,13 @@ int last_tick(const std::string& console) {
   return last;
 }
 
-// Waits until `file` shows a TICK of at least `n`; false on timeout.
-bool wait_for_tick(const fs::path& file, int n, double timeout) {
+// Waits until `file` shows a TICK of at least `n`; false on timeout or once `ended` (the
+// ember that writes the file has exited).
+bool wait_for_tick(const fs::path& file, int n, double timeout, const std::atomic<bool>& ended) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
   while (std::chrono::steady_clock::now() < deadline) {
     if (last_tick(read_text(file)) >= n) return true;
+    if (ended) return last_tick(read_text(file)) >= n;
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   return false;
@@ -79,6 +82,29 @@ std::string vsock_echo(const std::string& uds, const std::string& message) {
   return out;
 }
 
+// A process (ember, the page-fault handler) running on a thread of its own while the test
+// drives it; `ended` tells waits to stop early when it exits.
+class Background {
+ public:
+  Background(std::vector<std::string> argv, double timeout)
+      : thread_([this, argv = std::move(argv), timeout] {
+          result_ = run_process(argv, timeout);
+          ended = true;
+        }) {}
+  ~Background() {
+    if (thread_.joinable()) thread_.join();
+  }
+  const ProcessResult& wait() {
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+  std::atomic<bool> ended{false};
+
+ private:
+  ProcessResult result_;
+  std::thread thread_;
+};
+
 std::string api_script(const std::string& body) { return "set -u\n" + api_shell_functions() + body; }
 
 // One snapshot for the whole suite (each boot costs tens of seconds in the emulated host):
@@ -94,15 +120,12 @@ class Snapshot : public ::testing::Test {
     data_md5_ = new std::string(sh("head -c 1048576 '" + (d / "data.img").string() + "' | md5sum | cut -c1-8"));
     data_md5_->erase(data_md5_->find_last_not_of("\n") + 1);
     std::string sock = (d / "a.sock").string(), uds = (d / "v.sock").string();
-    ProcessResult original;
-    std::thread vm([&] {
-      original = run_process({env("EMBER_BIN"), "--api-sock", sock, "--kernel", guest("bzImage"), "--initrd",
-                              guest("initramfs.cpio.gz"), "--cmdline", cmdline(kGuestLoop), "--drive",
-                              "id=data,path=" + (d / "data.img").string(), "--vsock", "cid=3,uds=" + uds, "--vcpus", "2",
-                              "--serial-out", (d / "a-console.txt").string()},
-                             600 * time_scale());
-    });
-    bool ticked = wait_for_tick(d / "a-console.txt", 3, 300 * time_scale());
+    Background vm({env("EMBER_BIN"), "--api-sock", sock, "--kernel", guest("bzImage"), "--initrd",
+                   guest("initramfs.cpio.gz"), "--cmdline", cmdline(kGuestLoop), "--drive",
+                   "id=data,path=" + (d / "data.img").string(), "--vsock", "cid=3,uds=" + uds, "--vcpus", "2",
+                   "--serial-out", (d / "a-console.txt").string()},
+                  600 * time_scale());
+    bool ticked = wait_for_tick(d / "a-console.txt", 3, 300 * time_scale(), vm.ended);
     std::string echo = ticked ? vsock_echo(uds, "before the snapshot") : "not reached";
     std::string api = sh(api_script("api " + sock + " PATCH /vm -d '{\"state\": \"Paused\"}'\n"
                                     "api " + sock + " PUT /snapshot/create -d '{\"snapshot_path\": \"" +
@@ -112,11 +135,12 @@ class Snapshot : public ::testing::Test {
     ticks_at_snapshot_ = last_tick(read_text(d / "a-console.txt"));
     // The original goes on after its snapshot, then ends through Ctrl+Alt+Del (exit 0).
     std::string resumed = sh(api_script("api " + sock + " PATCH /vm -d '{\"state\": \"Resumed\"}'\n"));
-    bool ticked_after = wait_for_tick(d / "a-console.txt", ticks_at_snapshot_ + 1, 120 * time_scale());
-    sh(api_script("api " + sock + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
-    vm.join();
+    bool ticked_after = wait_for_tick(d / "a-console.txt", ticks_at_snapshot_ + 1, 120 * time_scale(), vm.ended);
+    if (!vm.ended) sh(api_script("api " + sock + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
+    const ProcessResult& original = vm.wait();
     std::string console = read_text(d / "a-console.txt");
-    SCOPED_TRACE(describe(original) + "\n--- console ---\n" + console + "\n--- api ---\n" + api);
+    SCOPED_TRACE(describe(original) + "\n--- stderr ---\n" + original.err + "\n--- console ---\n" + console +
+                 "\n--- api ---\n" + api);
     ASSERT_TRUE(ticked) << "the original guest never ticked 3 times";
     EXPECT_EQ(echo, "");
     EXPECT_EQ(api, " HTTP204\n HTTP204\n") << "pause and snapshot/create";
@@ -165,20 +189,17 @@ TEST_F(Snapshot, LauncherRestoresTheGuestWhichGoesOnWithItsDriveAndVsock) {
   fs::path d = *dir_ / "launcher";
   fs::create_directories(d);
   std::string sock = (d / "b.sock").string();
-  ProcessResult r;
-  std::thread vm([&] {
-    r = run_process({env("EMBER_BIN"), "--restore", (*dir_ / "vm.snap").string(), "--mem-file",
-                     (*dir_ / "vm.mem").string(), "--api-sock", sock, "--serial-out", (d / "console.txt").string()},
-                    300 * time_scale());
-  });
-  bool ticked = wait_for_tick(d / "console.txt", ticks_at_snapshot_ + 2, 120 * time_scale());
+  Background vm({env("EMBER_BIN"), "--restore", (*dir_ / "vm.snap").string(), "--mem-file", (*dir_ / "vm.mem").string(),
+                 "--api-sock", sock, "--serial-out", (d / "console.txt").string()},
+                300 * time_scale());
+  bool ticked = wait_for_tick(d / "console.txt", ticks_at_snapshot_ + 2, 120 * time_scale(), vm.ended);
   // The original ember has ended, so its vsock socket path is free for the restored one.
   std::string echo = vsock_echo((*dir_ / "v.sock").string(), "after the restore");
   std::string api = sh(api_script("api " + sock + " GET /\napi " + sock + " GET /vm/config\n"
                                   "api " + sock + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
-  vm.join();
+  const ProcessResult& r = vm.wait();
   std::string console = read_text(d / "console.txt");
-  SCOPED_TRACE(describe(r) + "\n--- console ---\n" + console + "\n--- api ---\n" + api);
+  SCOPED_TRACE(describe(r) + "\n--- stderr ---\n" + r.err + "\n--- console ---\n" + console + "\n--- api ---\n" + api);
   EXPECT_TRUE(ticked);
   expect_resumed_guest(console, last_tick(console), echo);
   EXPECT_NE(api.find(R"("state":"Running")"), std::string::npos);
@@ -196,9 +217,8 @@ TEST_F(Snapshot, ApiLoadsAPausedCloneBesideAnotherFromTheSameFiles) {
   fs::create_directories(d);
   std::string sock1 = (d / "c1.sock").string(), sock2 = (d / "c2.sock").string();
   std::string uds1 = (d / "v1.sock").string(), uds2 = (d / "v2.sock").string();
-  ProcessResult r1, r2;
-  std::thread vm1([&] { r1 = run_process({env("EMBER_BIN"), "--api-sock", sock1, "--serial-out", (d / "c1.txt").string()}, 300 * time_scale()); });
-  std::thread vm2([&] { r2 = run_process({env("EMBER_BIN"), "--api-sock", sock2, "--serial-out", (d / "c2.txt").string()}, 300 * time_scale()); });
+  Background vm1({env("EMBER_BIN"), "--api-sock", sock1, "--serial-out", (d / "c1.txt").string()}, 300 * time_scale());
+  Background vm2({env("EMBER_BIN"), "--api-sock", sock2, "--serial-out", (d / "c2.txt").string()}, 300 * time_scale());
   auto load = [&](const std::string& sock, const std::string& uds, bool resume) {
     return "wait_sock " + sock + "\napi " + sock + " PUT /snapshot/load -d '{\"snapshot_path\": \"" +
            (*dir_ / "vm.snap").string() + "\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"" +
@@ -207,18 +227,18 @@ TEST_F(Snapshot, ApiLoadsAPausedCloneBesideAnotherFromTheSameFiles) {
   };
   std::string api = sh(api_script(load(sock1, uds1, true) + load(sock2, uds2, false)));
   // The paused clone does not run until resumed.
-  bool ticked1 = wait_for_tick(d / "c1.txt", ticks_at_snapshot_ + 2, 120 * time_scale());
+  bool ticked1 = wait_for_tick(d / "c1.txt", ticks_at_snapshot_ + 2, 120 * time_scale(), vm1.ended);
   int paused_ticks = last_tick(read_text(d / "c2.txt"));
   std::string resumed = sh(api_script("api " + sock2 + " PATCH /vm -d '{\"state\": \"Resumed\"}'\n"));
-  bool ticked2 = wait_for_tick(d / "c2.txt", ticks_at_snapshot_ + 2, 120 * time_scale());
+  bool ticked2 = wait_for_tick(d / "c2.txt", ticks_at_snapshot_ + 2, 120 * time_scale(), vm2.ended);
   std::string echo1 = vsock_echo(uds1, "clone one"), echo2 = vsock_echo(uds2, "clone two");
   std::string again = sh(api_script("api " + sock1 + " PUT /snapshot/load -d '{\"snapshot_path\": \"/x\", \"mem_file_path\": \"/y\"}'\n"
                                     "api " + sock1 + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"
                                     "api " + sock2 + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
-  vm1.join();
-  vm2.join();
+  const ProcessResult& r1 = vm1.wait();
+  const ProcessResult& r2 = vm2.wait();
   std::string c1 = read_text(d / "c1.txt"), c2 = read_text(d / "c2.txt");
-  SCOPED_TRACE(describe(r1) + " / " + describe(r2) + "\n--- clone 1 ---\n" + c1 + "\n--- clone 2 ---\n" + c2 +
+  SCOPED_TRACE(describe(r1) + " / " + describe(r2) + "\n--- stderr ---\n" + r1.err + r2.err + "\n--- clone 1 ---\n" + c1 + "\n--- clone 2 ---\n" + c2 +
                "\n--- api ---\n" + api + resumed + again);
   EXPECT_NE(api.find(R"("state":"Running")"), std::string::npos);
   EXPECT_NE(api.find(R"("state":"Paused")"), std::string::npos);
@@ -237,21 +257,18 @@ TEST_F(Snapshot, UffdHandlerServesTheRestoredMemory) {
   fs::create_directories(d);
   std::string handler_sock = (d / "uffd.sock").string(), api_sock = (d / "api.sock").string();
   std::string handler = env("EMBER_UFFD_HANDLER_BIN");
-  ProcessResult h, r;
-  std::thread serve([&] { h = run_process({handler, handler_sock, (*dir_ / "vm.mem").string()}, 300 * time_scale()); });
+  Background serve({handler, handler_sock, (*dir_ / "vm.mem").string()}, 300 * time_scale());
   sh(api_script("wait_sock " + handler_sock + "\n"));
-  std::thread vm([&] {
-    r = run_process({env("EMBER_BIN"), "--restore", (*dir_ / "vm.snap").string(), "--uffd-socket", handler_sock,
-                     "--api-sock", api_sock, "--serial-out", (d / "console.txt").string()},
-                    300 * time_scale());
-  });
-  bool ticked = wait_for_tick(d / "console.txt", ticks_at_snapshot_ + 2, 120 * time_scale());
+  Background vm({env("EMBER_BIN"), "--restore", (*dir_ / "vm.snap").string(), "--uffd-socket", handler_sock,
+                 "--api-sock", api_sock, "--serial-out", (d / "console.txt").string()},
+                300 * time_scale());
+  bool ticked = wait_for_tick(d / "console.txt", ticks_at_snapshot_ + 2, 120 * time_scale(), vm.ended);
   std::string echo = vsock_echo((*dir_ / "v.sock").string(), "served by the handler");
   sh(api_script("api " + api_sock + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
-  vm.join();
-  serve.join();  // the handler ends when ember closes its connection
+  const ProcessResult& r = vm.wait();
+  const ProcessResult& h = serve.wait();  // the handler ends when ember closes its connection
   std::string console = read_text(d / "console.txt");
-  SCOPED_TRACE(describe(r) + "\n--- console ---\n" + console + "\n--- handler ---\n" + describe(h) + "\n" + h.out + h.err);
+  SCOPED_TRACE(describe(r) + "\n--- stderr ---\n" + r.err + "\n--- console ---\n" + console + "\n--- handler ---\n" + describe(h) + "\n" + h.out + h.err);
   EXPECT_TRUE(ticked);
   expect_resumed_guest(console, last_tick(console), echo);
   EXPECT_EQ(r.exit_code, 0);
@@ -288,17 +305,16 @@ TEST_F(Snapshot, BrokenSnapshotsAreRefusedNamingWhatIsWrong) {
   // same ember then loads a good snapshot.
   fs::rename(*dir_ / "data.img", *dir_ / "data.away");
   std::string sock = (d / "api.sock").string();
-  ProcessResult r;
-  std::thread vm([&] { r = run_process({env("EMBER_BIN"), "--api-sock", sock, "--serial-out", (d / "console.txt").string()}, 300 * time_scale()); });
+  Background vm({env("EMBER_BIN"), "--api-sock", sock, "--serial-out", (d / "console.txt").string()}, 300 * time_scale());
   std::string load = "api " + sock + " PUT /snapshot/load -d '{\"snapshot_path\": \"" + snap +
                      "\", \"mem_file_path\": \"" + mem + "\", \"resume_vm\": true}'\n";
   std::string first = sh(api_script("wait_sock " + sock + "\n" + load));
   fs::rename(*dir_ / "data.away", *dir_ / "data.img");
   std::string second = sh(api_script(load));
-  bool ticked = wait_for_tick(d / "console.txt", ticks_at_snapshot_ + 1, 120 * time_scale());
+  bool ticked = wait_for_tick(d / "console.txt", ticks_at_snapshot_ + 1, 120 * time_scale(), vm.ended);
   sh(api_script("api " + sock + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
-  vm.join();
-  SCOPED_TRACE(first + second + describe(r));
+  const ProcessResult& r = vm.wait();
+  SCOPED_TRACE(first + second + describe(r) + r.err);
   EXPECT_NE(first.find("data.img"), std::string::npos);
   EXPECT_NE(first.find("HTTP400"), std::string::npos);
   EXPECT_NE(second.find("HTTP204"), std::string::npos);

@@ -4,6 +4,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "vmm/memory/layout.h"
@@ -93,9 +94,15 @@ KvmSystem KvmSystem::open(const std::string& path) {
   check(xioctl(kvm.fd(), kGetSupportedCpuid, cpuid.data()), "KVM_GET_SUPPORTED_CPUID");
   kvm.supported_cpuid_.entries.assign(cpuid.entries(), cpuid.entries() + cpuid.header().count);
 
-  ArrayArg<uint32_t> msrs(kMaxMsrIndices);
-  check(xioctl(kvm.fd(), kGetMsrIndexList, msrs.data()), "KVM_GET_MSR_INDEX_LIST");
-  kvm.msr_index_list_.assign(msrs.entries(), msrs.entries() + msrs.header().count);
+  // Only snapshots need it: a host that cannot answer still boots VMs (and the snapshot
+  // request says why it cannot be saved).
+  std::vector<uint32_t> msrs(1 + kMaxMsrIndices);  // MsrListHeader, then the indices
+  msrs[0] = kMaxMsrIndices;
+  if (xioctl(kvm.fd(), kGetMsrIndexList, msrs.data()) == 0) {
+    kvm.msr_index_list_.assign(msrs.begin() + 1, msrs.begin() + 1 + std::min(msrs[0], kMaxMsrIndices));
+  } else {
+    kvm.msr_index_error_ = cat("KVM_GET_MSR_INDEX_LIST failed: ", errno_text());
+  }
   return kvm;
 }
 

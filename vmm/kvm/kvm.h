@@ -26,7 +26,11 @@ struct ArrayHeader {
 };
 static_assert(sizeof(ArrayHeader) == 8);
 constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, ArrayHeader);
-constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, ArrayHeader);
+// kvm_msr_list has no padding: its indices follow a 4-byte count.
+struct MsrListHeader {
+  uint32_t count;
+};
+constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, MsrListHeader);
 constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, ArrayHeader);
 constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, ArrayHeader);
 constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, ArrayHeader);
@@ -48,14 +52,20 @@ class KvmSystem {
   int check_extension(long cap) const;
   const CpuidEntries& supported_cpuid() const { return supported_cpuid_; }
   size_t vcpu_mmap_size() const { return vcpu_mmap_size_; }
-  // The MSRs KVM can save and restore (KVM_GET_MSR_INDEX_LIST), for snapshots. Queried once.
-  const std::vector<uint32_t>& msr_index_list() const { return msr_index_list_; }
+  // The MSRs KVM can save and restore (KVM_GET_MSR_INDEX_LIST), for snapshots. Queried once,
+  // at open (the main thread's filter has no ioctl on /dev/kvm); throws Error with KVM's
+  // answer if that query failed.
+  const std::vector<uint32_t>& msr_index_list() const {
+    if (!msr_index_error_.empty()) fail(msr_index_error_);
+    return msr_index_list_;
+  }
 
  private:
   UniqueFd fd_;
   CpuidEntries supported_cpuid_;
   size_t vcpu_mmap_size_ = 0;
   std::vector<uint32_t> msr_index_list_;
+  std::string msr_index_error_;
 };
 
 // KVM_GET_x / KVM_SET_x of one fixed-size structure on a VM or vCPU fd; `what` names the
