@@ -80,7 +80,47 @@ const char* huge_pages_name(HugePages h) {
   return "None";
 }
 
-void apply_drive_fields(Fields& f, DriveConfig& d) {
+// Firecracker's TokenBucket: size and refill_time required, one_time_burst optional.
+TokenBucketConfig token_bucket_from_json(const Json& j, const std::string& where) {
+  Fields f(j, where);
+  TokenBucketConfig b;
+  b.size = f.required(f.integer("size", 0, virtio::kMaxBucketTokens), "size");
+  b.one_time_burst = f.integer("one_time_burst", 0, virtio::kMaxBucketTokens).value_or(0);
+  b.refill_time_ms = f.required(f.integer("refill_time", 0, virtio::kMaxRefillTimeMs), "refill_time");
+  f.done();
+  virtio::check_token_bucket(b, where);
+  return b;
+}
+
+// Firecracker's RateLimiter: either bucket may be left out.
+RateLimiterConfig rate_limiter_from_json(const Json& j, const std::string& where) {
+  Fields f(j, where);
+  RateLimiterConfig r;
+  if (f.has("bandwidth")) r.bandwidth = token_bucket_from_json(j.at("bandwidth"), f.name("bandwidth"));
+  if (f.has("ops")) r.ops = token_bucket_from_json(j.at("ops"), f.name("ops"));
+  f.done();
+  return r;
+}
+
+std::optional<RateLimiterConfig> optional_rate_limiter(Fields& f, const Json& j, const char* key) {
+  if (!f.has(key)) return std::nullopt;
+  return rate_limiter_from_json(j.at(key), f.name(key));
+}
+
+Json to_json(const TokenBucketConfig& b) {
+  return {{"size", b.size}, {"one_time_burst", b.one_time_burst}, {"refill_time", b.refill_time_ms}};
+}
+
+// Only the buckets that limit something; nothing at all for no limiter.
+void put_rate_limiter(Json& j, const char* key, const RateLimiterConfig& r) {
+  if (!r.enabled()) return;
+  Json out = Json::object();
+  if (r.bandwidth && r.bandwidth->enabled()) out["bandwidth"] = to_json(*r.bandwidth);
+  if (r.ops && r.ops->enabled()) out["ops"] = to_json(*r.ops);
+  j[key] = out;
+}
+
+void apply_drive_fields(Fields& f, const Json& j, DriveConfig& d) {
   if (auto v = f.string("path_on_host")) d.path_on_host = *v;
   if (auto v = f.boolean("is_root_device")) d.is_root_device = *v;
   if (auto v = f.boolean("is_read_only")) d.is_read_only = *v;
@@ -93,7 +133,7 @@ void apply_drive_fields(Fields& f, DriveConfig& d) {
     fail(f.name("cache_type"), " \"", *v, "\" is not supported by ember (only \"Unsafe\")");
   }
   f.unsupported("partuuid");
-  f.unsupported("rate_limiter", "(rate limiters) is not supported by ember");
+  if (auto v = optional_rate_limiter(f, j, "rate_limiter")) d.rate_limiter = *v;
   f.unsupported("socket", "(vhost-user-block) is not supported by ember");
 }
 
@@ -154,22 +194,25 @@ DriveConfig drive_from_json(const Json& j) {
   DriveConfig d;
   d.drive_id = f.required(f.string("drive_id"), "drive_id");
   if (d.drive_id.empty()) fail("drive.drive_id must not be empty");
-  apply_drive_fields(f, d);
+  apply_drive_fields(f, j, d);
   f.required(f.boolean("is_root_device"), "is_root_device");  // required by Firecracker's Drive object
   f.done();
   if (d.path_on_host.empty()) fail("drive '", d.drive_id, "': path_on_host is required");
   return d;
 }
 
-DriveConfig drive_update_from_json(const Json& j, const DriveConfig& base) {
+DriveUpdate drive_update_from_json(const Json& j, const DriveConfig& base) {
   Fields f(j, "drive");
-  f.required(f.string("drive_id"), "drive_id");
-  DriveConfig d = base;
-  if (auto v = f.string("path_on_host")) d.path_on_host = *v;
-  f.unsupported("rate_limiter", "(rate limiters) is not supported by ember");
+  DriveUpdate u{base, std::nullopt};
+  if (f.required(f.string("drive_id"), "drive_id") != base.drive_id) {
+    fail("drive.drive_id differs from '", base.drive_id, "' in the path");
+  }
+  if (auto v = f.string("path_on_host")) u.drive.path_on_host = *v;
+  u.rate_limiter = optional_rate_limiter(f, j, "rate_limiter");
+  if (u.rate_limiter) u.drive.rate_limiter = base.rate_limiter.updated(*u.rate_limiter);
   f.done();
-  if (d.path_on_host.empty()) fail("drive '", d.drive_id, "': path_on_host must not be empty");
-  return d;
+  if (u.drive.path_on_host.empty()) fail("drive '", base.drive_id, "': path_on_host must not be empty");
+  return u;
 }
 
 NetConfig net_from_json(const Json& j) {
@@ -179,11 +222,25 @@ NetConfig net_from_json(const Json& j) {
   n.host_dev_name = f.required(f.string("host_dev_name"), "host_dev_name");
   if (auto v = f.string("guest_mac")) n.guest_mac = *v;
   f.unsupported("mtu");
-  f.unsupported("rx_rate_limiter", "(rate limiters) is not supported by ember");
-  f.unsupported("tx_rate_limiter", "(rate limiters) is not supported by ember");
+  if (auto v = optional_rate_limiter(f, j, "rx_rate_limiter")) n.rx_rate_limiter = *v;
+  if (auto v = optional_rate_limiter(f, j, "tx_rate_limiter")) n.tx_rate_limiter = *v;
   f.done();
   validate_net(n);
   return n;
+}
+
+NetUpdate net_update_from_json(const Json& j, const NetConfig& base) {
+  Fields f(j, "network-interface");
+  NetUpdate u{base, std::nullopt, std::nullopt};
+  if (f.required(f.string("iface_id"), "iface_id") != base.iface_id) {
+    fail("network-interface.iface_id differs from '", base.iface_id, "' in the path");
+  }
+  u.rx = optional_rate_limiter(f, j, "rx_rate_limiter");
+  u.tx = optional_rate_limiter(f, j, "tx_rate_limiter");
+  f.done();
+  if (u.rx) u.net.rx_rate_limiter = base.rx_rate_limiter.updated(*u.rx);
+  if (u.tx) u.net.tx_rate_limiter = base.tx_rate_limiter.updated(*u.tx);
+  return u;
 }
 
 VsockConfig vsock_from_json(const Json& j) {
@@ -264,17 +321,21 @@ Json to_json(const BootSource& b) {
 }
 
 Json to_json(const DriveConfig& d) {
-  return {{"drive_id", d.drive_id},
-          {"path_on_host", d.path_on_host},
-          {"is_root_device", d.is_root_device},
-          {"is_read_only", d.is_read_only},
-          {"cache_type", "Unsafe"},
-          {"io_engine", d.io_engine == DriveConfig::IoEngine::Sync ? "Sync" : "Async"}};
+  Json j = {{"drive_id", d.drive_id},
+            {"path_on_host", d.path_on_host},
+            {"is_root_device", d.is_root_device},
+            {"is_read_only", d.is_read_only},
+            {"cache_type", "Unsafe"},
+            {"io_engine", d.io_engine == DriveConfig::IoEngine::Sync ? "Sync" : "Async"}};
+  put_rate_limiter(j, "rate_limiter", d.rate_limiter);
+  return j;
 }
 
 Json to_json(const NetConfig& n) {
   Json j = {{"iface_id", n.iface_id}, {"host_dev_name", n.host_dev_name}};
   if (!n.guest_mac.empty()) j["guest_mac"] = n.guest_mac;
+  put_rate_limiter(j, "rx_rate_limiter", n.rx_rate_limiter);
+  put_rate_limiter(j, "tx_rate_limiter", n.tx_rate_limiter);
   return j;
 }
 

@@ -32,9 +32,20 @@ Json parse_json(const std::string& text, const std::string& what);
 MachineConfig machine_config_from_json(const Json& j, const MachineConfig& base, bool partial);
 BootSource boot_source_from_json(const Json& j);
 DriveConfig drive_from_json(const Json& j);
-// PATCH /drives: only path_on_host may change.
-DriveConfig drive_update_from_json(const Json& j, const DriveConfig& base);
+// PATCH /drives and /network-interfaces: the object after the PATCH, and the rate
+// limiter updates it carries for the running device (virtio/rate_limiter.h says how a
+// partial one applies). The id in the body must be `base`'s.
+struct DriveUpdate {
+  DriveConfig drive;  // path_on_host and rate_limiter may have changed
+  std::optional<RateLimiterConfig> rate_limiter;
+};
+DriveUpdate drive_update_from_json(const Json& j, const DriveConfig& base);
 NetConfig net_from_json(const Json& j);
+struct NetUpdate {
+  NetConfig net;
+  std::optional<RateLimiterConfig> rx, tx;
+};
+NetUpdate net_update_from_json(const Json& j, const NetConfig& base);
 VsockConfig vsock_from_json(const Json& j);
 log::LoggerConfig logger_from_json(const Json& j);
 MetricsConfig metrics_from_json(const Json& j);

@@ -233,11 +233,14 @@ ApiResponse RequestRouter::patch_drive(const std::string& id, const Json& body) 
   auto it = std::find_if(config_.vm.drives.begin(), config_.vm.drives.end(),
                          [&](const DriveConfig& x) { return x.drive_id == id; });
   if (it == config_.vm.drives.end()) fail("no drive is called '", id, "'");
-  DriveConfig d = drive_update_from_json(body, *it);
-  if (body.at("drive_id") != id) fail("drive_id in the body differs from '", id, "' in the path");
+  DriveUpdate u = drive_update_from_json(body, *it);
   post_boot();
-  if (d.path_on_host == it->path_on_host) return ok();
-  fail("changing a drive's path_on_host after InstanceStart (hot-swap) is not supported yet");
+  if (u.drive.path_on_host != it->path_on_host) {
+    fail("changing a drive's path_on_host after InstanceStart (hot-swap) is not supported yet");
+  }
+  if (u.rate_limiter) vm_.update_drive_rate_limiter(id, *u.rate_limiter);
+  *it = u.drive;
+  return ok();
 }
 
 ApiResponse RequestRouter::put_net(const std::string& id, const Json& body) {
@@ -254,24 +257,17 @@ ApiResponse RequestRouter::put_net(const std::string& id, const Json& body) {
   return ok();
 }
 
-// Firecracker's PATCH updates only rate limiters, which ember does not have: an update
-// naming just the interface is accepted, anything else is refused by the field reader.
+// Firecracker's PATCH of an interface changes only its rate limiters.
 ApiResponse RequestRouter::patch_net(const std::string& id, const Json& body) {
-  if (std::none_of(config_.vm.nets.begin(), config_.vm.nets.end(), [&](const NetConfig& x) { return x.iface_id == id; })) {
-    fail("no network interface is called '", id, "'");
-  }
-  if (!body.is_object()) fail("network-interface must be a JSON object");
-  for (auto it = body.begin(); it != body.end(); ++it) {
-    if (it.key() == "iface_id") {
-      if (!it.value().is_string() || it.value() != id) fail("iface_id in the body differs from '", id, "' in the path");
-    } else if (it.key() == "rx_rate_limiter" || it.key() == "tx_rate_limiter") {
-      fail("network-interface.", it.key(), " (rate limiters) is not supported by ember");
-    } else {
-      fail("network-interface: unknown field '", it.key(), "'");
-    }
-  }
-  if (!body.contains("iface_id")) fail("network-interface.iface_id is required");
+  auto it = std::find_if(config_.vm.nets.begin(), config_.vm.nets.end(),
+                         [&](const NetConfig& x) { return x.iface_id == id; });
+  if (it == config_.vm.nets.end()) fail("no network interface is called '", id, "'");
+  NetUpdate u = net_update_from_json(body, *it);
   post_boot();
+  if (u.rx || u.tx) {
+    vm_.update_net_rate_limiters(id, u.rx.value_or(RateLimiterConfig{}), u.tx.value_or(RateLimiterConfig{}));
+  }
+  *it = u.net;
   return ok();
 }
 

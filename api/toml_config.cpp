@@ -92,6 +92,41 @@ DriveConfig::IoEngine parse_io_engine(const TomlReader& r, const toml::node& nod
   r.error_at(node, key + " must be \"io_uring\" or \"sync\" (got \"" + v + "\")");
 }
 
+// Firecracker's RateLimiter as an inline or sub-table of a [[drive]] or [[net]]:
+// rate_limiter = { bandwidth = { size = 1048576, refill_time = 1000 } }.
+RateLimiterConfig parse_rate_limiter(const TomlReader& r, const toml::node& node, const std::string& key) {
+  RateLimiterConfig limiter;
+  auto bucket = [&](std::optional<TokenBucketConfig>& out) {
+    return [&r, &out](const toml::node& n, const std::string& k) {
+      TokenBucketConfig b;
+      bool have_size = false, have_refill = false;
+      auto count = [&r](const toml::node& v, const std::string& name) {
+        return static_cast<uint64_t>(r.integer(v, name, 0, static_cast<int64_t>(virtio::kMaxBucketTokens)));
+      };
+      r.each_key(n, k,
+                 {{"size", [&](const toml::node& v, const std::string& name) {
+                     b.size = count(v, name);
+                     have_size = true;
+                   }},
+                  {"one_time_burst",
+                   [&](const toml::node& v, const std::string& name) { b.one_time_burst = count(v, name); }},
+                  {"refill_time", [&](const toml::node& v, const std::string& name) {
+                     b.refill_time_ms = static_cast<uint64_t>(r.integer(v, name, 0, virtio::kMaxRefillTimeMs));
+                     have_refill = true;
+                   }}});
+      if (!have_size || !have_refill) r.error_at(n, k + " needs size and refill_time");
+      try {
+        virtio::check_token_bucket(b, k);
+      } catch (const Error& e) {
+        r.error_at(n, e.what());
+      }
+      out = b;
+    };
+  };
+  r.each_key(node, key, {{"bandwidth", bucket(limiter.bandwidth)}, {"ops", bucket(limiter.ops)}});
+  return limiter;
+}
+
 // [[drive]] tables. Keys follow the task's short names; Firecracker's Drive
 // names (drive_id, path_on_host, is_read_only, is_root_device) are accepted too.
 std::vector<DriveConfig> parse_drives(const TomlReader& r, const toml::node& node) {
@@ -107,7 +142,9 @@ std::vector<DriveConfig> parse_drives(const TomlReader& r, const toml::node& nod
     r.each_key(table, "drive",
                {{"id", id}, {"drive_id", id}, {"path", path}, {"path_on_host", path},
                 {"read_only", ro}, {"is_read_only", ro}, {"root", root}, {"is_root_device", root},
-                {"io_engine", [&](const toml::node& n, const std::string& k) { d.io_engine = parse_io_engine(r, n, k); }}});
+                {"io_engine", [&](const toml::node& n, const std::string& k) { d.io_engine = parse_io_engine(r, n, k); }},
+                {"rate_limiter",
+                 [&](const toml::node& n, const std::string& k) { d.rate_limiter = parse_rate_limiter(r, n, k); }}});
     if (d.drive_id.empty()) r.error_at(table, "[[drive]] needs an id");
     if (d.path_on_host.empty()) r.error_at(table, "drive '" + d.drive_id + "' needs a path");
     for (const DriveConfig& other : drives) {
@@ -129,7 +166,11 @@ std::vector<NetConfig> parse_nets(const TomlReader& r, const toml::node& node) {
     r.each_key(table, "net",
                {{"iface_id", [&](const toml::node& v, const std::string& k) { n.iface_id = r.string(v, k); }},
                 {"host_dev_name", [&](const toml::node& v, const std::string& k) { n.host_dev_name = r.string(v, k); }},
-                {"guest_mac", [&](const toml::node& v, const std::string& k) { n.guest_mac = r.string(v, k); }}});
+                {"guest_mac", [&](const toml::node& v, const std::string& k) { n.guest_mac = r.string(v, k); }},
+                {"rx_rate_limiter",
+                 [&](const toml::node& v, const std::string& k) { n.rx_rate_limiter = parse_rate_limiter(r, v, k); }},
+                {"tx_rate_limiter",
+                 [&](const toml::node& v, const std::string& k) { n.tx_rate_limiter = parse_rate_limiter(r, v, k); }}});
     try {
       validate_net(n);
     } catch (const Error& e) {

@@ -18,6 +18,10 @@ class VmController {
   // Before InstanceStart: the files one object names open (vmm/config_files.h).
   virtual void check_boot_source(const BootSource& boot) = 0;
   virtual void check_drive(const DriveConfig& drive) = 0;
+  // After InstanceStart: PATCH of a device's rate limiters (RateLimiterConfig says how).
+  virtual void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) = 0;
+  virtual void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
+                                        const RateLimiterConfig& tx) = 0;
   virtual void pause() = 0;
   // A paused VM's state to the snapshot file and its memory to the memory file.
   virtual void create_snapshot(const SnapshotCreateParams& params) = 0;

@@ -153,6 +153,10 @@ void VmmRunner::apply(VmmAction& action) {
           check_boot_source_files(a.boot);
         } else if constexpr (std::is_same_v<A, action::CheckDrive>) {
           check_drive_file(a.drive);
+        } else if constexpr (std::is_same_v<A, action::UpdateDriveRateLimiter>) {
+          running_vm().update_drive_rate_limiter(a.drive_id, a.update);
+        } else if constexpr (std::is_same_v<A, action::UpdateNetRateLimiters>) {
+          running_vm().update_net_rate_limiters(a.iface_id, a.rx, a.tx);
         } else if constexpr (std::is_same_v<A, action::ConfigureLogger>) {
           log::configure(a.config);
         } else if constexpr (std::is_same_v<A, action::ConfigureMetrics>) {
@@ -198,6 +202,13 @@ Vm& VmmRunner::running_vm() {
 void VmmRunner::start(const VmConfig& config) { submit(action::StartInstance{config}); }
 void VmmRunner::check_boot_source(const BootSource& boot) { submit(action::CheckBootSource{boot}); }
 void VmmRunner::check_drive(const DriveConfig& drive) { submit(action::CheckDrive{drive}); }
+void VmmRunner::update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) {
+  submit(action::UpdateDriveRateLimiter{drive_id, update});
+}
+void VmmRunner::update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
+                                         const RateLimiterConfig& tx) {
+  submit(action::UpdateNetRateLimiters{iface_id, rx, tx});
+}
 void VmmRunner::pause() { submit(action::Pause{}); }
 void VmmRunner::resume() { submit(action::Resume{}); }
 void VmmRunner::create_snapshot(const SnapshotCreateParams& params) { submit(action::CreateSnapshot{params}); }

@@ -47,6 +47,9 @@ class VmmRunner : public VmController {
   void start(const VmConfig& config) override;
   void check_boot_source(const BootSource& boot) override;
   void check_drive(const DriveConfig& drive) override;
+  void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) override;
+  void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
+                                const RateLimiterConfig& tx) override;
   void pause() override;
   void create_snapshot(const SnapshotCreateParams& params) override;
   VmConfig load_snapshot(const SnapshotLoadParams& params, const SerialConfig& serial) override;

@@ -69,7 +69,11 @@ void VirtioDevices::add_nets(VmFd& vm, const GuestMemory& memory, Bus& mmio, con
     if (!n.guest_mac.empty() && !parse_mac(n.guest_mac, options.mac.data())) {
       fail("network interface '", n.iface_id, "': guest_mac '", n.guest_mac, "' is not aa:bb:cc:dd:ee:ff");
     }
+    options.rx_rate_limiter = n.rx_rate_limiter;
+    options.tx_rate_limiter = n.tx_rate_limiter;
+    options.loop = &loop_;
     auto device = std::make_unique<virtio::net::NetDevice>(options, virtio::net::open_tap(n.host_dev_name), *ring_);
+    nets_[n.iface_id] = device.get();
     log::info(cat("network interface '", n.iface_id, "': tap ", n.host_dev_name, ", guest MAC ",
                   virtio::net::format_mac(options.mac)));
     add(std::make_unique<virtio::MmioTransport>(std::move(device), memory, loop_, "net '" + n.iface_id + "'"), vm,
@@ -98,8 +102,11 @@ void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, c
     options.path = d.path_on_host;
     options.read_only = d.is_read_only;
     options.queue_size = kBlockQueueSize;
+    options.rate_limiter = d.rate_limiter;
+    options.loop = &loop_;
     bool uring = d.io_engine == DriveConfig::IoEngine::IoUring;
     auto device = std::make_unique<virtio::blk::BlockDevice>(options, uring ? ring_.get() : nullptr);
+    drives_[d.drive_id] = device.get();
     log::info(cat("drive '", d.drive_id, "': ", d.path_on_host, ", ", device->capacity_sectors(), " sectors, ",
                   d.is_read_only ? "read-only, " : "", device->engine()));
     add(std::make_unique<virtio::MmioTransport>(std::move(device), memory, loop_, "drive '" + d.drive_id + "'"), vm,
@@ -150,6 +157,21 @@ void VirtioDevices::restore_state(const snapshot::SnapshotContents& in) {
   if (in.contains(cat("virtio", transports_.size()))) {
     fail("snapshot ", in.source(), ": it has more virtio devices than its configuration names");
   }
+}
+
+void VirtioDevices::update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) {
+  auto it = drives_.find(drive_id);
+  if (it == drives_.end()) fail("no drive is called '", drive_id, "'");
+  loop_.run_sync([&] { it->second->update_rate_limiter(update); });
+  log::info(cat("drive '", drive_id, "': rate limiter updated"));
+}
+
+void VirtioDevices::update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
+                                             const RateLimiterConfig& tx) {
+  auto it = nets_.find(iface_id);
+  if (it == nets_.end()) fail("no network interface is called '", iface_id, "'");
+  loop_.run_sync([&] { it->second->update_rate_limiters(rx, tx); });
+  log::info(cat("network interface '", iface_id, "': rate limiters updated"));
 }
 
 std::string VirtioDevices::describe_state() {

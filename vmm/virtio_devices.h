@@ -3,6 +3,7 @@
 // kernel command-line words that announce them.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,12 @@
 #include "vmm/vm_config.h"
 
 namespace ember {
+namespace virtio::blk {
+class BlockDevice;
+}
+namespace virtio::net {
+class NetDevice;
+}
 
 class VirtioDevices {
  public:
@@ -52,6 +59,10 @@ class VirtioDevices {
   // start(). Throws Error naming the device and what does not fit.
   void save_state(snapshot::SnapshotContents& out) const;
   void restore_state(const snapshot::SnapshotContents& in);
+  // A drive's or interface's rate limiters updated on the event thread (inline while it
+  // is parked); the device re-decides what waits there. Throws Error for an unknown id.
+  void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update);
+  void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx, const RateLimiterConfig& tx);
   // One group per device, named after it ("drive_rootfs", ...); any thread.
   void collect_metrics(MetricGroups& out) const;
   // Every device's status, interrupt and queue indexes, one line each; with the vCPUs
@@ -71,6 +82,9 @@ class VirtioDevices {
   EventLoop loop_;
   std::unique_ptr<virtio::IoUringRing> ring_;  // when a drive uses io_uring or there are nets
   std::vector<std::unique_ptr<virtio::MmioTransport>> transports_;  // the MMIO bus points at them
+  // By id, for rate limiter updates; the transports own them.
+  std::map<std::string, virtio::blk::BlockDevice*> drives_;
+  std::map<std::string, virtio::net::NetDevice*> nets_;
   bool devices_on_cmdline_;
   std::vector<MmioSlot> slots_;
   std::string cmdline_;

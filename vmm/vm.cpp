@@ -418,6 +418,15 @@ void Vm::send_ctrl_alt_del() {
   log::info("sent Ctrl+Alt+Del to the guest");
 }
 
+void Vm::update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) {
+  virtio_->update_drive_rate_limiter(drive_id, update);
+}
+
+void Vm::update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
+                                  const RateLimiterConfig& tx) {
+  virtio_->update_net_rate_limiters(iface_id, rx, tx);
+}
+
 void Vm::collect_metrics(MetricGroups& out) const {
   auto& vcpu = out["vcpu"];
   for (size_t r = 0; r < static_cast<size_t>(Vcpu::ExitReason::Count); ++r) {

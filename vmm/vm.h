@@ -69,6 +69,10 @@ class Vm {
   // Presses and releases Ctrl+Alt+Del on the i8042 keyboard; Linux then reboots,
   // which ends run() with a guest shutdown.
   void send_ctrl_alt_del();
+  // PATCH /drives and /network-interfaces: the device's limiters updated on the event
+  // thread (RateLimiterConfig says how). Throws Error for an unknown id.
+  void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update);
+  void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx, const RateLimiterConfig& tx);
   // Adds the VM's counters: "vcpu" (exits by reason), one group per device
   // ("block_<id>", "net_<id>", "vsock"), "boot" (phase times in us).
   void collect_metrics(MetricGroups& out) const;

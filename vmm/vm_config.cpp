@@ -17,6 +17,7 @@ void validate_drives(const std::vector<DriveConfig>& drives) {
     for (size_t j = 0; j < i; ++j) {
       if (drives[j].drive_id == d.drive_id) fail("two drives are called '", d.drive_id, "'");
     }
+    virtio::check_rate_limiter(d.rate_limiter, "drive '" + d.drive_id + "': rate_limiter");
     roots += d.is_root_device ? 1 : 0;
   }
   if (roots > 1) fail("only one drive can be the root device (", roots, " are)");
@@ -54,6 +55,8 @@ void validate_net(const NetConfig& net) {
     }
     if (mac[0] & 1) fail("network interface '", net.iface_id, "': guest_mac ", net.guest_mac, " is a multicast address");
   }
+  virtio::check_rate_limiter(net.rx_rate_limiter, "network interface '" + net.iface_id + "': rx_rate_limiter");
+  virtio::check_rate_limiter(net.tx_rate_limiter, "network interface '" + net.iface_id + "': tx_rate_limiter");
 }
 
 void validate_nets(const std::vector<NetConfig>& nets) {

@@ -11,9 +11,13 @@
 #include <string_view>
 #include <vector>
 
+#include "virtio/rate_limiter.h"
 #include "vmm/memory/guest_memory.h"
 
 namespace ember {
+
+using virtio::RateLimiterConfig;
+using virtio::TokenBucketConfig;
 
 constexpr uint32_t kMaxVcpuCount = 32;
 constexpr uint64_t kMinMemMib = 2;
@@ -55,6 +59,7 @@ struct DriveConfig {
   bool is_read_only = false;  // opened O_RDONLY; the guest sees VIRTIO_BLK_F_RO
   bool is_root_device = false;  // becomes /dev/vda; "root=/dev/vda rw" (ro if read-only) is appended
   IoEngine io_engine = IoEngine::IoUring;
+  RateLimiterConfig rate_limiter;  // see README "Rate limiters"
 };
 
 // A virtio-net interface backed by a host tap device, shaped after Firecracker's
@@ -63,6 +68,8 @@ struct NetConfig {
   std::string iface_id;
   std::string host_dev_name;  // the tap device, opened through /dev/net/tun
   std::string guest_mac;      // "aa:bb:cc:dd:ee:ff"; empty: generated
+  RateLimiterConfig rx_rate_limiter;  // frames to the guest
+  RateLimiterConfig tx_rate_limiter;  // frames from the guest
 };
 
 // The virtio-vsock device, shaped after Firecracker's Vsock object ("hybrid vsock":

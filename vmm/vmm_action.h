@@ -4,6 +4,7 @@
 // same checks.
 #pragma once
 
+#include <string>
 #include <variant>
 
 #include "vmm/metrics_writer.h"
@@ -24,6 +25,16 @@ struct CheckBootSource {
 };
 struct CheckDrive {
   DriveConfig drive;
+};
+// PATCH /drives and /network-interfaces with rate limiters, on a running (or paused) VM.
+struct UpdateDriveRateLimiter {
+  std::string drive_id;
+  RateLimiterConfig update;
+};
+struct UpdateNetRateLimiters {
+  std::string iface_id;
+  RateLimiterConfig rx;
+  RateLimiterConfig tx;
 };
 struct ConfigureLogger {
   log::LoggerConfig config;
@@ -47,6 +58,7 @@ struct FlushMetrics {};
 }  // namespace action
 
 using VmmAction = std::variant<action::StartInstance, action::CheckBootSource, action::CheckDrive,
+                               action::UpdateDriveRateLimiter, action::UpdateNetRateLimiters,
                                action::ConfigureLogger, action::ConfigureMetrics, action::Pause, action::Resume,
                                action::SendCtrlAltDel, action::FlushMetrics, action::CreateSnapshot,
                                action::LoadSnapshot>;

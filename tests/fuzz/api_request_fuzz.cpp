@@ -19,6 +19,8 @@ class FakeVm : public VmController {
   void start(const VmConfig&) override { state_ = InstanceState::Running; }
   void check_boot_source(const BootSource&) override {}  // no files from the fuzzer
   void check_drive(const DriveConfig&) override {}
+  void update_drive_rate_limiter(const std::string&, const RateLimiterConfig&) override {}
+  void update_net_rate_limiters(const std::string&, const RateLimiterConfig&, const RateLimiterConfig&) override {}
   void pause() override { state_ = InstanceState::Paused; }
   void resume() override { state_ = InstanceState::Running; }
   void send_ctrl_alt_del() override {}

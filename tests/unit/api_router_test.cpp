@@ -121,7 +121,7 @@ TEST_F(Router, NetworkInterfaces) {
   EXPECT_EQ(fault("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0"})"),
             "The requested operation is not supported before starting the microVM.");
   EXPECT_EQ(fault("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0", "rx_rate_limiter": {}})"),
-            "network-interface.rx_rate_limiter (rate limiters) is not supported by ember");
+            "The requested operation is not supported before starting the microVM.");
   EXPECT_EQ(fault("PATCH", "/network-interfaces/eth9", R"({"iface_id": "eth9"})"), "no network interface is called 'eth9'");
   configure_and_start();
   EXPECT_EQ(call("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0"})").status, 204);

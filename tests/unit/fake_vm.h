@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "api/vm_controller.h"
@@ -27,6 +28,13 @@ class FakeVm : public VmController {
   }
   void check_drive(const DriveConfig& drive) override {
     if (real_files) check_drive_file(drive);
+  }
+  void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) override {
+    drive_limiter_updates.push_back({drive_id, update});
+  }
+  void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
+                                const RateLimiterConfig& tx) override {
+    net_limiter_updates.push_back({iface_id, rx, tx});
   }
   void pause() override { state_ = InstanceState::Paused; ++pauses; }
   void resume() override { state_ = InstanceState::Running; ++resumes; }
@@ -62,6 +70,16 @@ class FakeVm : public VmController {
   VmConfig snapshot_config;  // what load_snapshot "restores"
   std::optional<log::LoggerConfig> logger;
   std::optional<MetricsConfig> metrics;
+  struct DriveLimiterUpdate {
+    std::string id;
+    RateLimiterConfig update;
+  };
+  struct NetLimiterUpdate {
+    std::string id;
+    RateLimiterConfig rx, tx;
+  };
+  std::vector<DriveLimiterUpdate> drive_limiter_updates;
+  std::vector<NetLimiterUpdate> net_limiter_updates;
   int pauses = 0, resumes = 0, ctrl_alt_dels = 0, flushes = 0;
 };
 

@@ -83,8 +83,8 @@ TEST(JsonConfig, ErrorsNameTheField) {
             "VM config.balloon is not supported by ember");
   EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "surprise": 1})"), "VM config: unknown field 'surprise'");
   EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"},
-      "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": false, "rate_limiter": {}}]})"),
-            "drive.rate_limiter (rate limiters) is not supported by ember");
+      "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": false, "rate_limiter": {"x": 1}}]})"),
+            "drive.rate_limiter: unknown field 'x'");
   // Rules over the whole configuration are checked once, when the VM is started (validate(),
   // called by VmmRunner for every front end), not by the parser.
   FullVmConfig two_roots = full_config_from_json(parse_json(R"({"boot-source": {"kernel_image_path": "/k"},

@@ -158,8 +158,19 @@ VmConfig sample_config() {
   c.boot.kernel_image_path = "/k/vmlinux";
   c.boot.initrd_path = "/k/initrd";
   c.acpi = false;
-  c.drives.push_back({"rootfs", "/d/root.img", true, true, DriveConfig::IoEngine::Sync});
-  c.nets.push_back({"eth0", "tap0", "06:00:00:00:00:01"});
+  DriveConfig d;
+  d.drive_id = "rootfs";
+  d.path_on_host = "/d/root.img";
+  d.is_read_only = d.is_root_device = true;
+  d.io_engine = DriveConfig::IoEngine::Sync;
+  d.rate_limiter.ops = virtio::TokenBucketConfig{100, 5, 1000};
+  c.drives.push_back(d);
+  NetConfig n;
+  n.iface_id = "eth0";
+  n.host_dev_name = "tap0";
+  n.guest_mac = "06:00:00:00:00:01";
+  n.tx_rate_limiter.bandwidth = virtio::TokenBucketConfig{1 << 20, 0, 100};
+  c.nets.push_back(n);
   c.vsock = VsockConfig{"v", 7, "/run/v.sock"};
   return c;
 }
@@ -182,6 +193,10 @@ TEST(SnapshotConfig, RoundTripsEveryFieldButTheConsole) {
   EXPECT_TRUE(back.drives[0].is_read_only && back.drives[0].is_root_device);
   EXPECT_EQ(back.drives[0].io_engine, DriveConfig::IoEngine::Sync);
   EXPECT_EQ(back.nets[0].guest_mac, "06:00:00:00:00:01");
+  EXPECT_EQ(back.drives[0].rate_limiter, c.drives[0].rate_limiter);
+  EXPECT_FALSE(back.drives[0].rate_limiter.bandwidth);
+  EXPECT_EQ(back.nets[0].tx_rate_limiter, c.nets[0].tx_rate_limiter);
+  EXPECT_FALSE(back.nets[0].rx_rate_limiter.enabled());
   ASSERT_TRUE(back.vsock);
   EXPECT_EQ(back.vsock->guest_cid, 7u);
   EXPECT_EQ(back.serial.output, SerialConfig::Output::Stdout);  // not saved: the restoring ember's choice

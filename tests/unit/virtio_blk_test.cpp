@@ -8,8 +8,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <functional>
 
 #include "tests/unit/child_process.h"
+#include "tests/unit/fake_clock.h"
 #include "tests/unit/virtio_driver.h"
 #include "virtio/blk/block_device.h"
 #include "vmm/util/error.h"
@@ -40,15 +43,23 @@ struct BlkHarness {
   test::VirtioDriver driver{memory, 16};
   UniqueFd irqfd{::eventfd(0, EFD_NONBLOCK)};
   Interrupt interrupt{irqfd.get()};
+  EventLoop loop;  // runs the rate limiter's timer when a test drives it (run_loop)
   std::unique_ptr<IoUringRing> ring;
   std::unique_ptr<BlockDevice> device;
   std::vector<SplitQueue> queues;
 
-  BlkHarness(Engine engine, bool read_only = false, size_t disk_bytes = 64 * 1024, const std::string& id = "disk0")
+  BlkHarness(Engine engine, bool read_only = false, size_t disk_bytes = 64 * 1024, const std::string& id = "disk0",
+             const std::function<void(BlockDeviceOptions&)>& tweak = {})
       : path(temp_file(id, disk_bytes, 'd')) {
     if (engine == Engine::IoUring) ring = std::make_unique<IoUringRing>(64);
-    device = std::make_unique<BlockDevice>(BlockDeviceOptions{id, path.string(), read_only, false, 16}, ring.get());
-    if (ring) ring->seal();
+    BlockDeviceOptions options{id, path.string(), read_only, false, 16};
+    options.loop = &loop;
+    if (tweak) tweak(options);
+    device = std::make_unique<BlockDevice>(options, ring.get());
+    if (ring) {
+      ring->seal();
+      loop.add(ring->event_fd(), [this] { ring->reap(); });
+    }
     std::string why;
     queues.push_back(*SplitQueue::create(memory, driver.config(), 16, {true, true}, &why));
     device->activate(queues, interrupt, 0);
@@ -73,6 +84,13 @@ struct BlkHarness {
     wait_used(before + 1);
     if (used_len) *used_len = driver.used(before).len;
     return driver.bytes(status)[0];
+  }
+  uint64_t metric(const std::string& name) {
+    uint64_t value = ~0ull;
+    device->report_metrics([&](std::string_view n, uint64_t v) {
+      if (n == name) value = v;
+    });
+    return value;
   }
   void wait_used(uint16_t target) {
     for (int i = 0; i < 1000 && driver.used_idx() != target; ++i) {
@@ -232,6 +250,142 @@ TEST(Blk, FifoAsBackingFileIsRefusedWithoutWaiting) {
       },
       5000);
   EXPECT_EQ(rc, 0) << "1: wrong message, 2: accepted, -1: blocked in open()";
+}
+
+// Rate limiting. A fake clock decides how many tokens there are; the loop's timerfd,
+// armed for the limiter's wait (a few real ms here), decides when the device looks again.
+using std::chrono::milliseconds;
+using test::FakeClock;
+using test::run_loop;
+
+// Reads of one sector each, sector i by request i, in one notification; sector i of the
+// disk is filled with 'a' + i, so each answer shows which request it belongs to.
+struct Reads {
+  std::vector<uint16_t> heads;
+  std::vector<Buffer> data, status;
+};
+Reads queue_reads(BlkHarness& h, int count, uint32_t sectors = 1) {
+  {
+    std::fstream f(h.path, std::ios::in | std::ios::out | std::ios::binary);
+    for (int i = 0; i < 8; ++i) f << std::string(512, static_cast<char>('a' + i));
+  }
+  Reads r;
+  for (int i = 0; i < count; ++i) {
+    Buffer header = h.driver.alloc(16);
+    RequestHeader hdr{kTypeIn, 0, static_cast<uint64_t>(i) * sectors};
+    std::memcpy(h.driver.bytes(header).data(), &hdr, 16);
+    r.data.push_back(h.driver.alloc(512 * sectors));
+    r.status.push_back(h.driver.alloc(1, 0xee));
+    r.heads.push_back(h.driver.add({header}, {r.data.back(), r.status.back()}, true));
+  }
+  h.device->process_queue(0);
+  return r;
+}
+
+// Used entries [first, last) are exactly requests [first, last) (io_uring may complete
+// requests that were in flight together in either order), each with its own sector.
+void expect_answered(BlkHarness& h, const Reads& r, uint16_t first, uint16_t last) {
+  std::set<uint32_t> used, expected;
+  for (uint16_t i = first; i < last; ++i) {
+    used.insert(h.driver.used(i).id);
+    expected.insert(r.heads[i]);
+    EXPECT_EQ(h.driver.bytes(r.status[i])[0], kStatusOk) << i;
+    EXPECT_EQ(h.driver.bytes(r.data[i])[0], 'a' + i) << i;
+  }
+  EXPECT_EQ(used, expected);
+}
+
+TEST_P(BlkEngines, OpsLimitHoldsRequestsUntilItsTimerAndLosesOrReordersNone) {
+  FakeClock clock;
+  BlkHarness h(GetParam(), false, 64 * 1024, "disk0", [&](BlockDeviceOptions& o) {
+    o.rate_limiter.ops = TokenBucketConfig{2, 0, 20};  // 2 requests, then one per 10 ms
+    o.clock = clock.get();
+  });
+  Reads r = queue_reads(h, 5);
+  h.wait_used(2);
+  EXPECT_EQ(h.metric("rate_limiter_throttled_events"), 1u);
+  EXPECT_NE(h.device->describe_state().find("waits for the rate limiter"), std::string::npos);
+  // The timer expires (real time) but no time passed for the limiter: still held.
+  run_loop(h.loop, 50);
+  h.wait_used(2);
+  clock.now += milliseconds(10);  // one token
+  run_loop(h.loop, 1000, [&] { return h.driver.used_idx() == 3; });
+  h.wait_used(3);
+  EXPECT_EQ(h.metric("rate_limiter_throttled_events"), 2u);  // request 4 waits now
+  clock.now += milliseconds(30);  // the bucket is full again: 2 tokens, not 3
+  run_loop(h.loop, 1000, [&] { return h.driver.used_idx() == 5; });
+  h.wait_used(5);
+  expect_answered(h, r, 0, 2);
+  expect_answered(h, r, 2, 3);
+  expect_answered(h, r, 3, 5);
+  EXPECT_EQ(h.device->describe_state(), "");
+}
+
+TEST(BlkRateLimit, BandwidthChargesEachRequestsDataBytes) {
+  FakeClock clock;
+  BlkHarness h(Engine::Sync, false, 64 * 1024, "disk0", [&](BlockDeviceOptions& o) {
+    o.rate_limiter.bandwidth = TokenBucketConfig{1024, 512, 100};  // 1 KiB per 100 ms, 512 bytes extra once
+    o.clock = clock.get();
+  });
+  Reads r = queue_reads(h, 4, 1);  // 512 bytes each: the burst, twice the bucket, then 50 ms
+  EXPECT_EQ(h.driver.used_idx(), 3);
+  clock.now += milliseconds(49);
+  run_loop(h.loop, 100);
+  EXPECT_EQ(h.driver.used_idx(), 3);
+  clock.now += milliseconds(1);
+  run_loop(h.loop, 1000, [&] { return h.driver.used_idx() == 4; });
+  EXPECT_EQ(h.driver.used_idx(), 4);
+  expect_answered(h, r, 0, 4);
+}
+
+TEST(BlkRateLimit, UpdateAppliesToTheHeldRequestAndLaterOnes) {
+  FakeClock clock;
+  BlkHarness h(Engine::Sync, false, 64 * 1024, "disk0", [&](BlockDeviceOptions& o) {
+    o.rate_limiter.ops = TokenBucketConfig{1, 0, 3'600'000};  // one request an hour
+    o.clock = clock.get();
+  });
+  Reads r = queue_reads(h, 3);
+  EXPECT_EQ(h.driver.used_idx(), 1);
+  RateLimiterConfig off;
+  off.ops = TokenBucketConfig{};  // PATCH with size 0: the bucket is turned off
+  h.device->update_rate_limiter(off);
+  run_loop(h.loop, 1000, [&] { return h.driver.used_idx() == 3; });  // on the event thread
+  EXPECT_EQ(h.driver.used_idx(), 3);
+  expect_answered(h, r, 0, 3);
+  RateLimiterConfig again;
+  again.ops = TokenBucketConfig{1, 0, 3'600'000};  // a new bucket starts full
+  h.device->update_rate_limiter(again);
+  for (int i = 0; i < 2; ++i) {
+    Buffer header = h.driver.alloc(16);
+    RequestHeader hdr{kTypeFlush, 0, 0};
+    std::memcpy(h.driver.bytes(header).data(), &hdr, 16);
+    h.driver.add({header}, {h.driver.alloc(1, 0xee)});
+  }
+  h.device->process_queue(0);
+  EXPECT_EQ(h.driver.used_idx(), 4);
+  EXPECT_EQ(h.metric("rate_limiter_throttled_events"), 2u);
+}
+
+TEST(BlkRateLimit, ResetForgetsTheHeldRequestAndTheTimerFindsAnIdleDevice) {
+  FakeClock clock;
+  BlkHarness h(Engine::Sync, false, 64 * 1024, "disk0", [&](BlockDeviceOptions& o) {
+    o.rate_limiter.ops = TokenBucketConfig{1, 0, 20};
+    o.clock = clock.get();
+  });
+  queue_reads(h, 2);
+  EXPECT_EQ(h.driver.used_idx(), 1);
+  h.device->reset();
+  clock.now += milliseconds(100);
+  run_loop(h.loop, 100);
+  EXPECT_EQ(h.driver.used_idx(), 1);  // the driver owns its ring again: nothing is written
+}
+
+TEST(BlkRateLimit, ALimiterNeedsTheEventLoop) {
+  fs::path p = temp_file("noloop", 4096, 'd');
+  BlockDeviceOptions o{"x", p.string()};
+  o.rate_limiter.ops = TokenBucketConfig{1, 0, 1000};
+  EXPECT_THROW(BlockDevice(o, nullptr), Error);
+  fs::remove(p);
 }
 
 }  // namespace

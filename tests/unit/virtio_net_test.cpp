@@ -12,6 +12,7 @@
 #include <map>
 
 #include "tests/unit/child_process.h"
+#include "tests/unit/fake_clock.h"
 #include "tests/unit/virtio_driver.h"
 #include "virtio/net/mac_address.h"
 #include "virtio/net/net_device.h"
@@ -34,13 +35,15 @@ struct NetHarness {
   UniqueFd irqfd{::eventfd(0, EFD_NONBLOCK)};
   Interrupt interrupt{irqfd.get()};
   UniqueFd peer;  // the "host side" of the tap
+  EventLoop loop;  // runs the rate limiters' timers when a test drives it (run_loop)
   IoUringRing ring{64};
   std::unique_ptr<NetDevice> device;
   std::vector<SplitQueue> queues;
   std::map<uint16_t, Buffer> rx_buffers;  // by head
   unsigned offloads = ~0u;
 
-  explicit NetHarness(uint64_t acked = kAllOffloads, int device_sndbuf = 0) {
+  explicit NetHarness(uint64_t acked = kAllOffloads, int device_sndbuf = 0,
+                      const std::function<void(NetDeviceOptions&)>& tweak = {}) {
     int fds[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
     peer.reset(fds[1]);
@@ -54,8 +57,11 @@ struct NetHarness {
       offloads = flags;
       return 0;
     };
+    options.loop = &loop;
+    if (tweak) tweak(options);
     device = std::make_unique<NetDevice>(options, UniqueFd(fds[0]), ring);
     ring.seal();
+    loop.add(ring.event_fd(), [this] { ring.reap(); });
     std::string why;
     queues.push_back(*SplitQueue::create(memory, rx.config(), 64, {true, true}, &why));
     queues.push_back(*SplitQueue::create(memory, tx.config(), 64, {true, true}, &why));
@@ -106,6 +112,17 @@ struct NetHarness {
       if (n == name) value = v;
     });
     return value;
+  }
+  // Adds `count` TX chains, frames of 100, 101, ... payload bytes, without notifying.
+  std::vector<std::vector<uint8_t>> queue_tx(int count) {
+    std::vector<std::vector<uint8_t>> frames;
+    for (int i = 0; i < count; ++i) {
+      frames.push_back(frame(100 + i));
+      Buffer b = tx.alloc(static_cast<uint32_t>(frames.back().size()));
+      std::memcpy(tx.bytes(b).data(), frames.back().data(), frames.back().size());
+      tx.add({b}, {});
+    }
+    return frames;
   }
   // Sends a TX chain holding `bytes`; returns the head.
   uint16_t guest_sends(const std::vector<uint8_t>& bytes) {
@@ -221,13 +238,7 @@ TEST(NetDevice, TxPacketsReachTheTapWholeAndComeBackEmpty) {
 
 TEST(NetDevice, ManyTxPacketsBeyondTheInFlightLimitAllArriveInOrder) {
   NetHarness h;
-  std::vector<std::vector<uint8_t>> frames;
-  for (int i = 0; i < 20; ++i) {
-    frames.push_back(NetHarness::frame(100 + i));
-    Buffer b = h.tx.alloc(static_cast<uint32_t>(frames.back().size()));
-    std::memcpy(h.tx.bytes(b).data(), frames.back().data(), frames.back().size());
-    h.tx.add({b}, {});
-  }
+  std::vector<std::vector<uint8_t>> frames = h.queue_tx(20);
   h.device->process_queue(kTxQueue);
   h.pump([&] { return h.tx.used_idx() == 20; });
   ASSERT_EQ(h.tx.used_idx(), 20);
@@ -401,6 +412,83 @@ TEST(NetDevice, ResetWithAReadInFlightReturnsAndRxWorksAfterReactivation) {
   h.host_sends(NetHarness::frame(42));
   h.pump([&] { return h.rx.used_idx() == 1; });
   EXPECT_EQ(h.rx.used_idx(), 1);
+}
+
+// Rate limiting: a fake clock decides the tokens; the loop's timerfd (a few real ms
+// here) decides when the device looks again.
+using std::chrono::milliseconds;
+using test::FakeClock;
+using test::run_loop;
+
+TEST(NetRateLimit, TxFramesWaitForTheLimiterInOrder) {
+  FakeClock clock;
+  NetHarness h(kAllOffloads, 0, [&](NetDeviceOptions& o) {
+    o.tx_rate_limiter.ops = TokenBucketConfig{1, 0, 20};  // a frame per 20 ms
+    o.clock = clock.get();
+  });
+  std::vector<std::vector<uint8_t>> frames = h.queue_tx(3);
+  h.device->process_queue(kTxQueue);
+  h.pump([&] { return h.tx.used_idx() == 1; });
+  EXPECT_EQ(h.host_receives(), frames[0]);
+  EXPECT_EQ(h.metric("tx_rate_limiter_throttled"), 1u);
+  run_loop(h.loop, 50);  // the timer, with no time passed for the limiter
+  h.device->process_queue(kTxQueue);  // nor does a notification help
+  EXPECT_EQ(h.tx.used_idx(), 1);
+  for (int i = 1; i < 3; ++i) {
+    clock.now += milliseconds(20);
+    run_loop(h.loop, 1000, [&] { return h.tx.used_idx() == i + 1; });
+    EXPECT_EQ(h.tx.used_idx(), i + 1);
+    EXPECT_EQ(h.host_receives(), frames[i]);
+  }
+  EXPECT_EQ(h.metric("tx_rate_limiter_throttled"), 2u);
+  EXPECT_EQ(h.metric("tx_packets"), 3u);
+}
+
+TEST(NetRateLimit, ThrottledRxStopsReadingTheTapUntilTheTimer) {
+  FakeClock clock;
+  NetHarness h(kAllOffloads, 0, [&](NetDeviceOptions& o) {
+    o.rx_rate_limiter.bandwidth = TokenBucketConfig{200, 0, 20};  // 200 bytes per 20 ms
+    o.clock = clock.get();
+  });
+  h.add_rx(1526, 4);
+  h.device->process_queue(kRxQueue);
+  std::vector<std::vector<uint8_t>> frames = {NetHarness::frame(150), NetHarness::frame(151), NetHarness::frame(152)};
+  for (auto& f : frames) h.host_sends(f);
+  h.pump([&] { return h.rx.used_idx() == 1; });
+  h.pump([&] { return h.metric("rx_rate_limiter_throttled") == 1; });
+  EXPECT_EQ(h.metric("rx_rate_limiter_throttled"), 1u);
+  EXPECT_NE(h.device->describe_state().find("rx packet waiting for the rate limiter 163 bytes"), std::string::npos)
+      << h.device->describe_state();
+  h.device->process_queue(kRxQueue);  // more buffers do not get it past the limiter
+  EXPECT_EQ(h.rx.used_idx(), 1);
+  for (uint16_t i = 1; i < 3; ++i) {
+    clock.now += milliseconds(20);
+    run_loop(h.loop, 1000, [&] { return h.rx.used_idx() == i + 1; });
+    ASSERT_EQ(h.rx.used_idx(), i + 1);
+  }
+  for (uint16_t i = 0; i < 3; ++i) {
+    auto got = h.received(i, 1);
+    ASSERT_EQ(got.size(), frames[i].size()) << i;
+    EXPECT_TRUE(std::equal(got.begin() + kNetHeaderSize, got.end(), frames[i].begin() + kNetHeaderSize)) << i;
+  }
+  EXPECT_EQ(h.metric("rx_packets"), 3u);
+}
+
+TEST(NetRateLimit, UpdateReleasesWhatWaits) {
+  FakeClock clock;
+  NetHarness h(kAllOffloads, 0, [&](NetDeviceOptions& o) {
+    o.tx_rate_limiter.ops = TokenBucketConfig{1, 0, 3'600'000};
+    o.clock = clock.get();
+  });
+  h.queue_tx(3);
+  h.device->process_queue(kTxQueue);
+  h.pump([&] { return h.tx.used_idx() == 1; });
+  EXPECT_EQ(h.tx.used_idx(), 1);
+  RateLimiterConfig off;
+  off.ops = TokenBucketConfig{};
+  h.device->update_rate_limiters({}, off);
+  run_loop(h.loop, 1000, [&] { return h.tx.used_idx() == 3; });
+  EXPECT_EQ(h.tx.used_idx(), 3);
 }
 
 }  // namespace

@@ -28,6 +28,13 @@ uint64_t backing_size(int fd, const std::string& path, const struct stat& st) {
   return static_cast<uint64_t>(st.st_size);
 }
 
+// What a request costs in bytes: its data, for reads and writes.
+uint64_t data_bytes(const BlockRequest& request) {
+  if (request.type == kTypeIn) return request.read_buffer.remaining();
+  if (request.type == kTypeOut) return request.write_payload.remaining();
+  return 0;
+}
+
 template <typename T>
 void put(std::vector<uint8_t>& config, size_t offset, T value) {
   std::memcpy(config.data() + offset, &value, sizeof(value));
@@ -44,7 +51,13 @@ UniqueFd open_backing_file(const std::string& id, const std::string& path, int f
   return fd;
 }
 
-BlockDevice::BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring) : options_(options) {
+BlockDevice::BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring)
+    : options_(options), limiter_(options.rate_limiter, options.clock) {
+  if (options.loop) {
+    timer_ = std::make_unique<ThrottleTimer>(*options.loop, [this] { run_queue(); }, "drive '" + options.id + "'");
+  } else if (limiter_.enabled()) {
+    fail("drive '", options.id, "': a rate limiter needs the event loop");
+  }
   int flags = (options.read_only ? O_RDONLY : O_RDWR) | (options.direct_io ? O_DIRECT : 0);
   struct stat st {};
   fd_ = open_backing_file(options.id, options.path, flags, st);
@@ -69,7 +82,9 @@ BlockDevice::BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring) :
   }
 }
 
-BlockDevice::~BlockDevice() = default;
+BlockDevice::~BlockDevice() {
+  if (held_) held_->chain.abandon();  // the queue may be gone already
+}
 
 uint32_t BlockDevice::device_type() const { return kDeviceTypeBlock; }
 
@@ -101,6 +116,10 @@ void BlockDevice::reset() {
   // wait for them, and drop their chains without touching the rings.
   resetting_ = true;
   backend_->wait_until([this] { return free_slots_.size() == slots_.size(); });
+  // A request the limiter held is forgotten like those in flight. The timer is left to
+  // expire into an idle device: this may run on the main thread, which cannot arm it.
+  if (held_) held_->chain.abandon();
+  held_.reset();
   queues_ = {};
   interrupt_ = nullptr;
 }
@@ -112,16 +131,54 @@ void BlockDevice::drain() {
 }
 
 void BlockDevice::process_queue(uint16_t index) {
-  if (index >= queues_.size()) return;
+  if (index < queues_.size()) run_queue();
+}
+
+void BlockDevice::run_queue() {
+  if (queues_.empty() || resetting_) return;
   in_batch_ = true;
-  while (auto chain = queues_[index].pop()) handle(std::move(*chain));
+  bool go = true;
+  if (held_) {
+    Nanos wait = limiter_.consume(held_->bytes, 1);
+    if (wait.count() > 0) {
+      timer_->arm(wait);
+      go = false;
+    } else {
+      Held held = std::move(*held_);
+      held_.reset();
+      handle(std::move(held.chain), std::move(held.request));
+    }
+  }
+  while (go) {
+    std::optional<DescriptorChain> chain = queues_[0].pop();
+    if (!chain) break;
+    BlockRequest request = parse_block_request(*chain);
+    // A malformed request costs nothing: it fails at once, without I/O.
+    go = request.error || admit(*chain, request, data_bytes(request));
+    if (go) handle(std::move(*chain), std::move(request));
+  }
   in_batch_ = false;
   backend_->flush_submissions();
   signal_if_needed();
 }
 
-void BlockDevice::handle(DescriptorChain chain) {
-  BlockRequest request = parse_block_request(chain);
+bool BlockDevice::admit(DescriptorChain& chain, BlockRequest& request, uint64_t bytes) {
+  Nanos wait = limiter_.consume(bytes, 1);
+  if (wait.count() == 0) return true;
+  counters_.throttled.fetch_add(1, std::memory_order_relaxed);
+  held_.emplace(Held{std::move(chain), std::move(request), bytes});
+  timer_->arm(wait);
+  return false;
+}
+
+void BlockDevice::update_rate_limiter(const RateLimiterConfig& update) {
+  if (!timer_) fail("drive '", options_.id, "': a rate limiter needs the event loop");
+  limiter_.update(update);
+  // A held request may fit now, or must wait a different time: decided on the event thread.
+  if (held_) timer_->expire_now();
+}
+
+void BlockDevice::handle(DescriptorChain chain, BlockRequest request) {
   if (request.error) {
     counters_.malformed.fetch_add(1, std::memory_order_relaxed);
     warn_guest(cat("drive '", options_.id, "': malformed request: ", request.error));
@@ -255,6 +312,12 @@ void BlockDevice::report_metrics(const MetricSink& sink) const {
   sink("write_bytes", get(counters_.write_bytes));
   sink("errors", get(counters_.errors));
   sink("malformed_requests", get(counters_.malformed));
+  sink("rate_limiter_throttled_events", get(counters_.throttled));
+}
+
+std::string BlockDevice::describe_state() const {
+  if (!held_) return {};
+  return cat("a request of ", held_->bytes, " bytes waits for the rate limiter");
 }
 
 void BlockDevice::signal_if_needed() {

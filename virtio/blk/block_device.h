@@ -6,11 +6,14 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "virtio/blk/block_backend.h"
 #include "virtio/blk/block_request.h"
+#include "virtio/rate_limiter.h"
+#include "virtio/throttle_timer.h"
 #include "virtio/virtio_device.h"
 #include "vmm/util/unique_fd.h"
 
@@ -27,6 +30,12 @@ struct BlockDeviceOptions {
   bool read_only = false;
   bool direct_io = false;  // O_DIRECT (the guest's buffers are page aligned)
   uint16_t queue_size = 256;
+  // Requests wait (the queue is not read) while this limiter has no room for them; each
+  // costs one op and, for IN/OUT, its data bytes. Changed later by update_rate_limiter().
+  RateLimiterConfig rate_limiter;
+  // Where the limiter's timer runs; without a loop the device cannot be rate-limited.
+  EventLoop* loop = nullptr;
+  RateLimiter::Clock clock;  // tests inject one; empty: the steady clock
 };
 
 class BlockDevice final : public VirtioDevice {
@@ -50,6 +59,10 @@ class BlockDevice final : public VirtioDevice {
   // size, or another drive, is refused (a guest's file system under a changed disk).
   void save_state(snapshot::StateWriter& out) const override;
   void restore_state(snapshot::StateReader& in) override;
+  std::string describe_state() const override;
+  // PATCH /drives: the buckets `update` names are replaced (RateLimiterConfig). Event
+  // thread, or any thread while it is parked.
+  void update_rate_limiter(const RateLimiterConfig& update);
 
   uint64_t capacity_sectors() const { return capacity_sectors_; }
   const char* engine() const { return backend_->name(); }
@@ -63,7 +76,17 @@ class BlockDevice final : public VirtioDevice {
     uint64_t expected = 0;
     void on_complete(int64_t result) override { device->finish(*this, result); }
   };
-  void handle(DescriptorChain chain);
+  // The request the limiter held back, with its cost: the first one handled next.
+  struct Held {
+    DescriptorChain chain;
+    BlockRequest request;
+    uint64_t bytes = 0;
+  };
+  // Handles what the queue holds, the held request first, until the limiter says wait.
+  void run_queue();
+  // Charges the limiter; false when it has no room: the request is kept in held_.
+  bool admit(DescriptorChain& chain, BlockRequest& request, uint64_t bytes);
+  void handle(DescriptorChain chain, BlockRequest request);
   void start_io(DescriptorChain chain, BlockRequest request, BlockIo::Op op, uint64_t offset, uint64_t length);
   void finish(InFlight& slot, int64_t result);
   void complete_now(DescriptorChain& chain, BlockRequest& request, uint8_t status, uint32_t written = 0);
@@ -82,11 +105,15 @@ class BlockDevice final : public VirtioDevice {
   std::vector<uint32_t> free_slots_;
   bool resetting_ = false;
   bool in_batch_ = false;
+  RateLimiter limiter_;
+  std::unique_ptr<ThrottleTimer> timer_;  // with options.loop
+  std::optional<Held> held_;
 
   // Counters for the metrics file: written on the event thread, read by the API's.
   struct Counters {
     std::atomic<uint64_t> read_requests{0}, write_requests{0}, flush_requests{0}, other_requests{0};
     std::atomic<uint64_t> read_bytes{0}, write_bytes{0}, errors{0}, malformed{0};
+    std::atomic<uint64_t> throttled{0};  // requests the rate limiter held back
   };
   Counters counters_;
 };

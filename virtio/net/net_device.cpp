@@ -22,7 +22,18 @@ constexpr unsigned kMaxRxReadFailures = 16;
 }  // namespace
 
 NetDevice::NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring)
-    : options_(std::move(options)), tap_(std::move(tap)), ring_(ring) {
+    : options_(std::move(options)),
+      tap_(std::move(tap)),
+      ring_(ring),
+      rx_limiter_(options_.rx_rate_limiter, options_.clock),
+      tx_limiter_(options_.tx_rate_limiter, options_.clock) {
+  if (options_.loop) {
+    std::string name = "net '" + options_.id + "'";
+    rx_timer_ = std::make_unique<ThrottleTimer>(*options_.loop, [this] { process_queue(kRxQueue); }, name);
+    tx_timer_ = std::make_unique<ThrottleTimer>(*options_.loop, [this] { process_queue(kTxQueue); }, name);
+  } else if (rx_limiter_.enabled() || tx_limiter_.enabled()) {
+    fail("net '", options_.id, "': a rate limiter needs the event loop");
+  }
   ring_.add_file(tap_.get());
   if (!options_.set_offloads) options_.set_offloads = set_tap_offloads;
   std::copy(options_.mac.begin(), options_.mac.end(), config_.begin());
@@ -49,6 +60,7 @@ NetDevice::~NetDevice() {
   // the chains without touching either. The ring's teardown cancels the read.
   for (DescriptorChain& chain : rx_chains_) chain.abandon();
   for (TxSlot& slot : tx_slots_) slot.chain.abandon();
+  if (tx_held_) tx_held_->abandon();
   const Counters& c = counters_;
   log::info(cat("net '", options_.id, "': rx ", c.rx_packets.load(), " packets (", c.rx_gso.load(), " GSO), ",
                 c.rx_bytes.load(), " bytes; tx ", c.tx_packets.load(), " packets (", c.tx_tso.load(), " TSO), ",
@@ -95,6 +107,11 @@ void NetDevice::stop_io() {
   rx_chains_.clear();
   rx_chain_bytes_ = 0;
   rx_length_ = 0;
+  rx_paid_ = rx_waits_for_limiter_ = false;
+  // The timers are left to expire into an idle device: this may run on the main
+  // thread, which cannot arm them.
+  if (tx_held_) tx_held_->abandon();
+  tx_held_.reset();
 }
 
 void NetDevice::cancel_tx() {
@@ -145,8 +162,8 @@ void NetDevice::process_queue(uint16_t index) {
   if (!interrupt_ || index >= queues_.size()) return;
   in_batch_ = true;
   if (index == kRxQueue) {
-    // New buffers: finish the packet that waited for them, then read the next.
-    if (rx_length_ && !deliver_rx()) ++counters_.rx_no_buffer;
+    // New buffers (or the RX limiter's timer): finish the packet that waited, then read the next.
+    if (rx_length_) forward_rx();
     rx_read_failures_ = 0;
     start_rx_read();
   } else {
@@ -188,13 +205,27 @@ void NetDevice::on_rx_read(int32_t result) {
     return;
   }
   rx_length_ = static_cast<size_t>(result);
-  if (deliver_rx()) {
-    start_rx_read();
-  } else {
-    // No busy loop and no queue of packets: the tap keeps (or drops) the rest
-    // until the driver adds buffers and notifies the RX queue.
-    ++counters_.rx_no_buffer;
+  rx_paid_ = false;
+  // Otherwise no busy loop and no queue of packets: the tap keeps (or drops) the rest
+  // until the driver adds buffers and notifies the RX queue, or the limiter's timer fires.
+  if (forward_rx()) start_rx_read();
+}
+
+bool NetDevice::forward_rx() {
+  if (!rx_paid_) {
+    Nanos wait = rx_limiter_.consume(rx_length_, 1);
+    if (wait.count() > 0) {
+      if (!rx_waits_for_limiter_) ++counters_.rx_rate_limited;
+      rx_waits_for_limiter_ = true;
+      rx_timer_->arm(wait);
+      return false;
+    }
+    rx_paid_ = true;
+    rx_waits_for_limiter_ = false;
   }
+  if (deliver_rx()) return true;
+  ++counters_.rx_no_buffer;
+  return false;
 }
 
 void NetDevice::drop_rx(std::atomic<uint64_t>& counter, const char* why) {
@@ -263,9 +294,19 @@ bool NetDevice::deliver_rx() {
 void NetDevice::process_tx() {
   SplitQueue& queue = queues_[kTxQueue];
   while (!tx_free_.empty()) {
-    std::optional<DescriptorChain> chain = queue.pop();
+    bool was_held = tx_held_.has_value();
+    std::optional<DescriptorChain> chain = was_held ? std::move(tx_held_) : queue.pop();
+    tx_held_.reset();
     if (!chain) {
       tx_throttled_ = false;
+      return;
+    }
+    Nanos wait = tx_limiter_.consume(chain->reader().remaining(), 1);
+    if (wait.count() > 0) {
+      if (!was_held) ++counters_.tx_rate_limited;
+      tx_held_ = std::move(chain);
+      tx_throttled_ = false;  // the limiter's timer resumes TX, not a completion
+      tx_timer_->arm(wait);
       return;
     }
     send(std::move(*chain));
@@ -342,13 +383,26 @@ void NetDevice::report_metrics(const MetricSink& sink) const {
   sink("tx_errors", c.tx_errors.load(std::memory_order_relaxed));
   sink("tx_malformed", c.tx_malformed.load(std::memory_order_relaxed));
   sink("tx_throttled", c.tx_throttled.load(std::memory_order_relaxed));
+  sink("rx_rate_limiter_throttled", c.rx_rate_limited.load(std::memory_order_relaxed));
+  sink("tx_rate_limiter_throttled", c.tx_rate_limited.load(std::memory_order_relaxed));
+}
+
+void NetDevice::update_rate_limiters(const RateLimiterConfig& rx, const RateLimiterConfig& tx) {
+  if (!rx_timer_) fail("net '", options_.id, "': a rate limiter needs the event loop");
+  rx_limiter_.update(rx);
+  tx_limiter_.update(tx);
+  // Whatever waits may fit now, or must wait a different time: decided on the event thread.
+  if (rx_waits_for_limiter_) rx_timer_->expire_now();
+  if (tx_held_) tx_timer_->expire_now();
 }
 
 std::string NetDevice::describe_state() const {
   return cat("tx in flight ", tx_slots_.size() - tx_free_.size(), " of ", tx_slots_.size(),
              tx_throttled_ ? " (throttled)" : "", ", rx read ", rx_reading_ ? "pending" : "not pending",
-             ", rx packet waiting for buffers ", rx_length_, " bytes, rx chains held ", rx_chains_.size(), " (",
-             rx_chain_bytes_, " bytes), rx read failures ", rx_read_failures_);
+             rx_waits_for_limiter_ ? ", rx packet waiting for the rate limiter " : ", rx packet waiting for buffers ",
+             rx_length_, " bytes, tx packet waiting for the rate limiter ", tx_held_ ? "yes" : "no",
+             ", rx chains held ", rx_chains_.size(), " (", rx_chain_bytes_, " bytes), rx read failures ",
+             rx_read_failures_);
 }
 
 }  // namespace ember::virtio::net

@@ -7,10 +7,14 @@
 #include <atomic>
 #include <deque>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "virtio/io_uring_ring.h"
+#include "virtio/rate_limiter.h"
+#include "virtio/throttle_timer.h"
 #include "virtio/virtio_device.h"
 #include "vmm/util/unique_fd.h"
 
@@ -28,6 +32,13 @@ struct NetDeviceOptions {
   uint32_t max_tx_in_flight = 64;
   // TUNSETOFFLOAD (returns 0 or errno); tests replace it when the "tap" is a socket.
   std::function<int(int fd, unsigned flags)> set_offloads;
+  // Frames wait while these limiters have no room for them; each costs one op and its
+  // bytes as the tap sees them (the 12-byte virtio-net header included). A throttled RX
+  // frame stays read, and the tap is not read again until it went to the guest.
+  RateLimiterConfig rx_rate_limiter;
+  RateLimiterConfig tx_rate_limiter;
+  EventLoop* loop = nullptr;  // for the limiters' timers; without it, no limiter
+  RateLimiter::Clock clock;   // tests inject one; empty: the steady clock
 };
 
 class NetDevice final : public VirtioDevice {
@@ -55,6 +66,9 @@ class NetDevice final : public VirtioDevice {
   void restore_state(snapshot::StateReader& in) override;
   void report_metrics(const MetricSink& sink) const override;
   std::string describe_state() const override;
+  // PATCH /network-interfaces: the buckets each update names are replaced
+  // (RateLimiterConfig). Event thread, or any thread while it is parked.
+  void update_rate_limiters(const RateLimiterConfig& rx, const RateLimiterConfig& tx);
 
  private:
   struct RxRead final : RingCompletion {
@@ -71,10 +85,14 @@ class NetDevice final : public VirtioDevice {
   struct Counters {
     std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_gso{0}, rx_errors{0}, rx_dropped{0}, rx_no_buffer{0};
     std::atomic<uint64_t> tx_packets{0}, tx_bytes{0}, tx_tso{0}, tx_errors{0}, tx_malformed{0}, tx_throttled{0};
+    std::atomic<uint64_t> rx_rate_limited{0}, tx_rate_limited{0};  // frames a rate limiter held back
   };
 
   void start_rx_read();
   void on_rx_read(int32_t result);
+  // Hands the packet read from the tap to the guest once the RX limiter and the driver's
+  // buffers allow; true when it is gone (delivered or dropped), false when it waits.
+  bool forward_rx();
   // Copies the pending packet into the driver's RX chains; false when it has to
   // wait for more buffers.
   bool deliver_rx();
@@ -116,6 +134,14 @@ class NetDevice final : public VirtioDevice {
   std::vector<TxSlot> tx_slots_;
   std::vector<TxSlot*> tx_free_;
   bool tx_throttled_ = false;
+  // Rate limiting: a frame the limiter held back is the first one handled next.
+  RateLimiter rx_limiter_;
+  RateLimiter tx_limiter_;
+  std::unique_ptr<ThrottleTimer> rx_timer_;  // with options.loop
+  std::unique_ptr<ThrottleTimer> tx_timer_;
+  bool rx_paid_ = false;                     // the waiting RX packet was charged
+  bool rx_waits_for_limiter_ = false;
+  std::optional<DescriptorChain> tx_held_;
 };
 
 }  // namespace ember::virtio::net

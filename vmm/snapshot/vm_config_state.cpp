@@ -14,6 +14,29 @@ Enum read_enum(StateReader& in, const char* field, Enum last) {
   if (v > static_cast<uint8_t>(last)) in.invalid(field, cat("unknown value ", v));
   return static_cast<Enum>(v);
 }
+void write_limiter(StateWriter& out, const RateLimiterConfig& l) {
+  for (const auto* bucket : {&l.bandwidth, &l.ops}) {
+    out.boolean(bucket->has_value());
+    if (!*bucket) continue;
+    out.u64((*bucket)->size);
+    out.u64((*bucket)->one_time_burst);
+    out.u64((*bucket)->refill_time_ms);
+  }
+}
+
+// Bounds and consistency are validate()'s, as for any configuration.
+RateLimiterConfig read_limiter(StateReader& in) {
+  RateLimiterConfig l;
+  for (auto* bucket : {&l.bandwidth, &l.ops}) {
+    if (!in.boolean("rate limiter bucket present")) continue;
+    virtio::TokenBucketConfig b;
+    b.size = in.u64("bucket size");
+    b.one_time_burst = in.u64("bucket one_time_burst");
+    b.refill_time_ms = in.u64("bucket refill_time");
+    *bucket = b;
+  }
+  return l;
+}
 }  // namespace
 
 void write_state(StateWriter& out, const VmConfig& c) {
@@ -33,12 +56,15 @@ void write_state(StateWriter& out, const VmConfig& c) {
     out.boolean(d.is_read_only);
     out.boolean(d.is_root_device);
     out.u8(static_cast<uint8_t>(d.io_engine));
+    write_limiter(out, d.rate_limiter);
   }
   out.u32(static_cast<uint32_t>(c.nets.size()));
   for (const auto& n : c.nets) {
     out.text(n.iface_id);
     out.text(n.host_dev_name);
     out.text(n.guest_mac);
+    write_limiter(out, n.rx_rate_limiter);
+    write_limiter(out, n.tx_rate_limiter);
   }
   out.boolean(c.vsock.has_value());
   if (c.vsock) {
@@ -68,6 +94,7 @@ VmConfig read_vm_config(StateReader& in) {
     d.is_read_only = in.boolean("is_read_only");
     d.is_root_device = in.boolean("is_root_device");
     d.io_engine = read_enum(in, "io_engine", DriveConfig::IoEngine::Sync);
+    d.rate_limiter = read_limiter(in);
     c.drives.push_back(std::move(d));
   }
   uint32_t nets = in.u32("network interface count");
@@ -77,6 +104,8 @@ VmConfig read_vm_config(StateReader& in) {
     n.iface_id = in.text("iface_id", kMaxText);
     n.host_dev_name = in.text("host_dev_name", kMaxText);
     n.guest_mac = in.text("guest_mac", kMaxText);
+    n.rx_rate_limiter = read_limiter(in);
+    n.tx_rate_limiter = read_limiter(in);
     c.nets.push_back(std::move(n));
   }
   if (in.boolean("has vsock")) {
