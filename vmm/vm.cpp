@@ -378,7 +378,7 @@ void Vm::build_restored_machine(const snapshot::SnapshotContents& contents) {
   x86::restore_vm_state(vm_, vm_state);
   for (auto& v : vcpus_) {
     snapshot::StateReader in = contents.section(cat("vcpu", v->fd().id()));
-    x86::restore_vcpu_state(v->fd(), x86::read_vcpu_state(in));
+    x86::restore_vcpu_state(v->fd(), kvm_, x86::read_vcpu_state(in));
   }
   timeline_.mark(BootPhase::VcpusReady);
   log::info(cat("restored the VM from ", contents.source(), " (written by ember ", contents.ember_version(), ")"));
@@ -395,7 +395,7 @@ void Vm::save_snapshot(const SnapshotCreateParams& params) {
   contents.add("machine", machine_section());
   for (auto& v : vcpus_) {
     snapshot::StateWriter w;
-    x86::write_state(w, x86::save_vcpu_state(v->fd(), kvm_.msr_index_list()));
+    x86::write_state(w, x86::save_vcpu_state(v->fd(), kvm_));
     contents.add(cat("vcpu", v->fd().id()), w.take());
   }
   snapshot::StateWriter serial, i8042;

@@ -97,7 +97,7 @@ std::function<void()> needs_of(ThreadRole role) {
         ::syscall(SYS_read, -1, nullptr, 0);
         ::syscall(SYS_close, -1);
         // PUT /snapshot/create: KVM's state, new files written and renamed in.
-        ::syscall(SYS_ioctl, -1, KVM_GET_XSAVE, 0);
+        ::syscall(SYS_ioctl, -1, kvm_array_ioctl::kGetXsave2, 0);
         ::syscall(SYS_ioctl, -1, KVM_GET_IRQCHIP, 0);
         ::syscall(SYS_ioctl, -1, kvm_array_ioctl::kGetMsrs, 0);
         ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test/x", O_WRONLY | O_CREAT | O_EXCL, 0600);

@@ -94,6 +94,8 @@ KvmSystem KvmSystem::open(const std::string& path) {
   check(xioctl(kvm.fd(), kGetSupportedCpuid, cpuid.data()), "KVM_GET_SUPPORTED_CPUID");
   kvm.supported_cpuid_.entries.assign(cpuid.entries(), cpuid.entries() + cpuid.header().count);
 
+  int xsave2 = kvm.check_extension(KVM_CAP_XSAVE2);
+  if (xsave2 > static_cast<int>(kvm.xsave_size_)) kvm.xsave_size_ = static_cast<size_t>(xsave2);
   // Only snapshots need it: a host that cannot answer still boots VMs (and the snapshot
   // request says why it cannot be saved).
   std::vector<uint32_t> msrs(1 + kMaxMsrIndices);  // MsrListHeader, then the indices
@@ -206,6 +208,19 @@ CpuidEntries VcpuFd::get_cpuid() {
   CpuidEntries out;
   out.entries.assign(arg.entries(), arg.entries() + arg.header().count);
   return out;
+}
+
+std::vector<uint8_t> VcpuFd::get_xsave(size_t size) {
+  std::vector<uint8_t> area(std::max(size, sizeof(XsaveLegacyArea)));
+  bool large = area.size() > sizeof(XsaveLegacyArea);
+  if (xioctl(fd(), large ? kGetXsave2 : kGetXsave, area.data()) < 0) {
+    fail(large ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE", " on vCPU ", id_, ": ", errno_text());
+  }
+  return area;
+}
+
+void VcpuFd::set_xsave(const std::vector<uint8_t>& area) {
+  if (xioctl(fd(), kSetXsave, area.data()) < 0) fail("KVM_SET_XSAVE on vCPU ", id_, ": ", errno_text());
 }
 
 std::vector<kvm_msr_entry> VcpuFd::get_msrs(const std::vector<uint32_t>& indices) {

@@ -34,6 +34,14 @@ constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, MsrListHeader);
 constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, ArrayHeader);
 constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, ArrayHeader);
 constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, ArrayHeader);
+// kvm_xsave likewise (4100 bytes in C++, 4096 in C): its ioctls are numbered for 4 KiB.
+struct XsaveLegacyArea {
+  uint32_t region[1024];
+};
+static_assert(sizeof(XsaveLegacyArea) == 4096);
+constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, XsaveLegacyArea);
+constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, XsaveLegacyArea);
+constexpr unsigned long kGetXsave2 = _IOR(KVMIO, 0xcf, XsaveLegacyArea);
 constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, ArrayHeader);
 }  // namespace kvm_array_ioctl
 
@@ -52,6 +60,9 @@ class KvmSystem {
   int check_extension(long cap) const;
   const CpuidEntries& supported_cpuid() const { return supported_cpuid_; }
   size_t vcpu_mmap_size() const { return vcpu_mmap_size_; }
+  // Bytes of a vCPU's XSAVE state for KVM_GET_XSAVE2 / KVM_SET_XSAVE (more than the legacy
+  // 4 KiB when the CPU has large state components such as AMX). Queried once.
+  size_t xsave_size() const { return xsave_size_; }
   // The MSRs KVM can save and restore (KVM_GET_MSR_INDEX_LIST), for snapshots. Queried once,
   // at open (the main thread's filter has no ioctl on /dev/kvm); throws Error with KVM's
   // answer if that query failed.
@@ -66,6 +77,7 @@ class KvmSystem {
   size_t vcpu_mmap_size_ = 0;
   std::vector<uint32_t> msr_index_list_;
   std::string msr_index_error_;
+  size_t xsave_size_ = sizeof(kvm_array_ioctl::XsaveLegacyArea);
 };
 
 // KVM_GET_x / KVM_SET_x of one fixed-size structure on a VM or vCPU fd; `what` names the
@@ -110,6 +122,10 @@ class VcpuFd {
 
   void set_cpuid(const CpuidEntries& cpuid);
   CpuidEntries get_cpuid();
+  // The XSAVE state (KVM_GET_XSAVE2 when `size` is above 4 KiB); KVM_SET_XSAVE reads as
+  // many bytes as this VM's vCPUs have, so `area` must hold at least that (pad with zeros).
+  std::vector<uint8_t> get_xsave(size_t size);
+  void set_xsave(const std::vector<uint8_t>& area);
   void set_msrs(const std::vector<kvm_msr_entry>& msrs);
   // The values of those of `indices` that this vCPU can read (KVM_GET_MSRS stops at the
   // first one it cannot: that one is left out and the rest read on).

@@ -89,7 +89,7 @@ void allow_role(Allowlist& a, ThreadRole role) {
       // PUT /snapshot/create on the paused VM: KVM's state read out (vCPU, VM, dirty log),
       // the memory file and the snapshot file written beside their paths and renamed in
       // (mkostemp's random name), holes punched for zero pages of a diff.
-      a.allow_ioctls({KVM_GET_SREGS, KVM_GET_XSAVE, KVM_GET_XCRS, KVM_GET_DEBUGREGS, KVM_GET_LAPIC,
+      a.allow_ioctls({KVM_GET_SREGS, kvm_array_ioctl::kGetXsave, kvm_array_ioctl::kGetXsave2, KVM_GET_XCRS, KVM_GET_DEBUGREGS, KVM_GET_LAPIC,
                       KVM_GET_MP_STATE, KVM_GET_VCPU_EVENTS, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK,
                       KVM_GET_DIRTY_LOG, kvm_array_ioctl::kGetCpuid2, kvm_array_ioctl::kGetMsrs});
       // It opens no existing file: only new ones (O_CREAT|O_EXCL) and folders read-only (to

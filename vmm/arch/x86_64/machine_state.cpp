@@ -7,15 +7,16 @@ namespace {
 // entries; its MSR list has about 100 entries).
 constexpr size_t kMaxCpuidEntries = 256;
 constexpr size_t kMaxMsrs = 1024;
+constexpr size_t kMaxXsaveBytes = 64 * 1024;  // AMX's state is 8 KiB; XSAVE's whole area far less than this
 }  // namespace
 
-VcpuState save_vcpu_state(VcpuFd& vcpu, const std::vector<uint32_t>& msr_indices) {
+VcpuState save_vcpu_state(VcpuFd& vcpu, const KvmSystem& kvm) {
   VcpuState s;
   s.cpuid = vcpu.get_cpuid().entries;
-  s.msrs = vcpu.get_msrs(msr_indices);
+  s.msrs = vcpu.get_msrs(kvm.msr_index_list());
   s.regs = vcpu.get_regs();
   s.sregs = vcpu.get_sregs();
-  s.xsave = vcpu.get<XsaveArea>(KVM_GET_XSAVE, "KVM_GET_XSAVE");
+  s.xsave = vcpu.get_xsave(kvm.xsave_size());
   s.xcrs = vcpu.get<kvm_xcrs>(KVM_GET_XCRS, "KVM_GET_XCRS");
   s.debugregs = vcpu.get<kvm_debugregs>(KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
   s.lapic = vcpu.get_lapic();
@@ -24,13 +25,15 @@ VcpuState save_vcpu_state(VcpuFd& vcpu, const std::vector<uint32_t>& msr_indices
   return s;
 }
 
-void restore_vcpu_state(VcpuFd& vcpu, const VcpuState& s) {
+void restore_vcpu_state(VcpuFd& vcpu, const KvmSystem& kvm, const VcpuState& s) {
   // CPUID first (what the rest is checked against); the LAPIC before the MSRs (the TSC
   // deadline MSR needs its timer mode) and before the MP state; events last.
   vcpu.set_cpuid(CpuidEntries{s.cpuid});
   vcpu.set_regs(s.regs);
   vcpu.set_sregs(s.sregs);
-  vcpu.set(KVM_SET_XSAVE, s.xsave, "KVM_SET_XSAVE");
+  std::vector<uint8_t> xsave = s.xsave;
+  if (xsave.size() < kvm.xsave_size()) xsave.resize(kvm.xsave_size());  // components this host has and the saved one had not
+  vcpu.set_xsave(xsave);
   vcpu.set(KVM_SET_XCRS, s.xcrs, "KVM_SET_XCRS");
   vcpu.set(KVM_SET_DEBUGREGS, s.debugregs, "KVM_SET_DEBUGREGS");
   vcpu.set_lapic(s.lapic);
@@ -74,7 +77,7 @@ void write_state(snapshot::StateWriter& out, const VcpuState& s) {
   }
   out.raw(s.regs);
   out.raw(s.sregs);
-  out.raw(s.xsave);
+  out.bytes(s.xsave);
   out.raw(s.xcrs);
   out.raw(s.debugregs);
   out.raw(s.lapic);
@@ -99,7 +102,10 @@ VcpuState read_vcpu_state(snapshot::StateReader& in) {
   }
   s.regs = in.raw<kvm_regs>("general registers");
   s.sregs = in.raw<kvm_sregs>("special registers");
-  s.xsave = in.raw<XsaveArea>("XSAVE area");
+  s.xsave = in.bytes("XSAVE area", kMaxXsaveBytes);
+  if (s.xsave.size() < sizeof(kvm_array_ioctl::XsaveLegacyArea)) {
+    in.invalid("XSAVE area", cat(s.xsave.size(), " bytes, less than the 4096 of its legacy layout"));
+  }
   s.xcrs = in.raw<kvm_xcrs>("XCRs");
   if (s.xcrs.nr_xcrs > KVM_MAX_XCRS) in.invalid("XCRs", cat(s.xcrs.nr_xcrs, " registers, KVM has at most ", KVM_MAX_XCRS));
   s.debugregs = in.raw<kvm_debugregs>("debug registers");

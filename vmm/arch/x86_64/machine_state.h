@@ -12,18 +12,12 @@
 
 namespace ember::x86 {
 
-// kvm_xsave without its flexible array member (the legacy 4 KiB area KVM_GET_XSAVE fills).
-struct XsaveArea {
-  uint32_t region[1024];
-};
-static_assert(sizeof(XsaveArea) == 4096);
-
 struct VcpuState {
   std::vector<kvm_cpuid_entry2> cpuid;
   std::vector<kvm_msr_entry> msrs;  // TSC, kvmclock, syscall MSRs, ... (what KVM lists)
   kvm_regs regs{};
   kvm_sregs sregs{};
-  XsaveArea xsave{};  // FPU, SSE, AVX (the legacy 4 KiB area)
+  std::vector<uint8_t> xsave;  // FPU, SSE, AVX, ... (KVM's XSAVE layout, 4 KiB or more)
   kvm_xcrs xcrs{};
   kvm_debugregs debugregs{};
   kvm_lapic_state lapic{};
@@ -41,10 +35,10 @@ struct VmState {
 };
 
 // Only while the vCPU is out of KVM_RUN (the VM is paused).
-VcpuState save_vcpu_state(VcpuFd& vcpu, const std::vector<uint32_t>& msr_indices);
+VcpuState save_vcpu_state(VcpuFd& vcpu, const KvmSystem& kvm);
 // Into a vCPU just created, before its first KVM_RUN. KVM checks the values; what it
 // refuses is reported naming the ioctl and the vCPU.
-void restore_vcpu_state(VcpuFd& vcpu, const VcpuState& state);
+void restore_vcpu_state(VcpuFd& vcpu, const KvmSystem& kvm, const VcpuState& state);
 
 VmState save_vm_state(const VmFd& vm);
 // Into a VM whose irqchip and PIT exist, before any vCPU runs.
