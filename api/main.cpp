@@ -167,6 +167,8 @@ int main(int argc, char** argv) {
   try {
     runner = std::make_unique<VmmRunner>(timeline, metrics);
     if (plan.config.metrics) metrics.open(*plan.config.metrics);
+    // A restored VM first, so that the API (--api-sock) starts with its configuration.
+    if (plan.restore) plan.config.vm = runner->restore_now(*plan.restore, plan.config.vm.serial);
     std::unique_ptr<ApiServer> api;
     if (options.api_sock) {
       router = std::make_unique<RequestRouter>(*runner, plan.config, options.instance_id, EMBER_VERSION);
@@ -175,9 +177,7 @@ int main(int argc, char** argv) {
       api = std::make_unique<ApiServer>(*options.api_sock, *router, limits);
       log::info(cat("API listening on ", *options.api_sock));
     }
-    if (plan.restore) {
-      runner->restore_now(*plan.restore, plan.config.vm.serial);
-    } else if (plan.start_now) {
+    if (plan.start_now && !plan.restore) {
       runner->start_now(plan.config.vm);  // no API call to wait for
     } else if (!runner->wait_for_start()) {
       log::info("stopped by a signal before InstanceStart");
