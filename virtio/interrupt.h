@@ -19,9 +19,15 @@ class Interrupt {
   uint32_t status() const { return status_.load(std::memory_order_acquire); }
   void ack(uint32_t bits) { status_.fetch_and(~bits, std::memory_order_acq_rel); }
   void clear() { status_.store(0, std::memory_order_release); }
-  // A restored InterruptStatus (snapshots): the bits only; the interrupt controller's
-  // own state, restored with the VM's, says whether the line is pending.
+  // A restored InterruptStatus (snapshots): the bits only, no interrupt.
   void restore_status(uint32_t bits) { status_.store(bits, std::memory_order_release); }
+  // Once the restored VM's interrupt controllers are in place: pulses the IRQ again if a
+  // status bit is set. KVM injects an irqfd's pulse on an IOAPIC pin from a worker, so the
+  // last pulse before a snapshot may not have reached the saved controller state; the
+  // driver finds the status bits and handles them (a spurious pulse it reads as none).
+  void resend_if_pending() const {
+    if (status() != 0) signal_eventfd(irqfd_);
+  }
   uint64_t raised() const { return raised_.load(std::memory_order_relaxed); }
 
  private:

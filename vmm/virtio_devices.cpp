@@ -159,6 +159,10 @@ void VirtioDevices::restore_state(const snapshot::SnapshotContents& in) {
   }
 }
 
+void VirtioDevices::resend_pending_interrupts() {
+  for (auto& t : transports_) t->interrupt().resend_if_pending();
+}
+
 void VirtioDevices::update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) {
   auto it = drives_.find(drive_id);
   if (it == drives_.end()) fail("no drive is called '", drive_id, "'");

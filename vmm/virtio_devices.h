@@ -59,6 +59,9 @@ class VirtioDevices {
   // start(). Throws Error naming the device and what does not fit.
   void save_state(snapshot::SnapshotContents& out) const;
   void restore_state(const snapshot::SnapshotContents& in);
+  // After restore_state() and the VM's interrupt controllers: each device with interrupt
+  // status bits set pulses its IRQ again (virtio::Interrupt::resend_if_pending).
+  void resend_pending_interrupts();
   // A drive's or interface's rate limiters updated on the event thread (inline while it
   // is parked); the device re-decides what waits there. Throws Error for an unknown id.
   void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update);

@@ -380,6 +380,10 @@ void Vm::build_restored_machine(const snapshot::SnapshotContents& contents) {
     snapshot::StateReader in = contents.section(cat("vcpu", v->fd().id()));
     x86::restore_vcpu_state(v->fd(), kvm_, x86::read_vcpu_state(in));
   }
+  // Last, over the restored interrupt controllers: a pulse the snapshot may have missed.
+  virtio_->resend_pending_interrupts();
+  serial_->resend_interrupt_if_pending();
+  i8042_->resend_interrupt_if_pending();
   timeline_.mark(BootPhase::VcpusReady);
   log::info(cat("restored the VM from ", contents.source(), " (written by ember ", contents.ember_version(), ")"));
 }

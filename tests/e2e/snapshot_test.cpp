@@ -190,7 +190,7 @@ TEST_F(Snapshot, LauncherRestoresTheGuestWhichGoesOnWithItsDriveAndVsock) {
   fs::create_directories(d);
   std::string sock = (d / "b.sock").string();
   Background vm({env("EMBER_BIN"), "--restore", (*dir_ / "vm.snap").string(), "--mem-file", (*dir_ / "vm.mem").string(),
-                 "--api-sock", sock, "--serial-out", (d / "console.txt").string(), "--level", "debug"},
+                 "--api-sock", sock, "--serial-out", (d / "console.txt").string(), "--level", "info"},
                 300 * time_scale());
   bool ticked = wait_for_tick(d / "console.txt", ticks_at_snapshot_ + 2, 120 * time_scale(), vm.ended);
   // The original ember has ended, so its vsock socket path is free for the restored one.

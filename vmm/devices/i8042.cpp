@@ -187,4 +187,13 @@ void I8042::push_output(uint8_t byte) {
   if (was_empty && (command_byte_ & kCommandByteKbdInterrupt) && raise_irq_) raise_irq_();
 }
 
+void I8042::resend_interrupt_if_pending() {
+  bool raise;
+  {
+    std::lock_guard lock(mu_);
+    raise = !output_.empty() && (command_byte_ & kCommandByteKbdInterrupt);
+  }
+  if (raise && raise_irq_) raise_irq_();
+}
+
 }  // namespace ember

@@ -33,6 +33,9 @@ class I8042 : public BusDevice {
   // guest. Restore throws Error naming the field.
   void save_state(snapshot::StateWriter& out) const;
   void restore_state(snapshot::StateReader& in);
+  // After a restore, once the interrupt controllers are restored: IRQ 1 again if a byte
+  // waits with the keyboard interrupt on (virtio::Interrupt::resend_if_pending says why).
+  void resend_interrupt_if_pending();
 
  private:
   void command(uint8_t cmd);

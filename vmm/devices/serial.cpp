@@ -175,6 +175,11 @@ void Serial::restore_state(snapshot::StateReader& in) {
   irq_asserted_ = irq_asserted;
 }
 
+void Serial::resend_interrupt_if_pending() {
+  std::lock_guard lock(mu_);
+  if (irq_asserted_ && raise_irq_) raise_irq_();
+}
+
 void Serial::emit(uint8_t byte) {
   if (out_) out_->put(byte);
   if (byte == '\n') {

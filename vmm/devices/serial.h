@@ -35,6 +35,9 @@ class Serial : public BusDevice {
   // detection is host-side and dropped. Restore throws Error naming the field.
   void save_state(snapshot::StateWriter& out) const;
   void restore_state(snapshot::StateReader& in);
+  // After a restore, once the interrupt controllers are restored: pulses the IRQ if the
+  // registers want one (virtio::Interrupt::resend_if_pending says why).
+  void resend_interrupt_if_pending();
 
  private:
   uint8_t read_register(uint64_t offset);
