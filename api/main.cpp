@@ -177,7 +177,9 @@ int main(int argc, char** argv) {
       api = std::make_unique<ApiServer>(*options.api_sock, *router, limits);
       log::info(cat("API listening on ", *options.api_sock));
     }
-    if (plan.start_now && !plan.restore) {
+    if (plan.restore) {
+      // built above: runs now
+    } else if (plan.start_now) {
       runner->start_now(plan.config.vm);  // no API call to wait for
     } else if (!runner->wait_for_start()) {
       log::info("stopped by a signal before InstanceStart");
