@@ -2,31 +2,19 @@
 #include <gtest/gtest.h>
 
 #include "api/request_router.h"
-#include "tests/unit/fake_vm.h"
+#include "tests/unit/router_fixture.h"
 #include "vmm/util/error.h"
 
 namespace ember {
 namespace {
 
-class Router : public ::testing::Test {
+class Router : public RouterFixture {
  protected:
-  ApiResponse call(const std::string& method, const std::string& path, const std::string& body = "") {
-    return router.handle({method, path, body});
-  }
-  // The fault message of a 400, or a note that it was not one.
-  std::string fault(const std::string& method, const std::string& path, const std::string& body = "") {
-    ApiResponse r = call(method, path, body);
-    if (r.status != 400) return "status " + std::to_string(r.status);
-    return Json::parse(r.body).at("fault_message").get<std::string>();
-  }
   void configure_and_start() {
     ASSERT_EQ(call("PUT", "/boot-source", R"({"kernel_image_path": "/k/vmlinux", "boot_args": "console=ttyS0"})").status, 204);
     ASSERT_EQ(call("PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 256})").status, 204);
     ASSERT_EQ(call("PUT", "/actions", R"({"action_type": "InstanceStart"})").status, 204);
   }
-
-  FakeVm vm;
-  RequestRouter router{vm, FullVmConfig{}, "vm-1", "0.1.0"};
 };
 
 TEST_F(Router, InstanceInfoAndVersion) {

@@ -6,7 +6,7 @@
 #include "api/json_config.h"
 #include "api/request_router.h"
 #include "api/toml_config.h"
-#include "tests/unit/fake_vm.h"
+#include "tests/unit/router_fixture.h"
 #include "vmm/util/error.h"
 
 namespace ember {
@@ -147,16 +147,8 @@ TEST(RateLimiterConfig, ValidateRefusesABucketThatNeverRefills) {
   EXPECT_THROW(validate(c), ConfigError);
 }
 
-class RateLimiterApi : public ::testing::Test {
+class RateLimiterApi : public RouterFixture {
  protected:
-  ApiResponse call(const std::string& method, const std::string& path, const std::string& body = "") {
-    return router.handle({method, path, body});
-  }
-  std::string fault(const std::string& method, const std::string& path, const std::string& body) {
-    ApiResponse r = call(method, path, body);
-    if (r.status != 400) return "status " + std::to_string(r.status);
-    return Json::parse(r.body).at("fault_message").get<std::string>();
-  }
   Json vm_config() { return Json::parse(call("GET", "/vm/config").body); }
   void configure(bool start) {
     ASSERT_EQ(call("PUT", "/boot-source", R"({"kernel_image_path": "/k/vmlinux"})").status, 204);
@@ -170,8 +162,6 @@ class RateLimiterApi : public ::testing::Test {
               204);
     if (start) ASSERT_EQ(call("PUT", "/actions", R"({"action_type": "InstanceStart"})").status, 204);
   }
-  FakeVm vm;
-  RequestRouter router{vm, FullVmConfig{}, "vm-1", "0.1.0"};
 };
 
 TEST_F(RateLimiterApi, PutTakesThemAndInstanceStartPassesThemOn) {

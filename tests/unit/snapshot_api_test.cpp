@@ -5,30 +5,19 @@
 
 #include "api/cli.h"
 #include "api/request_router.h"
-#include "tests/unit/fake_vm.h"
+#include "tests/unit/router_fixture.h"
 #include "vmm/snapshot/vm_config_state.h"
 
 namespace ember {
 namespace {
 
-class SnapshotApi : public ::testing::Test {
+class SnapshotApi : public RouterFixture {
  protected:
-  ApiResponse call(const std::string& method, const std::string& path, const std::string& body = "") {
-    return router.handle({method, path, body});
-  }
-  std::string fault(const std::string& method, const std::string& path, const std::string& body) {
-    ApiResponse r = call(method, path, body);
-    if (r.status != 400) return "status " + std::to_string(r.status);
-    return Json::parse(r.body).at("fault_message").get<std::string>();
-  }
   void start_and_pause() {
     ASSERT_EQ(call("PUT", "/boot-source", R"({"kernel_image_path": "/k/vmlinux"})").status, 204);
     ASSERT_EQ(call("PUT", "/actions", R"({"action_type": "InstanceStart"})").status, 204);
     ASSERT_EQ(call("PATCH", "/vm", R"({"state": "Paused"})").status, 204);
   }
-
-  FakeVm vm;
-  RequestRouter router{vm, FullVmConfig{}, "vm-1", "0.1.0"};
 };
 
 TEST_F(SnapshotApi, CreateOnAPausedVmPassesTheRequestOn) {
