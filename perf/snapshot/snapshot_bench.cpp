@@ -295,7 +295,8 @@ void read_memory(Sample& s, pid_t pid) {
 
 json read_json(const fs::path& p) {
   std::ifstream in(p);
-  return in ? json::parse(in, nullptr, false) : json();
+  json j = in ? json::parse(in, nullptr, false) : json();
+  return j.is_discarded() ? json() : j;  // missing or cut short: null
 }
 
 Sample measure(const Variant& v, const Options& o, const Files& f) {
