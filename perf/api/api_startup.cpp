@@ -24,30 +24,12 @@
 #include <thread>
 #include <vector>
 
+#include "perf/bench_util.h"
 #include "perf/task_cpu.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-long smaps_kb(pid_t pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
-  }
-  return -1;
-}
-
-int try_connect(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return fd;
-  ::close(fd);
-  return -1;
-}
 
 std::string get_root(int fd) {
   std::string req = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -85,7 +67,7 @@ int main(int argc, char** argv) {
       _exit(127);
     }
     int fd = -1;
-    while ((fd = try_connect(sock)) < 0) {
+    while ((fd = ember::perf::unix_connect(sock)) < 0) {
       if (std::chrono::steady_clock::now() - start > std::chrono::seconds(10)) {
         std::fprintf(stderr, "ember did not open its API socket within 10 s\n");
         ::kill(pid, SIGKILL);
@@ -105,8 +87,8 @@ int main(int argc, char** argv) {
     cpu_answered.push_back(ember::perf::task_cpu_ms(pid));
     cpu.push_back(cpu_at_connect);
     wall.push_back(std::chrono::duration<double, std::milli>(connectable - start).count());
-    rss.push_back(static_cast<double>(smaps_kb(pid, "Rss")));
-    pss.push_back(static_cast<double>(smaps_kb(pid, "Pss")));
+    rss.push_back(static_cast<double>(ember::perf::smaps_rollup_kib(pid, "Rss")));
+    pss.push_back(static_cast<double>(ember::perf::smaps_rollup_kib(pid, "Pss")));
     ::kill(pid, SIGTERM);
     int status = 0;
     ::waitpid(pid, &status, 0);

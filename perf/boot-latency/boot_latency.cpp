@@ -28,8 +28,11 @@
 #include <utility>
 #include <vector>
 
+#include "perf/bench_util.h"
+
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using ember::perf::percentile;
 
 namespace {
 
@@ -173,47 +176,33 @@ std::vector<std::string> qemu_argv(const Options& o, const std::string& kernel, 
           "-append", kCmdline + script};
 }
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  double idx = p * (v.size() - 1);
-  size_t lo = static_cast<size_t>(idx);
-  size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (idx - lo);
-}
-
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--runs") o.runs = std::stoi(next());
-    else if (a == "--ember") o.ember = next();
-    else if (a == "--qemu") o.qemu = next();
-    else if (a == "--guest") o.guest = next();
-    else if (a == "--out") o.out = next();
-    else if (a == "--initrd") o.initrd = next();
-    else if (a == "--qemu-acpi") o.qemu_acpi = true;
-    else if (a == "--mem-mib") o.mem_mib = std::stoi(next());
-    else if (a == "--vcpus") o.vcpus = std::stoi(next());
-    else if (a == "--timeout") o.timeout_s = std::stod(next());
-    else if (a == "--kernels") {
+  for (ember::perf::FlagReader flags(argc, argv); flags.next();) {
+    if (flags.is("--runs")) o.runs = std::stoi(flags.value());
+    else if (flags.is("--ember")) o.ember = flags.value();
+    else if (flags.is("--qemu")) o.qemu = flags.value();
+    else if (flags.is("--guest")) o.guest = flags.value();
+    else if (flags.is("--out")) o.out = flags.value();
+    else if (flags.is("--initrd")) o.initrd = flags.value();
+    else if (flags.is("--qemu-acpi")) o.qemu_acpi = true;
+    else if (flags.is("--mem-mib")) o.mem_mib = std::stoi(flags.value());
+    else if (flags.is("--vcpus")) o.vcpus = std::stoi(flags.value());
+    else if (flags.is("--timeout")) o.timeout_s = std::stod(flags.value());
+    else if (flags.is("--kernels")) {
       o.kernels.clear();
-      std::stringstream ss(next());
+      std::stringstream ss(flags.value());
       for (std::string k; std::getline(ss, k, ',');) o.kernels.push_back(k);
-    } else if (a == "--ember-flag") {
-      o.ember_extra.push_back(next());
-    } else if (a == "--ember-also") {
-      std::string v = next();
+    } else if (flags.is("--ember-flag")) {
+      o.ember_extra.push_back(flags.value());
+    } else if (flags.is("--ember-also")) {
+      std::string v = flags.value();
       auto eq = v.find('=');
       if (eq == 0 || eq == std::string::npos || v.find('/') < eq || v.substr(0, eq) == "qemu") {
         throw std::runtime_error("--ember-also needs LABEL=PATH[ FLAG...] (a label without '/', not \"qemu\")");
       }
       o.ember_also.emplace_back(v.substr(0, eq), v.substr(eq + 1));
-    } else throw std::runtime_error("unknown option " + a);
+    } else throw std::runtime_error(std::string("unknown option ") + flags.flag());
   }
   if (o.ember.empty() || o.guest.empty()) throw std::runtime_error("--ember and --guest are required");
   return o;

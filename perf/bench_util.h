@@ -1,0 +1,70 @@
+// Small helpers shared by the perf drivers (boot-latency, snapshot, api): percentiles,
+// /proc/PID/smaps_rollup fields, and connecting to a Unix stream socket.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ember::perf {
+
+// The p-th percentile (0..1) of `v`, interpolated between the two nearest samples; 0 when empty.
+inline double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  double idx = p * static_cast<double>(v.size() - 1);
+  size_t lo = static_cast<size_t>(idx);
+  size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (idx - static_cast<double>(lo));
+}
+
+// One field of /proc/PID/smaps_rollup ("Rss", "Pss", "Private_Dirty", ...) in KiB; -1 if absent.
+inline long smaps_rollup_kib(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
+// A connected Unix stream socket to `path` (close-on-exec), or -1.
+inline int unix_connect(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return fd;
+  ::close(fd);
+  return -1;
+}
+
+// Walks a "--flag [value]" command line: `while (flags.next()) { if (flags.is("--runs")) n =
+// std::stoi(flags.value()); ... }`; value() throws when the flag is last.
+class FlagReader {
+ public:
+  FlagReader(int argc, char** argv) : argc_(argc), argv_(argv) {}
+  bool next() { return ++i_ < argc_; }
+  const char* flag() const { return argv_[i_]; }
+  bool is(const char* name) const { return std::string(argv_[i_]) == name; }
+  std::string value() {
+    if (i_ + 1 >= argc_) throw std::runtime_error(std::string(argv_[i_]) + " needs a value");
+    return argv_[++i_];
+  }
+
+ private:
+  int argc_;
+  char** argv_;
+  int i_ = 0;
+};
+
+}  // namespace ember::perf

@@ -1,0 +1,49 @@
+# Shared by the perf suites' run.sh (sourced, not run): where a suite measures, and its chart.
+
+# measure NAME OUT TOOL ARGS...: runs TOOL ARGS... --out OUT directly on a /dev/kvm that boots
+# the project's guest ($src and $guest set by the caller), otherwise inside the emulated host
+# with OUT as its artifacts folder. The emulated host can freeze by itself (exit 125, "emulated
+# host died"): measured again, up to 3 attempts; a failing measurement is not retried.
+measure() {
+  local name=$1 out=$2 why rc attempt
+  shift 2
+  if why=$("$src/tests/e2e/kvm-probe.sh" "$src/build/ember" "$guest"); then
+    echo "$name: on this host's /dev/kvm" >&2
+    "$@" --out "$out"
+    return
+  fi
+  echo "$name: $why: measuring inside the emulated host (compare ratios, not absolute times)" >&2
+  for attempt in 1 2 3; do
+    rc=0
+    "$src/tests/e2e/emulated-host/run.sh" --artifacts "$out" -- \
+      sh -c 'exec "$0" "$@" --out "$EMBER_ARTIFACTS_DIR"' "$@" || rc=$?
+    [[ $rc -eq 125 && $attempt -lt 3 ]] || break
+    echo "$name: the emulated host died (not a failed measurement); measuring again" >&2
+  done
+  return $rc
+}
+
+# cdf_chart PNG TITLE XLABEL GNUPLOT_SETTINGS DAT...: one step curve per cdf-NAME.dat file
+# (columns: value, cumulative fraction), titled NAME with '_' shown as ' '; nothing without gnuplot.
+cdf_chart() {
+  local png=$1 title=$2 xlabel=$3 settings=$4 f name plots=()
+  shift 4
+  command -v gnuplot >/dev/null || return 0
+  for f in "$@"; do
+    name=${f##*/cdf-}; name=${name%.dat}
+    plots+=("'$f' using 1:2 with steps lw 2 title '${name//_/ }'")
+  done
+  gnuplot <<GP
+set terminal pngcairo size 900,560
+set output '$png'
+set title "$title"
+set xlabel '$xlabel'
+set ylabel 'fraction of runs'
+set key bottom right
+set yrange [0:1.05]
+set grid
+$settings
+plot $(IFS=,; echo "${plots[*]}")
+GP
+  echo "chart in $png" >&2
+}
