@@ -332,10 +332,6 @@ Sample measure(const Variant& v, const Options& o, const Files& f) {
     HttpAnswer a = http(api_sock, "PUT", "/snapshot/load", load_body(f, v.backend, backend_path, f.uds), o.timeout_s);
     s.load_ms = ms_between(start, Clock::now());
     if (a.status != 204) s.error = "PUT /snapshot/load: " + (a.status ? a.text : "no answer");
-  } else if (!v.backend.empty()) {
-    // ember's launcher restores the VM, then waits for an API action before it runs it (see
-    // NOTES.md): any action starts it, and FlushMetrics does nothing else.
-    http(api_sock, "PUT", "/actions", R"({"action_type": "FlushMetrics"})", o.timeout_s);
   }
   if (s.error.empty()) {
     s.ready_ms = wait_for_echo(f.uds, vm, start, later(start, o.timeout_s), o.retry_ms, s.error);
