@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
       log::info(cat("API listening on ", *options.api_sock));
     }
     if (plan.restore) {
-      // built above: runs now
+      // restored above: runs now
     } else if (plan.start_now) {
       runner->start_now(plan.config.vm);  // no API call to wait for
     } else if (!runner->wait_for_start()) {

@@ -19,13 +19,7 @@ void VmmRunner::start_now(const VmConfig& config) {
   validate(config);
   check_files(config);  // before KVM is touched, so the message is about them
   timeline_.mark(BootPhase::InstanceStart);
-  try {
-    build(config);
-  } catch (...) {
-    std::lock_guard lock(mu_);
-    starting_ = false;  // a failed start may be retried
-    throw;
-  }
+  build(config);
 }
 
 VmConfig VmmRunner::restore_now(const SnapshotLoadParams& params, const SerialConfig& serial) {
@@ -43,13 +37,7 @@ VmConfig VmmRunner::restore_now(const SnapshotLoadParams& params, const SerialCo
   check_files(config);  // the drives must still be there (a tap or socket is opened when built)
   timeline_.mark(BootPhase::InstanceStart);
   RestoreSource source{contents, params};
-  try {
-    build(config, &source);
-  } catch (...) {
-    std::lock_guard lock(mu_);
-    starting_ = false;  // a failed load may be retried
-    throw;
-  }
+  build(config, &source);
   return config;
 }
 
@@ -58,9 +46,16 @@ void VmmRunner::build(const VmConfig& config, const RestoreSource* restore) {
     std::lock_guard lock(mu_);
     starting_ = true;
   }
-  if (!kvm_) kvm_.emplace(KvmSystem::open());
-  auto vm = restore ? std::make_unique<Vm>(*kvm_, config, timeline_, *restore)
-                    : std::make_unique<Vm>(*kvm_, config, timeline_);
+  std::unique_ptr<Vm> vm;
+  try {
+    if (!kvm_) kvm_.emplace(KvmSystem::open());
+    vm = restore ? std::make_unique<Vm>(*kvm_, config, timeline_, *restore)
+                 : std::make_unique<Vm>(*kvm_, config, timeline_);
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    starting_ = false;  // a failed start or load may be retried
+    throw;
+  }
   std::lock_guard lock(mu_);
   vm_ = std::move(vm);
 }

@@ -65,7 +65,7 @@ void I8042::read(uint64_t offset, std::span<uint8_t> data) {
     data[0] = output_.empty() ? 0 : output_.front();
     if (!output_.empty()) output_.pop_front();
     // Edge-triggered IRQ 1: one pulse per byte left to read.
-    raise = !output_.empty() && (command_byte_ & kCommandByteKbdInterrupt);
+    raise = byte_waits_with_irq();
   }
   if (raise && raise_irq_) raise_irq_();
 }
@@ -187,11 +187,13 @@ void I8042::push_output(uint8_t byte) {
   if (was_empty && (command_byte_ & kCommandByteKbdInterrupt) && raise_irq_) raise_irq_();
 }
 
+bool I8042::byte_waits_with_irq() const { return !output_.empty() && (command_byte_ & kCommandByteKbdInterrupt); }
+
 void I8042::resend_interrupt_if_pending() {
   bool raise;
   {
     std::lock_guard lock(mu_);
-    raise = !output_.empty() && (command_byte_ & kCommandByteKbdInterrupt);
+    raise = byte_waits_with_irq();
   }
   if (raise && raise_irq_) raise_irq_();
 }

@@ -45,6 +45,8 @@ class I8042 : public BusDevice {
   mutable std::mutex mu_;
   std::function<void()> on_reset_;
   std::function<void()> raise_irq_;
+  // A byte waits for the guest and the keyboard interrupt is on (under mu_).
+  bool byte_waits_with_irq() const;
   std::deque<uint8_t> output_;  // bytes for the guest to read from port 0x60
   uint8_t command_byte_ = 0x45;  // keyboard interrupt on, system flag, translation
   uint8_t pending_command_ = 0;  // a controller command waiting for its data byte
