@@ -152,7 +152,8 @@ std::string current_cgroup(std::string_view proc_self_cgroup, const CgroupDir& d
   fail("no line for the cgroup hierarchy at ", dir.mount, " in /proc/self/cgroup");
 }
 
-void enter_cgroups(const std::vector<CgroupDir>& dirs, Undo& undo) {
+std::function<void()> enter_cgroups(const std::vector<CgroupDir>& dirs, Undo& undo) {
+  std::vector<std::function<void()>> leave;
   std::string self = read_file("/proc/self/cgroup", "the jailer's cgroups");
   for (const CgroupDir& dir : dirs) {
     std::string original = current_cgroup(self, dir);
@@ -175,10 +176,20 @@ void enter_cgroups(const std::vector<CgroupDir>& dirs, Undo& undo) {
     write_at(root->get(), join(rel, procs), std::to_string(::getpid()), dir.mount);
     // The pid is read when undoing: by then the jailer may have forked (--daemonize,
     // --new-pid-ns) and the failing process be the child.
-    undo.add([root, original, procs, mount = dir.mount] {
+    auto move_back = [root, original, procs, mount = dir.mount] {
       write_at(root->get(), join(original, procs), std::to_string(::getpid()), mount);
-    });
+    };
+    undo.add(move_back);
+    leave.push_back(move_back);
   }
+  return [leave] {
+    for (const auto& move_back : leave) {
+      try {
+        move_back();
+      } catch (const Error&) {
+      }
+    }
+  };
 }
 
 }  // namespace ember::jailer

@@ -4,6 +4,7 @@
 // jailer in. The parsing and planning are pure functions, tested on sample text.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,7 +49,9 @@ void check_controllers(const std::vector<CgroupDir>& dirs);
 std::string current_cgroup(std::string_view proc_self_cgroup, const CgroupDir& dir);
 
 // Creates each folder, writes its settings and moves this process in (cgroup.procs or tasks).
-// `undo` moves it back out and removes the folders this run created.
-void enter_cgroups(const std::vector<CgroupDir>& dirs, Undo& undo);
+// `undo` moves it back out and removes the folders this run created. Returns that move back
+// out alone (best effort, for whichever process calls it): a parent that forks and exits calls
+// it first, so that a failing child's undo finds the folders empty and can remove them.
+std::function<void()> enter_cgroups(const std::vector<CgroupDir>& dirs, Undo& undo);
 
 }  // namespace ember::jailer

@@ -47,14 +47,14 @@ int main(int argc, char** argv) {
     clear_environment();
     std::string chroot = create_chroot(args, undo);
     apply_resource_limits(args);
-    enter_cgroups(cgroups, undo);
+    std::function<void()> leave_cgroups = enter_cgroups(cgroups, undo);
     if (args.netns) join_netns(*args.netns);
     std::vector<HostDevice> devices = host_devices();  // the host's /dev goes out of reach next
     UniqueFd dev_null = args.daemonize ? open_dev_null() : UniqueFd();
     pivot_into(chroot);
     make_device_nodes(devices, args.uid, args.gid);
-    if (args.new_pid_ns) enter_new_pid_ns("/" + args.exec_name + ".pid");
-    if (args.daemonize) daemonize(std::move(dev_null));  // in the child: ember leads the session
+    if (args.new_pid_ns) enter_new_pid_ns("/" + args.exec_name + ".pid", leave_cgroups);
+    if (args.daemonize) daemonize(std::move(dev_null), leave_cgroups);  // in the child: ember leads the session
     drop_privileges_and_exec(args);
   } catch (const Error& e) {
     undo.run();

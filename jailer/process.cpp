@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -44,11 +45,36 @@ UniqueFd open_dev_null() {
   return fd;
 }
 
-void daemonize(UniqueFd dev_null) {
+namespace {
+
+// Forks; the child returns only once the parent has exited (its end of the pipe closes then).
+// The parent leaves the jail's cgroups before it exits, so a child that fails later finds them
+// holding only itself and its undo can remove them.
+pid_t fork_then_wait_for_parent(const char* why) {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) < 0) fail("cannot create a pipe to ", why, ": ", errno_text());
+  UniqueFd read_end(ends[0]), write_end(ends[1]);
+  pid_t child = ::fork();
+  if (child < 0) fail("cannot fork to ", why, ": ", errno_text());
+  if (child > 0) {
+    write_end.release();  // open until the parent exits
+    return child;
+  }
+  write_end.reset();
+  char byte;
+  while (::read(read_end.get(), &byte, 1) < 0 && errno == EINTR) {
+  }
+  return 0;
+}
+
+}  // namespace
+
+void daemonize(UniqueFd dev_null, const std::function<void()>& leave_cgroups) {
   if (::setsid() < 0) {
-    pid_t child = ::fork();
-    if (child < 0) fail("cannot fork to leave the process group: ", errno_text());
-    if (child > 0) ::_exit(0);
+    if (fork_then_wait_for_parent("leave the process group") > 0) {
+      leave_cgroups();
+      ::_exit(0);
+    }
     if (::setsid() < 0) fail("cannot start a new session: ", errno_text());
   }
   for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
@@ -56,15 +82,18 @@ void daemonize(UniqueFd dev_null) {
   }
 }
 
-void enter_new_pid_ns(const std::string& pid_file) {
+void enter_new_pid_ns(const std::string& pid_file, const std::function<void()>& leave_cgroups) {
   if (::unshare(CLONE_NEWPID) < 0) fail("cannot create a PID namespace: ", errno_text());
-  pid_t child = ::fork();  // the first child of the namespace is its PID 1
-  if (child < 0) fail("cannot fork into the new PID namespace: ", errno_text());
+  pid_t child = fork_then_wait_for_parent("enter the new PID namespace");  // its first child is its PID 1
   if (child == 0) return;
   UniqueFd out(::open(pid_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (out.valid() && write_all(out.get(), std::to_string(child))) ::_exit(0);
+  if (out.valid() && write_all(out.get(), std::to_string(child))) {
+    leave_cgroups();
+    ::_exit(0);
+  }
   std::string why = errno_text();
   ::kill(child, SIGKILL);  // nobody could find it
+  ::waitpid(child, nullptr, 0);  // gone from the cgroups before the undo removes them
   fail("cannot write the pid file ", pid_file, ": ", why);
 }
 

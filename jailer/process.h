@@ -2,6 +2,7 @@
 // namespaces it joins or creates, and finally who it runs as and what it execs.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "jailer/args.h"
@@ -23,12 +24,13 @@ void join_netns(const std::string& path);
 UniqueFd open_dev_null();
 
 // New session (forking first when the jailer leads a process group, which setsid refuses;
-// the parent then exits 0), stdin, stdout and stderr on `dev_null`.
-void daemonize(UniqueFd dev_null);
+// the parent then calls `leave_cgroups` and exits 0), stdin, stdout and stderr on `dev_null`.
+void daemonize(UniqueFd dev_null, const std::function<void()>& leave_cgroups);
 
 // Forks into a new PID namespace: returns in the child, which is its PID 1; the parent writes
-// the child's pid (as the host sees it) to `pid_file` and exits 0.
-void enter_new_pid_ns(const std::string& pid_file);
+// the child's pid (as the host sees it) to `pid_file`, calls `leave_cgroups` and exits 0. The
+// child goes on only once the parent is gone.
+void enter_new_pid_ns(const std::string& pid_file, const std::function<void()>& leave_cgroups);
 
 // setgroups(0), setresgid, setresuid, then execs /<exec name> --id ID [args after --] with an
 // empty environment. Returns only by throwing, as root again so that the caller can clean up.
