@@ -168,7 +168,7 @@ MachineConfig machine_config_from_json(const Json& j, const MachineConfig& base,
     if (mem) m.mem_size_mib = *mem;
   }
   if (f.boolean("smt").value_or(false)) fail("machine-config.smt = true is not supported: ember presents one thread per core");
-  if (f.boolean("track_dirty_pages").value_or(false)) fail("machine-config.track_dirty_pages = true is not supported by ember (no snapshots)");
+  if (auto t = f.boolean("track_dirty_pages")) m.track_dirty_pages = *t;
   if (auto t = f.string("cpu_template"); t && *t != "None") {
     fail("machine-config.cpu_template \"", *t, "\" is not supported by ember (only \"None\")");
   }
@@ -310,7 +310,7 @@ FullVmConfig full_config_from_json(const Json& j) {
 
 Json to_json(const MachineConfig& m) {
   return {{"vcpu_count", m.vcpu_count},     {"mem_size_mib", m.mem_size_mib},
-          {"smt", m.smt},                   {"track_dirty_pages", false},
+          {"smt", m.smt},                   {"track_dirty_pages", m.track_dirty_pages},
           {"huge_pages", huge_pages_name(m.huge_pages)}};
 }
 

@@ -83,6 +83,8 @@ class Vm {
   // memory slots, the legacy and virtio devices, the vCPUs, page tables and MP table.
   void build_machine_now();
   void register_memory();  // KVM_SET_USER_MEMORY_REGION, once the VM exists
+  // With track_dirty_pages: KVM's dirty log of every slot, into memory_.written_pages().
+  void collect_dirty_pages();
   void setup_devices();
   // An eventfd wired to `gsi` with KVM_IRQFD; the returned function pulses the IRQ.
   std::function<void()> irq_trigger(UniqueFd& event, uint32_t gsi, const char* device);
@@ -133,6 +135,7 @@ class Vm {
   mutable std::mutex pause_mu_;  // serializes pause()/resume()
   std::atomic<bool> paused_{false};
   bool start_paused_ = false;  // restored without resume_vm: run() leaves it paused
+  bool has_base_snapshot_ = false;  // restored, or saved once: a Diff has something to apply to
   // After the buses and memory (it uses them), before the vCPUs (destroyed first).
   std::unique_ptr<VirtioDevices> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
