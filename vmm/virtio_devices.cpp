@@ -109,7 +109,8 @@ void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, c
     log::info(cat("drive '", d.drive_id, "': ", d.path_on_host, ", ", device->capacity_sectors(), " sectors, ",
                   d.is_read_only ? "read-only, " : "", device->engine()));
     virtio::blk::BlockDevice* raw = device.get();
-    auto transport = std::make_unique<virtio::MmioTransport>(std::move(device), memory, loop_, "drive '" + d.drive_id + "'");
+    auto transport =
+        std::make_unique<virtio::MmioTransport>(std::move(device), memory, loop_, "drive '" + d.drive_id + "'");
     drives_[d.drive_id] = {raw, transport.get()};
     add(std::move(transport), vm, mmio);
     if (d.is_root_device) cmdline_ += d.is_read_only ? " root=/dev/vda ro" : " root=/dev/vda rw";

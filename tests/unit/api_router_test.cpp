@@ -103,7 +103,10 @@ TEST_F(Router, Drives) {
   EXPECT_EQ(vm.drive_files[1].path, "/new");
   EXPECT_EQ(Json::parse(call("GET", "/vm/config").body).at("drives")[0].at("path_on_host"), "/new");
   // A rate limiter alone opens nothing.
-  EXPECT_EQ(call("PATCH", "/drives/rootfs", R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 10, "refill_time": 100}}})").status, 204);
+  EXPECT_EQ(call("PATCH", "/drives/rootfs",
+                 R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 10, "refill_time": 100}}})")
+                .status,
+            204);
   EXPECT_EQ(vm.drive_files.size(), 2u);
   EXPECT_EQ(fault("PATCH", "/drives/nope", R"({"drive_id": "nope", "path_on_host": "/a"})"), "no drive is called 'nope'");
   // Paused too: the swap needs no running vCPU.

@@ -258,9 +258,10 @@ TEST(Seccomp, NoRoleOpensFilesCreatesThreadsOrTracesOnceRunning) {
 TEST(Seccomp, DriveSwapWidensOnlyWhatItNeeds) {
   if (!seccomp::kWithSanitizerRuntime) {
     const int kExisting = O_NONBLOCK | O_CLOEXEC;
-    for (int flags : {O_RDWR | kExisting | O_CREAT, O_RDWR | kExisting | O_CREAT | O_TRUNC, O_RDWR | kExisting | O_TRUNC,
-                      O_RDWR | kExisting | O_APPEND, O_WRONLY | kExisting, O_PATH | kExisting,
-                      O_RDONLY | kExisting | O_NOFOLLOW, O_RDWR | O_CLOEXEC, O_RDONLY | O_NONBLOCK}) {
+    for (int flags : {O_RDWR | kExisting | O_CREAT, O_RDWR | kExisting | O_CREAT | O_TRUNC,
+                      O_RDWR | kExisting | O_TRUNC, O_RDWR | kExisting | O_APPEND, O_WRONLY | kExisting,
+                      O_PATH | kExisting, O_RDONLY | kExisting | O_NOFOLLOW, O_RDWR | O_CLOEXEC,
+                      O_RDONLY | O_NONBLOCK}) {
       SCOPED_TRACE(flags);
       expect_refused(ThreadRole::Main, "openat",
                      [flags] { ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", flags, 0600); });
