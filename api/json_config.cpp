@@ -203,11 +203,14 @@ DriveConfig drive_from_json(const Json& j) {
 
 DriveUpdate drive_update_from_json(const Json& j, const DriveConfig& base) {
   Fields f(j, "drive");
-  DriveUpdate u{base, std::nullopt};
+  DriveUpdate u{base, false, std::nullopt};
   if (f.required(f.string("drive_id"), "drive_id") != base.drive_id) {
     fail("drive.drive_id differs from '", base.drive_id, "' in the path");
   }
-  if (auto v = f.string("path_on_host")) u.drive.path_on_host = *v;
+  if (auto v = f.string("path_on_host")) {
+    u.drive.path_on_host = *v;
+    u.path_given = true;
+  }
   u.rate_limiter = optional_rate_limiter(f, j, "rate_limiter");
   if (u.rate_limiter) u.drive.rate_limiter = base.rate_limiter.updated(*u.rate_limiter);
   f.done();

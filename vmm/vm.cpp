@@ -458,6 +458,13 @@ void Vm::update_drive_rate_limiter(const std::string& drive_id, const RateLimite
   virtio_->update_drive_rate_limiter(drive_id, update);
 }
 
+void Vm::replace_drive_file(const std::string& drive_id, const std::string& path) {
+  virtio_->replace_drive_file(drive_id, path);
+  for (DriveConfig& d : config_.drives) {
+    if (d.drive_id == drive_id) d.path_on_host = path;
+  }
+}
+
 void Vm::update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
                                   const RateLimiterConfig& tx) {
   virtio_->update_net_rate_limiters(iface_id, rx, tx);

@@ -73,6 +73,9 @@ class Vm {
   // thread (RateLimiterConfig says how). Throws Error for an unknown id.
   void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update);
   void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx, const RateLimiterConfig& tx);
+  // PATCH /drives with path_on_host, running or paused (VirtioDevices::replace_drive_file);
+  // a snapshot taken afterwards names the new file. Main thread. Throws Error.
+  void replace_drive_file(const std::string& drive_id, const std::string& path);
   // Adds the VM's counters: "vcpu" (exits by reason), one group per device
   // ("block_<id>", "net_<id>", "vsock"), "boot" (phase times in us).
   void collect_metrics(MetricGroups& out) const;
