@@ -12,10 +12,14 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <mutex>
+#include <functional>
+#include <iostream>
 #include <regex>
 #include <thread>
 
 #include "tests/e2e/e2e_util.h"
+#include "tests/e2e/net_util.h"
 
 namespace ember::e2e {
 namespace {
@@ -198,7 +202,7 @@ TEST_F(Snapshot, LauncherRestoresFromTomlAndTheGuestGoesOnWithItsDriveAndVsock) 
                 300 * time_scale());
   bool ticked = wait_for_tick(d / "console.txt", ticks_at_snapshot_ + 2, 120 * time_scale(), vm.ended);
   // A guest that stalls is stopped with SIGTERM: ember then logs where each vCPU and queue was.
-  if (!ticked) sh("pkill -TERM -f -- '--api-sock " + sock + "' || true");
+  if (!ticked) sh("pkill -TERM -f -- '[-]-api-sock " + sock + "' || true");
   // The original ember has ended, so its vsock socket path is free for the restored one.
   std::string echo = vsock_echo((*dir_ / "v.sock").string(), "after the restore");
   std::string api = sh(api_script("api " + sock + " GET /\napi " + sock + " GET /vm/config\n"
@@ -326,12 +330,14 @@ TEST_F(Snapshot, DiffRebasedOntoTheFullOneRestoresTheLaterState) {
                        "--api-sock", sock2, "--serial-out", (d / "b.txt").string()},
                       300 * time_scale());
   bool ticked_restored = wait_for_tick(d / "b.txt", at_diff + 2, 120 * time_scale(), restored.ended);
-  if (!ticked_restored) sh("pkill -TERM -f -- '--api-sock " + sock2 + "' || true");
+  if (!ticked_restored) sh("pkill -TERM -f -- '[-]-api-sock " + sock2 + "' || true");
   std::string echo = vsock_echo(uds, "after the diff");
   sh(api_script("api " + sock2 + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
   const ProcessResult& r = restored.wait();
   std::string console = read_text(d / "b.txt");
-  std::string sizes = sh("du -k '" + (d / "full.mem").string() + "' '" + (d / "diff.mem").string() + "'");
+  std::string sizes = sh("du -k '" + (*dir_ / "vm.mem").string() + "' '" + (d / "full.mem").string() + "' '" +
+                        (d / "diff.mem").string() + "'");
+  std::cout << "memory files (KiB on disk):\n" << sizes;
   SCOPED_TRACE(describe(original) + " / " + describe(r) + "\n--- stderr ---\n" + original.err + r.err +
                "\n--- console ---\n" + console + "\n--- api ---\n" + api + diff + "\n--- rebase ---\n" + rebase.out +
                rebase.err + "\n--- sizes ---\n" + sizes);
@@ -355,6 +361,106 @@ TEST_F(Snapshot, DiffRebasedOntoTheFullOneRestoresTheLaterState) {
   EXPECT_EQ(console.find("EMBER_GUEST_USERSPACE"), std::string::npos) << "the restored guest booted again";
   EXPECT_EQ(echo, "");
   EXPECT_EQ(r.exit_code, 0);
+}
+
+// The highest N of "PREFIX N ok" lines in `text` (0 if none).
+int last_ok(const std::string& text, const std::string& prefix) {
+  std::regex line(prefix + " ([0-9]+) ok");
+  int last = 0;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), line); it != std::sregex_iterator(); ++it) {
+    last = std::max(last, std::stoi((*it)[1]));
+  }
+  return last;
+}
+
+bool wait_until(const std::function<bool()>& done, double timeout, const std::atomic<bool>& ended) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    if (ended) return done();
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return false;
+}
+
+// A 4-vCPU guest with a tap: it pings the host every second and streams numbered lines to
+// a host TCP listener over one connection. Saved, its ember killed, its tap deleted, it is
+// restored by the TOML launcher onto another tap (network_overrides): pings go on, and the
+// same TCP connection carries the next lines.
+TEST(SnapshotNet, FourVcpusAndATcpConnectionGoOnThroughAnotherTap) {
+  fs::path d = scratch_dir("snapshot-net");
+  NetNamespace ns("embersnapa");
+  int listener = tcp_listen(kUploadPort);
+  std::mutex mu;
+  std::string received;
+  int connections = 0;
+  std::thread host([&] {
+    for (int c; (c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) {
+      {
+        std::lock_guard lock(mu);
+        ++connections;
+      }
+      char buf[4096];
+      for (ssize_t n; (n = ::recv(c, buf, sizeof(buf), 0)) > 0;) {
+        std::lock_guard lock(mu);
+        received.append(buf, static_cast<size_t>(n));
+      }
+      ::close(c);
+    }
+  });
+  auto host_text = [&] {
+    std::lock_guard lock(mu);
+    return received;
+  };
+  const std::string script =
+      "ip link set lo up; ip link set eth0 up && ip addr add 169.254.10.2/24 dev eth0 || exit 10\n"
+      "n=0; while :; do n=$((n+1)); echo \"LINE $n ok\"; sleep 1; done | nc 169.254.10.1 5001 &\n"
+      "m=0; while :; do m=$((m+1)); ping -c 1 -W 2 169.254.10.1 >/dev/null && r=ok || r=lost; "
+      "echo \"NTICK $m $r cpus $(nproc)\"; sleep 1; done\n";
+  std::string sock = (d / "a.sock").string();
+  Background vm({env("EMBER_BIN"), "--api-sock", sock, "--kernel", guest("bzImage"), "--initrd",
+                 guest("initramfs.cpio.gz"), "--cmdline", cmdline(script), "--vcpus", "4", "--net",
+                 "iface_id=eth0,tap=embersnapa,mac=06:00:ac:10:00:02", "--serial-out", (d / "a.txt").string()},
+                600 * time_scale());
+  bool ticked = wait_until([&] { return last_ok(read_text(d / "a.txt"), "NTICK") >= 3 && last_ok(host_text(), "LINE") >= 3; },
+                           300 * time_scale(), vm.ended);
+  std::string api = sh(api_script("api " + sock + " PATCH /vm -d '{\"state\": \"Paused\"}'\n"
+                                  "api " + sock + " PUT /snapshot/create -d '{\"snapshot_path\": \"" + (d / "vm.snap").string() +
+                                  "\", \"mem_file_path\": \"" + (d / "vm.mem").string() + "\"}'\n"),
+                       120 * time_scale());
+  int pings_at_snapshot = last_ok(read_text(d / "a.txt"), "NTICK");
+  int lines_at_snapshot = last_ok(host_text(), "LINE");
+  sh("pkill -KILL -f -- '[-]-api-sock " + sock + "' || true");  // a crash: nothing closes the connection
+  const ProcessResult& original = vm.wait();
+  sh("ip link del embersnapa && ip tuntap add dev embersnapb mode tap && ip addr add " + std::string(kHostIp) +
+     "/24 dev embersnapb && ip link set embersnapb up");
+  std::ofstream(d / "restore.toml") << "[restore]\nsnapshot_path = \"vm.snap\"\nmem_file_path = \"vm.mem\"\n"
+                                       "network_overrides = [ { iface_id = \"eth0\", host_dev_name = \"embersnapb\" } ]\n"
+                                       "[serial]\noutput = \"file\"\npath = \"b.txt\"\n";
+  std::string sock2 = (d / "b.sock").string();
+  Background restored({env("EMBER_BIN"), "--config", (d / "restore.toml").string(), "--api-sock", sock2}, 300 * time_scale());
+  bool went_on = wait_until([&] {
+    return last_ok(read_text(d / "b.txt"), "NTICK") >= pings_at_snapshot + 3 && last_ok(host_text(), "LINE") >= lines_at_snapshot + 3;
+  }, 180 * time_scale(), restored.ended);
+  if (!went_on) sh("pkill -TERM -f -- '[-]-api-sock " + sock2 + "' || true");
+  sh(api_script("api " + sock2 + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
+  const ProcessResult& r = restored.wait();
+  ::shutdown(listener, SHUT_RDWR);
+  host.join();
+  ::close(listener);
+  std::string console = read_text(d / "b.txt");
+  SCOPED_TRACE(describe(original) + " / " + describe(r) + "\n--- stderr ---\n" + original.err + r.err + "\n--- console ---\n" +
+               console + "\n--- api ---\n" + api + "\n--- host received ---\n" + received.substr(received.size() > 2000 ? received.size() - 2000 : 0));
+  ASSERT_TRUE(ticked) << "the original guest never pinged and sent 3 times";
+  EXPECT_EQ(api, " HTTP204\n HTTP204\n");
+  EXPECT_TRUE(went_on) << "after the restore: pings from " << pings_at_snapshot << ", lines from " << lines_at_snapshot;
+  EXPECT_NE(console.find("NTICK " + std::to_string(pings_at_snapshot + 1) + " "), std::string::npos) << "the count went on";
+  EXPECT_NE(console.find("ok cpus 4"), std::string::npos) << "four vCPUs after the restore";
+  EXPECT_EQ(console.find("EMBER_GUEST_USERSPACE"), std::string::npos) << "the restored guest booted again";
+  EXPECT_EQ(connections, 1) << "the lines after the restore came on the connection made before it";
+  EXPECT_NE(received.find("LINE " + std::to_string(lines_at_snapshot + 1) + " ok"), std::string::npos);
+  EXPECT_EQ(r.exit_code, 0);
+  sh("ip link del embersnapb || true");
 }
 
 // Each broken input ends ember with status 1 and a message naming it, before a guest runs.
