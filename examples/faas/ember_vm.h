@@ -1,0 +1,56 @@
+// One VM: an ember process started with --api-sock in its own folder (api.sock, vsock.sock,
+// ember.log, pid), configured over ember's API. The destructor kills the process, reaps it
+// and removes the folder, so a VM's resources live exactly as long as this object.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "examples/faas/function_spec.h"
+#include "examples/faas/socket_io.h"
+
+namespace ember::faas {
+
+struct ApiReply {
+  int status = 0;
+  std::string body;
+};
+
+// One request to ember's API socket; the reply body is bounded (64 KiB). Throws Error.
+ApiReply ember_api(const std::string& socket, const std::string& method, const std::string& path,
+                   const std::string& body, Deadline deadline);
+
+class EmberVm {
+ public:
+  // Starts `ember_bin --api-sock DIR/api.sock --prefault off` with DIR created here, and waits
+  // for the socket to answer. Throws Error (and leaves nothing behind) when it does not.
+  static std::unique_ptr<EmberVm> spawn(const std::string& ember_bin, const std::string& dir, Deadline deadline);
+  ~EmberVm();
+  EmberVm(const EmberVm&) = delete;
+  EmberVm& operator=(const EmberVm&) = delete;
+
+  // Boots the function's image with a vsock device (CID 3) at vsock_path().
+  void cold_boot(const FunctionSpec& spec, Deadline deadline);
+  // Pauses, writes a Full snapshot (snapshot_path, mem_path), resumes.
+  void snapshot(const std::string& snapshot_path, const std::string& mem_path, Deadline deadline);
+  // Loads a snapshot into this (unconfigured) ember, memory mapped privately from mem_path,
+  // vsock socket moved to vsock_path(), and resumes it.
+  void restore(const std::string& snapshot_path, const std::string& mem_path, Deadline deadline);
+
+  // Kills the process now (the destructor still reaps it and removes the folder).
+  void kill();
+  const std::string& vsock_path() const { return vsock_; }
+  // The last lines of ember's output (its log and the guest console), for error messages.
+  std::string log_tail() const;
+
+ private:
+  EmberVm(std::string dir, pid_t pid);
+  void call(const char* method, const char* path, const std::string& body, Deadline deadline);
+
+  std::string dir_, api_, vsock_;
+  pid_t pid_;
+};
+
+}  // namespace ember::faas
