@@ -55,8 +55,13 @@ AgentResult agent_invoke(const std::string& vsock_uds, const std::string& handle
   return exchange(fd.get(), handler, body, timeout_ms, deadline);
 }
 
-bool agent_wait_ready(const std::string& vsock_uds, Deadline deadline, std::string* why) {
+bool agent_wait_ready(const std::string& vsock_uds, Deadline deadline, std::string* why,
+                      const std::function<bool()>& vm_alive) {
   while (std::chrono::steady_clock::now() < deadline) {
+    if (!vm_alive()) {
+      *why = "the VM ended";
+      return false;
+    }
     try {
       UniqueFd fd = vsock_connect(vsock_uds, deadline);
       AgentResult r = exchange(fd.get(), "", "", 0, deadline);

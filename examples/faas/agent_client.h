@@ -2,6 +2,7 @@
 // (CONNECT <port>, OK <n>) and exchange one request and reply.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "examples/faas/agent/protocol.h"
@@ -21,7 +22,8 @@ AgentResult agent_invoke(const std::string& vsock_uds, const std::string& handle
                          uint32_t timeout_ms, Deadline deadline);
 // A ping (a request with no handler): true once the agent answers, retrying until `deadline`
 // (a guest still booting has no listener yet: ember closes the connection). The last error
-// goes to *why when it never answers.
-bool agent_wait_ready(const std::string& vsock_uds, Deadline deadline, std::string* why);
+// goes to *why when it never answers. Gives up early when vm_alive() turns false.
+bool agent_wait_ready(const std::string& vsock_uds, Deadline deadline, std::string* why,
+                      const std::function<bool()>& vm_alive);
 
 }  // namespace ember::faas

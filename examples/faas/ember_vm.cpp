@@ -115,6 +115,13 @@ EmberVm::~EmberVm() {
   std::filesystem::remove_all(dir_, ec);
 }
 
+bool EmberVm::alive() {
+  if (pid_ <= 0) return false;
+  if (waitpid(pid_, nullptr, WNOHANG) != pid_) return true;
+  pid_ = -1;
+  return false;
+}
+
 void EmberVm::kill() {
   if (pid_ > 0) ::kill(pid_, SIGKILL);
 }

@@ -39,6 +39,8 @@ class EmberVm {
   // vsock socket moved to vsock_path(), and resumes it.
   void restore(const std::string& snapshot_path, const std::string& mem_path, Deadline deadline);
 
+  // False once the ember process has exited (it is reaped then).
+  bool alive();
   // Kills the process now (the destructor still reaps it and removes the folder).
   void kill();
   const std::string& vsock_path() const { return vsock_; }

@@ -119,7 +119,8 @@ Runtime::Started Runtime::start_vm(const Function& f, Grant::Kind kind, VmId id)
   if (kind == Grant::ColdBoot) vm->cold_boot(f.spec, deadline);
   else vm->restore(snap, mem, deadline);
   std::string why;
-  if (!agent_wait_ready(vm->vsock_path(), deadline, &why)) {
+  if (!agent_wait_ready(vm->vsock_path(), deadline, &why, [&vm] { return vm->alive(); })) {
+    if (!vm->alive()) fail("the VM ended before its agent answered; ember's output ends with: ", vm->log_tail());
     throw Timeout(cat("the agent did not answer within ", options_.boot_timeout.count(), " ms (", why,
                       "); ember's output ends with: ", vm->log_tail()));
   }
