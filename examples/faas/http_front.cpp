@@ -104,6 +104,7 @@ void HttpFront::serve(Connection& c) {
     }
     if (!out.empty() && send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL) < 0) break;
   }
+  shutdown(c.fd.get(), SHUT_RDWR);  // the client sees the end now; the fd closes when reaped
   std::lock_guard lock(mu_);
   c.done = true;
 }

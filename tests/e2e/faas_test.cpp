@@ -49,7 +49,7 @@ class Daemon {
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     EXPECT_EQ(posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ), 0);
     posix_spawn_file_actions_destroy(&fa);
-    for (int i = 0; i < 300 && call("GET", "/metrics").status != 200; i++) {
+    for (int i = 0; i < 300 && call("GET", "/metrics", "", 30, true).status != 200; i++) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
@@ -64,13 +64,16 @@ class Daemon {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   Reply call(const std::string& method, const std::string& path, const std::string& body = "",
-             double timeout = 30) const {
-    ProcessResult r = run_process({"curl", "-sS", "-X", method, "--data-binary", body, "-w", "\n%{http_code}",
+             double timeout = 30, bool quiet = false) const {
+    ProcessResult r = run_process({"/bin/sh", "-c", "exec curl \"$@\"", "curl", "-sS", "-X", method, "--data-binary", body, "-w", "\n%{http_code}",
                                    "http://127.0.0.1:" + std::to_string(port_) + path},
                                   timeout * time_scale());
     Reply out;
     size_t nl = r.out.rfind('\n');
-    if (r.exit_code != 0 || nl == std::string::npos) return out;
+    if (r.exit_code != 0 || nl == std::string::npos) {
+      if (!quiet) ADD_FAILURE() << method << " " << path << ": " << describe(r);
+      return out;
+    }
     out.status = std::atoi(r.out.c_str() + nl + 1);
     out.body = r.out.substr(0, nl);
     return out;
@@ -95,11 +98,13 @@ json parse(const Reply& r) {
 
 // ember processes serving VMs of this state folder (their --api-sock is inside it).
 int embers_in(const fs::path& state) {
-  return std::stoi(sh("grep -l -s -F '" + state.string() + "/vms/' /proc/[0-9]*/cmdline | wc -l"));
+  // "[v]ms": the pattern does not match the grep's own command line.
+  return std::stoi(sh("grep -l -s '" + state.string() + "/[v]ms/' /proc/[0-9]*/cmdline | wc -l"));
 }
 
 int files_in(const fs::path& dir) {
   int n = 0;
+  if (!fs::exists(dir)) return 0;
   for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) n++;
   return n;
 }
