@@ -47,12 +47,8 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 }
 
 const char* vm_kind_name(VmKind k) {
-  switch (k) {
-    case VmKind::Cold: return "cold";
-    case VmKind::Restored: return "restored";
-    case VmKind::Warm: return "warm";
-  }
-  return "?";
+  static const char* const names[] = {"cold", "restored", "warm"};
+  return names[int(k)];
 }
 
 std::string Metrics::render(const Gauges& g) const {

@@ -51,26 +51,35 @@ enum faas_decode_error {
   FAAS_DECODE_INVALID = 4,   /* an outcome or flag this version does not know */
 };
 
-static inline void faas_put32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+static inline void faas_put_words(uint8_t *out, const uint32_t *w, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    for (size_t b = 0; b < 4; b++) out[4 * i + b] = (uint8_t)(w[i] >> (8 * b));
 }
-static inline uint32_t faas_get32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+static inline void faas_get_words(const uint8_t *in, uint32_t *w, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    w[i] = (uint32_t)in[4 * i] | (uint32_t)in[4 * i + 1] << 8 | (uint32_t)in[4 * i + 2] << 16 |
+           (uint32_t)in[4 * i + 3] << 24;
+}
+
+/* The checks every header gets: its length, then its magic; the words into w. */
+static inline enum faas_decode_error faas_decode_words(const uint8_t *in, size_t len, uint32_t magic, uint32_t *w,
+                                                       size_t n) {
+  if (len < 4 * n) return FAAS_DECODE_SHORT;
+  faas_get_words(in, w, n);
+  return w[0] == magic ? FAAS_DECODE_OK : FAAS_DECODE_MAGIC;
 }
 
 static inline void faas_encode_request(const struct faas_request *r, uint8_t out[FAAS_REQUEST_HEADER_BYTES]) {
-  faas_put32(out, FAAS_REQUEST_MAGIC);
-  faas_put32(out + 4, r->timeout_ms);
-  faas_put32(out + 8, r->handler_len);
-  faas_put32(out + 12, r->body_len);
+  const uint32_t w[4] = {FAAS_REQUEST_MAGIC, r->timeout_ms, r->handler_len, r->body_len};
+  faas_put_words(out, w, 4);
 }
 
 static inline enum faas_decode_error faas_decode_request(const uint8_t *in, size_t len, struct faas_request *r) {
-  if (len < FAAS_REQUEST_HEADER_BYTES) return FAAS_DECODE_SHORT;
-  if (faas_get32(in) != FAAS_REQUEST_MAGIC) return FAAS_DECODE_MAGIC;
-  r->timeout_ms = faas_get32(in + 4);
-  r->handler_len = faas_get32(in + 8);
-  r->body_len = faas_get32(in + 12);
+  uint32_t w[4];
+  enum faas_decode_error e = faas_decode_words(in, len, FAAS_REQUEST_MAGIC, w, 4);
+  if (e != FAAS_DECODE_OK) return e;
+  struct faas_request decoded = {w[1], w[2], w[3]};
+  *r = decoded;
   if (r->timeout_ms > FAAS_MAX_TIMEOUT_MS || r->handler_len > FAAS_MAX_HANDLER_BYTES ||
       r->body_len > FAAS_MAX_BODY_BYTES)
     return FAAS_DECODE_TOO_LARGE;
@@ -78,22 +87,16 @@ static inline enum faas_decode_error faas_decode_request(const uint8_t *in, size
 }
 
 static inline void faas_encode_reply(const struct faas_reply *r, uint8_t out[FAAS_REPLY_HEADER_BYTES]) {
-  faas_put32(out, FAAS_REPLY_MAGIC);
-  faas_put32(out + 4, r->outcome);
-  faas_put32(out + 8, (uint32_t)r->status);
-  faas_put32(out + 12, r->flags);
-  faas_put32(out + 16, r->run_us);
-  faas_put32(out + 20, r->output_len);
+  const uint32_t w[6] = {FAAS_REPLY_MAGIC, r->outcome, (uint32_t)r->status, r->flags, r->run_us, r->output_len};
+  faas_put_words(out, w, 6);
 }
 
 static inline enum faas_decode_error faas_decode_reply(const uint8_t *in, size_t len, struct faas_reply *r) {
-  if (len < FAAS_REPLY_HEADER_BYTES) return FAAS_DECODE_SHORT;
-  if (faas_get32(in) != FAAS_REPLY_MAGIC) return FAAS_DECODE_MAGIC;
-  r->outcome = faas_get32(in + 4);
-  r->status = (int32_t)faas_get32(in + 8);
-  r->flags = faas_get32(in + 12);
-  r->run_us = faas_get32(in + 16);
-  r->output_len = faas_get32(in + 20);
+  uint32_t w[6];
+  enum faas_decode_error e = faas_decode_words(in, len, FAAS_REPLY_MAGIC, w, 6);
+  if (e != FAAS_DECODE_OK) return e;
+  struct faas_reply decoded = {w[1], (int32_t)w[2], w[3], w[4], w[5]};
+  *r = decoded;
   if (r->output_len > FAAS_MAX_OUTPUT_BYTES) return FAAS_DECODE_TOO_LARGE;
   if (r->outcome > FAAS_PONG || (r->flags & ~FAAS_FLAG_TRUNCATED)) return FAAS_DECODE_INVALID;
   return FAAS_DECODE_OK;
