@@ -16,6 +16,8 @@
 
 namespace ember::faas {
 
+namespace fs = std::filesystem;
+
 namespace {
 
 constexpr size_t kMaxApiReply = 64 * 1024;
@@ -63,11 +65,24 @@ ApiReply ember_api(const std::string& socket, const std::string& method, const s
 }
 
 EmberVm::EmberVm(std::string dir, pid_t pid)
-    : dir_(std::move(dir)), api_(dir_ + "/api.sock"), vsock_(dir_ + "/vsock.sock"), pid_(pid) {}
+    : dir_(std::move(dir)), api_(dir_ + "/api.sock"), vsock_(dir_ + "/vsock.sock"), vsock_in_vm_(vsock_), pid_(pid) {}
 
-std::unique_ptr<EmberVm> EmberVm::spawn(const std::string& ember_bin, const std::string& dir, Deadline deadline) {
+std::unique_ptr<EmberVm> EmberVm::spawn(const std::string& ember_bin, const std::string& dir, const JailSpec* jail,
+                                        Deadline deadline) {
   if (mkdir(dir.c_str(), 0700) != 0) fail("creating ", dir, ": ", std::strerror(errno));
   std::string api = dir + "/api.sock", log = dir + "/ember.log";
+  std::vector<std::string> args;
+  std::string id = cat("faas-", getpid(), "-", fs::path(dir).filename().string());
+  if (jail) {
+    args = {jail->jailer, "--id", id, "--exec-file", ember_bin, "--uid", std::to_string(jail->uid),
+            "--gid", std::to_string(jail->gid), "--chroot-base-dir", jail->base_dir,
+            "--parent-cgroup", jail->parent_cgroup};
+    for (const std::string& c : jail->cgroups) args.insert(args.end(), {"--cgroup", c});
+    args.insert(args.end(), {"--", "--api-sock", "/api.sock", "--prefault", "off"});
+  } else {
+    args = {ember_bin, "--api-sock", api, "--prefault", "off"};
+  }
+  std::ofstream(dir + "/jail-id") << (jail ? id : "") << "\n";
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -79,27 +94,34 @@ std::unique_ptr<EmberVm> EmberVm::spawn(const std::string& ember_bin, const std:
   // the daemon stops them itself.
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
   posix_spawnattr_setpgroup(&attr, 0);
-  const char* argv[] = {ember_bin.c_str(), "--api-sock", api.c_str(), "--prefault", "off", nullptr};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, ember_bin.c_str(), &fa, &attr, const_cast<char**>(argv), environ);
+  int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
     std::filesystem::remove_all(dir);
-    fail("starting ", ember_bin, ": ", std::strerror(rc));
+    fail("starting ", argv[0], ": ", std::strerror(rc));
   }
   std::unique_ptr<EmberVm> vm(new EmberVm(dir, pid));
   std::ofstream(dir + "/pid") << pid << "\n";
+  if (jail) {
+    vm->jail_dir_ = cat(jail->base_dir, "/", fs::path(ember_bin).filename().string(), "/", id);
+    vm->jail_root_ = vm->jail_dir_ + "/root";
+    vm->api_ = vm->jail_root_ + "/api.sock";
+    vm->vsock_ = vm->jail_root_ + "/vsock.sock";
+    vm->vsock_in_vm_ = "/vsock.sock";
+    vm->cgroup_dir_ = cat(jail->cgroup_root, "/", jail->parent_cgroup, "/", id);
+    vm->gid_ = jail->gid;
+  }
   for (;;) {
     try {
-      ember_api(api, "GET", "/", "", deadline);
+      ember_api(vm->api_, "GET", "/", "", deadline);
       return vm;
     } catch (const Error& e) {
-      int status = 0;
-      if (waitpid(pid, &status, WNOHANG) == pid) {
-        vm->pid_ = -1;
-        fail("ember exited before its API answered: ", vm->log_tail());
-      }
+      if (!vm->alive()) fail("ember exited before its API answered: ", vm->log_tail());
       if (std::chrono::steady_clock::now() >= deadline) throw Timeout(cat("ember's API did not answer: ", e.what()));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -113,6 +135,21 @@ EmberVm::~EmberVm() {
   }
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
+  if (!jail_dir_.empty()) std::filesystem::remove_all(jail_dir_, ec);
+  if (!cgroup_dir_.empty()) rmdir(cgroup_dir_.c_str());
+}
+
+std::string EmberVm::place(const std::string& host_path, const std::string& name, uint32_t gid) {
+  if (jail_root_.empty()) return host_path;
+  std::string to = jail_root_ + "/" + name;
+  struct stat st {};
+  bool world_readable = stat(host_path.c_str(), &st) == 0 && (st.st_mode & S_IROTH);
+  bool group_readable = st.st_gid == gid && (st.st_mode & S_IRGRP);
+  if (!((world_readable || group_readable) && link(host_path.c_str(), to.c_str()) == 0)) {
+    std::filesystem::copy_file(host_path, to, std::filesystem::copy_options::overwrite_existing);
+    if (chown(to.c_str(), 0, gid) != 0 || chmod(to.c_str(), 0640) != 0) fail(to, ": ", std::strerror(errno));
+  }
+  return "/" + name;
 }
 
 bool EmberVm::alive() {
@@ -133,13 +170,13 @@ void EmberVm::call(const char* method, const char* path, const std::string& body
 
 void EmberVm::cold_boot(const FunctionSpec& spec, Deadline deadline) {
   using nlohmann::json;
-  json boot = {{"kernel_image_path", spec.kernel}, {"boot_args", boot_args(spec)}};
-  if (!spec.initramfs.empty()) boot["initrd_path"] = spec.initramfs;
+  json boot = {{"kernel_image_path", place(spec.kernel, "vmlinux", gid_)}, {"boot_args", boot_args(spec)}};
+  if (!spec.initramfs.empty()) boot["initrd_path"] = place(spec.initramfs, "initramfs", gid_);
   call("PUT", "/boot-source", boot.dump(), deadline);
   call("PUT", "/machine-config", json{{"vcpu_count", spec.vcpus}, {"mem_size_mib", spec.mem_mib}}.dump(), deadline);
-  call("PUT", "/vsock", json{{"guest_cid", kGuestCid}, {"uds_path", vsock_}}.dump(), deadline);
+  call("PUT", "/vsock", json{{"guest_cid", kGuestCid}, {"uds_path", vsock_in_vm_}}.dump(), deadline);
   if (!spec.rootfs.empty()) {
-    json d = {{"drive_id", "rootfs"}, {"path_on_host", spec.rootfs}, {"is_root_device", true}, {"is_read_only", true}};
+    json d = {{"drive_id", "rootfs"}, {"path_on_host", place(spec.rootfs, "rootfs", gid_)}, {"is_root_device", true}, {"is_read_only", true}};
     call("PUT", "/drives/rootfs", d.dump(), deadline);
   }
   call("PUT", "/actions", json{{"action_type", "InstanceStart"}}.dump(), deadline);
@@ -148,17 +185,28 @@ void EmberVm::cold_boot(const FunctionSpec& spec, Deadline deadline) {
 void EmberVm::snapshot(const std::string& snapshot_path, const std::string& mem_path, Deadline deadline) {
   using nlohmann::json;
   call("PATCH", "/vm", json{{"state", "Paused"}}.dump(), deadline);
-  json create = {{"snapshot_type", "Full"}, {"snapshot_path", snapshot_path}, {"mem_file_path", mem_path}};
+  // Jailed, ember writes in its chroot; the files then move to their place, readable by the
+  // function's gid only (every clone of the function runs with it).
+  std::string snap_in_vm = jail_root_.empty() ? snapshot_path : "/vm.snap";
+  std::string mem_in_vm = jail_root_.empty() ? mem_path : "/vm.mem";
+  json create = {{"snapshot_type", "Full"}, {"snapshot_path", snap_in_vm}, {"mem_file_path", mem_in_vm}};
   call("PUT", "/snapshot/create", create.dump(), deadline);
+  if (!jail_root_.empty()) {
+    for (auto [from, to] : {std::pair{jail_root_ + snap_in_vm, snapshot_path}, std::pair{jail_root_ + mem_in_vm, mem_path}}) {
+      if (rename(from.c_str(), to.c_str()) != 0 || chown(to.c_str(), 0, gid_) != 0 || chmod(to.c_str(), 0640) != 0) {
+        fail("moving the snapshot file ", from, " to ", to, ": ", std::strerror(errno));
+      }
+    }
+  }
   call("PATCH", "/vm", json{{"state", "Resumed"}}.dump(), deadline);
 }
 
 void EmberVm::restore(const std::string& snapshot_path, const std::string& mem_path, Deadline deadline) {
   using nlohmann::json;
-  json load = {{"snapshot_path", snapshot_path},
-               {"mem_backend", {{"backend_type", "File"}, {"backend_path", mem_path}}},
+  json load = {{"snapshot_path", place(snapshot_path, "vm.snap", gid_)},
+               {"mem_backend", {{"backend_type", "File"}, {"backend_path", place(mem_path, "vm.mem", gid_)}}},
                {"resume_vm", true},
-               {"vsock_override", {{"uds_path", vsock_}}}};
+               {"vsock_override", {{"uds_path", vsock_in_vm_}}}};
   call("PUT", "/snapshot/load", load.dump(), deadline);
 }
 

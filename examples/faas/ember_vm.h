@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "examples/faas/function_spec.h"
 #include "examples/faas/socket_io.h"
@@ -22,11 +23,25 @@ struct ApiReply {
 ApiReply ember_api(const std::string& socket, const std::string& method, const std::string& path,
                    const std::string& body, Deadline deadline);
 
+// How a VM is jailed (ember-jailer): its own uid, a gid per function (the function's snapshot
+// files are group-readable by it only), a chroot under base_dir, a cgroup <parent>/<id> with
+// these FILE=VALUE limits.
+struct JailSpec {
+  std::string jailer;
+  std::string base_dir;
+  std::string parent_cgroup;
+  std::string cgroup_root;  // where cgroup2 is mounted, to remove the VM's cgroup
+  uint32_t uid = 0, gid = 0;
+  std::vector<std::string> cgroups;
+};
+
 class EmberVm {
  public:
-  // Starts `ember_bin --api-sock DIR/api.sock --prefault off` with DIR created here, and waits
-  // for the socket to answer. Throws Error (and leaves nothing behind) when it does not.
-  static std::unique_ptr<EmberVm> spawn(const std::string& ember_bin, const std::string& dir, Deadline deadline);
+  // Starts `ember_bin --api-sock DIR/api.sock --prefault off` with DIR created here (through
+  // ember-jailer when `jail` is given: the socket is then in the chroot), and waits for the
+  // socket to answer. Throws Error (and leaves nothing behind) when it does not.
+  static std::unique_ptr<EmberVm> spawn(const std::string& ember_bin, const std::string& dir, const JailSpec* jail,
+                                        Deadline deadline);
   ~EmberVm();
   EmberVm(const EmberVm&) = delete;
   EmberVm& operator=(const EmberVm&) = delete;
@@ -50,8 +65,16 @@ class EmberVm {
  private:
   EmberVm(std::string dir, pid_t pid);
   void call(const char* method, const char* path, const std::string& body, Deadline deadline);
+  // The path ember is to open for `host_path`: itself, or (jailed) `/name` in the chroot, where
+  // the file is hard-linked (copied when it is on another file system or not world-readable).
+  std::string place(const std::string& host_path, const std::string& name, uint32_t gid);
 
   std::string dir_, api_, vsock_;
+  std::string vsock_in_vm_;  // vsock_ as ember names it (inside the chroot when jailed)
+  std::string jail_dir_;     // <base>/<exec name>/<id>, removed with the VM ("" unjailed)
+  std::string jail_root_;
+  std::string cgroup_dir_;   // removed after the process is reaped
+  uint32_t gid_ = 0;
   pid_t pid_;
 };
 

@@ -35,7 +35,10 @@ const char* kUsage =
     "  --max-body-bytes N       invocation body limit, 413 beyond (default 1048576)\n"
     "  --boot-timeout-ms N      a cold boot or restore to the agent answering (default 30000)\n"
     "  --agent-grace-ms N       wait for the agent beyond the handler timeout (default 5000)\n"
-    "  --queue-timeout-ms N     wait for a free VM, then 503 (default 60000)\n";
+    "  --queue-timeout-ms N     wait for a free VM, then 503 (default 60000)\n"
+    "  --jailer PATH            run every VM under this ember-jailer (own uid, chroot, cgroup)\n"
+    "  --jail-uid-base N        VM n runs as uid N+n (default 100000)\n"
+    "  --jail-gid-base N        a function's VMs share gid N+<registration number> (default 100000)\n";
 
 uint64_t number(const char* flag, const char* v, uint64_t max) {
   char* end = nullptr;
@@ -73,9 +76,13 @@ Options parse(int argc, char** argv) {
     else if (a == "--boot-timeout-ms") o.runtime.boot_timeout = std::chrono::milliseconds(number(a.c_str(), v, 3600000));
     else if (a == "--agent-grace-ms") o.runtime.agent_grace = std::chrono::milliseconds(number(a.c_str(), v, 3600000));
     else if (a == "--queue-timeout-ms") o.runtime.queue_timeout = std::chrono::milliseconds(number(a.c_str(), v, 3600000));
+    else if (a == "--jailer") o.runtime.jailer = v;
+    else if (a == "--jail-uid-base") o.runtime.jail_uid_base = number(a.c_str(), v, 4000000000u);
+    else if (a == "--jail-gid-base") o.runtime.jail_gid_base = number(a.c_str(), v, 4000000000u);
     else fail(a, ": unknown option\n", kUsage);
   }
   if (access(o.runtime.ember_bin.c_str(), X_OK) != 0) fail("--ember ", o.runtime.ember_bin, ": not an executable");
+  if (!o.runtime.jailer.empty() && access(o.runtime.jailer.c_str(), X_OK) != 0) fail("--jailer ", o.runtime.jailer, ": not an executable");
   return o;
 }
 

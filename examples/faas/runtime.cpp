@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -27,14 +28,39 @@ double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-// A process of a previous daemon: its pid file, if the process still runs ember for that folder.
+constexpr const char* kParentCgroup = "ember-faas";
+
+std::string read_word(const fs::path& p) {
+  std::ifstream in(p);
+  std::string w;
+  in >> w;
+  return w;
+}
+
+// A process of a previous daemon, from its pid file, if that process still runs ember for this
+// VM (its API socket path, or its jail id, on its command line): killed, and waited for (it is
+// not our child) so that its cgroup can go.
 void kill_leftover(const fs::path& vm_dir) {
-  std::ifstream in(vm_dir / "pid");
-  pid_t pid = 0;
-  if (!(in >> pid) || pid <= 0) return;
-  std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline");
+  pid_t pid = std::atoi(read_word(vm_dir / "pid").c_str());
+  if (pid <= 0) return;
+  std::string proc = "/proc/" + std::to_string(pid);
+  std::ifstream cmd(proc + "/cmdline");
   std::string args((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-  if (args.find((vm_dir / "api.sock").string()) != std::string::npos) kill(pid, SIGKILL);
+  std::string jail_id = read_word(vm_dir / "jail-id");
+  bool ours = args.find((vm_dir / "api.sock").string()) != std::string::npos ||
+              (!jail_id.empty() && args.find(jail_id) != std::string::npos);
+  if (!ours || kill(pid, SIGKILL) != 0) return;
+  for (int i = 0; i < 200 && fs::exists(proc); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+std::string cgroup2_mount() {
+  std::ifstream in("/proc/self/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(" - cgroup2 ") == std::string::npos) continue;
+    size_t a = line.find(' ', line.find(' ', line.find(' ', line.find(' ') + 1) + 1) + 1);  // 5th field
+    return line.substr(a + 1, line.find(' ', a + 1) - a - 1);
+  }
+  return "";
 }
 
 }  // namespace
@@ -44,6 +70,10 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)), schedul
   lock_ = UniqueFd(open((options_.state_dir + "/daemon.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!lock_.valid()) fail("state folder ", options_.state_dir, ": ", std::strerror(errno));
   if (flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) fail("state folder ", options_.state_dir, " is in use by another ember-faas");
+  if (!options_.jailer.empty()) {
+    cgroup_root_ = cgroup2_mount();
+    if (cgroup_root_.empty()) fail("--jailer: no cgroup2 mount in /proc/self/mountinfo (only cgroup v2 is supported)");
+  }
   clean_leftovers();
 }
 
@@ -53,9 +83,14 @@ void Runtime::clean_leftovers() {
   fs::path vms = fs::path(options_.state_dir) / "vms";
   std::error_code ec;
   if (fs::is_directory(vms)) {
-    for (const auto& d : fs::directory_iterator(vms)) kill_leftover(d.path());
+    for (const auto& d : fs::directory_iterator(vms)) {
+      kill_leftover(d.path());
+      std::string jail_id = read_word(d.path() / "jail-id");
+      if (!jail_id.empty() && !cgroup_root_.empty()) rmdir(cat(cgroup_root_, "/", kParentCgroup, "/", jail_id).c_str());
+    }
   }
   fs::remove_all(vms, ec);
+  fs::remove_all(fs::path(options_.state_dir) / "jails", ec);
   fs::remove_all(fs::path(options_.state_dir) / "functions", ec);
   fs::create_directories(vms);
   fs::create_directories(fs::path(options_.state_dir) / "functions");
@@ -110,7 +145,10 @@ ApiResponse Runtime::delete_function(const std::string& name) {
 Runtime::Started Runtime::start_vm(const Function& f, Grant::Kind kind, VmId id) {
   auto t0 = Clock::now();
   Deadline deadline = t0 + options_.boot_timeout;
-  std::shared_ptr<EmberVm> vm = EmberVm::spawn(options_.ember_bin, cat(options_.state_dir, "/vms/", id), deadline);
+  JailSpec jail;
+  if (!options_.jailer.empty()) jail = jail_for(f, id);
+  std::shared_ptr<EmberVm> vm = EmberVm::spawn(options_.ember_bin, cat(options_.state_dir, "/vms/", id),
+                                               options_.jailer.empty() ? nullptr : &jail, deadline);
   {
     std::lock_guard lock(mu_);
     vms_[id] = {vm};
@@ -278,6 +316,19 @@ void Runtime::shutdown() {
   std::error_code ec;
   fs::remove_all(fs::path(options_.state_dir) / "vms", ec);
   fs::remove_all(fs::path(options_.state_dir) / "functions", ec);
+  fs::remove_all(fs::path(options_.state_dir) / "jails", ec);
+}
+
+JailSpec Runtime::jail_for(const Function& f, VmId id) const {
+  JailSpec j;
+  j.jailer = options_.jailer;
+  j.base_dir = fs::absolute(fs::path(options_.state_dir) / "jails").string();
+  j.parent_cgroup = kParentCgroup;
+  j.cgroup_root = cgroup_root_;
+  j.uid = options_.jail_uid_base + uint32_t(id);
+  j.gid = options_.jail_gid_base + uint32_t(f.generation);
+  j.cgroups = {cat("memory.max=", (uint64_t(f.spec.mem_mib) + 64) << 20), cat("cpu.max=", f.spec.vcpus * 100000, " 100000")};
+  return j;
 }
 
 }  // namespace ember::faas

@@ -27,6 +27,12 @@ struct RuntimeOptions {
   std::chrono::milliseconds boot_timeout{30000};   // a start (boot or restore) to the agent answering
   std::chrono::milliseconds agent_grace{5000};     // beyond the handler's timeout, for its reply
   std::chrono::milliseconds queue_timeout{60000};  // waiting for a VM, then 503
+  // Jailed VMs (ember-jailer) when set: VM n runs as uid jail_uid_base + n, with the gid
+  // jail_gid_base + the function's generation, chrooted under STATE/jails, in the cgroup
+  // ember-faas/<id> (cgroup2) limited to the function's memory (+64 MiB) and vCPUs.
+  std::string jailer;
+  uint32_t jail_uid_base = 100000;
+  uint32_t jail_gid_base = 100000;
 };
 
 class Runtime {
@@ -66,9 +72,11 @@ class Runtime {
   void stop(VmId id);
   void stop_all(const std::vector<VmId>& ids);
   void clean_leftovers();
+  JailSpec jail_for(const Function& f, VmId id) const;
 
   RuntimeOptions options_;
   UniqueFd lock_;
+  std::string cgroup_root_;  // where cgroup2 is mounted (jailed only)
   Scheduler scheduler_;
   Metrics metrics_;
   mutable std::mutex mu_;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <iostream>
@@ -33,13 +34,14 @@ struct Reply {
 // The daemon as a child process, its output in `log`; SIGTERM and reaped by the destructor.
 class Daemon {
  public:
-  Daemon(const fs::path& state, const fs::path& log, int port) : port_(port) {
+  Daemon(const fs::path& state, const fs::path& log, int port, std::vector<std::string> extra = {}) : port_(port) {
     std::string listen = "127.0.0.1:" + std::to_string(port);
     std::string boot_ms = std::to_string(int(60000 * time_scale()));
     std::vector<std::string> args = {env("EMBER_FAAS_BIN"), "--listen", listen, "--state-dir", state.string(),
                                      "--ember", env("EMBER_BIN"), "--boot-timeout-ms", boot_ms,
                                      "--agent-grace-ms", std::to_string(int(10000 * time_scale())),
                                      "--max-body-bytes", "65536"};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -195,6 +197,47 @@ TEST(Faas, GuestWithoutAgentIsAnErrorAndShutdownCleansUp) {
   EXPECT_EQ(d.stop(), 0) << read_text(dir / "daemon.log");
   EXPECT_EQ(files_in(state / "vms"), 0);
   EXPECT_EQ(files_in(state / "functions"), 0);
+}
+
+// With --jailer every VM runs under ember-jailer: its own uid, the function's gid, a chroot
+// under the state folder and a cgroup ember-faas/<id> with the function's limits; cold boot,
+// restore and warm reuse work the same, and DELETE leaves no jail, cgroup or process.
+TEST(Faas, JailedVmsHaveTheirOwnUidChrootAndCgroup) {
+  ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  std::string cgroups = cgroup2_mount();
+  ASSERT_FALSE(cgroups.empty());
+  fs::path dir = scratch_dir("faas-jailed");
+  fs::path state = dir / "state";
+  std::string jailer = (fs::path(env("EMBER_BIN")).parent_path() / "ember-jailer").string();
+  Daemon d(state, dir / "daemon.log", test_port(2), {"--jailer", jailer, "--jail-uid-base", "200000"});
+  std::string image = env("EMBER_FAAS_IMAGE_DIR");
+  ASSERT_EQ(d.call("PUT", "/functions/upper", function_json(image + "/initramfs.cpio.gz", "tr a-z A-Z", 20000)).status, 204);
+  auto a = std::async(std::launch::async, [&] { return d.call("POST", "/functions/upper/invoke", "jail a", 240); });
+  auto b = std::async(std::launch::async, [&] { return d.call("POST", "/functions/upper/invoke", "jail b", 240); });
+  Reply ra = a.get(), rb = b.get();
+  ASSERT_EQ(ra.status, 200) << ra.body << "\n" << read_text(dir / "daemon.log");
+  ASSERT_EQ(rb.status, 200) << rb.body;
+  EXPECT_EQ(parse(ra)["output"], "JAIL A");
+  EXPECT_EQ(parse(rb)["output"], "JAIL B");
+  std::set<std::string> kinds = {parse(ra)["vm"].get<std::string>(), parse(rb)["vm"].get<std::string>()};
+  EXPECT_EQ(kinds, (std::set<std::string>{"cold", "restored"}));
+  Reply rc = d.call("POST", "/functions/upper/invoke", "warm", 240);
+  EXPECT_EQ(parse(rc)["vm"], "warm") << rc.body;
+  std::cout << "jailed cold/restored: " << ra.body << "\n" << rb.body << "\njailed warm: " << rc.body << "\n";
+  // Two embers, each as its own uid, in its own cgroup under ember-faas/.
+  std::string owners = sh("for p in $(grep -l -s 'faas-[0-9]*-[0-9]' /proc/[0-9]*/cmdline | cut -d/ -f3); do "
+                          "[ \"$(readlink /proc/$p/exe)\" = /ember ] || continue; "
+                          "echo \"$(awk '/^Uid:/ {print $2}' /proc/$p/status) $(cut -d: -f3 /proc/$p/cgroup)\"; done | sort");
+  std::cout << "jailed embers (uid cgroup):\n" << owners;
+  EXPECT_EQ(std::count(owners.begin(), owners.end(), '\n'), 2) << owners;
+  EXPECT_NE(owners.find("/ember-faas/faas-"), std::string::npos) << owners;
+  EXPECT_NE(owners.find("20000"), std::string::npos) << owners;
+  EXPECT_EQ(d.call("DELETE", "/functions/upper").status, 204);
+  EXPECT_EQ(embers_in(state), 0);
+  EXPECT_EQ(files_in(state / "jails" / "ember"), 0);
+  EXPECT_EQ(sh("ls " + cgroups + "/ember-faas | grep -c '^faas-' || true"), "0\n");
+  EXPECT_EQ(d.stop(), 0) << read_text(dir / "daemon.log");
+  EXPECT_EQ(files_in(state / "jails"), 0);
 }
 
 }  // namespace
