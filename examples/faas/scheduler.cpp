@@ -4,7 +4,9 @@ namespace ember::faas {
 
 void Scheduler::add_function(const std::string& name, PoolLimits limits) {
   std::lock_guard lock(mu_);
-  functions_[name].limits = limits;
+  Function& f = functions_[name];
+  if (f.serial == 0) f.serial = next_serial_++;
+  f.limits = limits;
   changed_.notify_all();
 }
 
@@ -65,10 +67,11 @@ Grant Scheduler::acquire(const std::string& name, Clock::time_point deadline) {
   if (try_grant(it->second, g)) return g;
   if (it->second.waiting >= it->second.limits.max_queue) return Grant{Grant::QueueFull};
   it->second.waiting++;
+  const uint64_t serial = it->second.serial;
   for (;;) {
     bool timed_out = changed_.wait_until(lock, deadline) == std::cv_status::timeout;
     it = functions_.find(name);
-    if (closed_ || it == functions_.end()) return Grant{Grant::Gone, 0, std::move(g.evicted)};
+    if (closed_ || it == functions_.end() || it->second.serial != serial) return Grant{Grant::Gone, 0, std::move(g.evicted)};
     if (try_grant(it->second, g)) break;
     if (timed_out) {
       g.kind = Grant::TimedOut;

@@ -89,6 +89,7 @@ class Scheduler {
     std::vector<Idle> idle;  // most recently used last
     size_t alive = 0;
     size_t waiting = 0;
+    uint64_t serial = 0;  // tells a function apart from a later one of the same name
   };
   // Under mu_: a grant without waiting, if one can be given now.
   bool try_grant(Function& f, Grant& g);
@@ -99,6 +100,7 @@ class Scheduler {
   std::map<std::string, Function> functions_;
   size_t host_max_;
   size_t host_alive_ = 0;
+  uint64_t next_serial_ = 1;
   bool closed_ = false;
 };
 

@@ -338,6 +338,17 @@ TEST(FaasScheduler, RemovingAFunctionReturnsItsIdleVmsAndWakesWaiters) {
   EXPECT_TRUE(s.remove_function("f").empty());
   EXPECT_EQ(waiter.get(), Grant::Gone);
   EXPECT_FALSE(s.release("f", 1, true, Clock::now()));  // its VM comes back: stop it
+  // A waiter of a function deleted and registered again under the same name is told Gone.
+  s.add_function("f", limits(1, 4));
+  s.acquire("f", Clock::now());
+  auto stale = std::async(std::launch::async, [&] { return s.acquire("f", Clock::now() + 10s).kind; });
+  std::this_thread::sleep_for(50ms);
+  s.remove_function("f");
+  s.add_function("f", limits(1, 4));
+  EXPECT_EQ(stale.get(), Grant::Gone);
+  EXPECT_EQ(s.counts("f").waiting, 0u);
+  s.remove_function("f");
+  s.discard("f");
   EXPECT_EQ(s.host_counts().alive, 0u);
   EXPECT_EQ(s.acquire("f", Clock::now()).kind, Grant::Gone);
   s.add_function("g", limits(1, 4));
