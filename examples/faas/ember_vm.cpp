@@ -139,17 +139,29 @@ EmberVm::~EmberVm() {
   if (!cgroup_dir_.empty()) rmdir(cgroup_dir_.c_str());
 }
 
+void place_file(const std::string& host_path, const std::string& to, uint32_t gid) {
+  struct stat st {};
+  if (stat(host_path.c_str(), &st) != 0) fail(host_path, ": ", std::strerror(errno));
+  bool readable = (st.st_mode & S_IROTH) || (st.st_gid == gid && (st.st_mode & S_IRGRP));
+  if (readable && link(host_path.c_str(), to.c_str()) == 0) return;
+  std::error_code ec;
+  std::filesystem::copy_file(host_path, to, std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) fail("copying ", host_path, " to ", to, ": ", ec.message());
+  if (chown(to.c_str(), 0, gid) != 0 || chmod(to.c_str(), 0640) != 0) fail(to, ": ", std::strerror(errno));
+}
+
 std::string EmberVm::place(const std::string& host_path, const std::string& name, uint32_t gid) {
   if (jail_root_.empty()) return host_path;
-  std::string to = jail_root_ + "/" + name;
-  struct stat st {};
-  bool world_readable = stat(host_path.c_str(), &st) == 0 && (st.st_mode & S_IROTH);
-  bool group_readable = st.st_gid == gid && (st.st_mode & S_IRGRP);
-  if (!((world_readable || group_readable) && link(host_path.c_str(), to.c_str()) == 0)) {
-    std::filesystem::copy_file(host_path, to, std::filesystem::copy_options::overwrite_existing);
-    if (chown(to.c_str(), 0, gid) != 0 || chmod(to.c_str(), 0640) != 0) fail(to, ": ", std::strerror(errno));
-  }
+  place_file(host_path, jail_root_ + "/" + name, gid);
   return "/" + name;
+}
+
+FunctionSpec EmberVm::placed_image(const FunctionSpec& spec) {
+  FunctionSpec p = spec;
+  p.kernel = place(spec.kernel, "vmlinux", gid_);
+  if (!spec.initramfs.empty()) p.initramfs = place(spec.initramfs, "initramfs", gid_);
+  if (!spec.rootfs.empty()) p.rootfs = place(spec.rootfs, "rootfs", gid_);
+  return p;
 }
 
 bool EmberVm::alive() {
@@ -168,15 +180,16 @@ void EmberVm::call(const char* method, const char* path, const std::string& body
   if (r.status / 100 != 2) fail("ember ", method, " ", path, ": ", r.status, " ", r.body);
 }
 
-void EmberVm::cold_boot(const FunctionSpec& spec, Deadline deadline) {
+void EmberVm::cold_boot(const FunctionSpec& function, Deadline deadline) {
   using nlohmann::json;
-  json boot = {{"kernel_image_path", place(spec.kernel, "vmlinux", gid_)}, {"boot_args", boot_args(spec)}};
-  if (!spec.initramfs.empty()) boot["initrd_path"] = place(spec.initramfs, "initramfs", gid_);
+  FunctionSpec spec = placed_image(function);
+  json boot = {{"kernel_image_path", spec.kernel}, {"boot_args", boot_args(spec)}};
+  if (!spec.initramfs.empty()) boot["initrd_path"] = spec.initramfs;
   call("PUT", "/boot-source", boot.dump(), deadline);
   call("PUT", "/machine-config", json{{"vcpu_count", spec.vcpus}, {"mem_size_mib", spec.mem_mib}}.dump(), deadline);
   call("PUT", "/vsock", json{{"guest_cid", kGuestCid}, {"uds_path", vsock_in_vm_}}.dump(), deadline);
   if (!spec.rootfs.empty()) {
-    json d = {{"drive_id", "rootfs"}, {"path_on_host", place(spec.rootfs, "rootfs", gid_)}, {"is_root_device", true}, {"is_read_only", true}};
+    json d = {{"drive_id", "rootfs"}, {"path_on_host", spec.rootfs}, {"is_root_device", true}, {"is_read_only", true}};
     call("PUT", "/drives/rootfs", d.dump(), deadline);
   }
   call("PUT", "/actions", json{{"action_type", "InstanceStart"}}.dump(), deadline);
@@ -201,8 +214,10 @@ void EmberVm::snapshot(const std::string& snapshot_path, const std::string& mem_
   call("PATCH", "/vm", json{{"state", "Resumed"}}.dump(), deadline);
 }
 
-void EmberVm::restore(const std::string& snapshot_path, const std::string& mem_path, Deadline deadline) {
+void EmberVm::restore(const std::string& snapshot_path, const std::string& mem_path, const FunctionSpec& spec,
+                      Deadline deadline) {
   using nlohmann::json;
+  placed_image(spec);
   json load = {{"snapshot_path", place(snapshot_path, "vm.snap", gid_)},
                {"mem_backend", {{"backend_type", "File"}, {"backend_path", place(mem_path, "vm.mem", gid_)}}},
                {"resume_vm", true},

@@ -35,6 +35,11 @@ struct JailSpec {
   std::vector<std::string> cgroups;
 };
 
+// Makes `to` a file with host_path's contents that gid can read: a hard link when host_path is
+// world-readable or group-readable by gid (and on the same file system), else a copy owned by
+// root:gid, mode 0640. Throws Error naming the files.
+void place_file(const std::string& host_path, const std::string& to, uint32_t gid);
+
 class EmberVm {
  public:
   // Starts `ember_bin --api-sock DIR/api.sock --prefault off` with DIR created here (through
@@ -51,8 +56,10 @@ class EmberVm {
   // Pauses, writes a Full snapshot (snapshot_path, mem_path), resumes.
   void snapshot(const std::string& snapshot_path, const std::string& mem_path, Deadline deadline);
   // Loads a snapshot into this (unconfigured) ember, memory mapped privately from mem_path,
-  // vsock socket moved to vsock_path(), and resumes it.
-  void restore(const std::string& snapshot_path, const std::string& mem_path, Deadline deadline);
+  // vsock socket moved to vsock_path(), and resumes it. Jailed, the function's image files are
+  // placed in the chroot first (ember opens them again at restore).
+  void restore(const std::string& snapshot_path, const std::string& mem_path, const FunctionSpec& spec,
+               Deadline deadline);
 
   // False once the ember process has exited (it is reaped then).
   bool alive();
@@ -65,9 +72,11 @@ class EmberVm {
  private:
   EmberVm(std::string dir, pid_t pid);
   void call(const char* method, const char* path, const std::string& body, Deadline deadline);
-  // The path ember is to open for `host_path`: itself, or (jailed) `/name` in the chroot, where
-  // the file is hard-linked (copied when it is on another file system or not world-readable).
+  // The path ember is to open for `host_path`: itself, or (jailed) `/name` in the chroot
+  // (place_file).
   std::string place(const std::string& host_path, const std::string& name, uint32_t gid);
+  // The image's paths as ember names them (placed in the chroot when jailed).
+  FunctionSpec placed_image(const FunctionSpec& spec);
 
   std::string dir_, api_, vsock_;
   std::string vsock_in_vm_;  // vsock_ as ember names it (inside the chroot when jailed)

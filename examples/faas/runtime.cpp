@@ -123,6 +123,25 @@ ApiResponse Runtime::put_function(const std::string& name, const std::string& bo
   }
   stop_all(idle);
   fs::create_directories(f->snapshot_dir);
+  f->image = f->spec;
+  if (!options_.jailer.empty()) {
+    // Staged once per registration beside the snapshot, so that each VM's chroot gets them by
+    // hard link (the same file system) rather than a copy each.
+    uint32_t gid = options_.jail_gid_base + uint32_t(f->generation);
+    try {
+      for (auto [path, file] : {std::pair{&f->image.kernel, "vmlinux"}, std::pair{&f->image.initramfs, "initramfs"},
+                                std::pair{&f->image.rootfs, "rootfs"}}) {
+        if (path->empty()) continue;
+        place_file(*path, f->snapshot_dir + "/" + file, gid);
+        *path = f->snapshot_dir + "/" + file;
+      }
+    } catch (const Error& e) {
+      std::lock_guard lock(mu_);
+      if (functions_[name] == f) functions_.erase(name);
+      fs::remove_all(f->snapshot_dir);
+      return error(400, e.what());
+    }
+  }
   scheduler_.add_function(name, {f->spec.max_vms, f->spec.max_queue, std::chrono::milliseconds(f->spec.keep_alive_ms)});
   return {204, ""};
 }
@@ -154,8 +173,8 @@ Runtime::Started Runtime::start_vm(const Function& f, Grant::Kind kind, VmId id)
     vms_[id] = {vm};
   }
   std::string snap = f.snapshot_dir + "/vm.snap", mem = f.snapshot_dir + "/vm.mem";
-  if (kind == Grant::ColdBoot) vm->cold_boot(f.spec, deadline);
-  else vm->restore(snap, mem, deadline);
+  if (kind == Grant::ColdBoot) vm->cold_boot(f.image, deadline);
+  else vm->restore(snap, mem, f.image, deadline);
   std::string why;
   if (!agent_wait_ready(vm->vsock_path(), deadline, &why, [&vm] { return vm->alive(); })) {
     if (!vm->alive()) fail("the VM ended before its agent answered; ember's output ends with: ", vm->log_tail());
@@ -187,30 +206,46 @@ void Runtime::stop_all(const std::vector<VmId>& ids) {
   for (VmId id : ids) stop(id);
 }
 
+std::optional<ApiResponse> Runtime::acquire(const std::string& name, const Function& f, Clock::time_point t0,
+                                            Grant& g, std::shared_ptr<EmberVm>& warm) {
+  for (;;) {
+    g = scheduler_.acquire(name, t0 + options_.queue_timeout);
+    stop_all(g.evicted);
+    switch (g.kind) {
+      case Grant::QueueFull:
+        metrics_.rejected_queue_full++;
+        return error(429, cat("function '", name, "': every VM is busy and ", f.spec.max_queue, " invocations wait already"));
+      case Grant::Gone: return error(404, cat("no function '", name, "' (deleted?)"));
+      case Grant::TimedOut:
+        return error(503, cat("no VM of '", name, "' became free within ", options_.queue_timeout.count(), " ms"));
+      case Grant::Warm: break;
+      default: return std::nullopt;
+    }
+    {
+      std::lock_guard lock(mu_);
+      auto it = vms_.find(g.vm);
+      if (it != vms_.end()) warm = it->second.vm;
+    }
+    if (warm && warm->alive()) return std::nullopt;
+    // Its guest ended while it was idle (or the daemon is stopping): drop it, ask again.
+    warm.reset();
+    stop(g.vm);
+    scheduler_.discard(name);
+  }
+}
+
 ApiResponse Runtime::invoke(const std::string& name, const std::string& body) {
   auto t0 = Clock::now();
   std::shared_ptr<const Function> f = function(name);
   if (!f) return error(404, cat("no function '", name, "'"));
   if (closed_) return error(503, "shutting down");
-  Grant g = scheduler_.acquire(name, t0 + options_.queue_timeout);
-  stop_all(g.evicted);
-  switch (g.kind) {
-    case Grant::QueueFull:
-      metrics_.rejected_queue_full++;
-      return error(429, cat("function '", name, "': every VM is busy and ", f->spec.max_queue, " invocations wait already"));
-    case Grant::Gone: return error(404, cat("no function '", name, "' (deleted?)"));
-    case Grant::TimedOut: return error(503, cat("no VM of '", name, "' became free within ", options_.queue_timeout.count(), " ms"));
-    default: break;
-  }
+  Grant g{Grant::Gone};
+  Started s{nullptr, VmKind::Warm, 0};
+  if (std::optional<ApiResponse> refused = acquire(name, *f, t0, g, s.vm)) return *refused;
   double queued_ms = ms_since(t0);
   metrics_.queued_ms.observe(queued_ms);
-  Started s{nullptr, VmKind::Warm, 0};
   VmId id = g.vm;
-  if (g.kind == Grant::Warm) {
-    std::lock_guard lock(mu_);
-    auto it = vms_.find(id);
-    if (it != vms_.end()) s.vm = it->second.vm;
-  } else {
+  if (g.kind != Grant::Warm) {
     {
       std::lock_guard lock(mu_);
       id = next_id_++;
@@ -236,10 +271,6 @@ ApiResponse Runtime::invoke(const std::string& name, const std::string& body) {
       metrics_.restores++;
       metrics_.restore_ms.observe(s.start_ms);
     }
-  }
-  if (!s.vm) {  // stopped under us (shutdown)
-    scheduler_.discard(name);
-    return error(503, "shutting down");
   }
   busy_++;
   auto run_start = Clock::now();

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "api/request_router.h"
@@ -55,6 +56,7 @@ class Runtime {
  private:
   struct Function {
     FunctionSpec spec;
+    FunctionSpec image;  // spec with the image files staged in snapshot_dir when jailed
     uint64_t generation;
     std::string snapshot_dir;
   };
@@ -68,6 +70,10 @@ class Runtime {
   };
 
   std::shared_ptr<const Function> function(const std::string& name) const;
+  // Waits for a grant; a refusal is the answer to give. A warm VM found dead (its guest ended
+  // while idle) is dropped and the wait goes on.
+  std::optional<ApiResponse> acquire(const std::string& name, const Function& f, Clock::time_point t0, Grant& g,
+                                     std::shared_ptr<EmberVm>& warm);
   Started start_vm(const Function& f, Grant::Kind kind, VmId id);
   void stop(VmId id);
   void stop_all(const std::vector<VmId>& ids);
