@@ -250,27 +250,7 @@ ApiResponse Runtime::invoke(const std::string& name, const std::string& body) {
       std::lock_guard lock(mu_);
       id = next_id_++;
     }
-    starting_++;
-    try {
-      s = start_vm(*f, g.kind, id);
-      starting_--;
-    } catch (const Error& e) {
-      starting_--;
-      stop(id);
-      scheduler_.discard(name);
-      if (g.kind == Grant::ColdBoot) scheduler_.snapshot_done(name, false);
-      metrics_.start_failures++;
-      bool timeout = dynamic_cast<const Timeout*>(&e) != nullptr;
-      return error(timeout ? 504 : 502, cat(g.kind == Grant::ColdBoot ? "cold boot" : "restore", " of '", name, "' failed: ", e.what()));
-    }
-    if (g.kind == Grant::ColdBoot) {
-      scheduler_.snapshot_done(name, true);
-      metrics_.cold_boots++;
-      metrics_.cold_boot_ms.observe(s.start_ms);
-    } else {
-      metrics_.restores++;
-      metrics_.restore_ms.observe(s.start_ms);
-    }
+    if (std::optional<ApiResponse> failed = start(name, *f, g.kind, id, s)) return *failed;
   }
   busy_++;
   auto run_start = Clock::now();
@@ -287,27 +267,57 @@ ApiResponse Runtime::invoke(const std::string& name, const std::string& body) {
     return error(timeout ? 504 : 502, cat("function '", name, "': the agent did not answer: ", e.what()));
   }
   busy_--;
-  double run_ms = ms_since(run_start);
   json timings = {{"queued_ms", queued_ms},
                   {"start_ms", s.kind == VmKind::Cold ? s.start_ms : 0.0},
                   {"restore_ms", s.kind == VmKind::Restored ? s.start_ms : 0.0},
-                  {"run_ms", run_ms},
+                  {"run_ms", ms_since(run_start)},
                   {"handler_ms", r.reply.run_us / 1000.0},
                   {"total_ms", ms_since(t0)}};
   metrics_.invoke_ms[int(s.kind)].observe(ms_since(t0));
+  return finish(name, *f, id, s.kind, r, timings);
+}
+
+std::optional<ApiResponse> Runtime::start(const std::string& name, const Function& f, Grant::Kind kind, VmId id,
+                                          Started& s) {
+  starting_++;
+  try {
+    s = start_vm(f, kind, id);
+    starting_--;
+  } catch (const Error& e) {
+    starting_--;
+    stop(id);
+    scheduler_.discard(name);
+    if (kind == Grant::ColdBoot) scheduler_.snapshot_done(name, false);
+    metrics_.start_failures++;
+    bool timeout = dynamic_cast<const Timeout*>(&e) != nullptr;
+    return error(timeout ? 504 : 502, cat(kind == Grant::ColdBoot ? "cold boot" : "restore", " of '", name, "' failed: ", e.what()));
+  }
+  if (kind == Grant::ColdBoot) {
+    scheduler_.snapshot_done(name, true);
+    metrics_.cold_boots++;
+    metrics_.cold_boot_ms.observe(s.start_ms);
+  } else {
+    metrics_.restores++;
+    metrics_.restore_ms.observe(s.start_ms);
+  }
+  return std::nullopt;
+}
+
+ApiResponse Runtime::finish(const std::string& name, const Function& f, VmId id, VmKind kind, const AgentResult& r,
+                            const json& timings) {
   if (r.reply.outcome == FAAS_TIMED_OUT || r.reply.outcome == FAAS_BAD_REQUEST) {
     stop(id);  // a VM whose handler hung is not trusted again
     scheduler_.discard(name);
     if (r.reply.outcome == FAAS_BAD_REQUEST) return error(502, "the agent refused the request");
     metrics_.handler_timeouts++;
-    return {504, json{{"error", cat("handler timed out after ", f->spec.timeout_ms, " ms and was killed")},
-                      {"timed_out", true}, {"vm", vm_kind_name(s.kind)}, {"timings", timings}}.dump()};
+    return {504, json{{"error", cat("handler timed out after ", f.spec.timeout_ms, " ms and was killed")},
+                      {"timed_out", true}, {"vm", vm_kind_name(kind)}, {"timings", timings}}.dump()};
   }
   metrics_.invocations++;
   std::shared_ptr<const Function> now_registered = function(name);
-  bool reusable = now_registered && now_registered->generation == f->generation;
+  bool reusable = now_registered && now_registered->generation == f.generation;
   if (!scheduler_.release(name, id, reusable, Clock::now())) stop(id);
-  json out = {{"vm", vm_kind_name(s.kind)}, {"output", r.output}, {"output_truncated", (r.reply.flags & FAAS_FLAG_TRUNCATED) != 0},
+  json out = {{"vm", vm_kind_name(kind)}, {"output", r.output}, {"output_truncated", (r.reply.flags & FAAS_FLAG_TRUNCATED) != 0},
               {"timings", timings}};
   if (r.reply.outcome == FAAS_EXITED) out["exit_status"] = r.reply.status;
   else if (r.reply.outcome == FAAS_SIGNALED) out["exit_status"] = nullptr, out["signal"] = r.reply.status;

@@ -12,7 +12,10 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "api/request_router.h"
+#include "examples/faas/agent_client.h"
 #include "examples/faas/ember_vm.h"
 #include "examples/faas/function_spec.h"
 #include "examples/faas/metrics.h"
@@ -74,6 +77,12 @@ class Runtime {
   // while idle) is dropped and the wait goes on.
   std::optional<ApiResponse> acquire(const std::string& name, const Function& f, Clock::time_point t0, Grant& g,
                                      std::shared_ptr<EmberVm>& warm);
+  // Starts the granted VM into s; a failure is the answer to give (the slot and, for a cold
+  // boot, the snapshot state are given back).
+  std::optional<ApiResponse> start(const std::string& name, const Function& f, Grant::Kind kind, VmId id, Started& s);
+  // The answer from the agent's reply; the VM goes back to the pool or is stopped.
+  ApiResponse finish(const std::string& name, const Function& f, VmId id, VmKind kind, const AgentResult& r,
+                     const nlohmann::json& timings);
   Started start_vm(const Function& f, Grant::Kind kind, VmId id);
   void stop(VmId id);
   void stop_all(const std::vector<VmId>& ids);
