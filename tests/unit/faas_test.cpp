@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 
 #include "examples/faas/agent/protocol.h"
 #include "examples/faas/agent_client.h"
+#include "examples/faas/ember_vm.h"
 #include "examples/faas/function_spec.h"
 #include "examples/faas/http_front.h"
 #include "examples/faas/metrics.h"
@@ -429,6 +431,30 @@ TEST(FaasRuntime, StateFolderLeftoversGoAndASecondDaemonIsRefused) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
   }
+}
+
+// What a jailed VM gets in its chroot: a hard link of a file it can read, else a copy it can.
+TEST(FaasJail, PlaceFileLinksWhatTheVmCanReadAndCopiesTheRest) {
+  if (geteuid() != 0) GTEST_SKIP() << "chown to another gid needs root";
+  TempDir dir;
+  std::ofstream(dir.file("open")) << "kernel";
+  std::ofstream(dir.file("private")) << "secret image";
+  chmod(dir.file("open").c_str(), 0644);
+  chmod(dir.file("private").c_str(), 0600);
+  place_file(dir.file("open"), dir.file("open-placed"), 4321);
+  place_file(dir.file("private"), dir.file("private-placed"), 4321);
+  struct stat a {}, b {}, c {};
+  stat(dir.file("open").c_str(), &a);
+  stat(dir.file("open-placed").c_str(), &b);
+  EXPECT_EQ(a.st_ino, b.st_ino);  // linked
+  stat(dir.file("private-placed").c_str(), &c);
+  EXPECT_NE(c.st_ino, a.st_ino);
+  EXPECT_EQ(c.st_gid, 4321u);
+  EXPECT_EQ(c.st_mode & 0777, 0640u);
+  std::ifstream in(dir.file("private-placed"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "secret image");
+  EXPECT_THROW(place_file(dir.file("missing"), dir.file("x"), 1), Error);
 }
 
 TEST(FaasFront, OversizedBodyIs413AndOthersAreServed) {
