@@ -151,6 +151,10 @@ TEST(Faas, ColdRestoredWarmTimeoutAndCleanup) {
   EXPECT_EQ(parse(rc)["output"], "THIRD");
   std::cout << "warm:     " << rc.body << "\n";
   EXPECT_EQ(embers_in(state), 2);
+  // Resident memory of the two (128 MiB guests, no pre-fault): printed, for the README.
+  std::cout << "ember RSS (pid, VmRSS):\n"
+            << sh("for f in $(grep -l -s '" + state.string() + "/[v]ms/' /proc/[0-9]*/cmdline); do p=${f#/proc/}; "
+                  "p=${p%/cmdline}; echo \"$p $(grep VmRSS /proc/$p/status)\"; done");
 
   // A handler that hangs: killed at 2 s, answered 504, its VM discarded.
   ASSERT_EQ(d.call("PUT", "/functions/sleepy", function_json(image + "/initramfs.cpio.gz", "sleep 100", 2000)).status, 204);
