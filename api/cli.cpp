@@ -198,13 +198,17 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
   return o;
 }
 
+bool describes_vm(const CliOptions& o) {
+  return o.kernel || o.initrd || o.cmdline || !o.drives.empty() || !o.nets.empty() || o.vsock || o.vcpus || o.mem_mib ||
+         o.prefault || o.no_acpi;
+}
+
 std::optional<SnapshotLoadParams> restore_request(const CliOptions& o) {
   if (!o.restore) {
     if (o.mem_file || o.uffd_socket || o.restore_paused) fail("--mem-file, --uffd-socket and --restore-paused go with --restore");
     return std::nullopt;
   }
-  if (o.config_path || o.config_file || o.kernel || o.initrd || o.cmdline || !o.drives.empty() || !o.nets.empty() ||
-      o.vsock || o.vcpus || o.mem_mib || o.prefault || o.no_acpi) {
+  if (o.config_path || o.config_file || describes_vm(o)) {
     fail("--restore takes the VM from the snapshot: it cannot be combined with --config, --config-file or flags "
          "that describe a VM (--kernel, --drive, --mem-mib, ...)");
   }

@@ -39,6 +39,10 @@ struct CliOptions {
 
 // Throws Error for unknown flags, missing values and malformed numbers.
 CliOptions parse_cli(const std::vector<std::string>& args);
+// Whether any flag describes the VM (--kernel, --drive, --mem-mib, ...): none may go with a
+// restore, whose VM comes from the snapshot.
+bool describes_vm(const CliOptions& options);
+
 // --restore's request, or nullopt without --restore. Throws Error for a missing memory
 // source or flags that describe a VM (the snapshot brings its own).
 std::optional<SnapshotLoadParams> restore_request(const CliOptions& options);

@@ -112,7 +112,7 @@ MachineConfig machine_config_from_json(const Json& j, const MachineConfig& base,
     if (mem) m.mem_size_mib = *mem;
   }
   if (f.boolean("smt").value_or(false)) fail("machine-config.smt = true is not supported: ember presents one thread per core");
-  if (f.boolean("track_dirty_pages").value_or(false)) fail("machine-config.track_dirty_pages = true is not supported by ember (no snapshots)");
+  if (auto t = f.boolean("track_dirty_pages")) m.track_dirty_pages = *t;
   if (auto t = f.string("cpu_template"); t && *t != "None") {
     fail("machine-config.cpu_template \"", *t, "\" is not supported by ember (only \"None\")");
   }
@@ -147,11 +147,14 @@ DriveConfig drive_from_json(const Json& j) {
 
 DriveUpdate drive_update_from_json(const Json& j, const DriveConfig& base) {
   Fields f(j, "drive");
-  DriveUpdate u{base, std::nullopt};
+  DriveUpdate u{base, false, std::nullopt};
   if (f.required(f.string("drive_id"), "drive_id") != base.drive_id) {
     fail("drive.drive_id differs from '", base.drive_id, "' in the path");
   }
-  if (auto v = f.string("path_on_host")) u.drive.path_on_host = *v;
+  if (auto v = f.string("path_on_host")) {
+    u.drive.path_on_host = *v;
+    u.path_given = true;
+  }
   u.rate_limiter = optional_rate_limiter(f, j, "rate_limiter");
   if (u.rate_limiter) u.drive.rate_limiter = base.rate_limiter.updated(*u.rate_limiter);
   f.done();
@@ -254,7 +257,7 @@ FullVmConfig full_config_from_json(const Json& j) {
 
 Json to_json(const MachineConfig& m) {
   return {{"vcpu_count", m.vcpu_count},     {"mem_size_mib", m.mem_size_mib},
-          {"smt", m.smt},                   {"track_dirty_pages", false},
+          {"smt", m.smt},                   {"track_dirty_pages", m.track_dirty_pages},
           {"huge_pages", huge_pages_name(m.huge_pages)}};
 }
 

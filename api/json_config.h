@@ -37,6 +37,7 @@ DriveConfig drive_from_json(const Json& j);
 // partial one applies). The id in the body must be `base`'s.
 struct DriveUpdate {
   DriveConfig drive;  // path_on_host and rate_limiter may have changed
+  bool path_given = false;  // path_on_host was in the body (even unchanged: the file is reopened)
   std::optional<RateLimiterConfig> rate_limiter;
 };
 DriveUpdate drive_update_from_json(const Json& j, const DriveConfig& base);

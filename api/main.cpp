@@ -85,7 +85,12 @@ struct Plan {
 Plan plan_from(const ember::CliOptions& options) {
   using namespace ember;
   Plan plan;
-  if (options.config_path) plan.config.vm = load_toml_config(*options.config_path);
+  std::optional<SnapshotLoadParams> toml_restore;
+  if (options.config_path) {
+    TomlLaunch launch = load_toml_launch(*options.config_path);
+    plan.config.vm = launch.vm;
+    toml_restore = launch.restore;
+  }
   if (options.config_file) plan.config = load_json_config(*options.config_file);
   apply_overrides(options, plan.config.vm);
   if (options.log_level) {
@@ -105,6 +110,13 @@ Plan plan_from(const ember::CliOptions& options) {
   }
   if (options.metrics_path) plan.config.metrics = MetricsConfig{*options.metrics_path};
   plan.restore = restore_request(options);
+  if (toml_restore) {
+    if (describes_vm(options)) {
+      fail("[restore] in ", *options.config_path, " takes the VM from the snapshot: it cannot be combined with flags "
+           "that describe a VM (--kernel, --drive, --mem-mib, ...)");
+    }
+    plan.restore = toml_restore;
+  }
   bool described = options.config_path || options.config_file || options.kernel || plan.restore;
   plan.start_now = !options.api_sock || described;
   if (plan.start_now && !plan.restore) {

@@ -235,8 +235,10 @@ ApiResponse RequestRouter::patch_drive(const std::string& id, const Json& body) 
   if (it == config_.vm.drives.end()) fail("no drive is called '", id, "'");
   DriveUpdate u = drive_update_from_json(body, *it);
   post_boot();
-  if (u.drive.path_on_host != it->path_on_host) {
-    fail("changing a drive's path_on_host after InstanceStart (hot-swap) is not supported yet");
+  // As Firecracker: the file opens again even at the same path (a file resized on the host).
+  if (u.path_given) {
+    vm_.replace_drive_file(id, u.drive.path_on_host);
+    it->path_on_host = u.drive.path_on_host;  // in use now, whatever happens next
   }
   if (u.rate_limiter) vm_.update_drive_rate_limiter(id, *u.rate_limiter);
   *it = u.drive;

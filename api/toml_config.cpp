@@ -200,9 +200,49 @@ VsockConfig parse_vsock(const TomlReader& r, const toml::node& node) {
   return v;
 }
 
+// [restore]: the snapshot/load request's fields, running unless resume_vm = false.
+SnapshotLoadParams parse_restore(const TomlReader& r, const toml::node& node) {
+  SnapshotLoadParams p;
+  p.resume_vm = true;
+  std::optional<std::string> mem_file, uffd_socket;
+  auto parse_net_override = [&](const toml::node& n, const std::string& k) {
+    SnapshotLoadParams::NetOverride o;
+    r.each_key(n, k,
+               {{"iface_id", [&](const toml::node& v, const std::string& vk) { o.iface_id = r.string(v, vk); }},
+                {"host_dev_name", [&](const toml::node& v, const std::string& vk) { o.host_dev_name = r.string(v, vk); }}});
+    if (o.iface_id.empty() || o.host_dev_name.empty()) r.error_at(n, k + " needs iface_id and host_dev_name");
+    p.network_overrides.push_back(o);
+  };
+  r.each_key(node, "restore",
+             {{"snapshot_path", [&](const toml::node& n, const std::string& k) { p.snapshot_path = r.path(n, k); }},
+              {"mem_file_path", [&](const toml::node& n, const std::string& k) { mem_file = r.path(n, k); }},
+              {"uffd_socket", [&](const toml::node& n, const std::string& k) { uffd_socket = r.path(n, k); }},
+              {"resume_vm", [&](const toml::node& n, const std::string& k) { p.resume_vm = r.boolean(n, k); }},
+              {"track_dirty_pages", [&](const toml::node& n, const std::string& k) { p.track_dirty_pages = r.boolean(n, k); }},
+              {"vsock_override", [&](const toml::node& n, const std::string& k) {
+                 r.each_key(n, k, {{"uds_path", [&](const toml::node& v, const std::string& vk) { p.vsock_uds_path = r.path(v, vk); }}});
+                 if (!p.vsock_uds_path) r.error_at(n, k + " needs uds_path");
+               }},
+              {"network_overrides", [&](const toml::node& n, const std::string& k) {
+                 if (!n.is_array()) r.error_at(n, k + " must be an array of { iface_id, host_dev_name } tables");
+                 for (const toml::node& o : *n.as_array()) parse_net_override(o, k);
+               }}});
+  if (p.snapshot_path.empty()) r.error_at(node, "[restore] needs snapshot_path");
+  if (mem_file.has_value() == uffd_socket.has_value()) r.error_at(node, "[restore] needs one of mem_file_path or uffd_socket");
+  p.backend = mem_file ? SnapshotLoadParams::Backend::File : SnapshotLoadParams::Backend::Uffd;
+  p.backend_path = mem_file ? *mem_file : *uffd_socket;
+  return p;
+}
+
 }  // namespace
 
 VmConfig parse_toml_config(const std::string& text, const std::string& source_name, const std::string& base_dir) {
+  TomlLaunch launch = parse_toml_launch(text, source_name, base_dir);
+  if (launch.restore) fail(source_name, ": [restore] is for the launcher (ember --config FILE), not a VM description");
+  return launch.vm;
+}
+
+TomlLaunch parse_toml_launch(const std::string& text, const std::string& source_name, const std::string& base_dir) {
   toml::table root;
   try {
     root = toml::parse(text, source_name);
@@ -210,8 +250,10 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
     fail(source_name, ":", e.source().begin.line, ":", e.source().begin.column, ": ", e.description());
   }
   TomlReader r(source_name, base_dir);
-  VmConfig config;
+  TomlLaunch launch;
+  VmConfig& config = launch.vm;
   bool have_boot_source = false;
+  std::string vm_table;  // the first table that describes a VM, refused beside [restore]
   bool have_kernel = false;
 
   std::map<std::string, TomlReader::Handler> boot_keys = {
@@ -249,7 +291,7 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
          else r.error_at(n, k + " must be true, false, \"sync\" or \"background\" (got \"" + v + "\")");
        }},
       {"track_dirty_pages", [&](const toml::node& n, const std::string& k) {
-         if (r.boolean(n, k)) r.error_at(n, k + " = true is not supported yet");
+         config.machine.track_dirty_pages = r.boolean(n, k);
        }},
       {"cpu_template", [&](const toml::node& n, const std::string& k) {
          if (r.string(n, k) != "None") r.error_at(n, k + ": only \"None\" is supported");
@@ -269,7 +311,10 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
 
   for (auto&& [key, value] : root) {
     std::string k(key.str());
-    if (k == "boot-source") {
+    if (k != "serial" && k != "restore" && vm_table.empty()) vm_table = cat("[", k, "] (line ", key.source().begin.line, ")");
+    if (k == "restore") {
+      launch.restore = parse_restore(r, value);
+    } else if (k == "boot-source") {
       have_boot_source = true;
       r.each_key(value, k, boot_keys);
     } else if (k == "machine-config") {
@@ -284,8 +329,15 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
       config.vsock = parse_vsock(r, value);
     } else {
       fail(source_name, ":", key.source().begin.line, ": unknown table or key '", k,
-           "' (expected [boot-source], [machine-config], [serial], [[drive]], [[net]] or [vsock])");
+           "' (expected [boot-source], [machine-config], [serial], [[drive]], [[net]], [vsock] or [restore])");
     }
+  }
+  if (launch.restore) {
+    if (!vm_table.empty()) {
+      fail(source_name, ": ", vm_table, " cannot go with [restore]: a restored VM's configuration comes from its snapshot "
+           "(only [serial] may be given)");
+    }
+    return launch;
   }
   if (!have_boot_source || !have_kernel) {
     fail(source_name, ": [boot-source] kernel_image_path is required");
@@ -298,14 +350,20 @@ VmConfig parse_toml_config(const std::string& text, const std::string& source_na
   } catch (const Error& e) {
     fail(source_name, ": ", e.what());
   }
-  return config;
+  return launch;
 }
 
-VmConfig load_toml_config(const std::string& path) {
+TomlLaunch load_toml_launch(const std::string& path) {
   std::string text = read_file(path, "config file");
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
-  return parse_toml_config(text, path, dir);
+  return parse_toml_launch(text, path, dir);
+}
+
+VmConfig load_toml_config(const std::string& path) {
+  TomlLaunch launch = load_toml_launch(path);
+  if (launch.restore) fail(path, ": [restore] is for the launcher (ember --config FILE), not a VM description");
+  return launch.vm;
 }
 
 }  // namespace ember

@@ -20,6 +20,9 @@ class VmController {
   virtual void check_drive(const DriveConfig& drive) = 0;
   // After InstanceStart: PATCH of a device's rate limiters (RateLimiterConfig says how).
   virtual void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) = 0;
+  // After InstanceStart: PATCH of a drive's path_on_host; the new file opens as the old one
+  // did (read-only or not) and the guest sees its size.
+  virtual void replace_drive_file(const std::string& drive_id, const std::string& path) = 0;
   virtual void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
                                         const RateLimiterConfig& tx) = 0;
   virtual void pause() = 0;

@@ -150,6 +150,8 @@ void VmmRunner::apply(VmmAction& action) {
           check_drive_file(a.drive);
         } else if constexpr (std::is_same_v<A, action::UpdateDriveRateLimiter>) {
           running_vm().update_drive_rate_limiter(a.drive_id, a.update);
+        } else if constexpr (std::is_same_v<A, action::ReplaceDriveFile>) {
+          running_vm().replace_drive_file(a.drive_id, a.path);
         } else if constexpr (std::is_same_v<A, action::UpdateNetRateLimiters>) {
           running_vm().update_net_rate_limiters(a.iface_id, a.rx, a.tx);
         } else if constexpr (std::is_same_v<A, action::ConfigureLogger>) {
@@ -199,6 +201,9 @@ void VmmRunner::check_boot_source(const BootSource& boot) { submit(action::Check
 void VmmRunner::check_drive(const DriveConfig& drive) { submit(action::CheckDrive{drive}); }
 void VmmRunner::update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) {
   submit(action::UpdateDriveRateLimiter{drive_id, update});
+}
+void VmmRunner::replace_drive_file(const std::string& drive_id, const std::string& path) {
+  submit(action::ReplaceDriveFile{drive_id, path});
 }
 void VmmRunner::update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
                                          const RateLimiterConfig& tx) {

@@ -48,6 +48,7 @@ class VmmRunner : public VmController {
   void check_boot_source(const BootSource& boot) override;
   void check_drive(const DriveConfig& drive) override;
   void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) override;
+  void replace_drive_file(const std::string& drive_id, const std::string& path) override;
   void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
                                 const RateLimiterConfig& tx) override;
   void pause() override;

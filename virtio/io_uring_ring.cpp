@@ -2,6 +2,8 @@
 
 #include <sys/eventfd.h>
 
+#include <algorithm>
+
 #include "vmm/util/error.h"
 #include "vmm/util/log.h"
 
@@ -54,11 +56,26 @@ void IoUringRing::seal() {
     r.sqe_flags = IOSQE_FIXED_FILE;
     rules.push_back(r);
   }
+  // The one registration allowed afterwards: a drive's slot pointed at its new file.
+  io_uring_restriction update{};
+  update.opcode = IORING_RESTRICTION_REGISTER_OP;
+  update.register_op = IORING_REGISTER_FILES_UPDATE;
+  rules.push_back(update);
   int rc = io_uring_register_restrictions(&ring_, rules.data(), static_cast<unsigned>(rules.size()));
   if (rc < 0) fail("io_uring_register_restrictions: ", errno_text(-rc));
   rc = io_uring_enable_rings(&ring_);
   if (rc < 0) fail("io_uring_enable_rings: ", errno_text(-rc));
   sealed_ = true;
+}
+
+void IoUringRing::replace_file(int old_fd, int new_fd) {
+  auto slot = std::find(files_.begin(), files_.end(), old_fd);
+  if (slot == files_.end()) fail("io_uring: fd ", old_fd, " is not registered with the ring");
+  if (sealed_) {
+    int rc = io_uring_register_files_update(&ring_, static_cast<unsigned>(slot - files_.begin()), &new_fd, 1);
+    if (rc < 0) fail("io_uring_register_files_update (slot ", slot - files_.begin(), "): ", errno_text(-rc));
+  }
+  *slot = new_fd;
 }
 
 io_uring_sqe* IoUringRing::next_sqe(int fd, int& fixed_index) {

@@ -4,8 +4,10 @@
 //
 // io_uring runs its operations in the kernel, out of seccomp's sight, so the ring is
 // created disabled and sealed before use: only the operations below are allowed, only on
-// the files the devices registered (fixed files), and no later io_uring_register call is
-// accepted. A compromised ember cannot use it to open, connect or read anything else.
+// the files the devices registered (fixed files), and the only later io_uring_register
+// call accepted is IORING_REGISTER_FILES_UPDATE, which puts another descriptor ember
+// already holds into an existing slot (a drive's backing file swapped, PATCH /drives).
+// A compromised ember cannot use it to open, connect or reach a file it does not hold.
 #pragma once
 
 #include <liburing.h>
@@ -42,6 +44,10 @@ class IoUringRing {
   // Registers the files and the restrictions, then enables the ring. Once, before the
   // first operation; no io_uring_register call works afterwards. Throws Error.
   void seal();
+  // The registered slot of `old_fd` now refers to `new_fd` (IORING_REGISTER_FILES_UPDATE
+  // once sealed). Only with nothing in flight on `old_fd`: its requests could otherwise
+  // complete on either file. Throws Error; then `old_fd` stays registered.
+  void replace_file(int old_fd, int new_fd);
   // Queue one operation; false when the submission queue is full even after
   // flushing it. Nothing reaches the kernel until submit().
   bool readv(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done);

@@ -71,9 +71,20 @@ void MmioTransport::quiesce() {
   queues_.clear();
 }
 
+void MmioTransport::update_config(const std::function<void()>& change) {
+  {
+    std::lock_guard<std::mutex> lock(config_mu_);
+    change();
+    config_generation_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  // 4.2.2: InterruptStatus bit 1, so the driver re-reads the config space.
+  if (active_) interrupt_.signal_config();
+}
+
 void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
   std::memset(data.data(), 0, data.size());
   if (offset >= mmio::kConfig) {
+    std::lock_guard<std::mutex> lock(config_mu_);
     device_->read_config(offset - mmio::kConfig, data);
     return;
   }
@@ -93,6 +104,7 @@ void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
 void MmioTransport::write(uint64_t offset, std::span<const uint8_t> data) {
   if (offset >= mmio::kConfig) {
     std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> config_lock(config_mu_);
     device_->write_config(offset - mmio::kConfig, data);
     return;
   }
@@ -120,7 +132,7 @@ uint32_t MmioTransport::read_register(uint64_t offset) {
     case mmio::kQueueReady: return queue_valid && queue_regs_[queue_sel_].ready ? 1 : 0;
     case mmio::kInterruptStatus: return interrupt_.status();
     case mmio::kStatus: return status_ | (needs_reset_.load() ? kStatusNeedsReset : 0);
-    case mmio::kConfigGeneration: return config_generation_;
+    case mmio::kConfigGeneration: return config_generation_.load(std::memory_order_acquire);
     case mmio::kShmLenLow:
     case mmio::kShmLenHigh: return 0xffffffff;  // 4.2.2: no shared memory region
     default: return 0;
@@ -292,7 +304,7 @@ void MmioTransport::save_state(snapshot::StateWriter& out) const {
   s.u32(driver_features_sel_);
   s.u64(driver_features_);
   s.u32(queue_sel_);
-  s.u32(config_generation_);
+  s.u32(config_generation_.load());
   s.u32(interrupt_.status());
   s.u16(static_cast<uint16_t>(queue_regs_.size()));
   for (const QueueRegs& q : queue_regs_) {

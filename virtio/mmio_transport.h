@@ -3,6 +3,8 @@
 // validated queues to the device on the event thread. Knows nothing of blk.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,6 +53,13 @@ class MmioTransport : public BusDevice {
   // device maybe not: discard both.
   void save_state(snapshot::StateWriter& out) const;
   void restore_state(snapshot::StateReader& in);
+
+  // The device's config space changes (4.2.2 ConfigGeneration): `change` runs under the
+  // lock the driver's config reads take, the generation moves on before the lock is
+  // released (a read that saw the new values then sees a new generation after them), and
+  // an active device raises the configuration change interrupt. Event thread, or when the
+  // loop does not run.
+  void update_config(const std::function<void()>& change);
 
   // For KVM_IOEVENTFD (written with the queue index at QueueNotify) and KVM_IRQFD.
   int queue_notify_fd(uint16_t queue) const { return notify_fds_[queue].get(); }
@@ -102,7 +111,10 @@ class MmioTransport : public BusDevice {
   uint32_t driver_features_sel_ = 0;
   uint64_t driver_features_ = 0;
   uint32_t queue_sel_ = 0;
-  uint32_t config_generation_ = 0;
+  // Config space and its generation: read by vCPU threads, changed by update_config().
+  // Never held while waiting on another thread (mu_ is, for a reset).
+  mutable std::mutex config_mu_;
+  std::atomic<uint32_t> config_generation_{0};
   std::vector<QueueRegs> queue_regs_;
   // Set by the event thread when the driver broke a ring (2.1.2).
   std::atomic<bool> needs_reset_{false};

@@ -156,7 +156,11 @@ std::optional<DescriptorChain> SplitQueue::pop() {
     }
     ChainBuffers buffers;
     ChainError e = parse_chain(*memory_, desc_, head, {size_, features_.indirect}, buffers);
-    if (e == ChainError::None) return DescriptorChain(this, head, std::move(buffers));
+    if (e == ChainError::None) {
+      // Written by the device before the next snapshot (pause waits for every request).
+      for (std::span<uint8_t> b : buffers.writable) memory_->mark_written(b);
+      return DescriptorChain(this, head, std::move(buffers));
+    }
     // A malformed chain fails only that request: it goes back unused.
     ++chains_failed_;
     warn_guest(cat("virtqueue chain at descriptor ", head, " rejected: ", describe(e)));
@@ -176,9 +180,13 @@ std::string SplitQueue::describe_state() const {
              broken_ ? ", broken" : "");
 }
 
-uint8_t* SplitQueue::avail_event_ptr() { return used_.data() + kRingHeader + 8 * size_t{size_}; }
+uint8_t* SplitQueue::avail_event_ptr() {
+  memory_->mark_written(used_);
+  return used_.data() + kRingHeader + 8 * size_t{size_};
+}
 
 void SplitQueue::push_used(uint16_t head, uint32_t len, bool publish) {
+  memory_->mark_written(used_);
   uint8_t* entry = used_.data() + kRingHeader + 8 * static_cast<size_t>(next_used_ % size_);
   store32(entry, head);
   store32(entry + 4, len);

@@ -114,6 +114,18 @@ void EventLoop::run_sync(const std::function<void()>& fn) {
   done.get_future().wait();
 }
 
+void EventLoop::run_on_thread(const std::function<void()>& fn) {
+  std::unique_lock lock(park_mu_);
+  if (!parked_) {
+    lock.unlock();
+    run_sync(fn);
+    return;
+  }
+  parked_work_ = &fn;
+  park_cv_.notify_all();
+  park_cv_.wait(lock, [this] { return parked_work_ == nullptr; });
+}
+
 void EventLoop::run_posted() {
   std::vector<std::function<void()>> work;
   {
@@ -171,7 +183,13 @@ void EventLoop::park() {
   if (!suspend_requested_) return;  // resumed before it got here
   parked_ = true;
   park_cv_.notify_all();
-  park_cv_.wait(lock, [this] { return !suspend_requested_; });
+  for (;;) {
+    park_cv_.wait(lock, [this] { return !suspend_requested_ || parked_work_; });
+    if (!parked_work_) break;
+    (*parked_work_)();
+    parked_work_ = nullptr;
+    park_cv_.notify_all();
+  }
   parked_ = false;
 }
 

@@ -43,6 +43,10 @@ class EventLoop {
   // the loop thread, or when the loop is not running or suspended (after what was
   // posted before it).
   void run_sync(const std::function<void()>& fn);
+  // As run_sync(), but a suspended loop's own thread runs `fn` too (it wakes for just
+  // that and parks again): for work only the loop thread's seccomp filter allows. `fn`
+  // must not throw, nor touch what a paused VM must keep still (guest memory).
+  void run_on_thread(const std::function<void()>& fn);
 
   void start();  // also after stop()
   void stop();   // idempotent; joins the thread (a suspended loop is woken to end)
@@ -80,6 +84,7 @@ class EventLoop {
   std::condition_variable park_cv_;
   bool suspend_requested_ = false;  // under park_mu_
   bool parked_ = false;             // under park_mu_: the loop thread waits in park()
+  const std::function<void()>* parked_work_ = nullptr;  // under park_mu_: run_on_thread()
   void park();
   std::atomic<bool> running_{false};
   std::atomic<bool> stopping_{false};

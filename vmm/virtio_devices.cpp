@@ -106,11 +106,13 @@ void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, c
     options.loop = &loop_;
     bool uring = d.io_engine == DriveConfig::IoEngine::IoUring;
     auto device = std::make_unique<virtio::blk::BlockDevice>(options, uring ? ring_.get() : nullptr);
-    drives_[d.drive_id] = device.get();
     log::info(cat("drive '", d.drive_id, "': ", d.path_on_host, ", ", device->capacity_sectors(), " sectors, ",
                   d.is_read_only ? "read-only, " : "", device->engine()));
-    add(std::make_unique<virtio::MmioTransport>(std::move(device), memory, loop_, "drive '" + d.drive_id + "'"), vm,
-        mmio);
+    virtio::blk::BlockDevice* raw = device.get();
+    auto transport =
+        std::make_unique<virtio::MmioTransport>(std::move(device), memory, loop_, "drive '" + d.drive_id + "'");
+    drives_[d.drive_id] = {raw, transport.get()};
+    add(std::move(transport), vm, mmio);
     if (d.is_root_device) cmdline_ += d.is_read_only ? " root=/dev/vda ro" : " root=/dev/vda rw";
   }
 }
@@ -166,8 +168,33 @@ void VirtioDevices::resend_pending_interrupts() {
 void VirtioDevices::update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) {
   auto it = drives_.find(drive_id);
   if (it == drives_.end()) fail("no drive is called '", drive_id, "'");
-  loop_.run_sync([&] { it->second->update_rate_limiter(update); });
+  loop_.run_sync([&] { it->second.device->update_rate_limiter(update); });
   log::info(cat("drive '", drive_id, "': rate limiter updated"));
+}
+
+void VirtioDevices::replace_drive_file(const std::string& drive_id, const std::string& path) {
+  auto it = drives_.find(drive_id);
+  if (it == drives_.end()) fail("no drive is called '", drive_id, "'");
+  Drive drive = it->second;
+  // Opened here, on the main thread, whose filter allows opening an existing file.
+  virtio::blk::BackingFile file = virtio::blk::open_backing(drive_id, path, drive.device->read_only());
+  std::string old_path;
+  uint64_t old_sectors = 0;
+  std::string error;  // thrown on this thread: an exception must not end the event thread
+  // On the event thread even while the VM is paused: its filter allows the io_uring slot update.
+  loop_.run_on_thread([&] {
+    try {
+      old_path = drive.device->path();
+      old_sectors = drive.device->capacity_sectors();
+      drive.device->replace_backing_file(std::move(file), path);
+      drive.transport->update_config([&] { drive.device->publish_capacity(); });
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  });
+  if (!error.empty()) fail("drive '", drive_id, "': cannot switch to '", path, "': ", error);
+  log::info(cat("drive '", drive_id, "': backing file replaced: ", old_path, " (", old_sectors, " sectors) -> ", path,
+                " (", drive.device->capacity_sectors(), " sectors)"));
 }
 
 void VirtioDevices::update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,

@@ -66,6 +66,13 @@ class VirtioDevices {
   // is parked); the device re-decides what waits there. Throws Error for an unknown id.
   void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update);
   void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx, const RateLimiterConfig& tx);
+  // PATCH /drives with path_on_host, on a running VM: `path` opens on the calling thread
+  // (read-only or not, as the drive was), then on the event thread the requests in flight
+  // on the old file complete, the drive switches (its io_uring slot too), the capacity in
+  // its config space follows the new file and the guest gets a config change interrupt.
+  // Throws Error naming the drive, the path and why (unknown drive, file refused): the
+  // old file then stays in use.
+  void replace_drive_file(const std::string& drive_id, const std::string& path);
   // One group per device, named after it ("drive_rootfs", ...); any thread.
   void collect_metrics(MetricGroups& out) const;
   // Every device's status, interrupt and queue indexes, one line each; with the vCPUs
@@ -85,8 +92,12 @@ class VirtioDevices {
   EventLoop loop_;
   std::unique_ptr<virtio::IoUringRing> ring_;  // when a drive uses io_uring or there are nets
   std::vector<std::unique_ptr<virtio::MmioTransport>> transports_;  // the MMIO bus points at them
-  // By id, for rate limiter updates; the transports own them.
-  std::map<std::string, virtio::blk::BlockDevice*> drives_;
+  // By id, for rate limiter updates and file swaps; transports_ own them.
+  struct Drive {
+    virtio::blk::BlockDevice* device;
+    virtio::MmioTransport* transport;
+  };
+  std::map<std::string, Drive> drives_;
   std::map<std::string, virtio::net::NetDevice*> nets_;
   bool devices_on_cmdline_;
   std::vector<MmioSlot> slots_;

@@ -96,10 +96,21 @@ void Vm::map_memory() {
 }
 
 void Vm::register_memory() {
+  uint32_t flags = 0;
+  if (config_.machine.track_dirty_pages) {
+    flags = KVM_MEM_LOG_DIRTY_PAGES;
+    memory_.track_writes();  // before any device runs
+  }
   uint32_t slot = 0;
   for (const MemoryRegion& r : memory_.regions()) {
-    vm_.set_user_memory_region(slot++, r.gpa, r.size, memory_.host_base() + r.host_offset);
+    vm_.set_user_memory_region(slot++, r.gpa, r.size, memory_.host_base() + r.host_offset, flags);
   }
+}
+
+void Vm::collect_dirty_pages() {
+  WrittenPages& written = *memory_.written_pages();
+  uint32_t slot = 0;
+  for (const MemoryRegion& r : memory_.regions()) written.merge(r.host_offset, vm_.get_dirty_log(slot++, r.size));
 }
 
 std::function<void()> Vm::irq_trigger(UniqueFd& event, uint32_t gsi, const char* device) {
@@ -294,6 +305,7 @@ void Vm::resume() {
 
 Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline, const RestoreSource& restore)
     : kvm_(kvm), config_(config), timeline_(timeline) {
+  has_base_snapshot_ = true;  // the files it was restored from
   restore_memory(restore.params);
   timeline_.mark(BootPhase::MemoryReady);
   build_restored_machine(restore.contents);
@@ -391,7 +403,15 @@ void Vm::build_restored_machine(const snapshot::SnapshotContents& contents) {
 void Vm::save_snapshot(const SnapshotCreateParams& params) {
   std::lock_guard lock(pause_mu_);
   if (!paused_) fail("the VM is not paused");
-  if (params.type == SnapshotCreateParams::Type::Diff) fail("Diff snapshots are not supported yet");
+  bool diff = params.type == SnapshotCreateParams::Type::Diff;
+  bool tracking = config_.machine.track_dirty_pages;
+  if (diff && !tracking) {
+    fail("a Diff snapshot needs dirty page tracking: set track_dirty_pages in machine-config before the VM starts, "
+         "or in snapshot/load");
+  }
+  if (diff && !has_base_snapshot_) {
+    fail("a Diff snapshot needs a base: this VM has no earlier snapshot (take a Full one first, or restore it from one)");
+  }
   snapshot::SnapshotContents contents;
   snapshot::StateWriter config;
   snapshot::write_state(config, config_);
@@ -408,11 +428,23 @@ void Vm::save_snapshot(const SnapshotCreateParams& params) {
   i8042_->save_state(i8042);
   contents.add("i8042", i8042.take());
   virtio_->save_state(contents);
+  // Reading KVM's log clears it; the pages stay in ours until a snapshot is on disk, so a
+  // failed one loses none of them.
+  if (tracking) collect_dirty_pages();
   // Memory first: a snapshot file never names memory that was not written.
-  snapshot::MemorySaveStats stats = snapshot::save_memory_full(memory_, params.mem_file_path);
+  snapshot::MemorySaveStats stats;
+  if (diff) {
+    std::vector<snapshot::DirtyBitmap> dirty;
+    for (const MemoryRegion& r : memory_.regions()) dirty.push_back(memory_.written_pages()->extract(r.host_offset, r.size));
+    stats = snapshot::save_memory_diff(memory_, dirty, params.mem_file_path);
+  } else {
+    stats = snapshot::save_memory_full(memory_, params.mem_file_path);
+  }
   snapshot::write_snapshot_file(params.snapshot_path, contents);
-  log::info(cat("snapshot written: ", params.snapshot_path, " and memory ", params.mem_file_path, " (",
-                stats.pages_written, " non-zero pages of ", memory_.size() / 4096, ")"));
+  if (tracking) memory_.written_pages()->clear();
+  has_base_snapshot_ = true;
+  log::info(cat(diff ? "diff" : "full", " snapshot written: ", params.snapshot_path, " and memory ", params.mem_file_path,
+                " (", stats.pages_written, diff ? " changed pages of " : " non-zero pages of ", memory_.size() / 4096, ")"));
 }
 
 Vm::State Vm::state() const { return paused_ ? State::Paused : State::Running; }
@@ -424,6 +456,13 @@ void Vm::send_ctrl_alt_del() {
 
 void Vm::update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) {
   virtio_->update_drive_rate_limiter(drive_id, update);
+}
+
+void Vm::replace_drive_file(const std::string& drive_id, const std::string& path) {
+  virtio_->replace_drive_file(drive_id, path);
+  for (DriveConfig& d : config_.drives) {
+    if (d.drive_id == drive_id) d.path_on_host = path;
+  }
 }
 
 void Vm::update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,

@@ -73,6 +73,9 @@ class Vm {
   // thread (RateLimiterConfig says how). Throws Error for an unknown id.
   void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update);
   void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx, const RateLimiterConfig& tx);
+  // PATCH /drives with path_on_host, running or paused (VirtioDevices::replace_drive_file);
+  // a snapshot taken afterwards names the new file. Main thread. Throws Error.
+  void replace_drive_file(const std::string& drive_id, const std::string& path);
   // Adds the VM's counters: "vcpu" (exits by reason), one group per device
   // ("block_<id>", "net_<id>", "vsock"), "boot" (phase times in us).
   void collect_metrics(MetricGroups& out) const;
@@ -83,6 +86,8 @@ class Vm {
   // memory slots, the legacy and virtio devices, the vCPUs, page tables and MP table.
   void build_machine_now();
   void register_memory();  // KVM_SET_USER_MEMORY_REGION, once the VM exists
+  // With track_dirty_pages: KVM's dirty log of every slot, into memory_.written_pages().
+  void collect_dirty_pages();
   void setup_devices();
   // An eventfd wired to `gsi` with KVM_IRQFD; the returned function pulses the IRQ.
   std::function<void()> irq_trigger(UniqueFd& event, uint32_t gsi, const char* device);
@@ -133,6 +138,7 @@ class Vm {
   mutable std::mutex pause_mu_;  // serializes pause()/resume()
   std::atomic<bool> paused_{false};
   bool start_paused_ = false;  // restored without resume_vm: run() leaves it paused
+  bool has_base_snapshot_ = false;  // restored, or saved once: a Diff has something to apply to
   // After the buses and memory (it uses them), before the vCPUs (destroyed first).
   std::unique_ptr<VirtioDevices> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;

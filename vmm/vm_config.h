@@ -36,6 +36,10 @@ struct MachineConfig {
   // ember extension: when guest RAM is populated. Background by default: as populated as
   // "sync" once booted, without holding up the boot (perf/boot-latency measurements).
   Prefault prefault = Prefault::Background;
+  // KVM's dirty log on guest memory and a record of the pages devices write, so that a
+  // snapshot can hold only what changed since the previous one (Diff). Not saved in a
+  // snapshot: a restored VM tracks when its load request says so.
+  bool track_dirty_pages = false;
 };
 
 struct BootSource {

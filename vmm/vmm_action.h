@@ -31,6 +31,11 @@ struct UpdateDriveRateLimiter {
   std::string drive_id;
   RateLimiterConfig update;
 };
+// PATCH /drives with path_on_host, on a running (or paused) VM: the main thread opens it.
+struct ReplaceDriveFile {
+  std::string drive_id;
+  std::string path;
+};
 struct UpdateNetRateLimiters {
   std::string iface_id;
   RateLimiterConfig rx;
@@ -58,7 +63,8 @@ struct FlushMetrics {};
 }  // namespace action
 
 using VmmAction = std::variant<action::StartInstance, action::CheckBootSource, action::CheckDrive,
-                               action::UpdateDriveRateLimiter, action::UpdateNetRateLimiters,
+                               action::UpdateDriveRateLimiter, action::ReplaceDriveFile,
+                               action::UpdateNetRateLimiters,
                                action::ConfigureLogger, action::ConfigureMetrics, action::Pause, action::Resume,
                                action::SendCtrlAltDel, action::FlushMetrics, action::CreateSnapshot,
                                action::LoadSnapshot>;

@@ -185,12 +185,16 @@ fs::path* Snapshot::dir_ = nullptr;
 std::string* Snapshot::data_md5_ = nullptr;
 int Snapshot::ticks_at_snapshot_ = 0;
 
-TEST_F(Snapshot, LauncherRestoresTheGuestWhichGoesOnWithItsDriveAndVsock) {
+TEST_F(Snapshot, LauncherRestoresFromTomlAndTheGuestGoesOnWithItsDriveAndVsock) {
   fs::path d = *dir_ / "launcher";
   fs::create_directories(d);
   std::string sock = (d / "b.sock").string();
-  Background vm({env("EMBER_BIN"), "--restore", (*dir_ / "vm.snap").string(), "--mem-file", (*dir_ / "vm.mem").string(),
-                 "--api-sock", sock, "--serial-out", (d / "console.txt").string(), "--level", "info"},
+  // The TOML launcher's [restore] (--restore and --mem-file are the same request as flags,
+  // used by the tests below).
+  std::ofstream(d / "restore.toml") << "[restore]\nsnapshot_path = \"../vm.snap\"\nmem_file_path = \"" +
+                                           (*dir_ / "vm.mem").string() +
+                                           "\"\n\n[serial]\noutput = \"file\"\npath = \"console.txt\"\n";
+  Background vm({env("EMBER_BIN"), "--config", (d / "restore.toml").string(), "--api-sock", sock, "--level", "info"},
                 300 * time_scale());
   bool ticked = wait_for_tick(d / "console.txt", ticks_at_snapshot_ + 2, 120 * time_scale(), vm.ended);
   // A guest that stalls is stopped with SIGTERM: ember then logs where each vCPU and queue was.
@@ -231,6 +235,9 @@ TEST_F(Snapshot, ApiLoadsAPausedCloneBesideAnotherFromTheSameFiles) {
   // The paused clone does not run until resumed.
   bool ticked1 = wait_for_tick(d / "c1.txt", ticks_at_snapshot_ + 2, 120 * time_scale(), vm1.ended);
   int paused_ticks = last_tick(read_text(d / "c2.txt"));
+  // A clone loaded without track_dirty_pages cannot take a Diff snapshot.
+  std::string no_diff = sh(api_script("api " + sock2 + " PUT /snapshot/create -d '{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"" +
+                                      (d / "d.snap").string() + "\", \"mem_file_path\": \"" + (d / "d.mem").string() + "\"}'\n"));
   std::string resumed = sh(api_script("api " + sock2 + " PATCH /vm -d '{\"state\": \"Resumed\"}'\n"));
   bool ticked2 = wait_for_tick(d / "c2.txt", ticks_at_snapshot_ + 2, 120 * time_scale(), vm2.ended);
   std::string echo1 = vsock_echo(uds1, "clone one"), echo2 = vsock_echo(uds2, "clone two");
@@ -250,6 +257,9 @@ TEST_F(Snapshot, ApiLoadsAPausedCloneBesideAnotherFromTheSameFiles) {
   expect_resumed_guest(c1, last_tick(c1), echo1);
   expect_resumed_guest(c2, last_tick(c2), echo2);
   EXPECT_NE(again.find("a VM is already Running"), std::string::npos);
+  EXPECT_NE(no_diff.find("HTTP400"), std::string::npos) << no_diff;
+  EXPECT_NE(no_diff.find("needs dirty page tracking"), std::string::npos) << no_diff;
+  EXPECT_FALSE(fs::exists(d / "d.snap") || fs::exists(d / "d.mem"));
   EXPECT_EQ(r1.exit_code, 0);
   EXPECT_EQ(r2.exit_code, 0);
 }
@@ -275,6 +285,76 @@ TEST_F(Snapshot, UffdHandlerServesTheRestoredMemory) {
   expect_resumed_guest(console, last_tick(console), echo);
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(h.exit_code, 0);
+}
+
+// Diff snapshots: a clone restored with track_dirty_pages takes a Full snapshot, runs on,
+// and takes a Diff; ember-rebase-snap applies the diff onto the Full memory file, and the
+// Diff's state restored with that file goes on from the Diff's count (pages the guest or
+// the drive wrote after the Full one would otherwise be stale). Between the two, a
+// snapshot into a folder that does not exist is refused and changes nothing.
+TEST_F(Snapshot, DiffRebasedOntoTheFullOneRestoresTheLaterState) {
+  fs::path d = *dir_ / "diff";
+  fs::create_directories(d);
+  std::string sock = (d / "a.sock").string(), uds = (d / "v.sock").string();
+  auto create = [&](const char* type, const fs::path& snap, const fs::path& mem) {
+    return "api " + sock + " PUT /snapshot/create -d '{\"snapshot_type\": \"" + type + "\", \"snapshot_path\": \"" +
+           snap.string() + "\", \"mem_file_path\": \"" + mem.string() + "\"}'\n";
+  };
+  std::string pause = "api " + sock + " PATCH /vm -d '{\"state\": \"Paused\"}'\n";
+  std::string resume = "api " + sock + " PATCH /vm -d '{\"state\": \"Resumed\"}'\n";
+  Background vm({env("EMBER_BIN"), "--api-sock", sock, "--serial-out", (d / "a.txt").string()}, 600 * time_scale());
+  std::string api = sh(api_script("wait_sock " + sock + "\napi " + sock + " PUT /snapshot/load -d '{\"snapshot_path\": \"" +
+                                  (*dir_ / "vm.snap").string() + "\", \"mem_file_path\": \"" + (*dir_ / "vm.mem").string() +
+                                  "\", \"track_dirty_pages\": true, \"resume_vm\": true, \"vsock_override\": {\"uds_path\": \"" +
+                                  uds + "\"}}'\napi " + sock + " GET /vm/config\n"));
+  bool ticked = wait_for_tick(d / "a.txt", ticks_at_snapshot_ + 2, 120 * time_scale(), vm.ended);
+  api += sh(api_script(pause + create("Full", d / "full.snap", d / "full.mem") + resume), 120 * time_scale());
+  int at_full = last_tick(read_text(d / "a.txt"));
+  bool ticked_after_full = wait_for_tick(d / "a.txt", at_full + 3, 120 * time_scale(), vm.ended);
+  std::string diff = sh(api_script(pause + create("Diff", d / "diff.snap", d / "diff.mem") +
+                                   create("Full", d / "missing" / "x.snap", d / "x.mem")),
+                        120 * time_scale());
+  int at_diff = last_tick(read_text(d / "a.txt"));
+  sh(api_script(resume + "api " + sock + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
+  const ProcessResult& original = vm.wait();
+
+  ProcessResult rebase = run_process({env("EMBER_REBASE_SNAP_BIN"), "--base-file", (d / "full.mem").string(),
+                                      "--diff-file", (d / "diff.mem").string()},
+                                     120 * time_scale());
+  std::string sock2 = (d / "b.sock").string();
+  Background restored({env("EMBER_BIN"), "--restore", (d / "diff.snap").string(), "--mem-file", (d / "full.mem").string(),
+                       "--api-sock", sock2, "--serial-out", (d / "b.txt").string()},
+                      300 * time_scale());
+  bool ticked_restored = wait_for_tick(d / "b.txt", at_diff + 2, 120 * time_scale(), restored.ended);
+  if (!ticked_restored) sh("pkill -TERM -f -- '--api-sock " + sock2 + "' || true");
+  std::string echo = vsock_echo(uds, "after the diff");
+  sh(api_script("api " + sock2 + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
+  const ProcessResult& r = restored.wait();
+  std::string console = read_text(d / "b.txt");
+  std::string sizes = sh("du -k '" + (d / "full.mem").string() + "' '" + (d / "diff.mem").string() + "'");
+  SCOPED_TRACE(describe(original) + " / " + describe(r) + "\n--- stderr ---\n" + original.err + r.err +
+               "\n--- console ---\n" + console + "\n--- api ---\n" + api + diff + "\n--- rebase ---\n" + rebase.out +
+               rebase.err + "\n--- sizes ---\n" + sizes);
+  EXPECT_NE(api.find(R"("track_dirty_pages":true)"), std::string::npos) << "GET /vm/config shows the tracking";
+  EXPECT_TRUE(ticked);
+  EXPECT_TRUE(ticked_after_full);
+  EXPECT_EQ(api.substr(api.rfind("}") + 1), " HTTP200\n HTTP204\n HTTP204\n HTTP204\n") << "config, pause, Full, resume";
+  ASSERT_EQ(diff.rfind(" HTTP204\n HTTP204\n", 0), 0u) << "pause and the Diff";
+  EXPECT_NE(diff.find("HTTP400"), std::string::npos) << "a snapshot into a missing folder";
+  EXPECT_NE(diff.find((d / "missing" / "x.snap").string()), std::string::npos) << "the refusal names the path";
+  EXPECT_FALSE(fs::exists(d / "missing"));
+  EXPECT_EQ(original.exit_code, 0);
+  EXPECT_GT(at_diff, at_full);
+  EXPECT_EQ(rebase.exit_code, 0);
+  EXPECT_NE(rebase.out.find("applied "), std::string::npos);
+  EXPECT_LT(fs::file_size(d / "diff.snap"), 1u << 20);
+  EXPECT_TRUE(ticked_restored);
+  EXPECT_NE(console.find("TICK " + std::to_string(at_diff + 1) + " " + *data_md5_), std::string::npos)
+      << "the restored guest must go on from the Diff's count, " << at_diff;
+  EXPECT_EQ(console.find("TICK " + std::to_string(at_full + 1) + " "), std::string::npos) << "it went on from the Full one";
+  EXPECT_EQ(console.find("EMBER_GUEST_USERSPACE"), std::string::npos) << "the restored guest booted again";
+  EXPECT_EQ(echo, "");
+  EXPECT_EQ(r.exit_code, 0);
 }
 
 // Each broken input ends ember with status 1 and a message naming it, before a guest runs.

@@ -20,6 +20,7 @@ class FakeVm : public VmController {
   void check_boot_source(const BootSource&) override {}  // no files from the fuzzer
   void check_drive(const DriveConfig&) override {}
   void update_drive_rate_limiter(const std::string&, const RateLimiterConfig&) override {}
+  void replace_drive_file(const std::string&, const std::string&) override {}  // no files from the fuzzer
   void update_net_rate_limiters(const std::string&, const RateLimiterConfig&, const RateLimiterConfig&) override {}
   void pause() override { state_ = InstanceState::Paused; }
   void resume() override { state_ = InstanceState::Running; }

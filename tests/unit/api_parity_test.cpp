@@ -263,5 +263,34 @@ TEST_F(Parity, AfterStart) {
   });
 }
 
+// PATCH /drives with path_on_host after InstanceStart (Firecracker's test_patch_drive):
+// the new file is checked as a PUT checks it, a refusal names drive, path and reason and
+// leaves the drive on its file, and an accepted one is what GET /vm/config shows.
+TEST_F(Parity, PatchingPathOnHostAfterStartOpensTheNewFileLikeAPut) {
+  ASSERT_EQ(call("PUT", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": ")" + p("root.img") +
+                                              R"(", "is_root_device": true})").status, 204);
+  start();
+  vm.real_files = true;
+  std::ofstream(dir / "other.img") << std::string(8192, 'o');
+  std::string missing = p("missing");
+  auto patch = [](const std::string& path) { return R"({"drive_id": "rootfs", "path_on_host": ")" + path + "\"}"; };
+  run({
+      {"PATCH", "/drives/rootfs", patch(missing), 400,
+       "cannot open drive 'rootfs' at '" + missing + "': No such file or directory"},
+      {"PATCH", "/drives/rootfs", patch(p("fifo")), 400,
+       "drive 'rootfs' at '" + p("fifo") + "' is neither a regular file nor a block device (it is a FIFO)"},
+      {"PATCH", "/drives/rootfs", patch(dir.string()), 400, "cannot open drive 'rootfs' at '" + dir.string() + "'"},
+      {"PATCH", "/drives/other", R"({"drive_id": "other", "path_on_host": ")" + p("other.img") + "\"}", 400,
+       "no drive is called 'other'"},
+  });
+  EXPECT_EQ(Json::parse(call("GET", "/vm/config").body).at("drives")[0].at("path_on_host"), p("root.img"));
+  if (::geteuid() != 0) {
+    run({{"PATCH", "/drives/rootfs", patch(p("ro.img")), 400,
+          "cannot open drive 'rootfs' at '" + p("ro.img") + "': Permission denied"}});
+  }
+  run({{"PATCH", "/drives/rootfs", patch(p("other.img")), 204, ""}});
+  EXPECT_EQ(Json::parse(call("GET", "/vm/config").body).at("drives")[0].at("path_on_host"), p("other.img"));
+}
+
 }  // namespace
 }  // namespace ember

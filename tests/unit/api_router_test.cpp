@@ -95,9 +95,24 @@ TEST_F(Router, Drives) {
   configure_and_start();
   EXPECT_EQ(fault("PUT", "/drives/data", R"({"drive_id": "data", "path_on_host": "/d", "is_root_device": false})"),
             "PUT /drives is only allowed before InstanceStart");
+  // After InstanceStart, path_on_host swaps the drive's file (even the same path: reopened).
   EXPECT_EQ(call("PATCH", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": "/b"})").status, 204);
-  EXPECT_EQ(fault("PATCH", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": "/new"})"),
-            "changing a drive's path_on_host after InstanceStart (hot-swap) is not supported yet");
+  EXPECT_EQ(call("PATCH", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": "/new"})").status, 204);
+  ASSERT_EQ(vm.drive_files.size(), 2u);
+  EXPECT_EQ(vm.drive_files[1].id, "rootfs");
+  EXPECT_EQ(vm.drive_files[1].path, "/new");
+  EXPECT_EQ(Json::parse(call("GET", "/vm/config").body).at("drives")[0].at("path_on_host"), "/new");
+  // A rate limiter alone opens nothing.
+  EXPECT_EQ(call("PATCH", "/drives/rootfs",
+                 R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 10, "refill_time": 100}}})")
+                .status,
+            204);
+  EXPECT_EQ(vm.drive_files.size(), 2u);
+  EXPECT_EQ(fault("PATCH", "/drives/nope", R"({"drive_id": "nope", "path_on_host": "/a"})"), "no drive is called 'nope'");
+  // Paused too: the swap needs no running vCPU.
+  EXPECT_EQ(call("PATCH", "/vm", R"({"state": "Paused"})").status, 204);
+  EXPECT_EQ(call("PATCH", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": "/p"})").status, 204);
+  EXPECT_EQ(vm.drive_files.size(), 3u);
 }
 
 TEST_F(Router, NetworkInterfaces) {

@@ -70,7 +70,7 @@ TEST(TomlConfig, ErrorsNameKeyAndLine) {
             "vm.toml:4: machine-config.mem_size_mib must be between 2 and 1048576 (got 0)");
   EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = 5\n"), "vm.toml:2: boot-source.kernel_image_path must be a string");
   EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[drives]\n"),
-            "vm.toml:3: unknown table or key 'drives' (expected [boot-source], [machine-config], [serial], [[drive]], [[net]] or [vsock])");
+            "vm.toml:3: unknown table or key 'drives' (expected [boot-source], [machine-config], [serial], [[drive]], [[net]], [vsock] or [restore])");
   EXPECT_EQ(error_of("[machine-config]\nvcpu_count = 1\n"), "vm.toml: [boot-source] kernel_image_path is required");
   EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[machine-config]\nhuge_pages = \"1G\"\n"),
             "vm.toml:4: machine-config.huge_pages must be \"None\", \"Transparent\" or \"2M\" (got \"1G\")");

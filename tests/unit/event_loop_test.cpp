@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include "vmm/event_loop.h"
@@ -53,29 +54,43 @@ TEST(EventLoop, WatchModifyRemove) {
   EXPECT_EQ(calls, 2);
 }
 
-// A paused VM's loop stops and starts again: what became ready while it was stopped is
-// handled after the restart, and nothing in between.
-TEST(EventLoop, StopsForAPauseAndRunsAgain) {
+// A started loop counting the rounds in which `p.a` was readable (draining it), and the
+// thread that ran the last; poke() makes it readable.
+struct CountingLoop {
   EventLoop loop;
   Pair p;
   std::atomic<int> calls{0};
-  ASSERT_TRUE(loop.watch(p.a.get(), EPOLLIN, [&](uint32_t) {
-    char c;
-    while (::read(p.a.get(), &c, 1) > 0) {}
-    ++calls;
-  }));
-  loop.start();
-  ASSERT_EQ(::write(p.b.get(), "x", 1), 1);
-  for (int i = 0; i < 500 && calls == 0; ++i) ::usleep(1000);
-  EXPECT_EQ(calls, 1);
-  loop.stop();
-  ASSERT_EQ(::write(p.b.get(), "y", 1), 1);
+  std::thread::id thread;
+  CountingLoop() {
+    EXPECT_TRUE(loop.watch(p.a.get(), EPOLLIN, [this](uint32_t) {
+      char c;
+      while (::read(p.a.get(), &c, 1) > 0) {}
+      thread = std::this_thread::get_id();
+      ++calls;
+    }));
+    loop.start();
+  }
+  void poke() { EXPECT_EQ(::write(p.b.get(), "x", 1), 1); }
+  // Waits up to 0.5 s for `n` rounds; the count then.
+  int wait_for(int n) {
+    for (int i = 0; i < 500 && calls < n; ++i) ::usleep(1000);
+    return calls;
+  }
+};
+
+// A paused VM's loop stops and starts again: what became ready while it was stopped is
+// handled after the restart, and nothing in between.
+TEST(EventLoop, StopsForAPauseAndRunsAgain) {
+  CountingLoop h;
+  h.poke();
+  EXPECT_EQ(h.wait_for(1), 1);
+  h.loop.stop();
+  h.poke();
   ::usleep(20000);
-  EXPECT_EQ(calls, 1);  // stopped: not handled
-  loop.start();
-  for (int i = 0; i < 500 && calls == 1; ++i) ::usleep(1000);
-  EXPECT_EQ(calls, 2);
-  loop.stop();
+  EXPECT_EQ(h.calls, 1);  // stopped: not handled
+  h.loop.start();
+  EXPECT_EQ(h.wait_for(2), 2);
+  h.loop.stop();
 }
 
 TEST(EventLoop, HandlerRemovesAnotherReadyOne) {
@@ -119,6 +134,29 @@ TEST(EventLoop, RunSyncWithoutTheLoopRunsEarlierPostsFirst) {
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
   loop.run_once(0);
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
+}
+
+// A drive's file swapped on a paused VM: the parked loop thread runs the work itself (its
+// seccomp filter allows the io_uring slot update) and stays parked, handling nothing else.
+TEST(EventLoop, RunOnThreadUsesTheParkedLoopThreadAndLeavesItParked) {
+  CountingLoop h;
+  h.poke();
+  ASSERT_EQ(h.wait_for(1), 1);
+  std::thread::id loop_thread = h.thread;
+  h.loop.suspend();
+  h.poke();
+  std::thread::id ran_on;
+  h.loop.run_on_thread([&] { ran_on = std::this_thread::get_id(); });
+  EXPECT_EQ(ran_on, loop_thread);
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+  ::usleep(20000);
+  EXPECT_EQ(h.calls, 1);  // still parked: the readable fd waits for resume()
+  h.loop.resume();
+  EXPECT_EQ(h.wait_for(2), 2);
+  // Running, it is run_sync().
+  h.loop.run_on_thread([&] { ran_on = std::this_thread::get_id(); });
+  EXPECT_EQ(ran_on, loop_thread);
+  h.loop.stop();
 }
 
 }  // namespace

@@ -32,6 +32,17 @@ class FakeVm : public VmController {
   void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) override {
     drive_limiter_updates.push_back({drive_id, update});
   }
+  // As VmmRunner does with real_files: opened as the started VM's drive was.
+  void replace_drive_file(const std::string& drive_id, const std::string& path) override {
+    if (real_files && started_with) {
+      for (DriveConfig d : started_with->drives) {
+        if (d.drive_id != drive_id) continue;
+        d.path_on_host = path;
+        check_drive_file(d);
+      }
+    }
+    drive_files.push_back({drive_id, path});
+  }
   void update_net_rate_limiters(const std::string& iface_id, const RateLimiterConfig& rx,
                                 const RateLimiterConfig& tx) override {
     net_limiter_updates.push_back({iface_id, rx, tx});
@@ -79,6 +90,10 @@ class FakeVm : public VmController {
     RateLimiterConfig rx, tx;
   };
   std::vector<DriveLimiterUpdate> drive_limiter_updates;
+  struct DriveFile {
+    std::string id, path;
+  };
+  std::vector<DriveFile> drive_files;  // replace_drive_file() calls
   std::vector<NetLimiterUpdate> net_limiter_updates;
   int pauses = 0, resumes = 0, ctrl_alt_dels = 0, flushes = 0;
 };

@@ -1,6 +1,7 @@
 // The sealed io_uring: the kernel runs only the operations ember issues, only on the
-// files its devices registered, and takes no further registrations, so the ring is no
-// way around the seccomp filters (io_uring's work is not seen by seccomp).
+// files its devices registered, and takes no further registration but the update of an
+// existing slot (a drive's file swapped), so the ring is no way around the seccomp
+// filters (io_uring's work is not seen by seccomp).
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -83,13 +84,43 @@ TEST(IoUringRing, AnAllowedOperationOnAPlainDescriptorIsRefused) {
   EXPECT_EQ(IoUringRingProbe::submit_one(r.ring), -EACCES);
 }
 
-TEST(IoUringRing, NothingCanBeRegisteredAfterTheSeal) {
+// After the seal, the only registration is moving an existing slot to another file ember
+// holds (a drive's file swapped): no slot is added, nothing else registered.
+TEST(IoUringRing, OnlyAnExistingSlotCanBeUpdatedAfterTheSeal) {
   SealedRing r;
   int other = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  EXPECT_EQ(io_uring_register_files_update(&IoUringRingProbe::raw(r.ring), 0, &other, 1), -EACCES);
-  EXPECT_EQ(io_uring_register_eventfd(&IoUringRingProbe::raw(r.ring), other), -EACCES);
+  io_uring& raw = IoUringRingProbe::raw(r.ring);
+  EXPECT_EQ(io_uring_register_files_update(&raw, 1, &other, 1), -EINVAL);  // past the table
+  EXPECT_EQ(io_uring_register_eventfd(&raw, other), -EACCES);
+  EXPECT_EQ(io_uring_register_files(&raw, &other, 1), -EACCES);
+  EXPECT_EQ(io_uring_unregister_files(&raw), -EACCES);
+  char buf[8];
+  iovec iov{buf, sizeof(buf)};
+  EXPECT_EQ(io_uring_register_buffers(&raw, &iov, 1), -EACCES);
   ::close(other);
   EXPECT_THROW(r.ring.add_file(0), Error);
+}
+
+// replace_file(): the registered slot reads the new file; an fd never registered is refused.
+TEST(IoUringRing, ReplacedFileIsReadThroughTheSameSlot) {
+  SealedRing r;
+  fs::path next = r.path.string() + "-next";
+  std::ofstream(next) << "the new file";
+  int fd = ::open(next.c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_THROW(r.ring.replace_file(fd, r.fd), Error);  // fd is not registered
+  r.ring.replace_file(r.fd, fd);
+  char buf[12] = {};
+  iovec iov{buf, sizeof(buf)};
+  EXPECT_TRUE(r.ring.readv(fd, &iov, 1, 0, nullptr));
+  r.ring.submit();
+  io_uring_cqe* cqe = nullptr;
+  ASSERT_EQ(io_uring_wait_cqe(&IoUringRingProbe::raw(r.ring), &cqe), 0);
+  EXPECT_EQ(cqe->res, 12);
+  io_uring_cqe_seen(&IoUringRingProbe::raw(r.ring), cqe);
+  EXPECT_EQ(std::string(buf, sizeof(buf)), "the new file");
+  EXPECT_FALSE(r.ring.readv(r.fd, &iov, 1, 0, nullptr));  // the old fd is no longer registered
+  ::close(fd);
+  fs::remove(next);
 }
 
 TEST(IoUringRing, EmbersOwnMethodsRefuseAnUnregisteredDescriptor) {

@@ -21,7 +21,7 @@ std::string error_of(const std::string& text) {
 
 constexpr const char* kFullJson = R"({
   "boot-source": {"kernel_image_path": "/k/vmlinux", "initrd_path": "/k/initrd.gz", "boot_args": "console=ttyS0 quiet"},
-  "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "smt": false, "huge_pages": "Transparent"},
+  "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "smt": false, "huge_pages": "Transparent", "track_dirty_pages": true},
   "drives": [{"drive_id": "rootfs", "path_on_host": "/img/root.ext4", "is_root_device": true, "is_read_only": true,
               "io_engine": "Sync"},
              {"drive_id": "data", "path_on_host": "/img/data.ext4", "is_root_device": false}],
@@ -38,6 +38,8 @@ TEST(JsonConfig, FullDocument) {
   EXPECT_EQ(c.vm.machine.vcpu_count, 2u);
   EXPECT_EQ(c.vm.machine.mem_size_mib, 256u);
   EXPECT_EQ(c.vm.machine.huge_pages, HugePages::Transparent);
+  EXPECT_TRUE(c.vm.machine.track_dirty_pages);
+  EXPECT_EQ(to_json(c).at("machine-config").at("track_dirty_pages"), true);
   ASSERT_EQ(c.vm.drives.size(), 2u);
   EXPECT_TRUE(c.vm.drives[0].is_root_device);
   EXPECT_TRUE(c.vm.drives[0].is_read_only);
@@ -134,6 +136,7 @@ boot_args = "console=ttyS0 quiet"
 vcpu_count = 2
 mem_size_mib = 256
 huge_pages = "Transparent"
+track_dirty_pages = true
 
 [[drive]]
 drive_id = "rootfs"

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/unit/child_process.h"
@@ -125,47 +126,70 @@ TEST(MemoryFile, FailedFullSaveLeavesExistingFile) {
 
 void mark(DirtyBitmap& bitmap, uint64_t page) { bitmap[page / 64] |= 1ull << (page % 64); }
 
-TEST(MemoryFile, DiffWritesOnlyDirtyPages) {
-  Saved s(5);
+// Whether [offset, offset + len) of the file at `path` is data (not a hole).
+bool is_data(const std::string& path, uint64_t offset, uint64_t len) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  off_t data = ::lseek(fd.get(), static_cast<off_t>(offset), SEEK_DATA);
+  if (data != static_cast<off_t>(offset)) return false;
+  return ::lseek(fd.get(), data, SEEK_HOLE) >= static_cast<off_t>(offset + len);
+}
+
+TEST(MemoryFile, DiffHoldsTheDirtyPagesAsDataAndRebasesOntoItsBase) {
+  Saved s(5);  // the base: a full save of memory filled with 5
   GuestMemory& mem = s.mem;
-  const std::string& path = s.path;
+  const std::string base_before = file_text(s.path);
 
   std::vector<DirtyBitmap> dirty(1, DirtyBitmap(kSize / kPage / 64));
   std::memset(mem.host_base() + 3 * kPage, 0x11, kPage);       // dirty, marked
   std::memset(mem.host_base() + 4 * kPage, 0x22, 2 * kPage);   // dirty, marked (a run of two)
   std::memset(mem.host_base() + 100 * kPage, 0x33, kPage);     // changed but not marked: not written
-  std::memset(mem.host_base() + 37 * kPage, 0, kPage);         // a data page now zero: a hole
-  for (uint64_t p : {3, 4, 5, 37, 4095}) mark(dirty[0], p);    // 4095: the last page (its last byte is set)
-  MemorySaveStats stats = save_memory_diff(mem, dirty, path);
-  EXPECT_EQ(stats.pages_written, 4u);
+  std::memset(mem.host_base() + 37 * kPage, 0, kPage);         // now zero: written as zeros
+  for (uint64_t p : {3, 4, 5, 37, 4095}) mark(dirty[0], p);    // 4095: the last page
+  std::string diff = s.dir.file("diff");
+  {
+    std::ofstream(diff) << "an older file, replaced";
+  }
+  MemorySaveStats stats = save_memory_diff(mem, dirty, diff);
+  EXPECT_EQ(stats.pages_written, 5u);
 
-  std::string after = file_text(path);
-  ASSERT_EQ(after.size(), kSize);
-  EXPECT_EQ(after.substr(3 * kPage, kPage), std::string(kPage, '\x11'));
-  EXPECT_EQ(after.substr(4 * kPage, 2 * kPage), std::string(2 * kPage, '\x22'));
-  EXPECT_EQ(after.substr(100 * kPage, kPage), std::string(kPage, '\0'));
-  EXPECT_EQ(after.substr(37 * kPage, kPage), std::string(kPage, '\0'));
-  EXPECT_EQ(static_cast<uint8_t>(after.back()), 5);
-  std::memset(mem.host_base() + 100 * kPage, 0, kPage);
-  EXPECT_TRUE(same(mem, after));
+  std::string text = file_text(diff);
+  ASSERT_EQ(text.size(), kSize);
+  EXPECT_EQ(text.substr(3 * kPage, kPage), std::string(kPage, '\x11'));
+  EXPECT_EQ(text.substr(4 * kPage, 2 * kPage), std::string(2 * kPage, '\x22'));
+  EXPECT_EQ(text.substr(100 * kPage, kPage), std::string(kPage, '\0'));
+  EXPECT_TRUE(is_data(diff, 37 * kPage, kPage)) << "a dirty zero page must be data, or a rebase would skip it";
+  EXPECT_TRUE(is_data(diff, 3 * kPage, 3 * kPage));
+  EXPECT_FALSE(is_data(diff, 6 * kPage, kPage));
+  EXPECT_EQ(file_text(s.path), base_before) << "the base is not touched by a diff save";
 
-  // Onto no file at all: a file of holes but for the dirty pages.
-  std::string fresh = s.dir.file("diff");
-  stats = save_memory_diff(mem, dirty, fresh);
-  std::string diff = file_text(fresh);
-  ASSERT_EQ(diff.size(), kSize);
-  EXPECT_EQ(diff.substr(3 * kPage, 3 * kPage), after.substr(3 * kPage, 3 * kPage));
-  EXPECT_EQ(diff.substr(74 * kPage, kPage), std::string(kPage, '\0'));  // a data page, not dirty
+  // Base + diff == memory, but for the page changed without being marked.
+  stats = rebase_memory_file(s.path, diff);
+  EXPECT_EQ(stats.pages_written, 5u);
+  std::memset(mem.host_base() + 100 * kPage, 0, kPage);  // what the base holds there
+  EXPECT_TRUE(same(mem, file_text(s.path)));
 
   std::vector<DirtyBitmap> short_bitmap(1, DirtyBitmap(3));
-  EXPECT_NE(error_of([&] { save_memory_diff(mem, short_bitmap, path); }).find("has 3 words, 64 needed"),
+  EXPECT_NE(error_of([&] { save_memory_diff(mem, short_bitmap, diff); }).find("has 3 words, 64 needed"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { save_memory_diff(mem, std::vector<DirtyBitmap>(2, dirty[0]), path); })
+  EXPECT_NE(error_of([&] { save_memory_diff(mem, std::vector<DirtyBitmap>(2, dirty[0]), diff); })
                 .find("2 dirty bitmaps for 1 memory regions"),
             std::string::npos);
+}
+
+TEST(MemoryFile, RebaseRefusesFilesThatDoNotMatch) {
+  Saved s(1);
   GuestMemory other = GuestMemory::create(options(32 * layout::kMiB));
-  std::vector<DirtyBitmap> other_dirty(1, DirtyBitmap(32 * layout::kMiB / kPage / 64));
-  EXPECT_NE(error_of([&] { save_memory_diff(other, other_dirty, path); }).find("is 16777216 bytes"), std::string::npos);
+  std::string other_diff = s.dir.file("other-diff");
+  save_memory_diff(other, std::vector<DirtyBitmap>(1, DirtyBitmap(32 * layout::kMiB / kPage / 64)), other_diff);
+  const std::string before = file_text(s.path);
+  EXPECT_NE(error_of([&] { rebase_memory_file(s.path, other_diff); }).find("is 16777216 bytes"), std::string::npos);
+  EXPECT_NE(error_of([&] { rebase_memory_file(s.path, s.dir.file("missing")); })
+                .find("cannot open diff memory file '" + s.dir.file("missing") + "'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { rebase_memory_file(s.dir.file("missing"), s.path); }).find("cannot open memory file"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { rebase_memory_file(s.path, s.dir.path); }).find("not a regular file"), std::string::npos);
+  EXPECT_EQ(file_text(s.path), before);
 }
 
 // Above the MMIO gap, a region's pages go at its host_offset in the file.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/io_uring.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
@@ -106,6 +107,11 @@ std::function<void()> needs_of(ThreadRole role) {
         ::syscall(SYS_fsync, -1);
         ::syscall(SYS_ftruncate, -1, 0);
         ::syscall(SYS_rename, "/nonexistent/a", "/nonexistent/b");
+        // PATCH /drives with path_on_host: the new file opened as open_data_file() does, sized.
+        ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        ::syscall(SYS_fcntl, -1, F_SETFL, O_RDWR);
+        ::syscall(SYS_ioctl, -1, BLKGETSIZE64, 0);
       };
     case ThreadRole::Vcpu:
       return [] {
@@ -129,6 +135,7 @@ std::function<void()> needs_of(ThreadRole role) {
         ::syscall(SYS_connect, -1, nullptr, 0);
         ::syscall(SYS_timerfd_settime, -1, 0, nullptr, nullptr);
         ::syscall(SYS_ioctl, -1, TUNSETOFFLOAD, 0);
+        ::syscall(SYS_io_uring_register, -1, IORING_REGISTER_FILES_UPDATE, nullptr, 0);
       };
     case ThreadRole::Api:
       return [] {
@@ -242,6 +249,44 @@ TEST(Seccomp, NoRoleOpensFilesCreatesThreadsOrTracesOnceRunning) {
     expect_refused(role, "clone3", [] { ::syscall(SYS_clone3, nullptr, 0); });
     expect_refused(role, "ptrace", [] { ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr); });
   }
+}
+
+// The main thread opens a swapped drive's file: an existing file, read-only or read-write,
+// in exactly open_data_file()'s form. Anything wider (creating, truncating, appending,
+// write-only, O_PATH, other fcntl commands or block ioctls) stays refused, and only the
+// event thread may update the io_uring's file slots, with no other registration.
+TEST(Seccomp, DriveSwapWidensOnlyWhatItNeeds) {
+  if (!seccomp::kWithSanitizerRuntime) {
+    const int kExisting = O_NONBLOCK | O_CLOEXEC;
+    for (int flags : {O_RDWR | kExisting | O_CREAT, O_RDWR | kExisting | O_CREAT | O_TRUNC,
+                      O_RDWR | kExisting | O_TRUNC, O_RDWR | kExisting | O_APPEND, O_WRONLY | kExisting,
+                      O_PATH | kExisting, O_RDONLY | kExisting | O_NOFOLLOW, O_RDWR | O_CLOEXEC,
+                      O_RDONLY | O_NONBLOCK}) {
+      SCOPED_TRACE(flags);
+      expect_refused(ThreadRole::Main, "openat",
+                     [flags] { ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", flags, 0600); });
+    }
+    for (int cmd : {F_SETFD, F_DUPFD, F_DUPFD_CLOEXEC, F_SETOWN, F_SETLK}) {
+      SCOPED_TRACE(cmd);
+      expect_refused(ThreadRole::Main, "fcntl", [cmd] { ::syscall(SYS_fcntl, -1, cmd, 0); });
+    }
+    expect_refused(ThreadRole::Api, "openat", [] {
+      ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    });
+    expect_refused(ThreadRole::Event, "openat", [] {
+      ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    });
+  }
+  expect_refused(ThreadRole::Main, "ioctl", [] { ::syscall(SYS_ioctl, -1, BLKDISCARD, 0); });
+  expect_refused(ThreadRole::Main, "ioctl", [] { ::syscall(SYS_ioctl, -1, BLKFLSBUF, 0); });
+  for (unsigned op : {IORING_REGISTER_FILES, IORING_UNREGISTER_FILES, IORING_REGISTER_EVENTFD, IORING_REGISTER_BUFFERS,
+                      IORING_REGISTER_FILES2, IORING_REGISTER_FILES_UPDATE2, IORING_REGISTER_RESTRICTIONS}) {
+    SCOPED_TRACE(op);
+    expect_refused(ThreadRole::Event, "io_uring_register",
+                   [op] { ::syscall(SYS_io_uring_register, -1, op, nullptr, 0); });
+  }
+  expect_refused(ThreadRole::Main, "io_uring_register",
+                 [] { ::syscall(SYS_io_uring_register, -1, IORING_REGISTER_FILES_UPDATE, nullptr, 0); });
 }
 
 TEST(Seccomp, ReportsNameTheSystemCall) {

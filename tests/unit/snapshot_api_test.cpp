@@ -5,6 +5,7 @@
 
 #include "api/cli.h"
 #include "api/request_router.h"
+#include "api/toml_config.h"
 #include "tests/unit/router_fixture.h"
 #include "vmm/snapshot/vm_config_state.h"
 
@@ -139,6 +140,68 @@ TEST(SnapshotCli, RestoreFlags) {
   EXPECT_THROW(restore_request(parse_cli({"--mem-file", "m"})), Error);
 }
 
+// The launcher's TOML [restore]: the snapshot/load request's fields, relative paths from the
+// file's folder, and only [serial] beside it.
+TEST(SnapshotToml, RestoreTableIsTheLoadRequest) {
+  TomlLaunch launch = parse_toml_launch(R"(
+[restore]
+snapshot_path = "vm.snap"
+mem_file_path = "/m/vm.mem"
+track_dirty_pages = true
+vsock_override = { uds_path = "v.sock" }
+network_overrides = [ { iface_id = "eth0", host_dev_name = "tap7" } ]
+
+[serial]
+output = "none"
+)",
+                                        "r.toml", "/cfg");
+  ASSERT_TRUE(launch.restore);
+  const SnapshotLoadParams& p = *launch.restore;
+  EXPECT_EQ(p.snapshot_path, "/cfg/vm.snap");
+  EXPECT_EQ(p.backend, SnapshotLoadParams::Backend::File);
+  EXPECT_EQ(p.backend_path, "/m/vm.mem");
+  EXPECT_TRUE(p.resume_vm) << "a launcher runs what it restores unless told otherwise";
+  EXPECT_TRUE(p.track_dirty_pages);
+  EXPECT_EQ(p.vsock_uds_path, "/cfg/v.sock");
+  ASSERT_EQ(p.network_overrides.size(), 1u);
+  EXPECT_EQ(p.network_overrides[0].host_dev_name, "tap7");
+  EXPECT_EQ(launch.vm.serial.output, SerialConfig::Output::None);
+
+  launch = parse_toml_launch("[restore]\nsnapshot_path = \"/s\"\nuffd_socket = \"/u.sock\"\nresume_vm = false\n", "r.toml", "/");
+  EXPECT_EQ(launch.restore->backend, SnapshotLoadParams::Backend::Uffd);
+  EXPECT_FALSE(launch.restore->resume_vm);
+  EXPECT_FALSE(parse_toml_launch("[boot-source]\nkernel_image_path = \"/k\"\n", "b.toml", "/").restore);
+}
+
+TEST(SnapshotToml, RestoreTableRefusals) {
+  auto error = [](const std::string& text) {
+    try {
+      parse_toml_launch(text, "r.toml", "/");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  const std::string ok = "[restore]\nsnapshot_path = \"/s\"\nmem_file_path = \"/m\"\n";
+  EXPECT_NE(error(ok + "[boot-source]\nkernel_image_path = \"/k\"\n").find("[boot-source] (line 4) cannot go with [restore]"),
+            std::string::npos);
+  EXPECT_NE(error("[[drive]]\nid = \"d\"\npath = \"/d\"\n" + ok).find("[drive] (line 1) cannot go with [restore]"),
+            std::string::npos);
+  EXPECT_NE(error("[restore]\nmem_file_path = \"/m\"\n").find("needs snapshot_path"), std::string::npos);
+  EXPECT_NE(error("[restore]\nsnapshot_path = \"/s\"\n").find("one of mem_file_path or uffd_socket"), std::string::npos);
+  EXPECT_NE(error(ok + "uffd_socket = \"/u\"\n").find("one of mem_file_path or uffd_socket"), std::string::npos);
+  EXPECT_NE(error(ok + "resume = true\n").find("unknown key 'resume' in [restore]"), std::string::npos);
+  EXPECT_NE(error(ok + "network_overrides = [ { iface_id = \"eth0\" } ]\n").find("needs iface_id and host_dev_name"),
+            std::string::npos);
+  EXPECT_NE(error(ok + "vsock_override = { path = \"/v\" }\n").find("unknown key 'path'"), std::string::npos);
+  try {
+    parse_toml_config(ok, "r.toml", "/");
+    ADD_FAILURE() << "parse_toml_config accepted [restore]";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[restore] is for the launcher"), std::string::npos);
+  }
+}
+
 VmConfig sample_config() {
   VmConfig c;
   c.machine.vcpu_count = 2;
@@ -215,7 +278,9 @@ TEST(SnapshotConfig, OverridesMustNameWhatTheSnapshotHas) {
   SnapshotLoadParams p;
   p.network_overrides.push_back({"eth0", "tap9"});
   p.vsock_uds_path = "/run/new.sock";
+  p.track_dirty_pages = true;
   snapshot::apply_overrides(c, p);
+  EXPECT_TRUE(c.machine.track_dirty_pages) << "tracking is the load request's choice";
   EXPECT_EQ(c.nets[0].host_dev_name, "tap9");
   EXPECT_EQ(c.vsock->uds_path, "/run/new.sock");
   p.network_overrides = {{"eth1", "tap9"}};

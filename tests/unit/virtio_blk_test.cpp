@@ -13,8 +13,10 @@
 
 #include "tests/unit/child_process.h"
 #include "tests/unit/fake_clock.h"
+#include "tests/unit/mmio_driver.h"
 #include "tests/unit/virtio_driver.h"
 #include "virtio/blk/block_device.h"
+#include "virtio/mmio_transport.h"
 #include "vmm/util/error.h"
 
 namespace ember::virtio::blk {
@@ -250,6 +252,126 @@ TEST(Blk, FifoAsBackingFileIsRefusedWithoutWaiting) {
       },
       5000);
   EXPECT_EQ(rc, 0) << "1: wrong message, 2: accepted, -1: blocked in open()";
+}
+
+// PATCH /drives with path_on_host: the device switches to another file. Later requests
+// reach the new file and see its size; the old file is left as it was.
+TEST_P(BlkEngines, ReplacedBackingFileServesLaterRequestsWithItsSize) {
+  BlkHarness h(GetParam(), false, 64 * 1024);
+  fs::path other = temp_file("other", (1 << 20) + 100, 'b');  // not whole sectors: the tail is not seen
+  h.device->replace_backing_file(open_backing("disk0", other.string(), false), other.string());
+  EXPECT_EQ(h.device->capacity_sectors(), 2048u);
+  EXPECT_EQ(h.device->path(), other.string());
+  // The config space follows only when published (under the transport's config lock).
+  uint64_t capacity = 0;
+  h.device->read_config(0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&capacity), 8));
+  EXPECT_EQ(capacity, 128u);
+  h.device->publish_capacity();
+  h.device->read_config(0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&capacity), 8));
+  EXPECT_EQ(capacity, 2048u);
+
+  Buffer sector = h.driver.alloc(512);
+  EXPECT_EQ(h.request(kTypeIn, 2000, {}, {sector}), kStatusOk);  // beyond the old file's end
+  EXPECT_EQ(h.driver.bytes(sector)[0], 'b');
+  Buffer data = h.driver.alloc(512, 'w');
+  EXPECT_EQ(h.request(kTypeOut, 0, {data}, {}), kStatusOk);
+  EXPECT_EQ(h.request(kTypeFlush, 0, {}, {}), kStatusOk);
+  EXPECT_EQ(read_file(other).substr(0, 512), std::string(512, 'w'));
+  EXPECT_EQ(read_file(h.path), std::string(64 * 1024, 'd'));
+  Buffer id = h.driver.alloc(20);
+  EXPECT_EQ(h.request(kTypeGetId, 0, {}, {id}), kStatusOk);  // the drive keeps its id
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(h.driver.bytes(id).data()), 5), "disk0");
+  fs::remove(other);
+}
+
+// A smaller file: requests past its end are refused from now on, as for any drive.
+TEST_P(BlkEngines, ReplacingWithASmallerFileShrinksTheCapacity) {
+  BlkHarness h(GetParam(), false, 64 * 1024);
+  fs::path other = temp_file("small", 4096, 's');
+  h.device->replace_backing_file(open_backing("disk0", other.string(), false), other.string());
+  EXPECT_EQ(h.device->capacity_sectors(), 8u);
+  Buffer sector = h.driver.alloc(512);
+  EXPECT_EQ(h.request(kTypeIn, 8, {}, {sector}), kStatusIoErr);
+  EXPECT_EQ(h.request(kTypeIn, 7, {}, {sector}), kStatusOk);
+  EXPECT_EQ(h.driver.bytes(sector)[0], 's');
+  fs::remove(other);
+}
+
+// A request already submitted when the swap comes completes against the old file, and is
+// in the used ring before the swap returns (the old file closes only after it).
+TEST_P(BlkEngines, RequestInFlightCompletesOnTheOldFileBeforeTheSwap) {
+  BlkHarness h(GetParam(), false, 64 * 1024);
+  fs::path other = temp_file("next", 64 * 1024, 'n');
+  Buffer header = h.driver.alloc(16);
+  RequestHeader rh{kTypeIn, 0, 3};
+  std::memcpy(h.driver.bytes(header).data(), &rh, 16);
+  Buffer sector = h.driver.alloc(512), status = h.driver.alloc(1, 0xee);
+  h.driver.add({header}, {sector, status});
+  h.device->process_queue(0);  // io_uring: submitted, not reaped
+  h.device->replace_backing_file(open_backing("disk0", other.string(), false), other.string());
+  EXPECT_EQ(h.driver.used_idx(), 1);  // no reap ran: the swap itself waited for it
+  EXPECT_EQ(h.driver.bytes(status)[0], kStatusOk);
+  EXPECT_EQ(h.driver.bytes(sector)[0], 'd');
+  EXPECT_EQ(h.request(kTypeIn, 3, {}, {sector}), kStatusOk);
+  EXPECT_EQ(h.driver.bytes(sector)[0], 'n');
+  fs::remove(other);
+}
+
+// Through the transport, as VirtioDevices does it: capacity, generation and the config
+// change interrupt that makes Linux's virtio_blk re-read the capacity.
+TEST(Blk, ReplacedFileIsAnnouncedThroughTheTransport) {
+  GuestMemory memory = test::small_guest_memory();
+  test::VirtioDriver driver{memory, 16};
+  EventLoop loop;
+  fs::path first = temp_file("first", 64 * 1024, 'f'), second = temp_file("second", 256 * 1024, 's');
+  auto owned = std::make_unique<BlockDevice>(BlockDeviceOptions{"disk0", first.string(), false, false, 16}, nullptr);
+  BlockDevice* device = owned.get();
+  MmioTransport transport(std::move(owned), memory, loop, "drive 'disk0'");
+  test::MmioDriver regs(transport);
+  regs.negotiate();
+  regs.setup_queue(driver.config());
+  regs.driver_ok();
+  loop.run_once(0);
+  auto capacity = [&] { return uint64_t{regs.rd(mmio::kConfig)} | uint64_t{regs.rd(mmio::kConfig + 4)} << 32; };
+  EXPECT_EQ(capacity(), 128u);
+  uint32_t generation = regs.rd(mmio::kConfigGeneration);
+
+  device->replace_backing_file(open_backing("disk0", second.string(), false), second.string());
+  transport.update_config([&] { device->publish_capacity(); });
+  EXPECT_EQ(capacity(), 512u);
+  EXPECT_EQ(regs.rd(mmio::kConfigGeneration), generation + 1);
+  EXPECT_EQ(regs.rd(mmio::kInterruptStatus) & mmio::kInterruptConfigChange, mmio::kInterruptConfigChange);
+
+  // A snapshot of the swapped drive restores onto the new file's size, not the old one's.
+  snapshot::StateWriter saved;
+  device->save_state(saved);
+  BlockDevice on_second(BlockDeviceOptions{"disk0", second.string(), false, false, 16}, nullptr);
+  snapshot::StateReader in(saved.data(), "test");
+  EXPECT_NO_THROW(on_second.restore_state(in));
+  BlockDevice on_first(BlockDeviceOptions{"disk0", first.string(), false, false, 16}, nullptr);
+  snapshot::StateReader again(saved.data(), "test");
+  EXPECT_THROW(on_first.restore_state(again), Error);
+  transport.quiesce();
+  fs::remove(first);
+  fs::remove(second);
+}
+
+// Refused the way a PUT is: the drive names itself, the path and the reason.
+TEST(Blk, ABackingFileOfTheWrongKindIsRefusedNamingDriveAndPath) {
+  fs::path dir = fs::temp_directory_path();
+  try {
+    open_backing("disk0", dir.string(), true);
+    ADD_FAILURE() << "a directory was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "drive 'disk0' at '" + dir.string() +
+                                         "' is neither a regular file nor a block device (it is a directory)");
+  }
+  try {
+    open_backing("disk0", "/nonexistent/disk.img", false);
+    ADD_FAILURE() << "a missing file was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot open drive 'disk0' at '/nonexistent/disk.img': No such file or directory");
+  }
 }
 
 // Rate limiting. A fake clock decides how many tokens there are; the loop's timerfd,

@@ -11,6 +11,7 @@
 #include "tests/unit/virtio_driver.h"
 #include "virtio/mmio_transport.h"
 #include "virtio/spec.h"
+#include "vmm/util/error.h"
 
 namespace ember::virtio {
 namespace {
@@ -119,6 +120,34 @@ TEST(VirtioMmio, FullNegotiationActivatesAndNotificationsAreProcessed) {
   EXPECT_EQ(h.rd(mmio::kInterruptStatus) & mmio::kInterruptUsedBuffer, mmio::kInterruptUsedBuffer);
   h.wr(mmio::kInterruptAck, mmio::kInterruptUsedBuffer);
   EXPECT_EQ(h.rd(mmio::kInterruptStatus), 0u);
+}
+
+// 4.2.2 ConfigGeneration and InterruptStatus bit 1: a device whose config space changed
+// (a drive's file swapped) makes the driver re-read it; before DRIVER_OK only the
+// generation moves.
+TEST(VirtioMmio, ConfigChangeBumpsTheGenerationAndRaisesTheConfigInterruptOnceActive) {
+  MmioHarness h;
+  int changes = 0;
+  h.transport.update_config([&] { ++changes; });
+  EXPECT_EQ(changes, 1);
+  EXPECT_EQ(h.rd(mmio::kConfigGeneration), 1u);
+  EXPECT_EQ(h.rd(mmio::kInterruptStatus), 0u);
+  EXPECT_EQ(h.transport.interrupt().raised(), 0u);
+
+  h.negotiate();
+  h.setup_queue(h.driver.config());
+  h.driver_ok();
+  h.transport.update_config([&] { ++changes; });
+  EXPECT_EQ(h.rd(mmio::kConfigGeneration), 2u);
+  EXPECT_EQ(h.rd(mmio::kInterruptStatus), mmio::kInterruptConfigChange);
+  EXPECT_EQ(h.transport.interrupt().raised(), 1u);
+  h.wr(mmio::kInterruptAck, mmio::kInterruptConfigChange);
+  EXPECT_EQ(h.rd(mmio::kInterruptStatus), 0u);
+
+  // A change that fails (throws) is no change: no new generation, no interrupt.
+  EXPECT_THROW(h.transport.update_config([] { fail("refused"); }), Error);
+  EXPECT_EQ(h.rd(mmio::kConfigGeneration), 2u);
+  EXPECT_EQ(h.transport.interrupt().raised(), 1u);
 }
 
 TEST(VirtioMmio, StatusMustFollowTheSpecSequence) {

@@ -60,6 +60,44 @@ TEST(SplitQueue, PopsAChainAsReaderAndWriterAndCompletesIt) {
   EXPECT_EQ(h.driver.used(0).len, 513u);
 }
 
+// Diff snapshots: what a device may write (a popped chain's writable buffers, the used
+// ring) is marked, what it only reads is not; nothing is marked without tracking.
+TEST(SplitQueue, MarksThePagesADeviceMayWriteWhenTracking) {
+  QueueHarness h;
+  Buffer header = h.driver.alloc(16, 0xaa);
+  Buffer first = h.driver.alloc(4096 * 2);
+  Buffer second = h.driver.alloc(1);
+  h.driver.add({header}, {first, second});
+  auto untracked = h.queue.pop();
+  ASSERT_TRUE(untracked);
+  untracked->complete(1);
+  EXPECT_EQ(h.memory.written_pages(), nullptr);
+
+  h.memory.track_writes();
+  WrittenPages& written = *h.memory.written_pages();
+  h.driver.add({header}, {first, second});
+  auto chain = h.queue.pop();
+  ASSERT_TRUE(chain);
+  auto page_marked = [&](uint64_t gpa) {
+    uint64_t offset = static_cast<uint64_t>(h.memory.try_span(gpa, 1)->data() - h.memory.host_base());
+    return (written.extract(offset & ~4095ull, 4096)[0] & 1) != 0;
+  };
+  EXPECT_TRUE(page_marked(first.gpa));
+  EXPECT_TRUE(page_marked(first.gpa + first.len - 1));
+  EXPECT_TRUE(page_marked(second.gpa));
+  uint64_t marked_at_pop = written.count();
+  EXPECT_LE(marked_at_pop, 4u);  // two pages of `first`, perhaps one more it crosses into, `second`'s
+  chain->complete(1);
+  EXPECT_TRUE(page_marked(h.driver.config().device));
+  written.clear();
+  h.driver.add({header}, {});
+  auto reading = h.queue.pop();
+  ASSERT_TRUE(reading);
+  EXPECT_EQ(written.count(), 0u);  // a read-only chain marks nothing until it is completed
+  reading->complete(0);
+  EXPECT_TRUE(page_marked(h.driver.config().device));
+}
+
 TEST(SplitQueue, ReaderCrossesDescriptorBoundaries) {
   QueueHarness h;
   Buffer a = h.driver.alloc(3, 1), b = h.driver.alloc(5, 2);

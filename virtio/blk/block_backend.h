@@ -37,6 +37,9 @@ class BlockBackend {
   virtual void flush_submissions() {}
   // Blocks until `idle()` is true, completing I/O meanwhile (device reset).
   virtual void wait_until(const std::function<bool()>& idle) = 0;
+  // Later requests go to `fd` (a swapped backing file); only with nothing in flight.
+  // Throws Error; the backend then keeps its file.
+  virtual void replace_file(int fd) = 0;
   virtual const char* name() const = 0;
 };
 

@@ -28,6 +28,15 @@ uint64_t backing_size(int fd, const std::string& path, const struct stat& st) {
   return static_cast<uint64_t>(st.st_size);
 }
 
+// The guest sees whole sectors only.
+uint64_t sectors_of(const std::string& id, uint64_t bytes) {
+  if (bytes % kSectorSize) {
+    log::warn(cat("drive '", id, "': size ", bytes, " is not a multiple of 512; the last ", bytes % kSectorSize,
+                  " bytes are not visible to the guest"));
+  }
+  return bytes / kSectorSize;
+}
+
 // What a request costs in bytes: its data, for reads and writes.
 uint64_t data_bytes(const BlockRequest& request) {
   if (request.type == kTypeIn) return request.read_buffer.remaining();
@@ -46,9 +55,19 @@ UniqueFd open_backing_file(const std::string& id, const std::string& path, int f
   UniqueFd fd = open_data_file(path, flags, st);
   if (!fd.valid()) fail("cannot open drive '", id, "' at '", path, "': ", errno_text());
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-    fail("drive '", path, "' is neither a regular file nor a block device (it is ", file_type_name(st.st_mode), ")");
+    fail("drive '", id, "' at '", path, "' is neither a regular file nor a block device (it is ",
+         file_type_name(st.st_mode), ")");
   }
   return fd;
+}
+
+BackingFile open_backing(const std::string& id, const std::string& path, bool read_only, bool direct_io) {
+  int flags = (read_only ? O_RDONLY : O_RDWR) | (direct_io ? O_DIRECT : 0);
+  struct stat st {};
+  BackingFile file;
+  file.fd = open_backing_file(id, path, flags, st);
+  file.bytes = backing_size(file.fd.get(), path, st);
+  return file;
 }
 
 BlockDevice::BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring)
@@ -58,15 +77,9 @@ BlockDevice::BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring)
   } else if (limiter_.enabled()) {
     fail("drive '", options.id, "': a rate limiter needs the event loop");
   }
-  int flags = (options.read_only ? O_RDONLY : O_RDWR) | (options.direct_io ? O_DIRECT : 0);
-  struct stat st {};
-  fd_ = open_backing_file(options.id, options.path, flags, st);
-  uint64_t bytes = backing_size(fd_.get(), options.path, st);
-  capacity_sectors_ = bytes / kSectorSize;
-  if (bytes % kSectorSize) {
-    log::warn(cat("drive '", options.id, "': size ", bytes, " is not a multiple of 512; the last ",
-                  bytes % kSectorSize, " bytes are not visible to the guest"));
-  }
+  BackingFile file = open_backing(options.id, options.path, options.read_only, options.direct_io);
+  fd_ = std::move(file.fd);
+  capacity_sectors_ = sectors_of(options.id, file.bytes);
   // 5.2.4 struct virtio_blk_config, up to blk_size and the topology after it.
   config_.assign(36, 0);
   put<uint64_t>(config_, 0, capacity_sectors_);
@@ -177,6 +190,20 @@ void BlockDevice::update_rate_limiter(const RateLimiterConfig& update) {
   // A held request may fit now, or must wait a different time: decided on the event thread.
   if (held_) timer_->expire_now();
 }
+
+void BlockDevice::replace_backing_file(BackingFile file, const std::string& path) {
+  // No request may be in flight on the old file when its slot and fd change: one still in
+  // the kernel would complete against either file, or after the close. (A paused VM has
+  // none: its devices were drained.)
+  auto idle = [this] { return free_slots_.size() == slots_.size(); };
+  if (!idle()) backend_->wait_until(idle);
+  backend_->replace_file(file.fd.get());
+  fd_ = std::move(file.fd);  // the old file closes here, with nothing left on it
+  options_.path = path;
+  capacity_sectors_ = sectors_of(options_.id, file.bytes);
+}
+
+void BlockDevice::publish_capacity() { put<uint64_t>(config_, 0, capacity_sectors_); }
 
 void BlockDevice::handle(DescriptorChain chain, BlockRequest request) {
   if (request.error) {

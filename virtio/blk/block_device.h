@@ -24,6 +24,15 @@ namespace ember::virtio::blk {
 // Also the check PUT /drives and InstanceStart make (vmm/config_files.cpp).
 UniqueFd open_backing_file(const std::string& id, const std::string& path, int flags, struct stat& st);
 
+// A drive's backing file, open as the device uses it, and its size in bytes.
+struct BackingFile {
+  UniqueFd fd;
+  uint64_t bytes = 0;
+};
+// open_backing_file() read-only or read-write (and O_DIRECT), then the size: a regular
+// file's length or a block device's BLKGETSIZE64. Throws Error naming the drive and path.
+BackingFile open_backing(const std::string& id, const std::string& path, bool read_only, bool direct_io = false);
+
 struct BlockDeviceOptions {
   std::string id;    // GET_ID answer (first 20 bytes) and log name
   std::string path;  // host file or block device
@@ -63,8 +72,20 @@ class BlockDevice final : public VirtioDevice {
   // PATCH /drives: the buckets `update` names are replaced (RateLimiterConfig). Event
   // thread, or any thread while it is parked.
   void update_rate_limiter(const RateLimiterConfig& update);
+  // PATCH /drives with path_on_host: later requests go to `file` (open_backing() with this
+  // drive's read-only choice). Requests already submitted complete on the old file first,
+  // into the used ring as usual; a request the rate limiter holds has not reached a file
+  // and goes to the new one. The capacity requests are checked against changes at once,
+  // the guest's view of it with publish_capacity(). Event thread, or any thread while it
+  // is parked. Throws Error (the io_uring slot could not be updated): nothing changed.
+  void replace_backing_file(BackingFile file, const std::string& path);
+  // Writes the capacity into the config space, under the transport's config lock
+  // (MmioTransport::update_config) so the driver's generation check sees the change.
+  void publish_capacity();
 
   uint64_t capacity_sectors() const { return capacity_sectors_; }
+  const std::string& path() const { return options_.path; }
+  bool read_only() const { return options_.read_only; }
   const char* engine() const { return backend_->name(); }
 
  private:

@@ -23,6 +23,10 @@ class IoUringBackend final : public BlockBackend {
   }
   void flush_submissions() override { ring_.submit(); }
   void wait_until(const std::function<bool()>& idle) override { ring_.wait_until(idle); }
+  void replace_file(int fd) override {
+    ring_.replace_file(fd_, fd);
+    fd_ = fd;
+  }
   const char* name() const override { return "io_uring"; }
 
  private:

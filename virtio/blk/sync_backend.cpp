@@ -45,6 +45,7 @@ class SyncBackend final : public BlockBackend {
     }
   }
   void wait_until(const std::function<bool()>&) override {}  // nothing is ever in flight
+  void replace_file(int fd) override { fd_ = fd; }
   const char* name() const override { return "sync"; }
 
  private:

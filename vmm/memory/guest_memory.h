@@ -5,11 +5,13 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <type_traits>
 #include <vector>
 
+#include "vmm/memory/written_pages.h"
 #include "vmm/util/joining_thread.h"
 #include "vmm/util/mapping.h"
 
@@ -74,11 +76,22 @@ class GuestMemory {
   // page faults run alongside it.
   void start_background_prefault();
 
+  // Diff snapshots: from now on, remember the pages the VMM writes (mark_written). Off by
+  // default, and then mark_written costs one branch.
+  void track_writes() { written_ = std::make_unique<WrittenPages>(mapping_.size()); }
+  // The pages changed since the last snapshot, or null when not tracking.
+  WrittenPages* written_pages() const { return written_.get(); }
+  // `host` is a span try_span() returned (the virtio devices' buffers and rings).
+  void mark_written(std::span<const uint8_t> host) const {
+    if (written_) written_->mark(static_cast<uint64_t>(host.data() - mapping_.data()), host.size());
+  }
+
  private:
   Mapping mapping_;
   std::vector<MemoryRegion> regions_;
   uint64_t page_size_ = 4096;
   bool file_backed_ = false;
+  std::unique_ptr<WrittenPages> written_;
   JoiningThread prefault_thread_;  // declared after mapping_: joined before the unmap
 };
 

@@ -2,7 +2,9 @@
 
 #include <linux/kvm.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/if_tun.h>
+#include <linux/io_uring.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -92,10 +94,16 @@ void allow_role(Allowlist& a, ThreadRole role) {
       a.allow_ioctls({KVM_GET_SREGS, kvm_array_ioctl::kGetXsave, kvm_array_ioctl::kGetXsave2, KVM_GET_XCRS, KVM_GET_DEBUGREGS, KVM_GET_LAPIC,
                       KVM_GET_MP_STATE, KVM_GET_VCPU_EVENTS, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK,
                       KVM_GET_DIRTY_LOG, kvm_array_ioctl::kGetCpuid2, kvm_array_ioctl::kGetMsrs});
-      // It opens no existing file: only new ones (O_CREAT|O_EXCL) and folders read-only (to
-      // fsync a rename).
+      // It opens new files (O_CREAT|O_EXCL) and folders read-only (to fsync a rename).
       a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_MASKED_EQ, O_CREAT | O_EXCL, O_CREAT | O_EXCL));
       a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_MASKED_EQ, O_DIRECTORY | O_ACCMODE | O_CREAT, O_DIRECTORY | O_RDONLY));
+      // PATCH /drives with path_on_host: a drive's new file, existing (no O_CREAT, O_TRUNC,
+      // O_APPEND or O_PATH: these exact flags only), opened read-only or read-write as
+      // open_data_file() does (O_NONBLOCK, cleared again with F_SETFL), and its size.
+      a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_EQ, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+      a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_EQ, O_RDWR | O_NONBLOCK | O_CLOEXEC));
+      a.allow_if(SCMP_SYS(fcntl), SCMP_A1(SCMP_CMP_EQ, F_SETFL));
+      a.allow_ioctls({BLKGETSIZE64});
       a.allow({SCMP_SYS(pwrite64), SCMP_SYS(ftruncate), SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(fallocate),
                SCMP_SYS(rename), SCMP_SYS(getrandom), SCMP_SYS(fstat)});
       break;
@@ -113,6 +121,8 @@ void allow_role(Allowlist& a, ThreadRole role) {
                SCMP_SYS(fdatasync), SCMP_SYS(close), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg),
                SCMP_SYS(sendmsg), SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(shutdown),
                SCMP_SYS(timerfd_settime), SCMP_SYS(io_uring_enter)});
+      // The one registration the sealed ring still takes: a drive's slot moved to its new file.
+      a.allow_if(SCMP_SYS(io_uring_register), SCMP_A1(SCMP_CMP_EQ, IORING_REGISTER_FILES_UPDATE));
       a.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
       a.allow_ioctls({TUNSETOFFLOAD});
       break;

@@ -10,7 +10,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "vmm/util/error.h"
@@ -35,25 +37,25 @@ bool is_zero_page(const uint8_t* p) {
   return true;
 }
 
-// Writes the pages [first, first + count) of `host` (file offset == host offset): runs of
-// non-zero pages as data, zero pages as holes when `punch_zeros` (the file may hold older
-// data there) or skipped (a fresh file reads as zeros).
+// Writes pages [first, first + count) of `host` (file offset == host offset) in runs of at
+// most kMaxRun. Zero pages are skipped where a fresh file's holes already read as zeros
+// (a full save), or written as data where a zero must overwrite what a base file holds
+// (a diff, applied by rebase_memory_file, which copies only the diff's data).
+enum class ZeroPages { Skip, Write };
+
 class PageWriter {
  public:
   PageWriter(int fd, const uint8_t* host, const std::string& path) : fd_(fd), host_(host), path_(path) {}
 
-  void pages(uint64_t first, uint64_t count, bool punch_zeros) {
+  void pages(uint64_t first, uint64_t count, ZeroPages zeros) {
     uint64_t run_start = 0, run_len = 0;
     for (uint64_t off = first * kPage, end = (first + count) * kPage; off < end; off += kPage) {
-      bool zero = is_zero_page(host_ + off);
-      if (zero || run_len == kMaxRun) {
+      bool skip = zeros == ZeroPages::Skip && is_zero_page(host_ + off);
+      if (skip || run_len == kMaxRun) {
         flush(run_start, run_len);
         run_len = 0;
       }
-      if (zero) {
-        if (punch_zeros) punch(off);
-        continue;
-      }
+      if (skip) continue;
       if (run_len == 0) run_start = off;
       run_len += kPage;
     }
@@ -67,12 +69,6 @@ class PageWriter {
     if (!pwrite_all(fd_, host_ + off, len, off)) fail("cannot write memory file '", path_, "': ", errno_text());
     stats_.bytes_written += len;
     stats_.pages_written += len / kPage;
-  }
-  void punch(uint64_t off) {
-    if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off), kPage) == 0) return;
-    static const uint8_t kZeros[kPage] = {};  // a file system without holes
-    if (!pwrite_all(fd_, kZeros, kPage, off)) fail("cannot write memory file '", path_, "': ", errno_text());
-    stats_.bytes_written += kPage;
   }
 
   int fd_;
@@ -100,7 +96,7 @@ MemorySaveStats save_memory_full(const GuestMemory& memory, const std::string& p
   ReplacingFile file(path, "memory file");
   file.set_size(memory.size());  // pages never written stay holes that read as zeros
   PageWriter writer(file.fd(), memory.host_base(), path);
-  for (const MemoryRegion& r : memory.regions()) writer.pages(r.host_offset / kPage, r.size / kPage, false);
+  for (const MemoryRegion& r : memory.regions()) writer.pages(r.host_offset / kPage, r.size / kPage, ZeroPages::Skip);
   file.commit();
   return writer.stats();
 }
@@ -118,12 +114,9 @@ MemorySaveStats save_memory_diff(const GuestMemory& memory, std::span<const Dirt
            words, " needed for ", regions[i].size, " bytes");
     }
   }
-  UniqueFd created(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (created.valid() && ::ftruncate(created.get(), static_cast<off_t>(memory.size())) != 0) {
-    fail("cannot write memory file '", path, "': set size: ", errno_text());
-  }
-  UniqueFd fd = created.valid() ? std::move(created) : open_memory_file(path, O_RDWR, memory.size());
-  PageWriter writer(fd.get(), memory.host_base(), path);
+  ReplacingFile file(path, "memory file");
+  file.set_size(memory.size());  // pages not in the diff stay holes
+  PageWriter writer(file.fd(), memory.host_base(), path);
   for (size_t i = 0; i < regions.size(); ++i) {
     const MemoryRegion& r = regions[i];
     uint64_t pages = r.size / kPage, first = r.host_offset / kPage;
@@ -134,12 +127,48 @@ MemorySaveStats save_memory_diff(const GuestMemory& memory, std::span<const Dirt
       }
       uint64_t q = p;
       while (q < pages && (dirty[i][q / 64] >> (q % 64) & 1)) ++q;
-      writer.pages(first + p, q - p, true);
+      writer.pages(first + p, q - p, ZeroPages::Write);
       p = q;
     }
   }
-  if (::fdatasync(fd.get()) != 0) fail("cannot write memory file '", path, "': fdatasync: ", errno_text());
+  file.commit();
   return writer.stats();
+}
+
+MemorySaveStats rebase_memory_file(const std::string& base_path, const std::string& diff_path) {
+  struct stat diff_st{};
+  UniqueFd diff = open_data_file(diff_path, O_RDONLY, diff_st);
+  if (!diff.valid()) fail("cannot open diff memory file '", diff_path, "': ", errno_text());
+  if (!S_ISREG(diff_st.st_mode)) {
+    fail("diff memory file '", diff_path, "' is ", file_type_name(diff_st.st_mode), ", not a regular file");
+  }
+  uint64_t size = static_cast<uint64_t>(diff_st.st_size);
+  UniqueFd base = open_memory_file(base_path, O_RDWR, size);
+  MemorySaveStats stats;
+  std::vector<uint8_t> buffer(kMaxRun);
+  off_t pos = 0;
+  while (static_cast<uint64_t>(pos) < size) {
+    off_t data = ::lseek(diff.get(), pos, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // only holes from here on
+    if (data < 0) fail("cannot read diff memory file '", diff_path, "': SEEK_DATA: ", errno_text());
+    off_t hole = ::lseek(diff.get(), data, SEEK_HOLE);
+    if (hole < 0) fail("cannot read diff memory file '", diff_path, "': SEEK_HOLE: ", errno_text());
+    for (off_t off = data; off < hole;) {
+      size_t len = static_cast<size_t>(std::min<off_t>(hole - off, static_cast<off_t>(buffer.size())));
+      ssize_t got = ::pread(diff.get(), buffer.data(), len, off);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) fail("cannot read diff memory file '", diff_path, "' at ", off, ": ", got < 0 ? errno_text() : "end of file");
+      if (!pwrite_all(base.get(), buffer.data(), static_cast<size_t>(got), static_cast<uint64_t>(off))) {
+        fail("cannot write base memory file '", base_path, "' at ", off, ": ", errno_text());
+      }
+      stats.bytes_written += static_cast<uint64_t>(got);
+      off += got;
+    }
+    pos = hole;
+  }
+  if (::fsync(base.get()) != 0) fail("cannot write base memory file '", base_path, "': fsync: ", errno_text());
+  stats.pages_written = stats.bytes_written / kPage;
+  return stats;
 }
 
 GuestMemory restore_memory_from_file(const std::string& path, GuestMemoryOptions options) {

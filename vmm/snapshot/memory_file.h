@@ -29,18 +29,20 @@ struct MemorySaveStats {
 // it was). Call on paused memory. Throws Error naming the file.
 MemorySaveStats save_memory_full(const GuestMemory& memory, const std::string& path);
 
-// Diff save: only the pages `dirty` marks, written in place into `path` (created as a
-// file of holes when missing, so a diff file alone is a Firecracker-style diff; when it is
-// the previous snapshot's memory file it becomes this one's). A dirty page now all zeros
-// becomes a hole. In place, so a failed diff save leaves the file partly updated: save
-// the snapshot file last, over a base memory file one keeps a copy of if it matters. Never
-// diff into a file other VMs are restored from (File backend): the pages they have not
-// written yet come from that file and would change under them. A full save is safe there:
-// it replaces the file, and existing mappings keep the old one.
-// Throws Error when the file is not a regular file of memory.size() bytes or a bitmap is
-// too short for its region.
+// Diff save: the pages `dirty` marks, each written as data (a page now all zeros too: it
+// must overwrite what the base holds), into a new sparse file of memory.size() bytes that
+// replaces `path` once on disk, like a full save. Holes everywhere else, so only a file
+// system that keeps holes (ext4, xfs, btrfs, tmpfs) keeps a diff apart from its base.
+// Throws Error naming the file, or when a bitmap is too short for its region.
 MemorySaveStats save_memory_diff(const GuestMemory& memory, std::span<const DirtyBitmap> dirty,
                                  const std::string& path);
+
+// Applies a diff onto its base, in place: every data range of `diff_path` (SEEK_DATA and
+// SEEK_HOLE) is copied to the same offset of `base_path`, which must be a regular file of
+// the same size; then the base file is what a full save at the diff's time would have
+// written. Interrupted, the base is part old, part new: keep a copy if that matters.
+// Throws Error naming the file.
+MemorySaveStats rebase_memory_file(const std::string& base_path, const std::string& diff_path);
 
 // File backend: the memory file mapped MAP_PRIVATE as guest memory. Pages load on first
 // touch and are shared with every other VM restored from the file until written; writes

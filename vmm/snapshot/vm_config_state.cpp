@@ -120,6 +120,7 @@ VmConfig read_vm_config(StateReader& in) {
 }
 
 void apply_overrides(VmConfig& config, const SnapshotLoadParams& params) {
+  config.machine.track_dirty_pages = params.track_dirty_pages;  // the load request's choice, never the snapshot's
   for (const auto& o : params.network_overrides) {
     auto it = std::find_if(config.nets.begin(), config.nets.end(),
                            [&](const NetConfig& n) { return n.iface_id == o.iface_id; });

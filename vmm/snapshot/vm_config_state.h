@@ -14,7 +14,7 @@ void write_state(StateWriter& out, const VmConfig& config);
 // validate() like any other configuration before a VM is built from it.
 VmConfig read_vm_config(StateReader& in);
 // Firecracker's network_overrides and vsock_override: each override must name an
-// interface the snapshot has (else Error naming it).
+// interface the snapshot has (else Error naming it). Also the request's track_dirty_pages.
 void apply_overrides(VmConfig& config, const SnapshotLoadParams& params);
 
 }  // namespace ember::snapshot
