@@ -56,10 +56,10 @@ class Daemon {
     }
   }
   ~Daemon() { stop(); }
-  // SIGTERM; the exit status (-1 if it was not running).
-  int stop() {
+  // SIGTERM (or another signal); the exit status (-1 if it was not running).
+  int stop(int sig = SIGTERM) {
     if (pid_ <= 0) return -1;
-    kill(pid_, SIGTERM);
+    kill(pid_, sig);
     int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = -1;
@@ -208,6 +208,30 @@ TEST(Faas, GuestWithoutAgentIsAnErrorAndShutdownCleansUp) {
   EXPECT_EQ(d.stop(), 0) << read_text(dir / "daemon.log");
   EXPECT_EQ(files_in(state / "vms"), 0);
   EXPECT_EQ(files_in(state / "functions"), 0);
+}
+
+// A daemon killed outright leaves its VMs running; the next daemon on the same state folder
+// kills them and removes their files before it serves.
+TEST(Faas, ANewDaemonRemovesWhatAKilledOneLeft) {
+  ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  fs::path dir = scratch_dir("faas-leftovers");
+  fs::path state = dir / "state";
+  {
+    Daemon d(state, dir / "daemon1.log", test_port(3));
+    std::string image = env("EMBER_FAAS_IMAGE_DIR");
+    ASSERT_EQ(d.call("PUT", "/functions/upper", function_json(image + "/initramfs.cpio.gz", "tr a-z A-Z", 20000)).status, 204);
+    Reply r = d.call("POST", "/functions/upper/invoke", "left", 240);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(d.stop(SIGKILL), 128 + SIGKILL);
+  }
+  EXPECT_EQ(embers_in(state), 1);
+  EXPECT_GT(files_in(state / "functions"), 0);
+  Daemon again(state, dir / "daemon2.log", test_port(3));
+  EXPECT_EQ(again.call("GET", "/metrics").status, 200);
+  EXPECT_EQ(embers_in(state), 0);
+  EXPECT_EQ(files_in(state / "vms"), 0);
+  EXPECT_EQ(files_in(state / "functions"), 0);
+  EXPECT_EQ(again.stop(), 0);
 }
 
 // With --jailer every VM runs under ember-jailer: its own uid, the function's gid, a chroot
