@@ -6,6 +6,8 @@
 
 #include <utility>
 
+#include "vmm/util/error.h"
+
 namespace ember {
 
 namespace {
@@ -147,12 +149,15 @@ HttpRequestParser::Status HttpRequestParser::feed(const char* data, size_t len, 
   return Status::Ok;
 }
 
-std::string http_response(int status, const std::string& body, bool keep_alive, bool deprecated) {
+std::string http_response(int status, const std::string& body, bool keep_alive, bool deprecated,
+                          const char* content_type) {
   const char* reason = status == 200 ? "OK" : status == 204 ? "No Content" : status == 400 ? "Bad Request"
-                     : status == 413 ? "Payload Too Large" : status == 503 ? "Service Unavailable"
-                     : "Internal Server Error";
+                     : status == 404 ? "Not Found" : status == 405 ? "Method Not Allowed"
+                     : status == 413 ? "Payload Too Large" : status == 429 ? "Too Many Requests"
+                     : status == 502 ? "Bad Gateway" : status == 503 ? "Service Unavailable"
+                     : status == 504 ? "Gateway Timeout" : "Internal Server Error";
   std::string r = "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nServer: ember\r\n";
-  if (!body.empty()) r += "Content-Type: application/json\r\n";
+  if (!body.empty()) r += cat("Content-Type: ", content_type, "\r\n");
   if (status != 204) r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   if (!keep_alive) r += "Connection: close\r\n";
   if (deprecated) r += "Deprecation: true\r\n";

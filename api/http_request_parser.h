@@ -66,6 +66,7 @@ class HttpRequestParser {
 
 // "HTTP/1.1 <status> <reason>" with Content-Length (and the JSON body if any);
 // "Deprecation: true" when the request used a deprecated field, as Firecracker.
-std::string http_response(int status, const std::string& body, bool keep_alive, bool deprecated = false);
+std::string http_response(int status, const std::string& body, bool keep_alive, bool deprecated = false,
+                          const char* content_type = "application/json");
 
 }  // namespace ember

@@ -1,6 +1,5 @@
 #include "api/json_config.h"
-
-#include <set>
+#include "api/json_fields.h"
 
 #include "vmm/util/error.h"
 #include "vmm/util/file_io.h"
@@ -8,61 +7,6 @@
 namespace ember {
 
 namespace {
-
-// Reads the fields of one JSON object; every field read is marked known, and done()
-// rejects the rest, so a typo is an error rather than silently ignored.
-class Fields {
- public:
-  Fields(const Json& j, std::string where) : j_(j), where_(std::move(where)) {
-    if (!j_.is_object()) fail(where_, " must be a JSON object");
-  }
-  bool has(const char* key) {
-    known_.insert(key);
-    return j_.contains(key) && !j_.at(key).is_null();
-  }
-  std::optional<std::string> string(const char* key) {
-    if (!has(key)) return std::nullopt;
-    const Json& v = j_.at(key);
-    if (!v.is_string()) fail(name(key), " must be a string");
-    return v.get<std::string>();
-  }
-  std::optional<bool> boolean(const char* key) {
-    if (!has(key)) return std::nullopt;
-    const Json& v = j_.at(key);
-    if (!v.is_boolean()) fail(name(key), " must be true or false");
-    return v.get<bool>();
-  }
-  std::optional<uint64_t> integer(const char* key, uint64_t min, uint64_t max) {
-    if (!has(key)) return std::nullopt;
-    const Json& v = j_.at(key);
-    if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0)) {
-      fail(name(key), " must be a whole number between ", min, " and ", max);
-    }
-    uint64_t value = v.get<uint64_t>();
-    if (value < min || value > max) fail(name(key), " must be between ", min, " and ", max, " (got ", value, ")");
-    return value;
-  }
-  template <typename T>
-  T required(std::optional<T> value, const char* key) {
-    if (!value) fail(name(key), " is required");
-    return *value;
-  }
-  // A field of Firecracker's API that ember does not implement.
-  void unsupported(const char* key, const char* what = "is not supported by ember") {
-    if (has(key)) fail(name(key), " ", what);
-  }
-  void done() const {
-    for (auto it = j_.begin(); it != j_.end(); ++it) {
-      if (!known_.count(it.key())) fail(where_, ": unknown field '", it.key(), "'");
-    }
-  }
-  std::string name(const char* key) const { return where_ + "." + key; }
-
- private:
-  const Json& j_;
-  std::string where_;
-  std::set<std::string> known_;
-};
 
 HugePages huge_pages_from(const std::string& v, const std::string& field) {
   if (v == "None") return HugePages::None;

@@ -119,6 +119,16 @@ inline fs::path guest_root_image(const fs::path& dir, const std::map<std::string
   return image;
 }
 
+// Where cgroup2 is mounted (the jailer's default hierarchy), mounting it at /sys/fs/cgroup
+// first if the host has none (the emulated host's init may not have).
+inline std::string cgroup2_mount() {
+  sh("grep -q ' - cgroup2 ' /proc/self/mountinfo || mount -t cgroup2 cgroup2 /sys/fs/cgroup");
+  std::string line = sh("grep -m1 ' - cgroup2 ' /proc/self/mountinfo");
+  std::string::size_type start = 0;
+  for (int field = 0; field < 4 && start != std::string::npos; ++field) start = line.find(' ', start + 1);
+  return start == std::string::npos ? "" : line.substr(start + 1, line.find(' ', start + 1) - start - 1);
+}
+
 inline std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -84,15 +84,6 @@ class VsockSink {
   std::thread thread_;
 };
 
-// Where cgroup2 is mounted (the jailer's default hierarchy), mounting it at /sys/fs/cgroup
-// first if the host has none (the emulated host's init may not have).
-std::string cgroup2_mount() {
-  sh("grep -q ' - cgroup2 ' /proc/self/mountinfo || mount -t cgroup2 cgroup2 /sys/fs/cgroup");
-  std::string line = sh("grep -m1 ' - cgroup2 ' /proc/self/mountinfo");
-  std::string::size_type start = 0;
-  for (int field = 0; field < 4 && start != std::string::npos; ++field) start = line.find(' ', start + 1);
-  return start == std::string::npos ? "" : line.substr(start + 1, line.find(' ', start + 1) - start - 1);
-}
 
 std::string prelude() {
   return "set -u\n"

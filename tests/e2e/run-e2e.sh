@@ -16,6 +16,8 @@ stock_guest=$("$src/tests/e2e/emulated-host/prepare.sh")/stock-guest
 export EMBER_BIN=$build/ember EMBER_GUEST_DIR=$guest EMBER_SOURCE_DIR=$src EMBER_STOCK_GUEST_DIR=$stock_guest
 export EMBER_UFFD_HANDLER_BIN=$build/examples/uffd/ember-uffd-handler  # the snapshot tests' page-fault handler
 export EMBER_REBASE_SNAP_BIN=$build/ember-rebase-snap  # applies a Diff snapshot's memory onto its base
+# The FaaS tests' daemon and function image (the guest kernel + an initramfs with the agent).
+export EMBER_FAAS_BIN=$build/examples/faas/ember-faas EMBER_FAAS_IMAGE_DIR=$("$src/examples/faas/build-image.sh")
 tests=$build/tests/e2e/ember_e2e_tests
 
 mode=${EMBER_E2E_MODE:-auto}

@@ -1,0 +1,277 @@
+// End-to-end FaaS runtime (examples/faas): ember-faas serves functions whose VMs boot the
+// function image (the guest kernel + an initramfs whose /init is the agent). The first
+// invocation cold-boots and snapshots, a concurrent one restores the snapshot, the next
+// reuses a warm VM; a hung handler is killed at its timeout and its VM discarded; a guest
+// without an agent is a clear error; DELETE and SIGTERM leave no process and no file behind.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <iostream>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/e2e/e2e_util.h"
+
+namespace ember::e2e {
+namespace {
+
+using namespace util;
+using nlohmann::json;
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+// The daemon as a child process, its output in `log`; SIGTERM and reaped by the destructor.
+class Daemon {
+ public:
+  Daemon(const fs::path& state, const fs::path& log, int port, std::vector<std::string> extra = {}) : port_(port) {
+    std::string listen = "127.0.0.1:" + std::to_string(port);
+    std::string boot_ms = std::to_string(int(60000 * time_scale()));
+    std::vector<std::string> args = {env("EMBER_FAAS_BIN"), "--listen", listen, "--state-dir", state.string(),
+                                     "--ember", env("EMBER_BIN"), "--boot-timeout-ms", boot_ms,
+                                     "--agent-grace-ms", std::to_string(int(10000 * time_scale())),
+                                     "--max-body-bytes", "65536"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    EXPECT_EQ(posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; i < 300 && call("GET", "/metrics", "", 30, true).status != 200; i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ~Daemon() { stop(); }
+  // SIGTERM (or another signal); the exit status (-1 if it was not running).
+  int stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  Reply call(const std::string& method, const std::string& path, const std::string& body = "",
+             double timeout = 30, bool quiet = false) const {
+    ProcessResult r = run_process({"/bin/sh", "-c", "exec curl \"$@\"", "curl", "-sS", "-X", method, "--data-binary", body, "-w", "\n%{http_code}",
+                                   "http://127.0.0.1:" + std::to_string(port_) + path},
+                                  timeout * time_scale());
+    Reply out;
+    size_t nl = r.out.rfind('\n');
+    if (r.exit_code != 0 || nl == std::string::npos) {
+      if (!quiet) ADD_FAILURE() << method << " " << path << ": " << describe(r);
+      return out;
+    }
+    out.status = std::atoi(r.out.c_str() + nl + 1);
+    out.body = r.out.substr(0, nl);
+    return out;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_;
+};
+
+std::string function_json(const std::string& initramfs, const std::string& handler, int timeout_ms) {
+  std::string image = env("EMBER_FAAS_IMAGE_DIR");
+  return json{{"kernel", image + "/vmlinux"}, {"initramfs", initramfs}, {"handler", handler},
+              {"mem_mib", 128}, {"timeout_ms", timeout_ms}, {"keep_alive_ms", 600000}, {"max_vms", 2}}
+      .dump();
+}
+
+json parse(const Reply& r) {
+  json j = json::parse(r.body, nullptr, false);
+  return j.is_discarded() ? json::object() : j;
+}
+
+// ember processes serving VMs of this state folder (their --api-sock is inside it).
+int embers_in(const fs::path& state) {
+  // "[v]ms": the pattern does not match the grep's own command line.
+  return std::stoi(sh("grep -l -s '" + state.string() + "/[v]ms/' /proc/[0-9]*/cmdline | wc -l"));
+}
+
+int files_in(const fs::path& dir) {
+  int n = 0;
+  if (!fs::exists(dir)) return 0;
+  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) n++;
+  return n;
+}
+
+// "<uid> <cgroup>" of each jailed ember of ember-faas (the jailer runs it as "/ember --id faas-...").
+std::string jailed_embers() {
+  return sh("for f in /proc/[0-9]*/cmdline; do c=$(tr '\\0' ' ' < $f 2>/dev/null); case \"$c\" in '/ember --id faas-'*) "
+            "p=${f#/proc/}; p=${p%/cmdline}; echo \"$(awk '/^Uid:/ {print $2}' /proc/$p/status) $(cut -d: -f3 /proc/$p/cgroup)\";; "
+            "esac; done | sort");
+}
+
+int test_port(int offset) { return 20000 + (getpid() % 20000) + offset; }
+
+TEST(Faas, ColdRestoredWarmTimeoutAndCleanup) {
+  ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  fs::path dir = scratch_dir("faas-main");
+  fs::path state = dir / "state";
+  Daemon d(state, dir / "daemon.log", test_port(0));
+  const double invoke_timeout = 240;
+  std::string image = env("EMBER_FAAS_IMAGE_DIR");
+  ASSERT_EQ(d.call("PUT", "/functions/upper", function_json(image + "/initramfs.cpio.gz", "tr a-z A-Z", 20000)).status, 204)
+      << read_text(dir / "daemon.log");
+
+  // Two at once: one cold-boots and snapshots, the other waits for the snapshot and restores it.
+  auto a = std::async(std::launch::async, [&] { return d.call("POST", "/functions/upper/invoke", "hello a", invoke_timeout); });
+  auto b = std::async(std::launch::async, [&] { return d.call("POST", "/functions/upper/invoke", "hello b", invoke_timeout); });
+  Reply ra = a.get(), rb = b.get();
+  ASSERT_EQ(ra.status, 200) << ra.body << "\n" << read_text(dir / "daemon.log");
+  ASSERT_EQ(rb.status, 200) << rb.body;
+  json ja = parse(ra), jb = parse(rb);
+  EXPECT_EQ(ja["output"], "HELLO A");
+  EXPECT_EQ(jb["output"], "HELLO B");
+  EXPECT_EQ(ja["exit_status"], 0);
+  std::set<std::string> kinds = {ja["vm"].get<std::string>(), jb["vm"].get<std::string>()};
+  EXPECT_EQ(kinds, (std::set<std::string>{"cold", "restored"})) << ra.body << "\n" << rb.body;
+  std::cout << "cold:     " << (ja["vm"] == "cold" ? ra.body : rb.body) << "\n";
+  std::cout << "restored: " << (ja["vm"] == "cold" ? rb.body : ra.body) << "\n";
+
+  Reply rc = d.call("POST", "/functions/upper/invoke", "third", invoke_timeout);
+  ASSERT_EQ(rc.status, 200) << rc.body;
+  EXPECT_EQ(parse(rc)["vm"], "warm");
+  EXPECT_EQ(parse(rc)["output"], "THIRD");
+  std::cout << "warm:     " << rc.body << "\n";
+  EXPECT_EQ(embers_in(state), 2);
+  // Resident memory of the two (128 MiB guests, no pre-fault): printed, for the README.
+  std::cout << "ember RSS (pid, VmRSS):\n"
+            << sh("for f in $(grep -l -s '" + state.string() + "/[v]ms/' /proc/[0-9]*/cmdline); do p=${f#/proc/}; "
+                  "p=${p%/cmdline}; echo \"$p $(grep VmRSS /proc/$p/status)\"; done");
+
+  // A handler that hangs: killed at 2 s, answered 504, its VM discarded.
+  ASSERT_EQ(d.call("PUT", "/functions/sleepy", function_json(image + "/initramfs.cpio.gz", "sleep 100", 2000)).status, 204);
+  Reply rt = d.call("POST", "/functions/sleepy/invoke", "", invoke_timeout);
+  EXPECT_EQ(rt.status, 504) << rt.body;
+  EXPECT_NE(rt.body.find("timed out"), std::string::npos) << rt.body;
+  std::cout << "timeout:  " << rt.body << "\n";
+  EXPECT_EQ(embers_in(state), 2);  // upper's two; sleepy's VM is gone
+
+  // The daemon still serves, and refuses what it should.
+  Reply again = d.call("POST", "/functions/upper/invoke", "still", invoke_timeout);
+  EXPECT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(parse(again)["output"], "STILL");
+  EXPECT_EQ(d.call("POST", "/functions/nope/invoke", "x").status, 404);
+  EXPECT_EQ(d.call("POST", "/functions/upper/invoke", std::string(70000, 'x')).status, 413);
+  Reply bad = d.call("PUT", "/functions/broken", R"({"kernel": "/nonexistent", "initramfs": "/x", "handler": "cat"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("function.kernel"), std::string::npos) << bad.body;
+
+  std::string metrics = d.call("GET", "/metrics").body;
+  std::cout << metrics.substr(0, metrics.find("# HELP faas_invoke_ms")) << "\n";
+  EXPECT_NE(metrics.find("faas_cold_boots_total 2"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("faas_restores_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("faas_handler_timeouts_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("faas_invoke_ms_count{vm=\"warm\"} 2"), std::string::npos) << metrics;
+
+  EXPECT_EQ(d.call("DELETE", "/functions/upper").status, 204);
+  EXPECT_EQ(d.call("DELETE", "/functions/sleepy").status, 204);
+  EXPECT_EQ(embers_in(state), 0);
+  EXPECT_EQ(files_in(state / "vms"), 0);
+  EXPECT_EQ(files_in(state / "functions"), 0);
+  EXPECT_EQ(d.call("POST", "/functions/upper/invoke", "x").status, 404);
+  EXPECT_EQ(d.stop(), 0) << read_text(dir / "daemon.log");
+}
+
+// A guest image without the agent (the project's plain initramfs: its /init reboots at once)
+// is a 502/504 naming the problem; the VM is gone and the daemon keeps serving.
+TEST(Faas, GuestWithoutAgentIsAnErrorAndShutdownCleansUp) {
+  ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  fs::path dir = scratch_dir("faas-noagent");
+  fs::path state = dir / "state";
+  Daemon d(state, dir / "daemon.log", test_port(1));
+  ASSERT_EQ(d.call("PUT", "/functions/noagent", function_json(env("EMBER_GUEST_DIR") + "/initramfs.cpio.gz", "cat", 5000)).status, 204);
+  Reply r = d.call("POST", "/functions/noagent/invoke", "x", 240);
+  EXPECT_TRUE(r.status == 502 || r.status == 504) << r.status << " " << r.body;
+  EXPECT_NE(r.body.find("agent"), std::string::npos) << r.body;
+  std::cout << "no agent: " << r.body.substr(0, 300) << "\n";
+  EXPECT_EQ(embers_in(state), 0);
+  EXPECT_EQ(d.call("GET", "/metrics").status, 200);
+  // Stopping with a function registered (its snapshot folder exists) leaves nothing either.
+  EXPECT_EQ(d.stop(), 0) << read_text(dir / "daemon.log");
+  EXPECT_EQ(files_in(state / "vms"), 0);
+  EXPECT_EQ(files_in(state / "functions"), 0);
+}
+
+// A daemon killed outright leaves its VMs running; the next daemon on the same state folder
+// kills them and removes their files before it serves.
+TEST(Faas, ANewDaemonRemovesWhatAKilledOneLeft) {
+  ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  fs::path dir = scratch_dir("faas-leftovers");
+  fs::path state = dir / "state";
+  {
+    Daemon d(state, dir / "daemon1.log", test_port(3));
+    std::string image = env("EMBER_FAAS_IMAGE_DIR");
+    ASSERT_EQ(d.call("PUT", "/functions/upper", function_json(image + "/initramfs.cpio.gz", "tr a-z A-Z", 20000)).status, 204);
+    Reply r = d.call("POST", "/functions/upper/invoke", "left", 240);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(d.stop(SIGKILL), 128 + SIGKILL);
+  }
+  EXPECT_EQ(embers_in(state), 1);
+  EXPECT_GT(files_in(state / "functions"), 0);
+  Daemon again(state, dir / "daemon2.log", test_port(3));
+  EXPECT_EQ(again.call("GET", "/metrics").status, 200);
+  EXPECT_EQ(embers_in(state), 0);
+  EXPECT_EQ(files_in(state / "vms"), 0);
+  EXPECT_EQ(files_in(state / "functions"), 0);
+  EXPECT_EQ(again.stop(), 0);
+}
+
+// With --jailer every VM runs under ember-jailer: its own uid, the function's gid, a chroot
+// under the state folder and a cgroup ember-faas/<id> with the function's limits; cold boot,
+// restore and warm reuse work the same, and DELETE leaves no jail, cgroup or process.
+TEST(Faas, JailedVmsHaveTheirOwnUidChrootAndCgroup) {
+  ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  std::string cgroups = cgroup2_mount();
+  ASSERT_FALSE(cgroups.empty());
+  fs::path dir = scratch_dir("faas-jailed");
+  fs::path state = dir / "state";
+  std::string jailer = (fs::path(env("EMBER_BIN")).parent_path() / "ember-jailer").string();
+  Daemon d(state, dir / "daemon.log", test_port(2), {"--jailer", jailer, "--jail-uid-base", "200000"});
+  std::string image = env("EMBER_FAAS_IMAGE_DIR");
+  ASSERT_EQ(d.call("PUT", "/functions/upper", function_json(image + "/initramfs.cpio.gz", "tr a-z A-Z", 20000)).status, 204);
+  auto a = std::async(std::launch::async, [&] { return d.call("POST", "/functions/upper/invoke", "jail a", 240); });
+  auto b = std::async(std::launch::async, [&] { return d.call("POST", "/functions/upper/invoke", "jail b", 240); });
+  Reply ra = a.get(), rb = b.get();
+  ASSERT_EQ(ra.status, 200) << ra.body << "\n" << read_text(dir / "daemon.log");
+  ASSERT_EQ(rb.status, 200) << rb.body;
+  EXPECT_EQ(parse(ra)["output"], "JAIL A");
+  EXPECT_EQ(parse(rb)["output"], "JAIL B");
+  std::set<std::string> kinds = {parse(ra)["vm"].get<std::string>(), parse(rb)["vm"].get<std::string>()};
+  EXPECT_EQ(kinds, (std::set<std::string>{"cold", "restored"}));
+  Reply rc = d.call("POST", "/functions/upper/invoke", "warm", 240);
+  EXPECT_EQ(parse(rc)["vm"], "warm") << rc.body;
+  std::cout << "jailed cold/restored: " << ra.body << "\n" << rb.body << "\njailed warm: " << rc.body << "\n";
+  // Two embers, each as its own uid, in its own cgroup under ember-faas/.
+  std::string owners = jailed_embers();
+  std::cout << "jailed embers (uid cgroup):\n" << owners;
+  EXPECT_EQ(std::count(owners.begin(), owners.end(), '\n'), 2) << owners;
+  EXPECT_NE(owners.find("/ember-faas/faas-"), std::string::npos) << owners;
+  EXPECT_NE(owners.find("20000"), std::string::npos) << owners;
+  EXPECT_EQ(d.call("DELETE", "/functions/upper").status, 204);
+  EXPECT_EQ(jailed_embers(), "");
+  EXPECT_EQ(files_in(state / "jails" / "ember"), 0);
+  EXPECT_EQ(sh("ls " + cgroups + "/ember-faas | grep -c '^faas-' || true"), "0\n");
+  EXPECT_EQ(d.stop(), 0) << read_text(dir / "daemon.log");
+  EXPECT_EQ(files_in(state / "jails"), 0);
+}
+
+}  // namespace
+}  // namespace ember::e2e
