@@ -173,7 +173,11 @@ ApiResponse RequestRouter::machine_config(bool put, const Json& body) {
   const char* what = put ? "PUT /machine-config" : "PATCH /machine-config";
   pre_boot(what);
   if (!put && body.is_object() && body.empty()) fail("Empty PATCH request.");
-  config_.vm.machine = machine_config_from_json(body, put ? MachineConfig{} : config_.vm.machine, !put);
+  MachineConfig base = put ? MachineConfig{} : config_.vm.machine;
+  // ember's own setting, set by --prefault or TOML and absent from Firecracker's JSON: a PUT,
+  // which replaces what the JSON describes, keeps it.
+  base.prefault = config_.vm.machine.prefault;
+  config_.vm.machine = machine_config_from_json(body, base, !put);
   configured_ = true;
   ApiResponse r = ok();
   r.deprecated = body.contains("cpu_template");

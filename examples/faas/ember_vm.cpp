@@ -186,9 +186,8 @@ void EmberVm::cold_boot(const FunctionSpec& function, Deadline deadline) {
   json boot = {{"kernel_image_path", spec.kernel}, {"boot_args", boot_args(spec)}};
   if (!spec.initramfs.empty()) boot["initrd_path"] = spec.initramfs;
   call("PUT", "/boot-source", boot.dump(), deadline);
-  // PATCH, not PUT: a PUT starts from the defaults, which would turn --prefault off back into
-  // the background pre-fault.
-  call("PATCH", "/machine-config", json{{"vcpu_count", spec.vcpus}, {"mem_size_mib", spec.mem_mib}}.dump(), deadline);
+  // PUT keeps ember's --prefault off (it is not part of Firecracker's JSON).
+  call("PUT", "/machine-config", json{{"vcpu_count", spec.vcpus}, {"mem_size_mib", spec.mem_mib}}.dump(), deadline);
   call("PUT", "/vsock", json{{"guest_cid", kGuestCid}, {"uds_path", vsock_in_vm_}}.dump(), deadline);
   if (!spec.rootfs.empty()) {
     json d = {{"drive_id", "rootfs"}, {"path_on_host", spec.rootfs}, {"is_root_device", true}, {"is_read_only", true}};

@@ -394,14 +394,20 @@ TEST(SnapshotNet, FourVcpusAndATcpConnectionGoOnThroughAnotherTap) {
   std::mutex mu;
   std::string received;
   int connections = 0;
+  std::atomic<bool> stop{false};
   std::thread host([&] {
-    for (int c; (c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) {
+    for (int c; !stop && (c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) {
       {
         std::lock_guard lock(mu);
         ++connections;
       }
+      timeval tv{1, 0};  // the guest may never close the connection: look at `stop` every second
+      ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
       char buf[4096];
-      for (ssize_t n; (n = ::recv(c, buf, sizeof(buf), 0)) > 0;) {
+      while (!stop) {
+        ssize_t n = ::recv(c, buf, sizeof(buf), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (n <= 0) break;
         std::lock_guard lock(mu);
         received.append(buf, static_cast<size_t>(n));
       }
@@ -445,6 +451,7 @@ TEST(SnapshotNet, FourVcpusAndATcpConnectionGoOnThroughAnotherTap) {
   if (!went_on) sh("pkill -TERM -f -- '[-]-api-sock " + sock2 + "' || true");
   sh(api_script("api " + sock2 + " PUT /actions -d '{\"action_type\": \"SendCtrlAltDel\"}'\n"));
   const ProcessResult& r = restored.wait();
+  stop = true;
   ::shutdown(listener, SHUT_RDWR);
   host.join();
   ::close(listener);

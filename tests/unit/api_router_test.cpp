@@ -64,6 +64,19 @@ TEST_F(Router, MachineConfigPutPatchGet) {
   EXPECT_EQ(fault("DELETE", "/machine-config"), "DELETE is not allowed on /machine-config");
 }
 
+// --prefault (or TOML prefault) is not in Firecracker's JSON: PUT /machine-config keeps it.
+TEST(RouterPrefault, PutMachineConfigKeepsTheCommandLinePrefault) {
+  FakeVm vm;
+  FullVmConfig initial;
+  initial.vm.machine.prefault = Prefault::Off;
+  RequestRouter router{vm, initial, "vm-1", "0.1.0"};
+  ASSERT_EQ(router.handle({"PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 128})"}).status, 204);
+  ASSERT_EQ(router.handle({"PUT", "/boot-source", R"({"kernel_image_path": "/k"})"}).status, 204);
+  ASSERT_EQ(router.handle({"PUT", "/actions", R"({"action_type": "InstanceStart"})"}).status, 204);
+  ASSERT_TRUE(vm.started_with);
+  EXPECT_EQ(vm.started_with->machine.prefault, Prefault::Off);
+}
+
 TEST_F(Router, BodiesMustBeJsonObjects) {
   EXPECT_EQ(fault("PUT", "/boot-source"), "Empty PUT request.");
   EXPECT_NE(fault("PUT", "/boot-source", "{\"kernel_image_path\": ").find("invalid JSON"), std::string::npos);
