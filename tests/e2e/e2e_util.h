@@ -2,6 +2,7 @@
 // folders, the guest command line (with an ember_test script), shell commands.
 #pragma once
 
+#include <elf.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -43,6 +44,21 @@ inline int unix_listen(const std::string& path, int backlog = 16) {
   EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << path << ": " << std::strerror(errno);
   EXPECT_EQ(::listen(fd, backlog), 0) << path;
   return fd;
+}
+
+// Whether the executable at `path` has no interpreter. A jail holds only the executable, so a
+// dynamically linked one (the sanitized build) cannot run there.
+inline bool statically_linked(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  Elf64_Ehdr eh{};
+  if (!in.read(reinterpret_cast<char*>(&eh), sizeof(eh))) return false;
+  for (int i = 0; i < eh.e_phnum; ++i) {
+    Elf64_Phdr ph{};
+    in.seekg(static_cast<std::streamoff>(eh.e_phoff + static_cast<uint64_t>(i) * eh.e_phentsize));
+    if (!in.read(reinterpret_cast<char*>(&ph), sizeof(ph))) return false;
+    if (ph.p_type == PT_INTERP) return false;
+  }
+  return true;
 }
 
 inline double time_scale() {

@@ -27,21 +27,6 @@ using namespace util;
 constexpr const char* kUid = "1234";
 constexpr const char* kGid = "2345";
 
-// The jail holds only the executable: a dynamically linked one (the sanitized build) cannot
-// run there.
-bool statically_linked(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  Elf64_Ehdr eh{};
-  if (!in.read(reinterpret_cast<char*>(&eh), sizeof(eh))) return false;
-  for (int i = 0; i < eh.e_phnum; ++i) {
-    Elf64_Phdr ph{};
-    in.seekg(static_cast<std::streamoff>(eh.e_phoff + static_cast<uint64_t>(i) * eh.e_phentsize));
-    if (!in.read(reinterpret_cast<char*>(&ph), sizeof(ph))) return false;
-    if (ph.p_type == PT_INTERP) return false;
-  }
-  return true;
-}
-
 // Accepts one connection on `path` once its folder exists, reads it to EOF and counts the bytes:
 // the host end of the guest's "vsock-io connect 2 6000 send".
 class VsockSink {
