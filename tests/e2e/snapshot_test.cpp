@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <functional>
 #include <iostream>
@@ -468,6 +469,71 @@ TEST(SnapshotNet, FourVcpusAndATcpConnectionGoOnThroughAnotherTap) {
   EXPECT_NE(received.find("LINE " + std::to_string(lines_at_snapshot + 1) + " ok"), std::string::npos);
   EXPECT_EQ(r.exit_code, 0);
   sh("ip link del embersnapb || true");
+}
+
+// A field of /proc/PID/smaps_rollup in KiB (0 when missing).
+uint64_t smaps_kib(const std::string& rollup, const std::string& field) {
+  std::smatch m;
+  if (!std::regex_search(rollup, m, std::regex("\n" + field + ":\\s+([0-9]+) kB"))) return 0;
+  return std::stoull(m[1]);
+}
+
+// Ten clones restored at once from one snapshot all run (each goes on counting and answers on
+// its own vsock socket), and they share the memory file: their proportional set size is well
+// under their resident size (without sharing, each clone's pages would be its own and the two
+// would be equal). Prints each clone's Rss/Pss/Private and the sums.
+TEST_F(Snapshot, TenClonesRunAtOnceSharingTheMemoryFile) {
+  constexpr int kClones = 10;
+  fs::path d = *dir_ / "ten";
+  fs::create_directories(d);
+  std::vector<std::unique_ptr<Background>> clones;
+  for (int i = 0; i < kClones; ++i) {
+    std::string n = std::to_string(i);
+    std::ofstream(d / ("clone-" + n + ".toml")) << "[restore]\nsnapshot_path = \"../vm.snap\"\nmem_file_path = \"../vm.mem\"\n"
+                                                   "vsock_override = { uds_path = \"v" + n + ".sock\" }\n"
+                                                   "[serial]\noutput = \"file\"\npath = \"c" + n + ".txt\"\n";
+    clones.push_back(std::make_unique<Background>(
+        std::vector<std::string>{env("EMBER_BIN"), "--config", (d / ("clone-" + n + ".toml")).string()}, 900 * time_scale()));
+  }
+  std::vector<bool> ticked(kClones);
+  for (int i = 0; i < kClones; ++i) {
+    ticked[i] = wait_for_tick(d / ("c" + std::to_string(i) + ".txt"), ticks_at_snapshot_ + 2, 300 * time_scale(),
+                              clones[i]->ended);
+  }
+  std::string report;
+  uint64_t rss = 0, pss = 0, private_kib = 0;
+  int measured = 0;
+  for (int i = 0; i < kClones; ++i) {
+    std::string pid = sh("pgrep -f -- '[c]lone-" + std::to_string(i) + ".toml' | head -n 1 || true");
+    pid.erase(pid.find_last_not_of("\n") + 1);
+    if (pid.empty()) continue;
+    std::string rollup = "\n" + read_text("/proc/" + pid + "/smaps_rollup");
+    uint64_t r = smaps_kib(rollup, "Rss"), p = smaps_kib(rollup, "Pss");
+    uint64_t priv = smaps_kib(rollup, "Private_Clean") + smaps_kib(rollup, "Private_Dirty");
+    report += "clone " + std::to_string(i) + ": Rss " + std::to_string(r) + " KiB, Pss " + std::to_string(p) +
+              " KiB, Private " + std::to_string(priv) + " KiB\n";
+    rss += r;
+    pss += p;
+    private_kib += priv;
+    ++measured;
+  }
+  report += "sum of " + std::to_string(measured) + ": Rss " + std::to_string(rss) + " KiB, Pss " + std::to_string(pss) +
+            " KiB, Private " + std::to_string(private_kib) + " KiB\n";
+  std::cout << report;
+  std::vector<std::string> echoes;
+  for (int i = 0; i < kClones; ++i) echoes.push_back(vsock_echo((d / ("v" + std::to_string(i) + ".sock")).string(), "clone " + std::to_string(i)));
+  for (int i = 0; i < kClones; ++i) sh("pkill -TERM -f -- '[c]lone-" + std::to_string(i) + ".toml' || true");
+  for (int i = 0; i < kClones; ++i) {
+    const ProcessResult& r = clones[i]->wait();
+    std::string console = read_text(d / ("c" + std::to_string(i) + ".txt"));
+    SCOPED_TRACE("clone " + std::to_string(i) + ": " + describe(r) + "\n" + r.err + "\n--- console ---\n" + console);
+    EXPECT_TRUE(ticked[i]);
+    EXPECT_EQ(echoes[i], "");
+    EXPECT_EQ(console.find("EMBER_GUEST_USERSPACE"), std::string::npos) << "the clone booted again";
+    EXPECT_EQ(r.exit_code, 130) << "stopped by SIGTERM";
+  }
+  ASSERT_EQ(measured, kClones) << report;
+  EXPECT_LT(pss * 10, rss * 6) << "the clones do not share the memory file's pages:\n" << report;
 }
 
 // Each broken input ends ember with status 1 and a message naming it, before a guest runs.
