@@ -8,6 +8,8 @@
 #include "vmm/snapshot/vm_config_state.h"
 #include "vmm/util/error.h"
 #include "vmm/util/eventfd.h"
+#include "vmm/util/log.h"
+#include "vmm/util/thread.h"
 
 namespace ember {
 
@@ -48,9 +50,10 @@ void VmmRunner::build(const VmConfig& config, const RestoreSource* restore) {
   }
   std::unique_ptr<Vm> vm;
   try {
+    VmFd prepared = take_prepared_vm();
     if (!kvm_) kvm_.emplace(KvmSystem::open());
-    vm = restore ? std::make_unique<Vm>(*kvm_, config, timeline_, *restore)
-                 : std::make_unique<Vm>(*kvm_, config, timeline_);
+    vm = restore ? std::make_unique<Vm>(*kvm_, config, timeline_, *restore, std::move(prepared))
+                 : std::make_unique<Vm>(*kvm_, config, timeline_, std::move(prepared));
   } catch (...) {
     std::lock_guard lock(mu_);
     starting_ = false;  // a failed start or load may be retried
@@ -60,7 +63,25 @@ void VmmRunner::build(const VmConfig& config, const RestoreSource* restore) {
   vm_ = std::move(vm);
 }
 
+void VmmRunner::prepare_machine() {
+  if (kvm_) return;  // prepared (or built) before
+  preparing_ = JoiningThread(start_thread(ThreadRole::Machine, "ember-prepare", [this] {
+    try {
+      kvm_.emplace(KvmSystem::open());
+      prepared_vm_ = VmFd::create_with_irq_chip(*kvm_);
+    } catch (const Error& e) {
+      log::debug(cat("KVM VM not made ahead (made at start instead): ", e.what()));
+    }
+  }));
+}
+
+VmFd VmmRunner::take_prepared_vm() {
+  preparing_ = JoiningThread();  // joins
+  return std::move(prepared_vm_);
+}
+
 bool VmmRunner::wait_for_start() {
+  prepare_machine();
   // SIGINT/SIGTERM are blocked by main() before any thread starts; taken here as an fd.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);

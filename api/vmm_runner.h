@@ -13,6 +13,7 @@
 #include "vmm/boot_timeline.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/metrics_writer.h"
+#include "vmm/util/joining_thread.h"
 #include "vmm/vm.h"
 #include "vmm/vmm_action.h"
 
@@ -31,7 +32,9 @@ class VmmRunner : public VmController {
   // the restored configuration.
   VmConfig restore_now(const SnapshotLoadParams& params, const SerialConfig& serial);
   // Main thread. Applies actions (a failing InstanceStart is answered and waited past)
-  // until one builds a VM: true; or until SIGINT/SIGTERM: false.
+  // until one builds a VM: true; or until SIGINT/SIGTERM: false. Meanwhile a Machine
+  // thread opens KVM and makes the KVM VM (prepare_machine()), so that the start or restore
+  // request finds it made.
   bool wait_for_start();
   // Main thread, after start_now() or wait_for_start(): runs the guest to its end, applying
   // actions meanwhile. Actions submitted after that are refused.
@@ -70,6 +73,13 @@ class VmmRunner : public VmController {
   void apply(VmmAction& action);  // throws Error
   // Builds the VM (booted, or restored when `restore` is given).
   void build(const VmConfig& config, const RestoreSource* restore = nullptr);
+  // Starts the Machine thread that fills kvm_ and prepared_vm_: KVM_CREATE_VM with its
+  // interrupt controllers costs 20-40 ms on hosts up to 6.12 (a kernel thread per VM),
+  // mostly waiting, and an ember started with --api-sock has that time before its first
+  // request. A failure is not reported there: build() makes the VM itself and says why not.
+  void prepare_machine();
+  // Joins that thread; the VM it made, or an invalid VmFd.
+  VmFd take_prepared_vm();
   Vm& running_vm();               // throws Error if there is none
   // With mu_ held: answers what is still waiting with `reason`; refuses later actions.
   void refuse_pending(const char* reason);
@@ -77,6 +87,7 @@ class VmmRunner : public VmController {
   BootTimeline& timeline_;
   MetricsWriter& metrics_;
   std::optional<KvmSystem> kvm_;
+  VmFd prepared_vm_;
   mutable std::mutex mu_;
   std::condition_variable answered_;
   std::unique_ptr<Vm> vm_;
@@ -84,6 +95,9 @@ class VmmRunner : public VmController {
   const char* refusal_ = nullptr;  // set once the main thread applies no more actions
   std::deque<Pending*> pending_;   // bounded by the submitting threads (the API's one)
   UniqueFd request_event_;         // signalled for each submitted action
+  // prepare_machine()'s thread, until take_prepared_vm(); last, so that it is joined before
+  // what it fills (kvm_, prepared_vm_) is destroyed.
+  JoiningThread preparing_;
 };
 
 }  // namespace ember

@@ -34,8 +34,8 @@ namespace {
 constexpr const char* kPanicMarker = "Kernel panic - not syncing";
 }
 
-Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
-    : kvm_(kvm), config_(config), timeline_(timeline) {
+Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline, VmFd prepared)
+    : kvm_(kvm), config_(config), prepared_(std::move(prepared)), timeline_(timeline) {
   map_memory();
   timeline_.mark(BootPhase::MemoryReady);
   // Reading the kernel needs no VM, and the VM, its devices and vCPUs need no kernel:
@@ -59,10 +59,13 @@ Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline)
   x86::setup_boot_registers(vcpus_.front()->fd(), entry.mode, entry.entry, entry.boot_info);
 }
 
-void Vm::build_machine_now() {
-  vm_ = VmFd::create(kvm_);
-  vm_.create_irq_chip_and_pit();
+void Vm::create_kvm_vm() {
+  vm_ = prepared_.valid() ? std::move(prepared_) : VmFd::create_with_irq_chip(kvm_);
   timeline_.mark(BootPhase::KvmReady);
+}
+
+void Vm::build_machine_now() {
+  create_kvm_vm();
   register_memory();
   setup_devices();
   virtio_ = std::make_unique<VirtioDevices>(vm_, memory_, mmio_, config_);
@@ -303,8 +306,9 @@ void Vm::resume() {
   log::info("VM resumed");
 }
 
-Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline, const RestoreSource& restore)
-    : kvm_(kvm), config_(config), timeline_(timeline) {
+Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline, const RestoreSource& restore,
+       VmFd prepared)
+    : kvm_(kvm), config_(config), prepared_(std::move(prepared)), timeline_(timeline) {
   has_base_snapshot_ = true;  // the files it was restored from
   restore_memory(restore.params);
   timeline_.mark(BootPhase::MemoryReady);
@@ -369,9 +373,7 @@ void Vm::check_machine_section(snapshot::StateReader& in) const {
 }
 
 void Vm::build_restored_machine(const snapshot::SnapshotContents& contents) {
-  vm_ = VmFd::create(kvm_);
-  vm_.create_irq_chip_and_pit();
-  timeline_.mark(BootPhase::KvmReady);
+  create_kvm_vm();
   snapshot::StateReader machine = contents.section("machine");
   check_machine_section(machine);
   rsdp_address_ = machine.u64("RSDP address");

@@ -39,12 +39,15 @@ class Vm {
  public:
   // Creates the VM and loads the kernel; throws Error with context on failure.
   // `config` has passed validate() (VmmRunner makes sure).
-  Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline);
+  // `prepared`: a KVM VM made ahead by VmFd::create_with_irq_chip, taken instead of making
+  // one (invalid: make one).
+  Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline, VmFd prepared = {});
   // Creates the VM from a snapshot instead: memory from the memory backend, CPU, interrupt
   // controller and device state from the file; no kernel is loaded. `config` is the
   // snapshot's (with this ember's serial console and the request's overrides), validated.
   // run() then starts it paused unless the request says resume_vm.
-  Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline, const RestoreSource& restore);
+  Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline, const RestoreSource& restore,
+     VmFd prepared = {});
   ~Vm();
 
   // Runs the guest until it shuts down, fails, or ember gets SIGINT/SIGTERM. Meanwhile,
@@ -113,9 +116,12 @@ class Vm {
   std::vector<uint8_t> machine_section() const;
   void check_machine_section(snapshot::StateReader& in) const;
   void stop_vcpus();
+  // vm_ from prepared_ (or made now), then the KvmReady mark.
+  void create_kvm_vm();
 
   const KvmSystem& kvm_;
   VmConfig config_;
+  VmFd prepared_;  // until create_kvm_vm() takes it
   VmFd vm_;
   GuestMemory memory_;
   UniqueFd uffd_;         // Uffd restore: ember's copy of the userfaultfd

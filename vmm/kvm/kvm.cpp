@@ -121,6 +121,12 @@ VmFd VmFd::create(const KvmSystem& kvm) {
   return vm;
 }
 
+VmFd VmFd::create_with_irq_chip(const KvmSystem& kvm) {
+  VmFd vm = create(kvm);
+  vm.create_irq_chip_and_pit();
+  return vm;
+}
+
 void kvm_get_struct(int fd, unsigned long request, void* inout, const std::string& what) {
   if (xioctl(fd, request, inout) < 0) fail(what, " failed: ", errno_text());
 }

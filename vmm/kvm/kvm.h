@@ -88,6 +88,9 @@ void kvm_set_struct(int fd, unsigned long request, const void* in, const std::st
 class VmFd {
  public:
   static VmFd create(const KvmSystem& kvm);
+  // create() with the in-kernel interrupt controllers and PIT: what every ember VM has.
+  static VmFd create_with_irq_chip(const KvmSystem& kvm);
+  bool valid() const { return fd_.valid(); }
   int fd() const { return fd_.get(); }
   // `flags`: KVM_MEM_LOG_DIRTY_PAGES to track the guest's writes (diff snapshots).
   void set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void* host, uint32_t flags = 0);
