@@ -5,7 +5,8 @@
 //    and up to the first GET / answered;
 //  - wall time to a connectable socket;
 //  - RSS and PSS from /proc/PID/smaps_rollup after one GET / answered.
-// No KVM is needed: nothing touches /dev/kvm before InstanceStart.
+// No KVM is needed: once its socket listens, ember makes its KVM VM ahead on another thread
+// (VmmRunner::prepare_machine), and without a usable /dev/kvm it just does not.
 //   usage: api_startup EMBER_BINARY [RUNS [EMBER_ARGS...]]  (e.g. --no-seccomp, to compare)
 #include <signal.h>
 #include <sys/socket.h>

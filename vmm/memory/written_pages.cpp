@@ -12,9 +12,7 @@ void WrittenPages::mark(uint64_t offset, uint64_t len) {
   if (len == 0) return;
   uint64_t first = offset / kPageSize, last = (offset + len - 1) / kPageSize;
   if (last >= pages_) last = pages_ - 1;
-  for (uint64_t page = first; page <= last; ++page) {
-    words_[page / 64].fetch_or(uint64_t{1} << (page % 64), std::memory_order_relaxed);
-  }
+  for (uint64_t page = first; page <= last; ++page) set(page);
 }
 
 void WrittenPages::merge(uint64_t first_offset, const std::vector<uint64_t>& bits) {
@@ -23,7 +21,7 @@ void WrittenPages::merge(uint64_t first_offset, const std::vector<uint64_t>& bit
     for (uint64_t word = bits[w]; word != 0; word &= word - 1) {
       uint64_t page = base + w * 64 + static_cast<uint64_t>(std::countr_zero(word));
       if (page >= pages_) return;
-      words_[page / 64].fetch_or(uint64_t{1} << (page % 64), std::memory_order_relaxed);
+      set(page);
     }
   }
 }

@@ -30,6 +30,8 @@ class WrittenPages {
   uint64_t count() const;
 
  private:
+  void set(uint64_t page) { words_[page / 64].fetch_or(uint64_t{1} << (page % 64), std::memory_order_relaxed); }
+
   uint64_t pages_;
   std::unique_ptr<std::atomic<uint64_t>[]> words_;
 };
