@@ -47,3 +47,28 @@ plot $(IFS=,; echo "${plots[*]}")
 GP
   echo "chart in $png" >&2
 }
+
+# bar_chart PNG TITLE YLABEL GNUPLOT_SETTINGS DAT: one bar per line of DAT ("label" value
+# colour-index: bars of one index share a colour), labelled with its value; nothing without gnuplot.
+bar_chart() {
+  local png=$1 title=$2 ylabel=$3 settings=$4 dat=$5
+  command -v gnuplot >/dev/null || return 0
+  gnuplot <<GP
+set terminal pngcairo size 900,560
+set output '$png'
+set title "$title"
+set ylabel '$ylabel'
+set style fill solid 0.6 border -1
+set boxwidth 0.7
+set xtics rotate by -25 nomirror
+set grid ytics
+set yrange [0:*]
+set offsets 0.5, 0.5, 0, 0
+set rmargin 12
+set bmargin 7
+$settings
+plot '$dat' using 0:2:3:xtic(1) with boxes lc variable notitle, \
+     '' using 0:2:(sprintf('%.0f', \$2)) with labels offset 0,0.8 notitle
+GP
+  echo "chart in $png" >&2
+}

@@ -9,7 +9,10 @@
 // with ember's own phase timeline (--boot-timings) for the CPU it spends from the start of
 // the restore to the first KVM_RUN, and RSS/PSS/private memory after the echo. Then C clones
 // restored at once from the same files (File backend, one vsock socket each) for density.
-// Writes results.json, results.md and cdf-*.dat (for run.sh's chart) into --out.
+// In the same rounds, the same guest under QEMU microvm (vhost-vsock, echoed through AF_VSOCK):
+// cold boot, and restore from a migration file written once after its first echo (spawn
+// `qemu -incoming` -> first echo); --no-qemu leaves QEMU out, and says so in the table.
+// Writes results.json, results.md, cdf-*.dat and medians.dat (for run.sh's charts) into --out.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -34,11 +37,13 @@
 #include <vector>
 
 #include "perf/bench_util.h"
+#include "perf/snapshot/process.h"
+#include "perf/snapshot/qemu.h"
 #include "tests/e2e/base64.h"
 
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
 using ember::perf::percentile;
+using namespace ember::perf::snapshot;
 namespace fs = std::filesystem;
 
 namespace {
@@ -46,6 +51,8 @@ namespace {
 struct Options {
   int runs = 10;
   std::string ember, uffd_handler, guest, out = ".";
+  std::string qemu = "qemu-system-x86_64";  // made absolute by qemu_unavailable()
+  bool no_qemu = false;
   std::vector<int> clones = {10};
   int mem_mib = 128, vcpus = 1;
   double timeout_s = 300;  // per VM, spawn to first echo
@@ -55,123 +62,10 @@ struct Options {
 constexpr const char* kGuestScript = "vsock-io listen 5000 echo\n";
 constexpr const char* kEchoMessage = "ping";
 
-// `from` plus `seconds`.
-Clock::time_point later(Clock::time_point from, double seconds) {
-  return from + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
-double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-// A child process with stdout and stderr in a log file; SIGTERM (then SIGKILL) when dropped.
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, const std::string& log_path) {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int null_fd = ::open("/dev/null", O_RDONLY);
-      ::dup2(null_fd, STDIN_FILENO);
-      ::dup2(log, STDOUT_FILENO);
-      ::dup2(log, STDERR_FILENO);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() { stop(); }
-
-  pid_t pid() const { return pid_; }
-  bool exited() {
-    if (!done_ && ::waitpid(pid_, &status_, WNOHANG) == pid_) done_ = true;
-    return done_;
-  }
-  void terminate() {
-    if (!exited()) ::kill(pid_, SIGTERM);
-  }
-  // Waits for the end, SIGKILL after `timeout_s`; the exit status (128+signal if killed).
-  int wait(double timeout_s = 60) {
-    auto deadline = later(Clock::now(), timeout_s);
-    while (!exited()) {
-      if (Clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status_, 0);
-        done_ = true;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
-  }
-  int stop() {
-    terminate();
-    return wait();
-  }
-
- private:
-  pid_t pid_ = -1;
-  int status_ = 0;
-  bool done_ = false;
-};
-
-// Waits until `path` accepts a connection; false at the deadline or once `owner` exited.
-bool wait_for_socket(const std::string& path, Child& owner, Clock::time_point deadline) {
-  while (Clock::now() < deadline && !owner.exited()) {
-    int fd = ember::perf::unix_connect(path);
-    if (fd >= 0) {
-      ::close(fd);
-      return true;
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
-  }
-  return false;
-}
-
-// Whether a socket listens at `path`, from /proc/net/unix (flag __SO_ACCEPTCON), without
-// connecting: the page-fault handler takes the first connection as ember's and removes its socket.
-bool listening_without_connect(const std::string& path) {
-  std::ifstream in("/proc/net/unix");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    std::string num, refs, protocol, flags, type, state, inode, name;
-    words >> num >> refs >> protocol >> flags >> type >> state >> inode >> name;
-    if (name == path && flags == "00010000") return true;
-  }
-  return false;
-}
-
-bool wait_for_handler(const std::string& path, Child& handler, Clock::time_point deadline) {
-  while (Clock::now() < deadline && !handler.exited()) {
-    if (listening_without_connect(path)) return true;
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
-  }
-  return false;
-}
-
-// Reads into `out` until it holds `want` bytes or the line ends ('\n' in `until_newline`
-// mode); false on EOF, error or the deadline.
-bool read_until(int fd, std::string& out, size_t want, bool until_newline, Clock::time_point deadline) {
-  char c;
-  for (;;) {
-    if (until_newline ? (!out.empty() && out.back() == '\n') : out.size() >= want) return true;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    pollfd p{fd, POLLIN, 0};
-    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-    if (::read(fd, &c, 1) != 1) return false;
-    out += c;
-  }
-}
-
-// One echo attempt through ember's vsock socket: "" when the guest echoed, else why not.
-std::string try_echo(const std::string& uds, Clock::time_point deadline) {
+// One echo attempt through ember's vsock socket; until the socket exists the next comes soon.
+EchoTry try_echo(const std::string& uds, int retry_ms, Clock::time_point deadline) {
   int fd = ember::perf::unix_connect(uds);
-  if (fd < 0) return "no vsock socket";
+  if (fd < 0) return {"no vsock socket", std::chrono::microseconds(500)};
   std::string request = std::string("CONNECT 5000\n") + kEchoMessage, line, echo;
   std::string error;
   if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) error = "short write";
@@ -182,26 +76,11 @@ std::string try_echo(const std::string& uds, Clock::time_point deadline) {
     error = "echo was '" + echo + "'";
   }
   ::close(fd);
-  return error;
+  return {error, std::chrono::milliseconds(retry_ms)};
 }
 
-// Repeats echo attempts until one succeeds: its time since `start` in ms, or -1 with `error`.
-double wait_for_echo(const std::string& uds, Child& vm, Clock::time_point start, Clock::time_point deadline,
-                     int retry_ms, std::string& error) {
-  for (;;) {
-    std::string why = try_echo(uds, deadline);
-    if (why.empty()) return ms_between(start, Clock::now());
-    if (vm.exited()) {
-      error = "ember exited before the guest echoed (" + why + ")";
-      return -1;
-    }
-    if (Clock::now() >= deadline) {
-      error = "no echo in time (" + why + ")";
-      return -1;
-    }
-    auto pause = why == "no vsock socket" ? std::chrono::microseconds(500) : std::chrono::microseconds(retry_ms * 1000);
-    std::this_thread::sleep_for(pause);
-  }
+EchoAttempt ember_echo(const std::string& uds, int retry_ms) {
+  return [uds, retry_ms](Clock::time_point deadline) { return try_echo(uds, retry_ms, deadline); };
 }
 
 // ---- ember's API: raw HTTP/1.1 over its Unix socket ----
@@ -254,12 +133,14 @@ struct Files {
   fs::path dir;       // scratch: sockets, logs, timings
   std::string snap, mem;
   std::string uds;    // the snapshot's vsock socket (cold boots and launcher restores use it too)
+  std::string qemu_migration;  // QEMU's migration file of the same guest
 };
 
 struct Sample {
   bool ok = false;
   double ready_ms = 0;     // spawn (launcher) or PUT /snapshot/load sent (API) -> first echo
   double load_ms = -1;     // API: PUT /snapshot/load sent -> its answer
+  double vmm_up_ms = -1;   // QEMU: spawn -> its QMP socket listens (before the guest runs)
   long rss_kib = -1, pss_kib = -1, private_kib = -1;  // after the echo
   json phases;             // ember's --boot-timings
   std::string error;
@@ -267,8 +148,9 @@ struct Sample {
 
 struct Variant {
   std::string name;
-  std::string backend;  // "" (cold boot), "File", "Uffd"
+  std::string backend;  // "" (cold boot), "File", "Uffd"; QEMU: "" or "incoming"
   bool api = false;
+  bool qemu = false;
 };
 
 std::string load_body(const Files& f, const std::string& backend, const std::string& backend_path,
@@ -280,9 +162,13 @@ std::string load_body(const Files& f, const std::string& backend, const std::str
   return body.dump();
 }
 
+// The guest's command line, the same under ember and QEMU.
+std::string guest_cmdline() {
+  return "console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=" + ember::e2e::util::base64(kGuestScript);
+}
+
 std::vector<std::string> boot_argv(const Options& o, const std::string& uds, const std::string& timings) {
-  std::string cmdline = "console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=" + ember::e2e::util::base64(kGuestScript);
-  return {o.ember, "--kernel", o.guest + "/bzImage", "--initrd", o.guest + "/initramfs.cpio.gz", "--cmdline", cmdline,
+  return {o.ember, "--kernel", o.guest + "/bzImage", "--initrd", o.guest + "/initramfs.cpio.gz", "--cmdline", guest_cmdline(),
           "--vcpus", std::to_string(o.vcpus), "--mem-mib", std::to_string(o.mem_mib), "--vsock", "cid=3,uds=" + uds,
           "--boot-timings", timings};
 }
@@ -299,7 +185,37 @@ json read_json(const fs::path& p) {
   return j.is_discarded() ? json() : j;  // missing or cut short: null
 }
 
+QemuGuest qemu_guest(const Options& o) {
+  return {o.qemu, o.guest + "/bzImage", o.guest + "/initramfs.cpio.gz", guest_cmdline(), o.vcpus, o.mem_mib, 3};
+}
+
+EchoAttempt qemu_echo(const Options& o) {
+  return [retry_ms = o.retry_ms](Clock::time_point deadline) { return vsock_echo(3, 5000, kEchoMessage, retry_ms, deadline); };
+}
+
+// Spawn QEMU (booting, or loading the migration file) -> first echo; also when its QMP socket
+// listened (QEMU's own start-up, before the guest runs or the file is read).
+Sample measure_qemu(const Variant& v, const Options& o, const Files& f) {
+  Sample s;
+  const std::string qmp_sock = (f.dir / "qemu-qmp.sock").string(), log = (f.dir / (v.name + ".log")).string();
+  auto start = Clock::now(), deadline = later(start, o.timeout_s);
+  Child vm(qemu_argv(qemu_guest(o), qmp_sock, v.backend == "incoming" ? f.qemu_migration : ""), log);
+  if (wait_for_listener(qmp_sock, vm, deadline)) s.vmm_up_ms = ms_between(start, Clock::now());
+  s.ready_ms = wait_for_echo(qemu_echo(o), vm, start, deadline, s.error);
+  if (s.error.empty()) read_memory(s, vm.pid());
+  vm.stop();
+  // The guest's init prints this line once, at boot: a restored guest must not print it again.
+  std::ifstream in(log);
+  std::string console((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (s.error.empty() && v.backend == "incoming" && console.find("EMBER_GUEST_USERSPACE") != std::string::npos) {
+    s.error = "QEMU booted the guest instead of restoring it";
+  }
+  s.ok = s.error.empty();
+  return s;
+}
+
 Sample measure(const Variant& v, const Options& o, const Files& f) {
+  if (v.qemu) return measure_qemu(v, o, f);
   Sample s;
   const fs::path d = f.dir;
   const std::string timings = (d / "timings.json").string(), handler_sock = (d / "uffd.sock").string();
@@ -310,7 +226,7 @@ Sample measure(const Variant& v, const Options& o, const Files& f) {
   if (v.backend == "Uffd") {
     handler = std::make_unique<Child>(std::vector<std::string>{o.uffd_handler, handler_sock, f.mem},
                                       (d / "uffd-handler.log").string());
-    if (!wait_for_handler(handler_sock, *handler, Clock::now() + std::chrono::seconds(60))) {
+    if (!wait_for_listener(handler_sock, *handler, Clock::now() + std::chrono::seconds(60))) {
       s.error = "the page-fault handler did not listen";
       return s;
     }
@@ -334,7 +250,7 @@ Sample measure(const Variant& v, const Options& o, const Files& f) {
     if (a.status != 204) s.error = "PUT /snapshot/load: " + (a.status ? a.text : "no answer");
   }
   if (s.error.empty()) {
-    s.ready_ms = wait_for_echo(f.uds, vm, start, later(start, o.timeout_s), o.retry_ms, s.error);
+    s.ready_ms = wait_for_echo(ember_echo(f.uds, o.retry_ms), vm, start, later(start, o.timeout_s), s.error);
   }
   if (s.error.empty()) read_memory(s, vm.pid());
   vm.stop();  // SIGTERM: ember stops the VM and writes its timings
@@ -352,7 +268,7 @@ std::string take_snapshot(const Options& o, const Files& f) {
   auto start = Clock::now();
   Child vm(argv, (f.dir / "source.log").string());
   std::string error;
-  if (wait_for_echo(f.uds, vm, start, later(start, o.timeout_s), o.retry_ms, error) < 0) {
+  if (wait_for_echo(ember_echo(f.uds, o.retry_ms), vm, start, later(start, o.timeout_s), error) < 0) {
     return "the snapshot's source VM: " + error;
   }
   // Let the guest finish the echo connection (its child exits) before the pause.
@@ -400,7 +316,7 @@ json measure_density(int n, const Options& o, const Files& f) {
     if (a.status != 204 && clones[i].s.error.empty()) clones[i].s.error = "PUT /snapshot/load: " + a.text;
   }
   for (auto& c : clones) {
-    if (c.s.error.empty()) c.s.ready_ms = wait_for_echo(c.uds, *c.vm, start, deadline, o.retry_ms, c.s.error);
+    if (c.s.error.empty()) c.s.ready_ms = wait_for_echo(ember_echo(c.uds, o.retry_ms), *c.vm, start, deadline, c.s.error);
   }
   result["all_ready_ms"] = ms_between(start, Clock::now());
   for (auto& c : clones) {
@@ -451,6 +367,87 @@ std::string fmt(const char* format, double a, double b = 0, double c = 0) {
   return buf;
 }
 
+// "restore File, API" -> "restore_File_API": the variant's name in its CDF file.
+std::string file_name(const std::string& variant) {
+  std::string name;
+  for (char c : variant) {
+    if (std::isalnum(static_cast<unsigned char>(c))) name += c;
+    else if (!name.empty() && name.back() != '_') name += '_';
+  }
+  while (!name.empty() && name.back() == '_') name.pop_back();
+  return name;
+}
+
+// The variants' table (Markdown) and their `summary` entries; writes cdf-NAME.dat (sorted
+// times with their cumulative fraction) and medians.dat ("name" median colour) for run.sh's charts.
+std::string variants_table(const std::vector<Variant>& variants, const Options& o,
+                           std::map<std::string, std::vector<Sample>>& by_variant, json& summary) {
+  std::ostringstream md;
+  std::ofstream medians(o.out + "/medians.dat");
+  double cold = percentile(field(by_variant["cold boot"], &Sample::ready_ms), 0.5);
+  double qemu_cold = percentile(field(by_variant["QEMU cold boot"], &Sample::ready_ms), 0.5);
+  md << "| variant | runs | to first echo, median ms | p90 ms | / ember cold boot (medians) | / QEMU cold boot |"
+        " PUT answered, median ms | ember CPU, instance_start -> first KVM_RUN, median (p90) ms | same, wall ms |"
+        " RSS after echo, MiB |\n|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const Variant& v : variants) {
+    if (v.qemu && o.no_qemu) {
+      md << "| " << v.name << " | 0 | not measured (--no-qemu) | - | - | - | - | - | - | - |\n";
+      summary[v.name] = "not measured (--no-qemu)";
+      continue;
+    }
+    const auto& samples = by_variant[v.name];
+    auto ready = field(samples, &Sample::ready_ms), load = field(samples, &Sample::load_ms),
+         rss = field(samples, &Sample::rss_kib), up = field(samples, &Sample::vmm_up_ms);
+    auto cpu = deltas(samples, "instance_start", "cpu_us"), wall = deltas(samples, "instance_start", "wall_us");
+    double med = percentile(ready, 0.5), to_cold = cold > 0 ? med / cold : 0, to_qemu = qemu_cold > 0 ? med / qemu_cold : 0;
+    summary[v.name] = {{"runs", samples.size()}, {"median_ms", med}, {"p90_ms", percentile(ready, 0.9)},
+                       {"ratio_to_cold", to_cold}, {"median_rss_kib", percentile(rss, 0.5)}, {"ready_ms", ready}};
+    if (v.qemu) {
+      summary[v.name]["ratio_to_qemu_cold"] = to_qemu;
+      summary[v.name]["median_qmp_listening_ms"] = percentile(up, 0.5);
+    } else {
+      summary[v.name].update({{"median_load_ms", percentile(load, 0.5)},
+                              {"median_cpu_to_first_kvm_run_ms", percentile(cpu, 0.5)},
+                              {"p90_cpu_to_first_kvm_run_ms", percentile(cpu, 0.9)},
+                              {"median_wall_to_first_kvm_run_ms", percentile(wall, 0.5)}});
+    }
+    md << "| " << v.name << " | " << samples.size() << " | " << fmt("%.1f | %.1f | ", med, percentile(ready, 0.9))
+       << (v.backend.empty() && !v.qemu ? "1" : fmt("%.3f", to_cold)) << " | "
+       << (!v.qemu ? "-" : v.backend.empty() ? "1" : fmt("%.3f", to_qemu)) << " | "
+       << (v.api ? fmt("%.1f", percentile(load, 0.5)) : "-") << " | "
+       << (v.qemu ? "- | - | " : fmt("%.2f (%.2f) | %.1f | ", percentile(cpu, 0.5), percentile(cpu, 0.9), percentile(wall, 0.5)))
+       << fmt("%.1f |\n", percentile(rss, 0.5) / 1024);
+    if (!ready.empty()) medians << "\"" << (v.qemu ? "" : "ember ") << v.name << "\" " << med << " " << (v.qemu ? 2 : 1) << "\n";
+    std::sort(ready.begin(), ready.end());
+    std::ofstream cdf(o.out + "/cdf-" + file_name(v.name) + ".dat");
+    if (!ready.empty()) cdf << ready.front() << " 0\n";
+    for (size_t i = 0; i < ready.size(); ++i) cdf << ready[i] << " " << double(i + 1) / ready.size() << "\n";
+  }
+  return md.str();
+}
+
+// QEMU's start-up in both variants, and its migration file.
+std::string qemu_notes(const json& summary, const json& results) {
+  if (!summary["QEMU cold boot"].is_object() || !summary["QEMU restore (-incoming)"].is_object()) return "";
+  const json& m = results["qemu_migration"];
+  const json ram = m.value("ram", json::object());
+  return "\nQEMU: spawn -> its QMP socket listening (QEMU's own start-up, before the guest runs or the file is read),"
+         " median ms: cold boot " + fmt("%.1f", summary["QEMU cold boot"]["median_qmp_listening_ms"].get<double>()) +
+         ", restore " + fmt("%.1f", summary["QEMU restore (-incoming)"]["median_qmp_listening_ms"].get<double>()) +
+         ". Migration file: " + fmt("%.1f MiB", results["qemu_migration_file_bytes"].get<double>() / 1048576) + " (" +
+         fmt("%.0f pages with data, %.0f zero pages", ram.value("normal", 0.0), ram.value("duplicate", 0.0)) +
+         "), written by the stopped source in " + fmt("%.0f ms", m.value("total-time", 0.0)) + ".\n";
+}
+
+// Copies the VMMs' logs out of the scratch folder (which may be inside the emulated host) to --out.
+void keep_logs(const Options& o, const Files& f) {
+  fs::create_directories(o.out + "/logs");
+  for (const auto& e : fs::recursive_directory_iterator(f.dir)) {
+    if (e.path().extension() == ".log") fs::copy_file(e.path(), o.out + "/logs/" + e.path().filename().string(),
+                                                     fs::copy_options::overwrite_existing);
+  }
+}
+
 Options parse(int argc, char** argv) {
   Options o;
   for (ember::perf::FlagReader flags(argc, argv); flags.next();) {
@@ -463,6 +460,8 @@ Options parse(int argc, char** argv) {
     else if (flags.is("--vcpus")) o.vcpus = std::stoi(flags.value());
     else if (flags.is("--timeout")) o.timeout_s = std::stod(flags.value());
     else if (flags.is("--retry-ms")) o.retry_ms = std::stoi(flags.value());
+    else if (flags.is("--qemu")) o.qemu = flags.value();
+    else if (flags.is("--no-qemu")) o.no_qemu = true;
     else if (flags.is("--clones")) {
       o.clones.clear();
       std::stringstream ss(flags.value());
@@ -486,8 +485,16 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "snapshot_bench: " << e.what() << "\n"
               << "usage: snapshot_bench --ember BIN --uffd-handler BIN --guest DIR [--runs N] [--out DIR]"
-                 " [--clones N[,N...]|0] [--mem-mib N] [--vcpus N] [--timeout S] [--retry-ms MS]\n";
+                 " [--clones N[,N...]|0] [--mem-mib N] [--vcpus N] [--timeout S] [--retry-ms MS]"
+                 " [--qemu BIN | --no-qemu]\n";
     return 2;
+  }
+  if (!o.no_qemu) {
+    if (std::string why = qemu_unavailable(o.qemu); !why.empty()) {
+      std::cerr << "snapshot_bench: QEMU cannot be measured here: " << why
+                << ". --qemu BIN names another QEMU; --no-qemu measures ember alone.\n";
+      return 1;
+    }
   }
   const char* tmp = std::getenv("TMPDIR");
   Files f;
@@ -496,22 +503,38 @@ int main(int argc, char** argv) {
   f.snap = (f.dir / "vm.snap").string();
   f.mem = (f.dir / "vm.mem").string();
   f.uds = (f.dir / "v.sock").string();
+  f.qemu_migration = (f.dir / "qemu.migration").string();
 
   json results = {{"runs", o.runs}, {"mem_mib", o.mem_mib}, {"vcpus", o.vcpus}, {"guest", o.guest},
-                  {"guest_script", kGuestScript}, {"retry_ms", o.retry_ms}, {"samples", json::array()}};
+                  {"guest_script", kGuestScript}, {"retry_ms", o.retry_ms}, {"samples", json::array()},
+                  {"qemu", o.no_qemu ? "not measured (--no-qemu)" : o.qemu}};
   std::cerr << "snapshot_bench: booting the guest once to take the snapshot\n";
-  if (std::string error = take_snapshot(o, f); !error.empty()) {
-    std::cerr << "snapshot_bench: " << error << " (logs in " << f.dir << ")\n";
+  std::string error = take_snapshot(o, f);
+  if (error.empty() && !o.no_qemu) {
+    std::cerr << "snapshot_bench: booting the guest once under QEMU to write its migration file\n";
+    MigrationFile m = qemu_save(qemu_guest(o), qemu_echo(o), f.dir, f.qemu_migration, o.timeout_s);
+    results["qemu_migration"] = m.stats;
+    if (!m.error.empty()) error = "QEMU's migration file: " + m.error;
+  }
+  if (!error.empty()) {
+    keep_logs(o, f);
+    std::cerr << "snapshot_bench: " << error << " (logs in " << o.out << "/logs)\n";
+    fs::remove_all(f.dir);
     return 1;
   }
   results["snapshot_bytes"] = fs::file_size(f.snap);
   results["mem_file_bytes"] = fs::file_size(f.mem);
+  if (!o.no_qemu) results["qemu_migration_file_bytes"] = fs::file_size(f.qemu_migration);
 
-  const std::vector<Variant> variants = {{"cold boot", "", false},
-                                         {"restore File, launcher", "File", false},
-                                         {"restore File, API", "File", true},
-                                         {"restore Uffd, launcher", "Uffd", false},
-                                         {"restore Uffd, API", "Uffd", true}};
+  const std::vector<Variant> all = {{"cold boot", "", false},
+                                    {"restore File, launcher", "File", false},
+                                    {"restore File, API", "File", true},
+                                    {"restore Uffd, launcher", "Uffd", false},
+                                    {"restore Uffd, API", "Uffd", true},
+                                    {"QEMU cold boot", "", false, true},
+                                    {"QEMU restore (-incoming)", "incoming", false, true}};
+  std::vector<Variant> variants;
+  std::copy_if(all.begin(), all.end(), std::back_inserter(variants), [&](const Variant& v) { return !v.qemu || !o.no_qemu; });
   std::map<std::string, std::vector<Sample>> by_variant;
   int failures = 0;
   for (int run = 0; run < o.runs; ++run) {
@@ -522,8 +545,9 @@ int main(int argc, char** argv) {
       std::cerr << "run " << run + 1 << "/" << o.runs << " " << v.name << ": "
                 << (s.ok ? fmt("%.1f ms", s.ready_ms) : "FAILED: " + s.error) << "\n";
       results["samples"].push_back({{"run", run}, {"variant", v.name}, {"ok", s.ok}, {"ready_ms", s.ready_ms},
-                                    {"load_ms", s.load_ms}, {"rss_kib", s.rss_kib}, {"pss_kib", s.pss_kib},
-                                    {"private_kib", s.private_kib}, {"phases", s.phases}, {"error", s.error}});
+                                    {"load_ms", s.load_ms}, {"vmm_up_ms", s.vmm_up_ms}, {"rss_kib", s.rss_kib},
+                                    {"pss_kib", s.pss_kib}, {"private_kib", s.private_kib}, {"phases", s.phases},
+                                    {"error", s.error}});
       if (s.ok) by_variant[v.name].push_back(s);
       else ++failures;
     }
@@ -531,38 +555,7 @@ int main(int argc, char** argv) {
 
   std::ostringstream md;
   json summary = json::object();
-  double cold = percentile(field(by_variant["cold boot"], &Sample::ready_ms), 0.5);
-  md << "| variant | runs | to first echo, median ms | p90 ms | / cold boot (medians) | PUT answered, median ms |"
-        " ember CPU, instance_start -> first KVM_RUN, median (p90) ms | same, wall ms | RSS after echo, MiB |\n"
-        "|---|---|---|---|---|---|---|---|---|\n";
-  for (const Variant& v : variants) {
-    const auto& samples = by_variant[v.name];
-    auto ready = field(samples, &Sample::ready_ms), load = field(samples, &Sample::load_ms),
-         rss = field(samples, &Sample::rss_kib);
-    auto cpu = deltas(samples, "instance_start", "cpu_us"), wall = deltas(samples, "instance_start", "wall_us");
-    double med = percentile(ready, 0.5);
-    summary[v.name] = {{"runs", samples.size()}, {"median_ms", med}, {"p90_ms", percentile(ready, 0.9)},
-                       {"ratio_to_cold", cold > 0 ? med / cold : 0}, {"median_load_ms", percentile(load, 0.5)},
-                       {"median_cpu_to_first_kvm_run_ms", percentile(cpu, 0.5)},
-                       {"p90_cpu_to_first_kvm_run_ms", percentile(cpu, 0.9)},
-                       {"median_wall_to_first_kvm_run_ms", percentile(wall, 0.5)},
-                       {"median_rss_kib", percentile(rss, 0.5)}, {"ready_ms", ready}};
-    md << "| " << v.name << " | " << samples.size() << " | " << fmt("%.1f | %.1f | ", med, percentile(ready, 0.9))
-       << (v.backend.empty() ? "1" : fmt("%.3f", cold > 0 ? med / cold : 0)) << " | "
-       << (v.api ? fmt("%.1f", percentile(load, 0.5)) : "-") << " | "
-       << fmt("%.2f (%.2f) | %.1f | ", percentile(cpu, 0.5), percentile(cpu, 0.9), percentile(wall, 0.5))
-       << fmt("%.1f |\n", percentile(rss, 0.5) / 1024);
-    // Sorted times with their cumulative fraction, for the CDF chart.
-    std::sort(ready.begin(), ready.end());
-    std::string name;  // "restore File, API" -> "restore_File_API"
-    for (char c : v.name) {
-      if (std::isalnum(static_cast<unsigned char>(c))) name += c;
-      else if (!name.empty() && name.back() != '_') name += '_';
-    }
-    std::ofstream cdf(o.out + "/cdf-" + name + ".dat");
-    if (!ready.empty()) cdf << ready.front() << " 0\n";
-    for (size_t i = 0; i < ready.size(); ++i) cdf << ready[i] << " " << double(i + 1) / ready.size() << "\n";
-  }
+  md << variants_table(all, o, by_variant, summary);
   // The launcher's whole process up to the first KVM_RUN: exec, reading the snapshot file, restore.
   md << "\nember CPU from process start to first KVM_RUN (launcher, median ms): ";
   for (const char* name : {"restore File, launcher", "restore Uffd, launcher", "cold boot"}) {
@@ -573,8 +566,8 @@ int main(int argc, char** argv) {
     summary[name]["median_cpu_process_to_first_kvm_run_ms"] = percentile(total, 0.5);
     md << name << " " << fmt("%.2f", percentile(total, 0.5)) << "; ";
   }
+  md << "\n" << qemu_notes(summary, results);
   double cold_rss = summary["cold boot"]["median_rss_kib"].get<double>();
-  md << "\n";
 
   for (int n : o.clones) {
     std::cerr << "snapshot_bench: " << n << " clones at once\n";
@@ -622,13 +615,8 @@ int main(int argc, char** argv) {
   std::ofstream(o.out + "/results.md") << md.str();
   std::cout << md.str();
   if (failures > 0) {
-    // The scratch folder may be inside the emulated host: its logs go to --out.
-    fs::create_directories(o.out + "/logs");
-    for (const auto& e : fs::recursive_directory_iterator(f.dir)) {
-      if (e.path().extension() == ".log") fs::copy_file(e.path(), o.out + "/logs/" + e.path().filename().string(),
-                                                       fs::copy_options::overwrite_existing);
-    }
-    std::cerr << "snapshot_bench: " << failures << " failed; ember's logs are in " << o.out << "/logs\n";
+    keep_logs(o, f);
+    std::cerr << "snapshot_bench: " << failures << " failed; the VMMs' logs are in " << o.out << "/logs\n";
   }
   fs::remove_all(f.dir);
   return failures == 0 ? 0 : 1;
