@@ -33,7 +33,7 @@ void for_each_item(const std::string& text,
   }
 }
 
-// --drive id=ID,path=P[,ro][,root][,engine=io_uring|sync]
+// --drive id=ID,path=P[,ro][,root][,engine=io_uring|sync][,cache=writeback|none]
 DriveConfig parse_drive(const std::string& text) {
   DriveConfig d;
   for_each_item(text, [&](const std::string& key, const std::string& value, const std::string& item) {
@@ -43,7 +43,9 @@ DriveConfig parse_drive(const std::string& text) {
     else if (item == "root") d.is_root_device = true;
     else if (item == "engine=sync") d.io_engine = DriveConfig::IoEngine::Sync;
     else if (item == "engine=io_uring") d.io_engine = DriveConfig::IoEngine::IoUring;
-    else fail("--drive: unknown or empty item '", item, "' (expected id=ID,path=P[,ro][,root][,engine=sync])");
+    else if (item == "cache=none") d.cache = DriveConfig::Cache::None;
+    else if (item == "cache=writeback") d.cache = DriveConfig::Cache::Writeback;
+    else fail("--drive: unknown or empty item '", item, "' (expected id=ID,path=P[,ro][,root][,engine=sync][,cache=none])");
   });
   if (d.drive_id.empty() || d.path_on_host.empty()) fail("--drive needs id=ID and path=PATH (got '", text, "')");
   return d;
@@ -118,7 +120,7 @@ const char* usage_text() {
          "  --prefault MODE   populate guest memory: background (default, while booting),\n"
          "                    sync (before boot) or off (on first touch)\n"
          "  --no-prefault     same as --prefault off\n"
-         "  --drive SPEC      virtio-blk drive: id=ID,path=FILE[,ro][,root][,engine=sync]\n"
+         "  --drive SPEC      virtio-blk drive: id=ID,path=FILE[,ro][,root][,engine=sync][,cache=none]\n"
          "                    (repeatable; engine defaults to io_uring; root adds root=/dev/vda)\n"
          "  --net SPEC        virtio-net on a tap: iface_id=ID,tap=NAME[,mac=aa:bb:cc:dd:ee:ff]\n"
          "                    (repeatable; the tap must exist; MAC generated if not given)\n"

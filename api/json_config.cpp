@@ -76,6 +76,12 @@ void apply_drive_fields(Fields& f, const Json& j, DriveConfig& d) {
   if (auto v = f.string("cache_type"); v && *v != "Unsafe") {
     fail(f.name("cache_type"), " \"", *v, "\" is not supported by ember (only \"Unsafe\")");
   }
+  // ember extension: O_DIRECT or not (Firecracker's cache_type is about flushes, not this).
+  if (auto v = f.string("cache")) {
+    if (*v == "writeback") d.cache = DriveConfig::Cache::Writeback;
+    else if (*v == "none") d.cache = DriveConfig::Cache::None;
+    else fail(f.name("cache"), " must be \"writeback\" or \"none\" (got \"", *v, "\")");
+  }
   f.unsupported("partuuid");
   if (auto v = optional_rate_limiter(f, j, "rate_limiter")) d.rate_limiter = *v;
   f.unsupported("socket", "(vhost-user-block) is not supported by ember");
@@ -274,6 +280,7 @@ Json to_json(const DriveConfig& d) {
             {"is_read_only", d.is_read_only},
             {"cache_type", "Unsafe"},
             {"io_engine", d.io_engine == DriveConfig::IoEngine::Sync ? "Sync" : "Async"}};
+  if (d.cache == DriveConfig::Cache::None) j["cache"] = "none";  // ember's extension, only when used
   put_rate_limiter(j, "rate_limiter", d.rate_limiter);
   return j;
 }

@@ -92,6 +92,14 @@ DriveConfig::IoEngine parse_io_engine(const TomlReader& r, const toml::node& nod
   r.error_at(node, key + " must be \"io_uring\" or \"sync\" (got \"" + v + "\")");
 }
 
+// ember's `cache` drive key: "writeback" (the default: the host page cache) or "none" (O_DIRECT).
+DriveConfig::Cache parse_cache(const TomlReader& r, const toml::node& node, const std::string& key) {
+  std::string v = r.string(node, key);
+  if (v == "writeback") return DriveConfig::Cache::Writeback;
+  if (v == "none") return DriveConfig::Cache::None;
+  r.error_at(node, key + " must be \"writeback\" or \"none\" (got \"" + v + "\")");
+}
+
 // Firecracker's RateLimiter as an inline or sub-table of a [[drive]] or [[net]]:
 // rate_limiter = { bandwidth = { size = 1048576, refill_time = 1000 } }.
 RateLimiterConfig parse_rate_limiter(const TomlReader& r, const toml::node& node, const std::string& key) {
@@ -143,6 +151,7 @@ std::vector<DriveConfig> parse_drives(const TomlReader& r, const toml::node& nod
                {{"id", id}, {"drive_id", id}, {"path", path}, {"path_on_host", path},
                 {"read_only", ro}, {"is_read_only", ro}, {"root", root}, {"is_root_device", root},
                 {"io_engine", [&](const toml::node& n, const std::string& k) { d.io_engine = parse_io_engine(r, n, k); }},
+                {"cache", [&](const toml::node& n, const std::string& k) { d.cache = parse_cache(r, n, k); }},
                 {"rate_limiter",
                  [&](const toml::node& n, const std::string& k) { d.rate_limiter = parse_rate_limiter(r, n, k); }}});
     if (d.drive_id.empty()) r.error_at(table, "[[drive]] needs an id");

@@ -10,9 +10,10 @@
 namespace ember::virtio {
 
 namespace {
-// The operations ember's backends issue: block reads, writes and flushes, tap reads and
-// writes, and cancellation at reset.
-constexpr uint8_t kAllowedOps[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_ASYNC_CANCEL};
+// The operations ember's backends issue: block reads, writes, flushes and fallocate
+// (DISCARD and WRITE_ZEROES), tap reads and writes, and cancellation at reset.
+constexpr uint8_t kAllowedOps[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_FALLOCATE,
+                                   IORING_OP_ASYNC_CANCEL};
 }  // namespace
 
 IoUringRing::IoUringRing(unsigned entries) {
@@ -119,6 +120,12 @@ bool IoUringRing::writev(int fd, const iovec* iov, unsigned count, uint64_t offs
 
 bool IoUringRing::fdatasync(int fd, RingCompletion* done) {
   return queue(fd, done, [](io_uring_sqe* sqe, int index) { io_uring_prep_fsync(sqe, index, IORING_FSYNC_DATASYNC); });
+}
+
+bool IoUringRing::fallocate(int fd, int mode, uint64_t offset, uint64_t length, RingCompletion* done) {
+  return queue(fd, done, [&](io_uring_sqe* sqe, int index) {
+    io_uring_prep_fallocate(sqe, index, mode, static_cast<off_t>(offset), static_cast<off_t>(length));
+  });
 }
 
 bool IoUringRing::cancel(RingCompletion* target) {

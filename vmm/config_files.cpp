@@ -35,7 +35,11 @@ void check_boot_source_files(const BootSource& boot) {
 void check_drive_file(const DriveConfig& drive) {
   as_config_error([&] {
     struct stat st{};
-    virtio::blk::open_backing_file(drive.drive_id, drive.path_on_host, drive.is_read_only ? O_RDONLY : O_RDWR, st);
+    int flags = drive.is_read_only ? O_RDONLY : O_RDWR;
+    virtio::blk::open_backing_file(drive.drive_id, drive.path_on_host, flags, st);
+    if (drive.cache == DriveConfig::Cache::None) {  // a file system without O_DIRECT is named now
+      virtio::blk::open_backing_file(drive.drive_id, drive.path_on_host, flags | O_DIRECT, st);
+    }
   });
 }
 

@@ -101,13 +101,15 @@ void VirtioDevices::add_drives(VmFd& vm, const GuestMemory& memory, Bus& mmio, c
     options.id = d.drive_id;
     options.path = d.path_on_host;
     options.read_only = d.is_read_only;
+    options.direct_io = d.cache == DriveConfig::Cache::None;
     options.queue_size = kBlockQueueSize;
     options.rate_limiter = d.rate_limiter;
     options.loop = &loop_;
     bool uring = d.io_engine == DriveConfig::IoEngine::IoUring;
     auto device = std::make_unique<virtio::blk::BlockDevice>(options, uring ? ring_.get() : nullptr);
     log::info(cat("drive '", d.drive_id, "': ", d.path_on_host, ", ", device->capacity_sectors(), " sectors, ",
-                  d.is_read_only ? "read-only, " : "", device->engine()));
+                  d.is_read_only ? "read-only, " : "", device->engine(),
+                  d.cache == DriveConfig::Cache::None ? ", cache none (O_DIRECT)" : ""));
     virtio::blk::BlockDevice* raw = device.get();
     auto transport =
         std::make_unique<virtio::MmioTransport>(std::move(device), memory, loop_, "drive '" + d.drive_id + "'");
@@ -177,7 +179,8 @@ void VirtioDevices::replace_drive_file(const std::string& drive_id, const std::s
   if (it == drives_.end()) fail("no drive is called '", drive_id, "'");
   Drive drive = it->second;
   // Opened here, on the main thread, whose filter allows opening an existing file.
-  virtio::blk::BackingFile file = virtio::blk::open_backing(drive_id, path, drive.device->read_only());
+  virtio::blk::BackingFile file =
+      virtio::blk::open_backing(drive_id, path, drive.device->read_only(), drive.device->direct_io());
   std::string old_path;
   uint64_t old_sectors = 0;
   std::string error;  // thrown on this thread: an exception must not end the event thread

@@ -58,11 +58,15 @@ struct SerialConfig {
 // A virtio-blk drive, shaped after Firecracker's Drive object.
 struct DriveConfig {
   enum class IoEngine { IoUring, Sync };
+  // ember extension (TOML `cache`, JSON "cache", --drive cache=): Writeback goes through the
+  // host page cache; None opens the file O_DIRECT as well (README "Block devices").
+  enum class Cache { Writeback, None };
   std::string drive_id;
   std::string path_on_host;
   bool is_read_only = false;  // opened O_RDONLY; the guest sees VIRTIO_BLK_F_RO
   bool is_root_device = false;  // becomes /dev/vda; "root=/dev/vda rw" (ro if read-only) is appended
   IoEngine io_engine = IoEngine::IoUring;
+  Cache cache = Cache::Writeback;  // not saved in snapshots: a restored VM's drives use Writeback
   RateLimiterConfig rate_limiter;  // see README "Rate limiters"
 };
 

@@ -151,6 +151,25 @@ TEST(Cli, NetFlagAddsInterfaces) {
   EXPECT_THROW(parse_cli({"--net", "iface_id=eth0,tap=t,bogus=1"}), Error);
 }
 
+// ember's per-drive cache mode: TOML `cache`, --drive cache=; writeback by default.
+TEST(TomlConfig, DriveCache) {
+  const std::string head = "[boot-source]\nkernel_image_path = \"k\"\n[[drive]]\nid = \"d\"\npath = \"d.img\"\n";
+  EXPECT_EQ(parse_toml_config(head, "vm.toml", "/cfg").drives.at(0).cache, DriveConfig::Cache::Writeback);
+  EXPECT_EQ(parse_toml_config(head + "cache = \"none\"\n", "vm.toml", "/cfg").drives.at(0).cache,
+            DriveConfig::Cache::None);
+  EXPECT_EQ(parse_toml_config(head + "cache = \"writeback\"\n", "vm.toml", "/cfg").drives.at(0).cache,
+            DriveConfig::Cache::Writeback);
+  EXPECT_EQ(error_of(head + "cache = \"unsafe\"\n"),
+            "vm.toml:6: drive.cache must be \"writeback\" or \"none\" (got \"unsafe\")");
+  EXPECT_EQ(error_of(head + "cache = false\n"), "vm.toml:6: drive.cache must be a string");
+  VmConfig c;
+  apply_overrides(parse_cli({"--drive", "id=a,path=/a,cache=none", "--drive", "id=b,path=/b"}), c);
+  ASSERT_EQ(c.drives.size(), 2u);
+  EXPECT_EQ(c.drives[0].cache, DriveConfig::Cache::None);
+  EXPECT_EQ(c.drives[1].cache, DriveConfig::Cache::Writeback);
+  EXPECT_THROW(parse_cli({"--drive", "id=a,path=/a,cache=direct"}), Error);
+}
+
 TEST(Cli, BadFlags) {
   EXPECT_THROW(parse_cli({"--bogus"}), Error);
   EXPECT_THROW(parse_cli({"--vcpus"}), Error);

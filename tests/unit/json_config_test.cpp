@@ -24,7 +24,7 @@ constexpr const char* kFullJson = R"({
   "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "smt": false, "huge_pages": "Transparent", "track_dirty_pages": true},
   "drives": [{"drive_id": "rootfs", "path_on_host": "/img/root.ext4", "is_root_device": true, "is_read_only": true,
               "io_engine": "Sync"},
-             {"drive_id": "data", "path_on_host": "/img/data.ext4", "is_root_device": false}],
+             {"drive_id": "data", "path_on_host": "/img/data.ext4", "is_root_device": false, "cache": "none"}],
   "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:02"}],
   "vsock": {"guest_cid": 3, "uds_path": "/tmp/v.sock"},
   "logger": {"log_path": "/tmp/ember.log", "level": "Info", "show_level": true},
@@ -45,6 +45,11 @@ TEST(JsonConfig, FullDocument) {
   EXPECT_TRUE(c.vm.drives[0].is_read_only);
   EXPECT_EQ(c.vm.drives[0].io_engine, DriveConfig::IoEngine::Sync);
   EXPECT_EQ(c.vm.drives[1].io_engine, DriveConfig::IoEngine::IoUring);
+  EXPECT_EQ(c.vm.drives[0].cache, DriveConfig::Cache::Writeback);
+  EXPECT_EQ(c.vm.drives[1].cache, DriveConfig::Cache::None);
+  // ember's "cache" goes out only when it is not the default, so Firecracker's shape is kept.
+  EXPECT_FALSE(to_json(c).at("drives").at(0).contains("cache"));
+  EXPECT_EQ(to_json(c).at("drives").at(1).at("cache"), "none");
   ASSERT_EQ(c.vm.nets.size(), 1u);
   EXPECT_EQ(c.vm.nets[0].host_dev_name, "tap0");
   ASSERT_TRUE(c.vm.vsock);
@@ -87,6 +92,12 @@ TEST(JsonConfig, ErrorsNameTheField) {
   EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"},
       "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": false, "rate_limiter": {"x": 1}}]})"),
             "drive.rate_limiter: unknown field 'x'");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"},
+      "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": false, "cache": "None"}]})"),
+            "drive.cache must be \"writeback\" or \"none\" (got \"None\")");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"},
+      "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": false, "cache": true}]})"),
+            "drive.cache must be a string");
   // Rules over the whole configuration are checked once, when the VM is started (validate(),
   // called by VmmRunner for every front end), not by the parser.
   FullVmConfig two_roots = full_config_from_json(parse_json(R"({"boot-source": {"kernel_image_path": "/k"},
@@ -148,6 +159,7 @@ io_engine = "sync"
 [[drive]]
 id = "data"
 path = "/img/data.ext4"
+cache = "none"
 
 [[net]]
 iface_id = "eth0"

@@ -110,6 +110,9 @@ std::function<void()> needs_of(ThreadRole role) {
         // PATCH /drives with path_on_host: the new file opened as open_data_file() does, sized.
         ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        // ... and once more with O_DIRECT for a cache = "none" drive.
+        ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_DIRECT);
+        ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", O_RDWR | O_NONBLOCK | O_CLOEXEC | O_DIRECT);
         ::syscall(SYS_fcntl, -1, F_SETFL, O_RDWR);
         ::syscall(SYS_ioctl, -1, BLKGETSIZE64, 0);
       };
@@ -130,6 +133,7 @@ std::function<void()> needs_of(ThreadRole role) {
         ::syscall(SYS_preadv, -1, nullptr, 0, 0);
         ::syscall(SYS_pwritev, -1, nullptr, 0, 0);
         ::syscall(SYS_fdatasync, -1);
+        ::syscall(SYS_fallocate, -1, 0, 0, 0);  // the sync engine's DISCARD and WRITE_ZEROES
         ::syscall(SYS_sendmsg, -1, nullptr, 0);
         ::syscall(SYS_accept4, -1, nullptr, nullptr, 0);
         ::syscall(SYS_connect, -1, nullptr, 0);
@@ -261,7 +265,8 @@ TEST(Seccomp, DriveSwapWidensOnlyWhatItNeeds) {
     for (int flags : {O_RDWR | kExisting | O_CREAT, O_RDWR | kExisting | O_CREAT | O_TRUNC,
                       O_RDWR | kExisting | O_TRUNC, O_RDWR | kExisting | O_APPEND, O_WRONLY | kExisting,
                       O_PATH | kExisting, O_RDONLY | kExisting | O_NOFOLLOW, O_RDWR | O_CLOEXEC,
-                      O_RDONLY | O_NONBLOCK}) {
+                      O_RDONLY | O_NONBLOCK, O_RDWR | kExisting | O_DIRECT | O_CREAT,
+                      O_RDWR | kExisting | O_DIRECT | O_TRUNC, O_WRONLY | kExisting | O_DIRECT}) {
       SCOPED_TRACE(flags);
       expect_refused(ThreadRole::Main, "openat",
                      [flags] { ::syscall(SYS_openat, AT_FDCWD, "/nonexistent/ember-seccomp-test", flags, 0600); });

@@ -14,13 +14,18 @@
 namespace ember::virtio::blk {
 
 // One operation on the backing file. The backend calls on_complete() exactly
-// once, with the bytes transferred or -errno; possibly before submit() returns.
+// once, with the bytes transferred (0 for Flush, PunchHole, ZeroRange) or -errno;
+// possibly before submit() returns.
 class BlockIo : public RingCompletion {
  public:
-  enum class Op { Read, Write, Flush };
+  // PunchHole: fallocate(PUNCH_HOLE | KEEP_SIZE), ZeroRange: fallocate(ZERO_RANGE |
+  // KEEP_SIZE), both on [offset, offset + length); EOPNOTSUPP where the file cannot.
+  enum class Op { Read, Write, Flush, PunchHole, ZeroRange };
   Op op = Op::Read;
   uint64_t offset = 0;
-  std::vector<iovec> iov;
+  uint64_t length = 0;  // PunchHole, ZeroRange
+  std::vector<iovec> iov;  // Read, Write
+  bool direct = false;     // Read, Write on the O_DIRECT descriptor (cache = "none", aligned)
 
   virtual void on_complete(int64_t result) = 0;
   void on_ring_complete(int32_t result) override { on_complete(result); }
@@ -37,15 +42,20 @@ class BlockBackend {
   virtual void flush_submissions() {}
   // Blocks until `idle()` is true, completing I/O meanwhile (device reset).
   virtual void wait_until(const std::function<bool()>& idle) = 0;
-  // Later requests go to `fd` (a swapped backing file); only with nothing in flight.
-  // Throws Error; the backend then keeps its file.
-  virtual void replace_file(int fd) = 0;
+  // Later requests go to `fd` and `direct_fd` (a swapped backing file); only with
+  // nothing in flight. Throws Error; the backend then keeps its file.
+  virtual void replace_file(int fd, int direct_fd) = 0;
   virtual const char* name() const = 0;
 };
 
-// preadv/pwritev/fdatasync on the event thread: simple, and the comparison point.
-std::unique_ptr<BlockBackend> make_sync_backend(int fd);
+// `fd` is the backing file; `direct_fd` the same file opened O_DIRECT (cache = "none"),
+// used by requests marked `direct`, or -1.
+// preadv/pwritev/fdatasync/fallocate on the event thread: simple, and the comparison point.
+std::unique_ptr<BlockBackend> make_sync_backend(int fd, int direct_fd);
 // Submitted to the VM's shared ring without blocking; completed out of order.
-std::unique_ptr<BlockBackend> make_io_uring_backend(int fd, IoUringRing& ring);
+std::unique_ptr<BlockBackend> make_io_uring_backend(int fd, int direct_fd, IoUringRing& ring);
+
+// fallocate()'s mode for PunchHole and ZeroRange.
+int fallocate_mode(BlockIo::Op op);
 
 }  // namespace ember::virtio::blk

@@ -44,6 +44,27 @@ uint64_t data_bytes(const BlockRequest& request) {
   return 0;
 }
 
+const char* request_name(uint32_t type) {
+  switch (type) {
+    case kTypeIn: return "read";
+    case kTypeOut: return "write";
+    case kTypeFlush: return "flush";
+    case kTypeDiscard: return "discard";
+    case kTypeWriteZeroes: return "write zeroes";
+    default: return "request";
+  }
+}
+
+// O_DIRECT takes only aligned memory, offsets and lengths (kDirectAlignment).
+bool direct_aligned(uint64_t offset, uint64_t length, const std::vector<iovec>& iov) {
+  auto aligned = [](uint64_t v) { return v % kDirectAlignment == 0; };
+  if (!aligned(offset) || !aligned(length)) return false;
+  for (const iovec& v : iov) {
+    if (!aligned(reinterpret_cast<uintptr_t>(v.iov_base)) || !aligned(v.iov_len)) return false;
+  }
+  return true;
+}
+
 template <typename T>
 void put(std::vector<uint8_t>& config, size_t offset, T value) {
   std::memcpy(config.data() + offset, &value, sizeof(value));
@@ -53,6 +74,10 @@ void put(std::vector<uint8_t>& config, size_t offset, T value) {
 
 UniqueFd open_backing_file(const std::string& id, const std::string& path, int flags, struct stat& st) {
   UniqueFd fd = open_data_file(path, flags, st);
+  if (!fd.valid() && (flags & O_DIRECT) && errno == EINVAL) {
+    fail("drive '", id, "': cache = \"none\" opens '", path, "' with O_DIRECT, which its file system refuses (",
+         errno_text(), "; tmpfs does): put the file on a disk file system (ext4, xfs) or use the default cache");
+  }
   if (!fd.valid()) fail("cannot open drive '", id, "' at '", path, "': ", errno_text());
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
     fail("drive '", id, "' at '", path, "' is neither a regular file nor a block device (it is ",
@@ -62,11 +87,18 @@ UniqueFd open_backing_file(const std::string& id, const std::string& path, int f
 }
 
 BackingFile open_backing(const std::string& id, const std::string& path, bool read_only, bool direct_io) {
-  int flags = (read_only ? O_RDONLY : O_RDWR) | (direct_io ? O_DIRECT : 0);
+  int flags = read_only ? O_RDONLY : O_RDWR;
   struct stat st {};
   BackingFile file;
   file.fd = open_backing_file(id, path, flags, st);
   file.bytes = backing_size(file.fd.get(), path, st);
+  if (direct_io) {
+    struct stat direct_st {};
+    file.direct_fd = open_backing_file(id, path, flags | O_DIRECT, direct_st);
+    if (direct_st.st_dev != st.st_dev || direct_st.st_ino != st.st_ino) {
+      fail("drive '", id, "': '", path, "' changed while it was being opened");
+    }
+  }
   return file;
 }
 
@@ -79,14 +111,28 @@ BlockDevice::BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring)
   }
   BackingFile file = open_backing(options.id, options.path, options.read_only, options.direct_io);
   fd_ = std::move(file.fd);
+  direct_fd_ = std::move(file.direct_fd);
   capacity_sectors_ = sectors_of(options.id, file.bytes);
-  // 5.2.4 struct virtio_blk_config, up to blk_size and the topology after it.
-  config_.assign(36, 0);
+  // 5.2.4 struct virtio_blk_config (virtio 1.2), up to write_zeroes_may_unmap and its padding:
+  // capacity 0, size_max 8, seg_max 12, geometry 16, blk_size 20, topology 24, writeback 32,
+  // unused0 33, num_queues 34, max_discard_sectors 36, max_discard_seg 40,
+  // discard_sector_alignment 44, max_write_zeroes_sectors 48, max_write_zeroes_seg 52,
+  // write_zeroes_may_unmap 56, unused1 57-59.
+  config_.assign(60, 0);
   put<uint64_t>(config_, 0, capacity_sectors_);
   put<uint32_t>(config_, 12, options.queue_size - 2u);  // seg_max: header and status take two
   put<uint32_t>(config_, 20, static_cast<uint32_t>(kSectorSize));  // blk_size
   put<uint16_t>(config_, 34, 1);  // num_queues
-  backend_ = ring ? make_io_uring_backend(fd_.get(), *ring) : make_sync_backend(fd_.get());
+  if (!options.read_only) {  // the fields are read only with the features, offered writable only
+    put<uint32_t>(config_, 36, kMaxDiscardSectors);
+    put<uint32_t>(config_, 40, kMaxDiscardSegments);
+    put<uint32_t>(config_, 44, kDiscardSectorAlignment);
+    put<uint32_t>(config_, 48, kMaxDiscardSectors);
+    put<uint32_t>(config_, 52, kMaxDiscardSegments);
+    put<uint8_t>(config_, 56, 1);  // write_zeroes_may_unmap: with the unmap flag, a hole is punched
+  }
+  int direct_fd = direct_fd_.valid() ? direct_fd_.get() : -1;
+  backend_ = ring ? make_io_uring_backend(fd_.get(), direct_fd, *ring) : make_sync_backend(fd_.get(), direct_fd);
   if (ring) ring->on_batch_end([this] { signal_if_needed(); });
   slots_ = std::vector<InFlight>(options.queue_size);
   for (uint32_t i = 0; i < slots_.size(); ++i) {
@@ -104,6 +150,7 @@ uint32_t BlockDevice::device_type() const { return kDeviceTypeBlock; }
 uint64_t BlockDevice::device_features() const {
   uint64_t f = bit(kFeatureSegMax) | bit(kFeatureBlkSize) | bit(kFeatureFlush);
   if (options_.read_only) f |= bit(kFeatureRo);
+  else f |= bit(kFeatureDiscard) | bit(kFeatureWriteZeroes);
   return f;
 }
 
@@ -197,8 +244,10 @@ void BlockDevice::replace_backing_file(BackingFile file, const std::string& path
   // none: its devices were drained.)
   auto idle = [this] { return free_slots_.size() == slots_.size(); };
   if (!idle()) backend_->wait_until(idle);
-  backend_->replace_file(file.fd.get());
+  if (file.direct_fd.valid() != direct_fd_.valid()) fail("the new file is not opened with the drive's cache mode");
+  backend_->replace_file(file.fd.get(), file.direct_fd.valid() ? file.direct_fd.get() : -1);
   fd_ = std::move(file.fd);  // the old file closes here, with nothing left on it
+  direct_fd_ = std::move(file.direct_fd);
   options_.path = path;
   capacity_sectors_ = sectors_of(options_.id, file.bytes);
 }
@@ -235,6 +284,10 @@ void BlockDevice::handle(DescriptorChain chain, BlockRequest request) {
     case kTypeFlush:
       start_io(std::move(chain), std::move(request), BlockIo::Op::Flush, 0, 0);
       return;
+    case kTypeDiscard:
+    case kTypeWriteZeroes:
+      discard_or_zero(std::move(chain), std::move(request));
+      return;
     case kTypeGetId: {
       char id[kIdBytes] = {};
       std::memcpy(id, options_.id.data(), std::min(options_.id.size(), kIdBytes));
@@ -245,6 +298,28 @@ void BlockDevice::handle(DescriptorChain chain, BlockRequest request) {
     default:
       complete_now(chain, request, kStatusUnsupported);
   }
+}
+
+void BlockDevice::discard_or_zero(DescriptorChain chain, BlockRequest request) {
+  if (options_.read_only) {
+    // Not offered on a read-only drive (5.2.6.2: writes to it are IOERR, and so are these).
+    complete_now(chain, request, kStatusIoErr);
+    return;
+  }
+  uint64_t offset = 0, length = 0;
+  bool unmap = false;
+  const char* why = nullptr;
+  uint8_t status = discard_range(request, capacity_sectors_, offset, length, unmap, &why);
+  if (status != kStatusOk) {
+    warn_guest(cat("drive '", options_.id, "': ", request_name(request.type), ": ", why));
+    complete_now(chain, request, status);
+    return;
+  }
+  // 5.2.6.2: a discard may deallocate; write zeroes may too with unmap (we offer
+  // write_zeroes_may_unmap), and must read back as zeros either way: both do.
+  bool punch = request.type == kTypeDiscard || unmap;
+  start_io(std::move(chain), std::move(request), punch ? BlockIo::Op::PunchHole : BlockIo::Op::ZeroRange, offset,
+           length);
 }
 
 void BlockDevice::start_io(DescriptorChain chain, BlockRequest request, BlockIo::Op op, uint64_t offset,
@@ -259,29 +334,32 @@ void BlockDevice::start_io(DescriptorChain chain, BlockRequest request, BlockIo:
   free_slots_.pop_back();
   slot.op = op;
   slot.offset = offset;
-  slot.expected = length;
+  slot.length = length;
   slot.iov.clear();
-  ChainBytes data = op == BlockIo::Op::Read ? ChainBytes(request.read_buffer) : ChainBytes(request.write_payload);
-  data.split_at(length);  // keeps the first `length` bytes
-  data.append_iovecs(slot.iov);
+  slot.direct = false;
+  slot.expected = 0;
+  if (op == BlockIo::Op::Read || op == BlockIo::Op::Write) {
+    slot.expected = length;
+    ChainBytes data = op == BlockIo::Op::Read ? ChainBytes(request.read_buffer) : ChainBytes(request.write_payload);
+    data.split_at(length);  // keeps the first `length` bytes
+    data.append_iovecs(slot.iov);
+    slot.direct = direct_fd_.valid() && direct_aligned(offset, length, slot.iov);
+  }
   slot.chain = std::move(chain);
   slot.request = std::move(request);
   backend_->submit(slot);
 }
 
 void BlockDevice::finish(InFlight& slot, int64_t result) {
-  const char* what = slot.op == BlockIo::Op::Read ? "read" : slot.op == BlockIo::Op::Write ? "write" : "flush";
+  const char* what = request_name(slot.request.type);
   uint8_t status = kStatusOk;
-  auto& requests = slot.op == BlockIo::Op::Read    ? counters_.read_requests
-                  : slot.op == BlockIo::Op::Write ? counters_.write_requests
-                                                  : counters_.flush_requests;
-  requests.fetch_add(1, std::memory_order_relaxed);
-  if (result > 0 && slot.op != BlockIo::Op::Flush) {
+  request_counter(slot.request.type).fetch_add(1, std::memory_order_relaxed);
+  if (result > 0 && (slot.op == BlockIo::Op::Read || slot.op == BlockIo::Op::Write)) {
     auto& bytes = slot.op == BlockIo::Op::Read ? counters_.read_bytes : counters_.write_bytes;
     bytes.fetch_add(static_cast<uint64_t>(result), std::memory_order_relaxed);
   }
   if (result < 0) {
-    warn_limited(cat("drive '", options_.id, "': ", what, " of ", slot.expected, " bytes at offset ", slot.offset,
+    warn_limited(cat("drive '", options_.id, "': ", what, " of ", slot.length, " bytes at offset ", slot.offset,
                      " failed: ", errno_text(static_cast<int>(-result))));
     status = kStatusIoErr;
   } else if (static_cast<uint64_t>(result) != slot.expected) {
@@ -298,6 +376,17 @@ void BlockDevice::finish(InFlight& slot, int64_t result) {
   }
   slot.request = BlockRequest{};
   free_slots_.push_back(static_cast<uint32_t>(&slot - slots_.data()));
+}
+
+std::atomic<uint64_t>& BlockDevice::request_counter(uint32_t type) {
+  switch (type) {
+    case kTypeIn: return counters_.read_requests;
+    case kTypeOut: return counters_.write_requests;
+    case kTypeFlush: return counters_.flush_requests;
+    case kTypeDiscard: return counters_.discard_requests;
+    case kTypeWriteZeroes: return counters_.write_zeroes_requests;
+    default: return counters_.other_requests;
+  }
 }
 
 void BlockDevice::complete_now(DescriptorChain& chain, BlockRequest& request, uint8_t status, uint32_t written) {
@@ -334,6 +423,8 @@ void BlockDevice::report_metrics(const MetricSink& sink) const {
   sink("read_requests", get(counters_.read_requests));
   sink("write_requests", get(counters_.write_requests));
   sink("flush_requests", get(counters_.flush_requests));
+  sink("discard_requests", get(counters_.discard_requests));
+  sink("write_zeroes_requests", get(counters_.write_zeroes_requests));
   sink("other_requests", get(counters_.other_requests));
   sink("read_bytes", get(counters_.read_bytes));
   sink("write_bytes", get(counters_.write_bytes));

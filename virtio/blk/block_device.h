@@ -1,5 +1,6 @@
 // virtio-blk (virtio 1.2 section 5.2) on a host file or block device: IN, OUT,
-// FLUSH and GET_ID, read-only drives, and either I/O engine.
+// FLUSH, GET_ID, DISCARD and WRITE_ZEROES, read-only drives, either I/O engine, and
+// O_DIRECT (cache = "none").
 #pragma once
 
 #include <sys/stat.h>
@@ -24,20 +25,32 @@ namespace ember::virtio::blk {
 // Also the check PUT /drives and InstanceStart make (vmm/config_files.cpp).
 UniqueFd open_backing_file(const std::string& id, const std::string& path, int flags, struct stat& st);
 
-// A drive's backing file, open as the device uses it, and its size in bytes.
+// A drive's backing file, open as the device uses it, and its size in bytes. With
+// cache = "none" the file is open twice: `direct_fd` with O_DIRECT for the requests whose
+// buffers, offset and length are all multiples of kDirectAlignment (every request of a
+// Linux guest's page cache), `fd` without it for the others, which O_DIRECT would refuse
+// (EINVAL). Two descriptors instead of a bounce buffer: no copy and no memory to bound,
+// and Linux keeps them coherent (a direct read first writes back cached pages of its
+// range, a direct write drops them); virtio gives overlapping requests in flight no order.
 struct BackingFile {
   UniqueFd fd;
+  UniqueFd direct_fd;  // cache = "none" only
   uint64_t bytes = 0;
 };
-// open_backing_file() read-only or read-write (and O_DIRECT), then the size: a regular
-// file's length or a block device's BLKGETSIZE64. Throws Error naming the drive and path.
+// open_backing_file() read-only or read-write (and again with O_DIRECT), then the size: a
+// regular file's length or a block device's BLKGETSIZE64. Throws Error naming the drive
+// and path, and saying so when the file system refuses O_DIRECT (tmpfs before Linux 6.6).
 BackingFile open_backing(const std::string& id, const std::string& path, bool read_only, bool direct_io = false);
+
+// The alignment ember asks of O_DIRECT requests (memory, offset, length): the largest
+// logical block size in common use, so that no file system or disk refuses them.
+constexpr uint64_t kDirectAlignment = 4096;
 
 struct BlockDeviceOptions {
   std::string id;    // GET_ID answer (first 20 bytes) and log name
   std::string path;  // host file or block device
   bool read_only = false;
-  bool direct_io = false;  // O_DIRECT (the guest's buffers are page aligned)
+  bool direct_io = false;  // cache = "none": aligned reads and writes with O_DIRECT (BackingFile)
   uint16_t queue_size = 256;
   // Requests wait (the queue is not read) while this limiter has no room for them; each
   // costs one op and, for IN/OUT, its data bytes. Changed later by update_rate_limiter().
@@ -86,6 +99,7 @@ class BlockDevice final : public VirtioDevice {
   uint64_t capacity_sectors() const { return capacity_sectors_; }
   const std::string& path() const { return options_.path; }
   bool read_only() const { return options_.read_only; }
+  bool direct_io() const { return options_.direct_io; }
   const char* engine() const { return backend_->name(); }
 
  private:
@@ -109,12 +123,17 @@ class BlockDevice final : public VirtioDevice {
   bool admit(DescriptorChain& chain, BlockRequest& request, uint64_t bytes);
   void handle(DescriptorChain chain, BlockRequest request);
   void start_io(DescriptorChain chain, BlockRequest request, BlockIo::Op op, uint64_t offset, uint64_t length);
+  // DISCARD and WRITE_ZEROES: the segment checked, then one fallocate().
+  void discard_or_zero(DescriptorChain chain, BlockRequest request);
   void finish(InFlight& slot, int64_t result);
   void complete_now(DescriptorChain& chain, BlockRequest& request, uint8_t status, uint32_t written = 0);
   void signal_if_needed();
+  // The metric counting requests of `type` that reached the backend.
+  std::atomic<uint64_t>& request_counter(uint32_t type);
 
   BlockDeviceOptions options_;
   UniqueFd fd_;
+  UniqueFd direct_fd_;  // cache = "none"
   uint64_t capacity_sectors_ = 0;
   std::vector<uint8_t> config_;
   std::unique_ptr<BlockBackend> backend_;
@@ -133,6 +152,7 @@ class BlockDevice final : public VirtioDevice {
   // Counters for the metrics file: written on the event thread, read by the API's.
   struct Counters {
     std::atomic<uint64_t> read_requests{0}, write_requests{0}, flush_requests{0}, other_requests{0};
+    std::atomic<uint64_t> discard_requests{0}, write_zeroes_requests{0};
     std::atomic<uint64_t> read_bytes{0}, write_bytes{0}, errors{0}, malformed{0};
     std::atomic<uint64_t> throttled{0};  // requests the rate limiter held back
   };

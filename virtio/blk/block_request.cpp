@@ -46,4 +46,40 @@ bool request_range(const BlockRequest& r, uint64_t capacity_sectors, uint64_t& o
   return true;
 }
 
+uint8_t discard_range(const BlockRequest& r, uint64_t capacity_sectors, uint64_t& offset, uint64_t& length,
+                      bool& unmap, const char** why) {
+  ChainReader data = r.write_payload;  // a copy: the request keeps its reader
+  uint64_t bytes = data.remaining();
+  if (bytes == 0 || bytes % sizeof(DiscardWriteZeroesSegment) != 0) {
+    *why = "data is not a whole number of 16-byte segments";
+    return kStatusIoErr;
+  }
+  if (bytes / sizeof(DiscardWriteZeroesSegment) > kMaxDiscardSegments) {
+    *why = "more segments than max_discard_seg / max_write_zeroes_seg (1)";
+    return kStatusIoErr;
+  }
+  DiscardWriteZeroesSegment segment;
+  if (!data.read_obj(segment)) {
+    *why = "segment unreadable";
+    return kStatusIoErr;
+  }
+  // 5.2.6.2: UNSUPP for unknown flags, and for unmap on a discard.
+  if ((segment.flags & ~kSegmentFlagUnmap) != 0 || (r.type == kTypeDiscard && segment.flags != 0)) {
+    *why = "flags the request type does not take";
+    return kStatusUnsupported;
+  }
+  if (segment.num_sectors == 0 || segment.num_sectors > kMaxDiscardSectors) {
+    *why = "num_sectors is 0 or above max_discard_sectors / max_write_zeroes_sectors";
+    return kStatusIoErr;
+  }
+  if (segment.sector > capacity_sectors || segment.num_sectors > capacity_sectors - segment.sector) {
+    *why = "sector range beyond the end of the disk";
+    return kStatusIoErr;
+  }
+  offset = segment.sector * kSectorSize;
+  length = uint64_t{segment.num_sectors} * kSectorSize;
+  unmap = (segment.flags & kSegmentFlagUnmap) != 0;
+  return kStatusOk;
+}
+
 }  // namespace ember::virtio::blk

@@ -14,12 +14,16 @@ constexpr uint32_t kFeatureSegMax = 2;
 constexpr uint32_t kFeatureRo = 5;
 constexpr uint32_t kFeatureBlkSize = 6;
 constexpr uint32_t kFeatureFlush = 9;
+constexpr uint32_t kFeatureDiscard = 13;
+constexpr uint32_t kFeatureWriteZeroes = 14;
 
 // 5.2.6 Request types and status values.
 constexpr uint32_t kTypeIn = 0;
 constexpr uint32_t kTypeOut = 1;
 constexpr uint32_t kTypeFlush = 4;
 constexpr uint32_t kTypeGetId = 8;
+constexpr uint32_t kTypeDiscard = 11;
+constexpr uint32_t kTypeWriteZeroes = 13;
 constexpr uint8_t kStatusOk = 0;
 constexpr uint8_t kStatusIoErr = 1;
 constexpr uint8_t kStatusUnsupported = 2;
@@ -33,6 +37,22 @@ struct RequestHeader {
   uint64_t sector;
 };
 static_assert(sizeof(RequestHeader) == 16);
+
+// 5.2.6: the data of DISCARD and WRITE_ZEROES, one or more of these.
+struct DiscardWriteZeroesSegment {
+  uint64_t sector;
+  uint32_t num_sectors;
+  uint32_t flags;
+};
+static_assert(sizeof(DiscardWriteZeroesSegment) == 16);
+constexpr uint32_t kSegmentFlagUnmap = 1;  // VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP
+
+// What ember advertises for both (config space, 5.2.4): one segment per request, since
+// one fallocate() is one range; at most 1 GiB each, so that one request cannot hold the
+// sync engine's event thread in the kernel for long.
+constexpr uint32_t kMaxDiscardSegments = 1;
+constexpr uint32_t kMaxDiscardSectors = (1u << 30) / 512;
+constexpr uint32_t kDiscardSectorAlignment = 8;  // 4 KiB: the host file system's block, a hint
 
 struct BlockRequest {
   uint32_t type = 0;
@@ -53,5 +73,12 @@ BlockRequest parse_block_request(const DescriptorChain& chain);
 // Returns false (and says why) when the request is not whole sectors or leaves the disk.
 bool request_range(const BlockRequest& request, uint64_t capacity_sectors, uint64_t& offset, uint64_t& length,
                    const char** why);
+
+// For DISCARD and WRITE_ZEROES: the one segment of the data, checked (count, flags, range
+// against `capacity_sectors`, size against kMaxDiscardSectors). Returns the status to
+// answer when it is not acceptable (IOERR, or UNSUPP for flags the spec refuses, 5.2.6.2)
+// and says why; kStatusOk with the byte range and whether the guest allows unmapping.
+uint8_t discard_range(const BlockRequest& request, uint64_t capacity_sectors, uint64_t& offset, uint64_t& length,
+                      bool& unmap, const char** why);
 
 }  // namespace ember::virtio::blk

@@ -99,9 +99,12 @@ void allow_role(Allowlist& a, ThreadRole role) {
       a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_MASKED_EQ, O_DIRECTORY | O_ACCMODE | O_CREAT, O_DIRECTORY | O_RDONLY));
       // PATCH /drives with path_on_host: a drive's new file, existing (no O_CREAT, O_TRUNC,
       // O_APPEND or O_PATH: these exact flags only), opened read-only or read-write as
-      // open_data_file() does (O_NONBLOCK, cleared again with F_SETFL), and its size.
-      a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_EQ, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-      a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_EQ, O_RDWR | O_NONBLOCK | O_CLOEXEC));
+      // open_data_file() does (O_NONBLOCK, cleared again with F_SETFL), and its size; a
+      // cache = "none" drive opens it a second time with O_DIRECT.
+      for (scmp_datum_t direct : {scmp_datum_t{0}, scmp_datum_t{O_DIRECT}}) {
+        a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_EQ, O_RDONLY | O_NONBLOCK | O_CLOEXEC | direct));
+        a.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_EQ, O_RDWR | O_NONBLOCK | O_CLOEXEC | direct));
+      }
       a.allow_if(SCMP_SYS(fcntl), SCMP_A1(SCMP_CMP_EQ, F_SETFL));
       a.allow_ioctls({BLKGETSIZE64});
       a.allow({SCMP_SYS(pwrite64), SCMP_SYS(ftruncate), SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(fallocate),
@@ -115,11 +118,12 @@ void allow_role(Allowlist& a, ThreadRole role) {
       break;
     case ThreadRole::Event:
       // Device backends: eventfds, the tap, vsock's Unix sockets (guest-initiated
-      // connections open new ones: AF_UNIX only), the sync block engine, io_uring.
+      // connections open new ones: AF_UNIX only), the sync block engine (fallocate: a
+      // drive's DISCARD and WRITE_ZEROES), io_uring.
       allow_polling(a);
       a.allow({SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(preadv), SCMP_SYS(pwritev),
-               SCMP_SYS(fdatasync), SCMP_SYS(close), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg),
-               SCMP_SYS(sendmsg), SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(shutdown),
+               SCMP_SYS(fdatasync), SCMP_SYS(fallocate), SCMP_SYS(close), SCMP_SYS(recvfrom), SCMP_SYS(sendto),
+               SCMP_SYS(recvmsg), SCMP_SYS(sendmsg), SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(shutdown),
                SCMP_SYS(timerfd_settime), SCMP_SYS(io_uring_enter)});
       // The one registration the sealed ring still takes: a drive's slot moved to its new file.
       a.allow_if(SCMP_SYS(io_uring_register), SCMP_A1(SCMP_CMP_EQ, IORING_REGISTER_FILES_UPDATE));
