@@ -179,6 +179,9 @@ int main(int argc, char** argv) {
   try {
     runner = std::make_unique<VmmRunner>(timeline, metrics);
     if (plan.config.metrics) metrics.open(*plan.config.metrics);
+    // The KVM VM is made meanwhile. An --api-sock ember that waits for its first request
+    // makes it once its socket listens (wait_for_start), so that start-up stays short.
+    if (plan.restore || plan.start_now) runner->prepare_machine();
     // A restored VM first, so that the API (--api-sock) starts with its configuration.
     if (plan.restore) plan.config.vm = runner->restore_now(*plan.restore, plan.config.vm.serial);
     std::unique_ptr<ApiServer> api;

@@ -65,12 +65,22 @@ void VmmRunner::build(const VmConfig& config, const RestoreSource* restore) {
 
 void VmmRunner::prepare_machine() {
   if (kvm_) return;  // prepared (or built) before
+  // KVM's lists (supported CPUID, MSR indices) are allocated here, on the calling thread:
+  // memory that a short-lived thread allocates lives in its own malloc arena, and freeing it
+  // from the main thread at teardown can shrink that arena, which makes glibc open
+  // /proc/sys/vm/overcommit_memory: outside the main thread's seccomp filter. The thread
+  // below allocates nothing.
+  try {
+    kvm_.emplace(KvmSystem::open());
+  } catch (const Error& e) {
+    log::debug(cat("KVM not opened ahead (opened at start instead): ", e.what()));
+    return;
+  }
   preparing_ = JoiningThread(start_thread(ThreadRole::Machine, "ember-prepare", [this] {
     try {
-      kvm_.emplace(KvmSystem::open());
       prepared_vm_ = VmFd::create_with_irq_chip(*kvm_);
-    } catch (const Error& e) {
-      log::debug(cat("KVM VM not made ahead (made at start instead): ", e.what()));
+    } catch (const Error&) {
+      // Made at start instead, where a failure is reported.
     }
   }));
 }

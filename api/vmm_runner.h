@@ -23,6 +23,14 @@ class VmmRunner : public VmController {
  public:
   VmmRunner(BootTimeline& timeline, MetricsWriter& metrics);
 
+  // Main thread, before start_now(), restore_now() or wait_for_start() (which calls it):
+  // starts a Machine thread that opens KVM and makes the KVM VM with its interrupt
+  // controllers, which costs 20-40 ms on hosts up to 6.12 (a kernel thread per VM), mostly
+  // waiting; the start or restore takes it when it builds the VM, so the two overlap with
+  // what comes before (reading the snapshot or the configuration's files, mapping memory,
+  // or an --api-sock ember's wait for its first request). A failure is not reported there:
+  // the build makes the VM itself and says why it cannot.
+  void prepare_machine();
   // Main thread: validates the configuration (the one place it is) and builds the VM;
   // InstanceStart applies this too. Throws ConfigError for a configuration ember cannot
   // run, Error otherwise.
@@ -73,11 +81,6 @@ class VmmRunner : public VmController {
   void apply(VmmAction& action);  // throws Error
   // Builds the VM (booted, or restored when `restore` is given).
   void build(const VmConfig& config, const RestoreSource* restore = nullptr);
-  // Starts the Machine thread that fills kvm_ and prepared_vm_: KVM_CREATE_VM with its
-  // interrupt controllers costs 20-40 ms on hosts up to 6.12 (a kernel thread per VM),
-  // mostly waiting, and an ember started with --api-sock has that time before its first
-  // request. A failure is not reported there: build() makes the VM itself and says why not.
-  void prepare_machine();
   // Joins that thread; the VM it made, or an invalid VmFd.
   VmFd take_prepared_vm();
   Vm& running_vm();               // throws Error if there is none
