@@ -108,9 +108,12 @@ std::vector<HostDevice> host_devices() {
 
 void pivot_into(const std::string& chroot) {
   if (::unshare(CLONE_NEWNS) < 0) fail("cannot create a mount namespace: ", errno_text());
-  // Private, so that nothing done here propagates back to the host's mounts.
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
-    fail("cannot make the mounts private: ", errno_text(),
+  // Slaves, as Firecracker's jailer makes them: nothing done here propagates back to the
+  // host's mounts, while what the host mounts later under a shared mount above the jail
+  // (Kata Containers bind-mounts the guest's kernel and disks into the jail after starting
+  // the jailer) appears inside.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) < 0) {
+    fail("cannot make the mounts slaves of the host's: ", errno_text(),
          errno == EINVAL ? " (the jailer's own root is not a mount point: it cannot run inside a plain chroot)" : "");
   }
   // pivot_root needs the new root to be a mount point.

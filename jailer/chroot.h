@@ -30,7 +30,8 @@ struct HostDevice {
 // it): read before pivot_root, after which the host's /dev is out of reach.
 std::vector<HostDevice> host_devices();
 
-// New mount namespace, every mount private, the chroot bind-mounted onto itself and made the
+// New mount namespace, every mount a slave of the host's (nothing propagates back; the host's
+// later mounts under a shared mount above the chroot appear inside), the chroot bind-mounted onto itself and made the
 // root with pivot_root; the old root is detached, so nothing of the host stays reachable.
 void pivot_into(const std::string& chroot);
 

@@ -267,6 +267,35 @@ TEST_F(JailerRoot, ProbeRunsConfinedAsAsked) {
   EXPECT_EQ(j.finish(), 0) << j.errors;
 }
 
+// The jail's mounts are slaves of the host's: a file system the host mounts into the chroot
+// after the jailer started (under a shared mount, as Kata Containers' bind mounts of the
+// guest's kernel and disks are) appears inside, and so does its unmount (that the jail's own
+// mounts never reach the host is ProbeRunsConfinedAsAsked's check).
+TEST_F(JailerRoot, HostMountsIntoTheChrootAfterStartAppearInside) {
+  // The test's own shared mount: this machine's mounts may all be private.
+  fs::create_directories(base_);
+  ASSERT_EQ(::mount(base_.c_str(), base_.c_str(), nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
+  ASSERT_EQ(::mount(nullptr, base_.c_str(), nullptr, MS_SHARED, nullptr), 0) << std::strerror(errno);
+  fs::path late = chroot("probe-m") / "late";
+  struct Unmount {
+    fs::path late, base;
+    ~Unmount() {
+      ::umount2(late.c_str(), MNT_DETACH);
+      ::umount2(base.c_str(), MNT_DETACH);
+    }
+  } unmount{late, base_};
+  Jailer j = start(args("probe-m"));
+  ASSERT_TRUE(j.wait_for("READY\n")) << j.output;
+  fs::create_directories(late);
+  ASSERT_EQ(::mount("tmpfs", late.c_str(), "tmpfs", 0, "size=64k"), 0) << std::strerror(errno);
+  std::ofstream(late / "marker") << "from the host";
+  std::string inside = "/proc/" + std::to_string(j.pid) + "/root/late/marker";
+  EXPECT_EQ(slurp(inside), "from the host") << "the host's mount did not reach the jail";
+  EXPECT_EQ(::umount2(late.c_str(), 0), 0) << std::strerror(errno);
+  EXPECT_FALSE(fs::exists(inside)) << "the host's unmount did not reach the jail";
+  EXPECT_EQ(j.finish(), 0) << j.errors;
+}
+
 // The copy belongs to root and must still run as the jail's uid, however the original's
 // mode was.
 TEST_F(JailerRoot, AnOwnerOnlyExecutableRunsAsTheJailsUid) {
