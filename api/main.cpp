@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
       log::warn("--no-seccomp: ember's threads run without seccomp filters");
     } else {
       seccomp::install_violation_reporter();
+      seccomp::keep_allocator_within_filters();
       set_role_restrictor(restrict_to_role);
     }
   } catch (const Error& e) {

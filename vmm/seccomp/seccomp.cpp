@@ -1,6 +1,7 @@
 #include "vmm/seccomp/seccomp.h"
 
 #include <linux/seccomp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -56,6 +57,8 @@ void on_sigsys(int, siginfo_t* info, void*) {
 }
 
 }  // namespace
+
+void keep_allocator_within_filters() { ::mallopt(M_TRIM_THRESHOLD, 1 << 30); }
 
 void install_violation_reporter() {
   struct sigaction sa{};
