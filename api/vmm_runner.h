@@ -24,7 +24,7 @@ class VmmRunner : public VmController {
   VmmRunner(BootTimeline& timeline, MetricsWriter& metrics);
 
   // Main thread, before start_now(), restore_now() or wait_for_start() (which calls it):
-  // starts a Machine thread that opens KVM and makes the KVM VM with its interrupt
+  // opens KVM and starts a Machine thread that makes the KVM VM with its interrupt
   // controllers, which costs 20-40 ms on hosts up to 6.12 (a kernel thread per VM), mostly
   // waiting; the start or restore takes it when it builds the VM, so the two overlap with
   // what comes before (reading the snapshot or the configuration's files, mapping memory,
@@ -41,8 +41,8 @@ class VmmRunner : public VmController {
   VmConfig restore_now(const SnapshotLoadParams& params, const SerialConfig& serial);
   // Main thread. Applies actions (a failing InstanceStart is answered and waited past)
   // until one builds a VM: true; or until SIGINT/SIGTERM: false. Meanwhile a Machine
-  // thread opens KVM and makes the KVM VM (prepare_machine()), so that the start or restore
-  // request finds it made.
+  // thread makes the KVM VM (prepare_machine()), so that the start or restore request
+  // finds it made.
   bool wait_for_start();
   // Main thread, after start_now() or wait_for_start(): runs the guest to its end, applying
   // actions meanwhile. Actions submitted after that are refused.
@@ -99,7 +99,7 @@ class VmmRunner : public VmController {
   std::deque<Pending*> pending_;   // bounded by the submitting threads (the API's one)
   UniqueFd request_event_;         // signalled for each submitted action
   // prepare_machine()'s thread, until take_prepared_vm(); last, so that it is joined before
-  // what it fills (kvm_, prepared_vm_) is destroyed.
+  // what it reads and fills (kvm_, prepared_vm_) is destroyed.
   JoiningThread preparing_;
 };
 
