@@ -124,6 +124,15 @@ class Background {
 
 std::string api_script(const std::string& body) { return "set -u\n" + api_shell_functions() + body; }
 
+// Pauses the VM behind `sock` and saves a Full snapshot as vm.snap and vm.mem in `dir`; the
+// two answers' status lines (" HTTP204\n HTTP204\n" when both worked).
+std::string pause_and_save(const std::string& sock, const fs::path& dir) {
+  return sh(api_script("api " + sock + " PATCH /vm -d '{\"state\": \"Paused\"}'\n"
+                       "api " + sock + " PUT /snapshot/create -d '{\"snapshot_path\": \"" + (dir / "vm.snap").string() +
+                       "\", \"mem_file_path\": \"" + (dir / "vm.mem").string() + "\"}'\n"),
+            120 * time_scale());
+}
+
 // One snapshot for the whole suite (each boot costs tens of seconds in the emulated host):
 // taken from a VM started with the API socket, the drive and vsock, after its third TICK.
 class Snapshot : public ::testing::Test {
@@ -144,11 +153,7 @@ class Snapshot : public ::testing::Test {
                   600 * time_scale());
     bool ticked = wait_for_tick(d / "a-console.txt", 3, 300 * time_scale(), vm.ended);
     std::string echo = ticked ? vsock_echo(uds, "before the snapshot") : "not reached";
-    std::string api = sh(api_script("api " + sock + " PATCH /vm -d '{\"state\": \"Paused\"}'\n"
-                                    "api " + sock + " PUT /snapshot/create -d '{\"snapshot_path\": \"" +
-                                    (d / "vm.snap").string() + "\", \"mem_file_path\": \"" + (d / "vm.mem").string() +
-                                    "\"}'\n"),
-                         120 * time_scale());
+    std::string api = pause_and_save(sock, d);
     ticks_at_snapshot_ = last_tick(read_text(d / "a-console.txt"));
     // The original goes on after its snapshot, then ends through Ctrl+Alt+Del (exit 0).
     std::string resumed = sh(api_script("api " + sock + " PATCH /vm -d '{\"state\": \"Resumed\"}'\n"));
@@ -423,10 +428,7 @@ TEST(SnapshotNet, FourVcpusAndATcpConnectionGoOnThroughAnotherTap) {
                 600 * time_scale());
   bool ticked = wait_until([&] { return last_ok(read_text(d / "a.txt"), "NTICK") >= 3 && last_ok(host_text(), "LINE") >= 3; },
                            300 * time_scale(), vm.ended);
-  std::string api = sh(api_script("api " + sock + " PATCH /vm -d '{\"state\": \"Paused\"}'\n"
-                                  "api " + sock + " PUT /snapshot/create -d '{\"snapshot_path\": \"" + (d / "vm.snap").string() +
-                                  "\", \"mem_file_path\": \"" + (d / "vm.mem").string() + "\"}'\n"),
-                       120 * time_scale());
+  std::string api = pause_and_save(sock, d);
   int pings_at_snapshot = last_ok(read_text(d / "a.txt"), "NTICK");
   int lines_at_snapshot = last_ok(host_text(), "LINE");
   sh("pkill -KILL -f -- '[-]-api-sock " + sock + "' || true");  // a crash: nothing closes the connection
@@ -493,11 +495,7 @@ TEST(SnapshotClones, TenRunAtOnceSharingTheMemoryFile) {
                 600 * time_scale());
   bool ticked = wait_for_tick(d / "a.txt", 2, 300 * time_scale(), vm.ended);
   std::string one = sh("pgrep -f -- '[-]-api-sock " + sock + "' | head -n 1 | xargs -I{} cat /proc/{}/smaps_rollup || true");
-  std::string api = sh(api_script("api " + sock + " PATCH /vm -d '{\"state\": \"Paused\"}'\n"
-                                  "api " + sock + " PUT /snapshot/create -d '{\"snapshot_path\": \"" +
-                                  (d / "vm.snap").string() + "\", \"mem_file_path\": \"" + (d / "vm.mem").string() +
-                                  "\"}'\n"),
-                       120 * time_scale());
+  std::string api = pause_and_save(sock, d);
   int at_snapshot = last_tick(read_text(d / "a.txt"));
   sh("pkill -KILL -f -- '[-]-api-sock " + sock + "' || true");
   vm.wait();
