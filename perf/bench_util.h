@@ -1,5 +1,6 @@
 // Small helpers shared by the perf drivers (boot-latency, snapshot, api): percentiles,
-// /proc/PID/smaps_rollup fields, and connecting to a Unix stream socket.
+// /proc/PID/smaps_rollup fields, connecting to a Unix stream socket, and QEMU microvm's
+// command line.
 #pragma once
 
 #include <sys/socket.h>
@@ -46,6 +47,19 @@ inline int unix_connect(const std::string& path) {
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return fd;
   ::close(fd);
   return -1;
+}
+
+// QEMU's fastest direct-boot setup for the project's guest, the one every suite compares
+// ember with: microvm without option ROMs, RTC or default devices (ACPI only when asked: a
+// kernel that needs it, like Debian's), the serial port on stdout, and an i8042 so that
+// reboot=k ends QEMU as it ends ember. Suites append their devices.
+inline std::vector<std::string> qemu_microvm_argv(const std::string& qemu, bool acpi, int vcpus, int mem_mib,
+                                                  const std::string& kernel, const std::string& initrd,
+                                                  const std::string& cmdline) {
+  std::string machine = std::string("microvm,acpi=") + (acpi ? "on" : "off") + ",x-option-roms=off,rtc=off";
+  return {qemu, "-M", machine, "-enable-kvm", "-cpu", "host", "-smp", std::to_string(vcpus), "-m",
+          std::to_string(mem_mib), "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
+          "-device", "i8042", "-kernel", kernel, "-initrd", initrd, "-append", cmdline};
 }
 
 // Walks a "--flag [value]" command line: `while (flags.next()) { if (flags.is("--runs")) n =

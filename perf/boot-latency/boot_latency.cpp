@@ -165,15 +165,9 @@ std::vector<std::string> ember_argv(const Options& o, const std::string& binary_
   return a;
 }
 
-// QEMU's fastest direct-boot setup for this guest: microvm without ACPI, option
-// ROMs or default devices; an i8042 so reboot=k ends it, as it ends ember.
 std::vector<std::string> qemu_argv(const Options& o, const std::string& kernel, const std::string& script) {
-  std::string machine = std::string("microvm,acpi=") + (o.qemu_acpi ? "on" : "off") + ",x-option-roms=off,rtc=off";
-  return {o.qemu, "-M", machine, "-enable-kvm", "-cpu", "host",
-          "-smp", std::to_string(o.vcpus), "-m", std::to_string(o.mem_mib), "-nodefaults", "-no-user-config",
-          "-nographic", "-no-reboot", "-serial", "stdio", "-device", "i8042",
-          "-kernel", o.guest + "/" + kernel, "-initrd", o.guest + "/" + o.initrd,
-          "-append", kCmdline + script};
+  return ember::perf::qemu_microvm_argv(o.qemu, o.qemu_acpi, o.vcpus, o.mem_mib, o.guest + "/" + kernel,
+                                        o.guest + "/" + o.initrd, kCmdline + script);
 }
 
 Options parse(int argc, char** argv) {

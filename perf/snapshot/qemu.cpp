@@ -116,16 +116,13 @@ std::string qemu_unavailable(std::string& qemu) {
 }
 
 std::vector<std::string> qemu_argv(const QemuGuest& g, const std::string& qmp_sock, const std::string& incoming) {
-  std::vector<std::string> a = {g.qemu, "-M", "microvm,acpi=off,x-option-roms=off,rtc=off", "-enable-kvm", "-cpu", "host",
-                                "-smp", std::to_string(g.vcpus), "-m", std::to_string(g.mem_mib), "-nodefaults",
-                                "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio", "-device", "i8042",
-                                "-kernel", g.kernel, "-initrd", g.initrd, "-append", g.cmdline,
-                                "-device", "vhost-vsock-device,guest-cid=" + std::to_string(g.cid),
-                                "-qmp", "unix:" + qmp_sock + ",server=on,wait=off",
-                                // A stream carries the source's run state ("globalstate"): from the
-                                // stopped source it would leave the destination paused until `cont`.
-                                // Without it the destination starts the guest once loaded.
-                                "-global", "migration.store-global-state=off"};
+  std::vector<std::string> a = ember::perf::qemu_microvm_argv(g.qemu, false, g.vcpus, g.mem_mib, g.kernel, g.initrd,
+                                                             g.cmdline);
+  // A stream carries the source's run state ("globalstate"): from the stopped source it
+  // would leave the destination paused until `cont`. Without it the destination starts the
+  // guest once loaded.
+  a.insert(a.end(), {"-device", "vhost-vsock-device,guest-cid=" + std::to_string(g.cid), "-qmp",
+                     "unix:" + qmp_sock + ",server=on,wait=off", "-global", "migration.store-global-state=off"});
   if (!incoming.empty()) a.insert(a.end(), {"-incoming", "exec:cat '" + incoming + "'"});
   return a;
 }
