@@ -1,8 +1,5 @@
 #include "vmm/config_files.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-
 #include "virtio/blk/block_device.h"
 #include "vmm/loader/image_source.h"
 #include "vmm/loader/kernel_loader.h"
@@ -34,12 +31,10 @@ void check_boot_source_files(const BootSource& boot) {
 
 void check_drive_file(const DriveConfig& drive) {
   as_config_error([&] {
-    struct stat st{};
-    int flags = drive.is_read_only ? O_RDONLY : O_RDWR;
-    virtio::blk::open_backing_file(drive.drive_id, drive.path_on_host, flags, st);
-    if (drive.cache == DriveConfig::Cache::None) {  // a file system without O_DIRECT is named now
-      virtio::blk::open_backing_file(drive.drive_id, drive.path_on_host, flags | O_DIRECT, st);
-    }
+    // Exactly as the device opens it (read-only or not, and O_DIRECT too for cache = "none":
+    // a file system without O_DIRECT is named now).
+    virtio::blk::open_backing(drive.drive_id, drive.path_on_host, drive.is_read_only,
+                              drive.cache == DriveConfig::Cache::None);
   });
 }
 
