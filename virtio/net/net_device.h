@@ -90,6 +90,11 @@ class NetDevice final : public VirtioDevice {
 
   void start_rx_read();
   void on_rx_read(int32_t result);
+  // Reads the packets the tap holds now (a bounded batch), then starts an io_uring read.
+  void read_rx();
+  // Takes a packet of `length` bytes read into rx_packet_; false when it waits for RX
+  // buffers or the limiter (no read until then).
+  bool take_rx_packet(size_t length);
   // Hands the packet read from the tap to the guest once the RX limiter and the driver's
   // buffers allow; true when it is gone (delivered or dropped), false when it waits.
   bool forward_rx();
@@ -126,6 +131,7 @@ class NetDevice final : public VirtioDevice {
   iovec rx_iov_{};
   size_t rx_length_ = 0;  // bytes of a packet waiting for RX buffers, 0 if none
   bool rx_reading_ = false;
+  bool nowait_reads_ = true;  // the tap takes RWF_NOWAIT reads (false once it refused one)
   unsigned rx_read_failures_ = 0;  // consecutive
   uint64_t activations_ = 0;
   std::deque<DescriptorChain> rx_chains_;  // popped, not yet used

@@ -117,14 +117,14 @@ void allow_role(Allowlist& a, ThreadRole role) {
       a.allow_ioctls({KVM_RUN, KVM_GET_REGS});
       break;
     case ThreadRole::Event:
-      // Device backends: eventfds, the tap, vsock's Unix sockets (guest-initiated
-      // connections open new ones: AF_UNIX only), the sync block engine (fallocate: a
-      // drive's DISCARD and WRITE_ZEROES), io_uring.
+      // Device backends: eventfds, the tap (preadv2: RX reads that do not wait), vsock's
+      // Unix sockets (guest-initiated connections open new ones: AF_UNIX only), the sync
+      // block engine (fallocate: a drive's DISCARD and WRITE_ZEROES), io_uring.
       allow_polling(a);
-      a.allow({SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(preadv), SCMP_SYS(pwritev),
-               SCMP_SYS(fdatasync), SCMP_SYS(fallocate), SCMP_SYS(close), SCMP_SYS(recvfrom), SCMP_SYS(sendto),
-               SCMP_SYS(recvmsg), SCMP_SYS(sendmsg), SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(shutdown),
-               SCMP_SYS(timerfd_settime), SCMP_SYS(io_uring_enter)});
+      a.allow({SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(preadv), SCMP_SYS(preadv2),
+               SCMP_SYS(pwritev), SCMP_SYS(fdatasync), SCMP_SYS(fallocate), SCMP_SYS(close), SCMP_SYS(recvfrom),
+               SCMP_SYS(sendto), SCMP_SYS(recvmsg), SCMP_SYS(sendmsg), SCMP_SYS(accept4), SCMP_SYS(connect),
+               SCMP_SYS(shutdown), SCMP_SYS(timerfd_settime), SCMP_SYS(io_uring_enter)});
       // The one registration the sealed ring still takes: a drive's slot moved to its new file.
       a.allow_if(SCMP_SYS(io_uring_register), SCMP_A1(SCMP_CMP_EQ, IORING_REGISTER_FILES_UPDATE));
       a.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
