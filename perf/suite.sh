@@ -49,9 +49,10 @@ GP
 }
 
 # bar_chart PNG TITLE YLABEL GNUPLOT_SETTINGS DAT: one bar per line of DAT ("label" value
-# colour-index: bars of one index share a colour), labelled with its value; nothing without gnuplot.
+# colour-index: bars of one index share a colour), labelled with its value (printf FORMAT,
+# default %.0f); nothing without gnuplot.
 bar_chart() {
-  local png=$1 title=$2 ylabel=$3 settings=$4 dat=$5
+  local png=$1 title=$2 ylabel=$3 settings=$4 dat=$5 format=${6:-%.0f}
   command -v gnuplot >/dev/null || return 0
   gnuplot <<GP
 set terminal pngcairo size 900,560
@@ -68,7 +69,7 @@ set rmargin 12
 set bmargin 7
 $settings
 plot '$dat' using 0:2:3:xtic(1) with boxes lc variable notitle, \
-     '' using 0:2:(sprintf('%.0f', \$2)) with labels offset 0,0.8 notitle
+     '' using 0:2:(sprintf('$format', \$2)) with labels offset 0,0.8 notitle
 GP
   echo "chart in $png" >&2
 }

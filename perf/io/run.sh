@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# The I/O suite: ember against QEMU microvm with the same guest kernel, initramfs, vCPUs and
+# memory, side by side in one run of each part, directly on a /dev/kvm that boots guests,
+# otherwise inside the emulated host (compare the ratios, not the absolute figures):
+#   block  virtio-blk (this script, below), four VMMs a round, interleaved: ember (its
+#          default: io_uring, host page cache), ember with cache = "none" (O_DIRECT), QEMU
+#          with aio=io_uring,cache=none, and QEMU's default (aio=threads, writeback). In each,
+#          the guest's blk-bench (guest/tools/blk-bench.c, O_DIRECT in the guest) measures for
+#          SECONDS each: sequential write and read in 1 MiB requests (MiB/s), and 4 KiB random
+#          read and write (IOPS) with 1 and 32 requests in flight. The drive is a loop device
+#          over a file in $TMPDIR when run as root (O_DIRECT works whatever holds the file),
+#          else the file itself. Like is compared with like: ember's default with QEMU's (both
+#          through the host's page cache), ember's cache = "none" with QEMU's
+#          io_uring,cache=none (both O_DIRECT).
+#   net    TCP each way over a tap, QEMU with vhost=off (perf/net/run.sh)
+#   vsock  each way, QEMU with vhost-vsock-device (perf/vsock/run.sh)
+# Writes results.md (every table), results.json (every measurement) and ratios.png (ember /
+# QEMU per test, medians of the rounds' ratios) into the output folder; each part's own
+# output goes to block/, net/ and vsock/ there.
+#   usage: perf/io/run.sh [--out DIR] [--only block|net|vsock] [--rounds R (5)] [--seconds S (3)]
+#                         [--disk-mib N (256)] [--net-mib N (16)] [--vsock-mib N (16)]
+set -euo pipefail
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+out=$src/build/io-perf rounds=5 seconds=3 disk_mib=256 net_mib=16 vsock_mib=16 only= inner=0 guest=
+usage() {
+  echo "usage: $0 [--out DIR] [--only block|net|vsock] [--rounds R] [--seconds S] [--disk-mib N] [--net-mib N]" \
+    "[--vsock-mib N]" >&2
+  exit 2
+}
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --out) out=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --disk-mib) disk_mib=$2; shift 2 ;;
+    --net-mib) net_mib=$2; shift 2 ;;
+    --vsock-mib) vsock_mib=$2; shift 2 ;;
+    --inner) inner=1 guest=$2; shift 2 ;;
+    *) usage ;;
+  esac
+done
+for n in "$rounds" "$seconds" "$disk_mib" "$net_mib" "$vsock_mib"; do [[ $n =~ ^[1-9][0-9]*$ ]] || usage; done
+[[ -z $only || $only == block || $only == net || $only == vsock ]] || usage
+wants() { [[ -z $only || $only == "$1" ]]; }
+
+if [[ $inner == 0 ]]; then
+  . "$src/perf/suite.sh"
+  "$src/tools/setup.sh"
+  guest=$("$src/guest/build.sh")
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  rm -rf "$out"/block "$out"/net "$out"/vsock "$out"/ratios.dat "$out"/results.*
+  failed=()
+  if wants block; then
+    mkdir -p "$out/block"
+    measure "io perf (block)" "$out/block" "$src/perf/io/run.sh" --inner "$guest" --rounds "$rounds" \
+      --seconds "$seconds" --disk-mib "$disk_mib" || failed+=(block)
+  fi
+  if wants net; then
+    "$src/perf/net/run.sh" --out "$out/net" --mib "$net_mib" --rounds "$rounds" >/dev/null || failed+=(net)
+  fi
+  if wants vsock; then
+    "$src/perf/vsock/run.sh" --out "$out/vsock" --bytes $((vsock_mib << 20)) --rounds "$rounds" >/dev/null ||
+      failed+=(vsock)
+  fi
+  # One table, one JSON document, one chart.
+  part() { [[ -s $out/$1/$2 ]] && cat "$out/$1/$2" || echo "${3:-}"; }
+  {
+    echo "# I/O: ember / QEMU microvm, $(date -u +%F)"
+    wants block && printf '\n## virtio-blk\n\n%s\n' "$(part block results.md "(no results: see $out/block)")"
+    wants net && printf '\n## virtio-net (QEMU vhost=off)\n\n%s\n' "$(part net results.md "(no results: see $out/net)")"
+    wants vsock && printf '\n## vsock (QEMU vhost-vsock)\n\n%s\n' "$(part vsock results.md "(no results: see $out/vsock)")"
+  } >"$out/results.md"
+  printf '{"block": %s,\n "net": %s,\n "vsock": %s}\n' "$(part block results.json null)" "$(part net results.json null)" \
+    "$(part vsock results.json null)" >"$out/results.json"
+  {
+    part block ratios.dat
+    # net: "| host -> guest (RX) | e | q | ratio |"; vsock: "ember / QEMU median throughput: r" per direction.
+    part net results.md | awk -F'|' '/guest -> host/ { print "\"net TX\"", $5, 3 } /host -> guest/ { print "\"net RX\"", $5, 3 }'
+    part vsock results.md | awk '/^guest -> host/ { d = "to host" } /^host -> guest/ { d = "to guest" }
+      /^ember \/ QEMU median throughput:/ { printf "\"vsock %s\" %.2f 4\n", d, $NF }'
+  } | awk '$(NF-1) + 0 > 0' >"$out/ratios.dat"
+  bar_chart "$out/ratios.png" "I/O, ember / QEMU microvm (medians), $(date -u +%F)" "ember / QEMU (1 = as fast)" \
+    "set termoption noenhanced; set yrange [0:*]; set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2" \
+    "$out/ratios.dat" "%.2f"
+  cat "$out/results.md"
+  ((${#failed[@]} == 0)) || { echo "perf/io: failed: ${failed[*]}" >&2; exit 1; }
+  exit 0
+fi
+
+# --- the measurement: directly or inside the emulated host -------------------------------
+command -v qemu-system-x86_64 >/dev/null || { echo "perf/io: qemu-system-x86_64 is not on PATH" >&2; exit 1; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/ember-io-perf.XXXXXX")
+loop=
+cleanup() {
+  [[ -n $loop ]] && losetup -d "$loop" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+head -c $((disk_mib << 20)) /dev/zero >"$work/disk.img"  # allocated, not sparse: no first-touch cost
+disk=$work/disk.img
+if [[ $(id -u) == 0 ]] && loop=$(losetup --find --show "$disk" 2>/dev/null); then
+  disk=$loop
+fi
+
+tests=("seqwrite 1" "seqread 1" "randread 1" "randread 32" "randwrite 1" "randwrite 32")
+script="for t in $(printf "'%s' " "${tests[@]}"); do set -- \$t; blk-bench /dev/vda \$1 $seconds \$2 || echo BLKBENCH_FAILED \$t; done"
+append="console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=$(printf '%s' "$script" | base64 -w0)"
+vmms=(ember ember_cache_none qemu_io_uring_cache_none qemu_default)
+
+run_one() {  # run_one VMM LOG
+  local qemu_drive=(-drive "file=$disk,if=none,id=d0,format=raw")
+  case $1 in
+    ember|ember_cache_none)
+      local spec=id=data,path=$disk
+      [[ $1 == ember_cache_none ]] && spec+=,cache=none
+      timeout 900 "$src/build/ember" --kernel "$guest/bzImage" --initrd "$guest/initramfs.cpio.gz" --vcpus 1 \
+        --mem-mib 256 --cmdline "$append" --drive "$spec" >"$2" 2>&1 </dev/null || true ;;
+    qemu_*)
+      [[ $1 == qemu_io_uring_cache_none ]] && qemu_drive[1]+=,aio=io_uring,cache=none
+      # As perf/bench_util.h's qemu_microvm_argv(); the i8042 ends QEMU on the guest's reboot=k.
+      timeout 900 qemu-system-x86_64 -M microvm,acpi=off,x-option-roms=off,rtc=off -enable-kvm -cpu host -m 256 \
+        -smp 1 -nodefaults -no-user-config -nographic -no-reboot -serial stdio -device i8042 \
+        -kernel "$guest/bzImage" -initrd "$guest/initramfs.cpio.gz" -append "$append" \
+        "${qemu_drive[@]}" -device virtio-blk-device,drive=d0 >"$2" 2>&1 </dev/null || true ;;
+  esac
+}
+
+# Results: one line "VMM TEST DEPTH VALUE ROUND" per measurement (MiB/s for seq*, IOPS for rand*).
+: >"$work/values"
+for r in $(seq 1 "$rounds"); do
+  for vmm in "${vmms[@]}"; do
+    log=$out/$vmm-$r.log
+    run_one "$vmm" "$log"
+    lines=$(tr -d '\r' <"$log" | grep '^BLKBENCH test=' || true)
+    if [[ $(grep -c . <<<"$lines") != "${#tests[@]}" ]]; then
+      echo "perf/io: $vmm round $r: $(grep -c . <<<"$lines") of ${#tests[@]} tests reported (see $log)" >&2
+    fi
+    sed -n 's/^BLKBENCH test=\([a-z]*\) depth=\([0-9]*\) ops=\([0-9]*\) bytes=\([0-9]*\) usec=\([0-9]*\)$/\1 \2 \3 \4 \5/p' \
+      <<<"$lines" | while read -r test depth ops bytes usec; do
+      if [[ $test == seq* ]]; then
+        value=$(awk -v b="$bytes" -v u="$usec" 'BEGIN { printf "%.1f", b / 1048576 / (u / 1e6) }')
+      else
+        value=$(awk -v o="$ops" -v u="$usec" 'BEGIN { printf "%.0f", o / (u / 1e6) }')
+      fi
+      echo "$vmm $test $depth $value $r" >>"$work/values"
+      echo "perf/io: round $r $vmm $test depth $depth: $value" >&2
+    done
+  done
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print ""}'; }
+med() { awk -v v="$1" -v t="$2" -v d="$3" '$1 == v && $2 == t && $3 == d {print $4}' "$work/values" | median; }
+# The median over rounds of ember / QEMU within a round: the VMMs of one round ran minutes
+# apart, rounds on a shared machine may not, so each round's ratio is the paired figure.
+ratio() {  # ratio VMM QEMU TEST DEPTH
+  awk -v a="$1" -v b="$2" -v t="$3" -v d="$4" '$2 == t && $3 == d && ($1 == a || $1 == b) { v[$1, $5] = $4; r[$5] = 1 }
+    END { for (k in r) if (((a, k) in v) && ((b, k) in v) && v[b, k] > 0) print v[a, k] / v[b, k] }' "$work/values" |
+    median | awk '{ printf "%.2f", $1 } END { if (!NR) print "n/a" }'
+}
+label() { case $1 in seq*) echo "sequential ${1#seq}, 1 MiB (MiB/s)" ;; *) echo "random ${1#rand}, 4 KiB, depth $2 (IOPS)" ;; esac; }
+{
+  echo "| test | ember | QEMU default | ember / QEMU, both cached | ember cache=none | QEMU io_uring cache=none | ember / QEMU, both O_DIRECT |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  for t in "${tests[@]}"; do
+    read -r test depth <<<"$t"
+    e=$(med ember "$test" "$depth") en=$(med ember_cache_none "$test" "$depth")
+    qu=$(med qemu_io_uring_cache_none "$test" "$depth") qd=$(med qemu_default "$test" "$depth")
+    echo "| $(label "$test" "$depth") | ${e:-n/a} | ${qd:-n/a} | $(ratio ember qemu_default "$test" "$depth") |" \
+      "${en:-n/a} | ${qu:-n/a} | $(ratio ember_cache_none qemu_io_uring_cache_none "$test" "$depth") |"
+  done
+  echo
+  echo "Figures: medians of $rounds rounds. Ratios: medians of each round's ember / QEMU (a round runs the four"
+  echo "VMMs one after the other). $seconds s per test, ${disk_mib} MiB drive ($([[ -n $loop ]] && echo "loop device over a file in ${TMPDIR:-/tmp}" || echo "file in ${TMPDIR:-/tmp}")), 1 vCPU, 256 MiB; $(date -u +%F), host $(uname -r)."
+} >"$out/results.md"
+{
+  for t in "${tests[@]}"; do
+    read -r test depth <<<"$t"
+    echo "\"$test d$depth cached\" $(ratio ember qemu_default "$test" "$depth") 1"
+    echo "\"$test d$depth O_DIRECT\" $(ratio ember_cache_none qemu_io_uring_cache_none "$test" "$depth") 2"
+  done
+} | grep -v n/a >"$out/ratios.dat" || true
+# results.json: every measurement and the medians.
+awk -v rounds="$rounds" -v seconds="$seconds" '
+  { key = $1 "\t" $2 "\t" $3
+    if (key in seen) vals[key] = vals[key] ", " $4
+    else { seen[key] = 1; order[++n] = key; vals[key] = $4 } }
+  END {
+    printf "{\"rounds\": %d, \"seconds\": %d, \"unit\": {\"seq\": \"MiB/s\", \"rand\": \"IOPS\"}, \"block\": [\n", rounds, seconds
+    for (i = 1; i <= n; i++) {
+      split(order[i], k, "\t")
+      printf "  {\"vmm\": \"%s\", \"test\": \"%s\", \"depth\": %d, \"values\": [%s]}%s\n", k[1], k[2], k[3], vals[order[i]], i < n ? "," : ""
+    }
+    print "]}"
+  }' "$work/values" >"$out/results.json"
+cat "$out/results.md"
