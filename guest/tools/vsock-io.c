@@ -2,6 +2,9 @@
  *
  *   vsock-io listen PORT echo         accept forever; echo each connection (fork)
  *   vsock-io listen PORT once         accept one connection, read it to EOF, exit
+ *   vsock-io listen PORT receive N    accept N connections one after the other, read each to
+ *       EOF and print its bytes and MiB/s (timed from accept to EOF; no checksum: the
+ *       measurement is of the transport, not of this loop)
  *   vsock-io connect CID PORT echo BYTES SEED
  *       send BYTES of the SEED stream while reading the echo; verify it byte by
  *       byte; exit 0 only if all BYTES came back intact before EOF
@@ -123,6 +126,34 @@ static int cmd_listen(unsigned port, const char *mode) {
   }
 }
 
+static int cmd_receive(unsigned port, unsigned count) {
+  static unsigned char buf[CHUNK];
+  int fd = listen_on(port);
+  if (fd < 0) return die("listen");
+  for (unsigned i = 0; i < count;) {
+    int c = accept(fd, NULL, NULL);
+    if (c < 0) {
+      if (errno == EINTR) continue;
+      return die("accept");
+    }
+    double start = now();
+    uint64_t got = 0;
+    for (;;) {
+      ssize_t n = read(c, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return die("read");
+      if (n == 0) break;
+      got += (uint64_t)n;
+    }
+    double secs = now() - start;
+    close(c);
+    printf("vsock-io: received %llu bytes in %.3f s: %.2f MiB/s\n", (unsigned long long)got, secs,
+           got / secs / 1048576.0);
+    i++;
+  }
+  return 0;
+}
+
 static int connect_to(unsigned cid, unsigned port) {
   int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
   if (fd < 0) return -1;
@@ -195,6 +226,8 @@ static int transfer(int fd, uint64_t total, uint64_t seed, int verify) {
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc == 4 && strcmp(argv[1], "listen") == 0) return cmd_listen((unsigned)strtoul(argv[2], 0, 10), argv[3]);
+  if (argc == 5 && strcmp(argv[1], "listen") == 0 && strcmp(argv[3], "receive") == 0)
+    return cmd_receive((unsigned)strtoul(argv[2], 0, 10), (unsigned)strtoul(argv[4], 0, 10));
   if (argc == 7 && strcmp(argv[1], "connect") == 0) {
     int fd = connect_to((unsigned)strtoul(argv[2], 0, 10), (unsigned)strtoul(argv[3], 0, 10));
     if (fd < 0) return die("connect");
@@ -205,6 +238,7 @@ int main(int argc, char **argv) {
 usage:
   fprintf(stderr,
           "usage: vsock-io listen PORT echo|once\n"
+          "       vsock-io listen PORT receive COUNT\n"
           "       vsock-io connect CID PORT echo|send BYTES SEED\n");
   return 2;
 }

@@ -4,18 +4,20 @@
 # QEMU, and each guest sends N MiB to the host and receives N MiB from it over TCP
 # (busybox nc on both ends, zeros). The guest times each transfer (/proc/uptime).
 # Runs inside the emulated host unless this host's /dev/kvm boots guests; writes
-# results.md into the output folder and prints it.
-#   usage: perf/net/run.sh [--out DIR] [--mib N (default 32)] [--rounds R (default 3)]
+# results.md and results.json into the output folder and prints the table.
+#   usage: perf/net/run.sh [--out DIR] [--mib N (default 32)] [--rounds R (default 3)] [--ember BIN]
+# (--ember: another ember binary than build/ember, e.g. a build before a change, for comparison)
 set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-out=$src/build/perf-net mib=32 rounds=3 inner=0
+out=$src/build/perf-net mib=32 rounds=3 inner=0 ember=$src/build/ember
 while [[ $# -gt 0 ]]; do
   case $1 in
     --out) out=$2; shift 2 ;;
     --mib) mib=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --ember) ember=$(realpath "$2"); shift 2 ;;
     --inner) inner=1; shift ;;
-    *) echo "usage: $0 [--out DIR] [--mib N] [--rounds R]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--out DIR] [--mib N] [--rounds R] [--ember BIN]" >&2; exit 2 ;;
   esac
 done
 
@@ -24,12 +26,13 @@ if [[ $inner == 0 ]]; then
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
   if "$src/tests/e2e/kvm-probe.sh" "$src/build/ember" "$guest" >/dev/null; then
-    EMBER_GUEST_DIR=$guest unshare -n "$src/perf/net/run.sh" --inner --out "$out" --mib "$mib" --rounds "$rounds"
+    EMBER_GUEST_DIR=$guest unshare -n "$src/perf/net/run.sh" --inner --out "$out" --mib "$mib" --rounds "$rounds" --ember "$ember"
   else
     echo "perf/net: measuring inside the emulated host (compare ratios, not absolute figures)" >&2
     # The emulated host sees this machine read-only; results come back through --artifacts.
     "$src/tests/e2e/emulated-host/run.sh" --timeout 3000 --artifacts "$out" -- env EMBER_GUEST_DIR="$guest" \
-      sh -c 'exec unshare -n "$0" --inner --out "$EMBER_ARTIFACTS_DIR" --mib "$1" --rounds "$2"' "$src/perf/net/run.sh" "$mib" "$rounds"
+      sh -c 'exec unshare -n "$0" --inner --out "$EMBER_ARTIFACTS_DIR" --mib "$1" --rounds "$2" --ember "$3"' \
+      "$src/perf/net/run.sh" "$mib" "$rounds" "$ember"
   fi
   cat "$out/results.md"
   exit 0
@@ -61,7 +64,7 @@ append="console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=$(printf '%s' "$
 run_one() {  # vmm -> "up_cs down_cs"
   local log=$out/$1-$2.log
   if [[ $1 == ember ]]; then
-    timeout 600 "$src/build/ember" --kernel "$guest/bzImage" --initrd "$guest/initramfs.cpio.gz" --mem-mib 512 \
+    timeout 600 "$ember" --kernel "$guest/bzImage" --initrd "$guest/initramfs.cpio.gz" --mem-mib 512 \
       --cmdline "$append" --net iface_id=eth0,tap=$tap >"$log" 2>&1 || true
   else
     # As perf/boot-latency runs QEMU; the i8042 is there for the guest's reboot=k.
@@ -101,3 +104,10 @@ rate() { awk -v m="$mib" -v cs="$1" 'BEGIN { if (cs > 0) printf "%.1f", m * 100 
   echo
   echo "$mib MiB per transfer, median of $rounds rounds, $(date -u +%F), $(uname -r)"
 } >"$out/results.md"
+# results.json: every round's transfer time (centiseconds, guest clock) each way.
+json_list() { echo "[$(echo "$1" | xargs | sed 's/ /, /g')]"; }
+cat >"$out/results.json" <<JSON
+{"mib": $mib, "rounds": $rounds, "unit": "centiseconds per transfer",
+ "guest_to_host": {"ember": $(json_list "${up[ember]}"), "qemu": $(json_list "${up[qemu]}")},
+ "host_to_guest": {"ember": $(json_list "${down[ember]}"), "qemu": $(json_list "${down[qemu]}")}}
+JSON

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# vsock throughput, ember against QEMU (vhost-vsock) with the same guest in one
-# run, inside the emulated host unless this host's /dev/kvm boots guests. Writes
-# the table to OUT/results.md (default build/vsock-perf).
+# vsock throughput both ways, ember against QEMU (vhost-vsock) with the same guest in
+# one run, inside the emulated host unless this host's /dev/kvm boots guests. Writes
+# the tables to OUT/results.md and every round to OUT/results.json (default build/vsock-perf).
 #   usage: perf/vsock/run.sh [--out DIR] [vsock_bench flags, e.g. --bytes 16777216 --rounds 3]
 set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -14,10 +14,10 @@ tool=$src/build/perf/vsock/vsock_bench
 args=(--ember "$src/build/ember" --guest "$guest" "$@")
 
 if why=$("$src/tests/e2e/kvm-probe.sh" "$src/build/ember" "$guest"); then
-  "$tool" "${args[@]}" > "$out/results.md"
+  "$tool" "${args[@]}" --json "$out/results.json" > "$out/results.md"
 else
   echo "vsock perf: $why: measuring inside the emulated host (compare ratios, not absolute figures)" >&2
   "$src/tests/e2e/emulated-host/run.sh" --artifacts "$out" -- \
-    sh -c 'exec "$0" "$@" > "$EMBER_ARTIFACTS_DIR/results.md"' "$tool" "${args[@]}"
+    sh -c 'exec "$0" "$@" --json "$EMBER_ARTIFACTS_DIR/results.json" > "$EMBER_ARTIFACTS_DIR/results.md"' "$tool" "${args[@]}"
 fi
 cat "$out/results.md"
