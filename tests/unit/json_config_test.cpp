@@ -61,6 +61,24 @@ TEST(JsonConfig, FullDocument) {
   EXPECT_EQ(c.metrics->metrics_path, "/tmp/ember.metrics");
 }
 
+// Both of Firecracker's cache types are taken: ember always offers flush and honours it, which
+// is Firecracker's "Writeback", and GET /vm/config says so.
+TEST(JsonConfig, CacheTypeUnsafeOrWriteback) {
+  for (const char* type : {"Unsafe", "Writeback"}) {
+    DriveConfig d = drive_from_json(parse_json(std::string(R"({"drive_id": "d", "path_on_host": "/d", "is_root_device": false,
+                                                                "cache_type": ")") + type + "\"}",
+                                               "t"));
+    EXPECT_EQ(to_json(d).at("cache_type"), "Writeback") << type;
+  }
+  try {
+    drive_from_json(parse_json(R"({"drive_id": "d", "path_on_host": "/d", "is_root_device": false, "cache_type": "None"})", "t"));
+    ADD_FAILURE() << "cache_type None was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cache_type must be \"Unsafe\" or \"Writeback\" (got \"None\")"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(JsonConfig, DefaultsMatchFirecracker) {
   FullVmConfig c = full_config_from_json(parse_json(R"({"boot-source": {"kernel_image_path": "/k"}})", "t"));
   EXPECT_EQ(c.vm.boot.boot_args, kDefaultBootArgs);
