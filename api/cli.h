@@ -37,8 +37,15 @@ struct CliOptions {
   bool restore_paused = false;
 };
 
+// Firecracker's API socket when no --api-sock is given.
+inline constexpr const char* kDefaultApiSock = "/run/firecracker.socket";
+
 // Throws Error for unknown flags, missing values and malformed numbers.
 CliOptions parse_cli(const std::vector<std::string>& args);
+// Where the HTTP API is served: --api-sock; else, where Firecracker would serve its default
+// socket (no TOML launcher file, no flag that describes or restores a VM, no --no-api),
+// kDefaultApiSock; else nowhere.
+std::optional<std::string> api_socket_path(const CliOptions& options);
 // Whether any flag describes the VM (--kernel, --drive, --mem-mib, ...): none may go with a
 // restore, whose VM comes from the snapshot.
 bool describes_vm(const CliOptions& options);

@@ -525,6 +525,35 @@ TEST_F(JailerRoot, TwoJailedEmbersServeTheirApiInsideTheirChroots) {
   EXPECT_FALSE(fs::exists(base_ / "ember" / "ember-a" / "root" / "api.sock")) << "ember removes its socket";
 }
 
+// Kata Containers' jailed Go runtime: it makes <id>/root/run before running the jailer and
+// gives ember no --api-sock, expecting Firecracker's default socket, /run/firecracker.socket
+// inside the jail. A stale socket a crashed ember left there is replaced.
+TEST_F(JailerRoot, JailedEmberServesFirecrackersDefaultSocketInAFolderMadeBeforehand) {
+  if (!EMBER_IS_STATIC) GTEST_SKIP() << "this build's ember is dynamically linked (EMBER_STATIC=OFF): the jail holds only the binary";
+  fs::path run = base_ / "ember" / "kata-fc" / "root" / "run";
+  fs::create_directories(run);  // root's, as Kata makes it: the jailer gives it to the jail's uid
+  fs::path sock = run / "firecracker.socket";
+  {
+    UniqueFd stale(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock.c_str());
+    ASSERT_EQ(::bind(stale.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << std::strerror(errno);
+  }
+  std::vector<std::string> a = args("kata-fc");
+  a[3] = EMBER_BIN;  // --exec-file
+  Jailer j = start(a);
+  std::string answer;
+  for (int i = 0; i < 200 && answer.empty(); ++i) {  // the stale file is there from the start
+    answer = get_root(sock);
+    if (answer.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(answer.find("\"id\":\"kata-fc\""), std::string::npos) << answer;
+  ::kill(j.pid, SIGTERM);
+  EXPECT_EQ(j.finish(), 130) << j.errors;
+  EXPECT_FALSE(fs::exists(sock)) << "ember removes its socket";
+}
+
 // ember as PID 1 of its own namespace: found through the pid file, it still stops on SIGTERM
 // (a namespace's init ignores signals it has no handler for, unless blocked as ember does).
 TEST_F(JailerRoot, JailedEmberAsPid1OfANewNamespaceStopsOnSigterm) {

@@ -217,6 +217,26 @@ TEST(ApiCli, FirecrackerStyleFlags) {
   EXPECT_THROW(parse_cli({"--config", "a.toml", "--config-file", "b.json"}), Error);
 }
 
+// Where Firecracker would serve /run/firecracker.socket, ember does too; its own ways to give
+// a VM (TOML, flags, --restore) keep booting without an API, as before.
+TEST(ApiCli, DefaultApiSocketWhereFirecrackerServesIt) {
+  auto sock = [](std::vector<std::string> args) { return api_socket_path(parse_cli(args)); };
+  const std::optional<std::string> fc = "/run/firecracker.socket";
+  EXPECT_EQ(sock({}), fc);
+  EXPECT_EQ(sock({"--id", "vm1"}), fc);  // as ember-jailer runs it with no ember options
+  EXPECT_EQ(sock({"--id", "vm1", "--config-file", "/fcConfig.json"}), fc);  // Kata's jailed Go runtime
+  EXPECT_EQ(sock({"--config-file", "vm.json", "--log-path", "/l", "--level", "Debug", "--metrics-path", "/m"}), fc);
+  EXPECT_EQ(sock({"--config-file", "vm.json", "--api-sock", "/tmp/s"}), "/tmp/s");
+  EXPECT_EQ(sock({"--api-sock", "/tmp/s", "--config", "vm.toml"}), "/tmp/s");
+  EXPECT_EQ(sock({"--config-file", "vm.json", "--no-api"}), std::nullopt);
+  EXPECT_EQ(sock({"--no-api"}), std::nullopt);
+  EXPECT_EQ(sock({"--config", "vm.toml"}), std::nullopt);
+  EXPECT_EQ(sock({"--kernel", "vmlinux"}), std::nullopt);
+  EXPECT_EQ(sock({"--config-file", "vm.json", "--vcpus", "2"}), std::nullopt);
+  EXPECT_EQ(sock({"--drive", "id=d,path=x"}), std::nullopt);
+  EXPECT_EQ(sock({"--restore", "vm.snap", "--mem-file", "vm.mem"}), std::nullopt);
+}
+
 // Firecracker's flags that shape the API: honoured, or refused saying why.
 TEST(ApiCli, FirecrackerApiFlags) {
   EXPECT_EQ(parse_cli({}).http_api_max_payload_size, 51200u);
