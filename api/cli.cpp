@@ -140,7 +140,7 @@ const char* usage_text() {
          "  --mem-file FILE   its memory file, mapped private (shared by clones until written)\n"
          "  --uffd-socket P   or: a page-fault handler serving the memory over userfaultfd\n"
          "  --restore-paused  leave the restored VM paused (resume with PATCH /vm)\n"
-         "  --version         print the version\n"
+         "  --version         print the version: the Firecracker API served, and ember's\n"
          "  -h, --help        this text\n"
          "\n"
          "Exit status: 0 guest shut down, 1 ember failed, 2 bad usage or configuration,\n"
@@ -201,6 +201,10 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
   if (o.http_api_max_payload_size == 0) fail("--http-api-max-payload-size must be at least 1");
   if (o.config_path && o.config_file) fail("--config (TOML) and --config-file (JSON) exclude each other");
   return o;
+}
+
+std::string version_text(std::string_view ember_version) {
+  return cat("Firecracker v", kFirecrackerApiVersion, " API, served by ember ", ember_version, "\n");
 }
 
 std::optional<std::string> api_socket_path(const CliOptions& o) {

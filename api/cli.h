@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vmm/snapshot/snapshot_params.h"
@@ -36,6 +37,16 @@ struct CliOptions {
   std::optional<std::string> restore, mem_file, uffd_socket;
   bool restore_paused = false;
 };
+
+// The Firecracker release whose API ember answers as, named first by `ember --version` for the
+// tools that check it (Kata Containers wants at least 0.21.1): the one Kata Containers'
+// Firecracker driver targets (its versions.yaml), whose calls ember answers.
+inline constexpr const char* kFirecrackerApiVersion = "1.12.1";
+
+// `ember --version`: "Firecracker v<kFirecrackerApiVersion> API, served by ember <version>\n".
+// One line, whose second word is the version, as Firecracker's "Firecracker v1.12.1" is
+// parsed; the rest says which VMM it is.
+std::string version_text(std::string_view ember_version);
 
 // Firecracker's API socket when no --api-sock is given.
 inline constexpr const char* kDefaultApiSock = "/run/firecracker.socket";

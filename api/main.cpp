@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (options.version) {
-      write_all(STDOUT_FILENO, cat("ember ", EMBER_VERSION, "\n"));
+      write_all(STDOUT_FILENO, version_text(EMBER_VERSION));
       return 0;
     }
     plan = plan_from(options);

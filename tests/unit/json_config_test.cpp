@@ -2,6 +2,9 @@
 // and equality with the same VM written in TOML.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <tuple>
+
 #include "api/cli.h"
 #include "api/json_config.h"
 #include "api/toml_config.h"
@@ -235,6 +238,33 @@ TEST(ApiCli, DefaultApiSocketWhereFirecrackerServesIt) {
   EXPECT_EQ(sock({"--config-file", "vm.json", "--vcpus", "2"}), std::nullopt);
   EXPECT_EQ(sock({"--drive", "id=d,path=x"}), std::nullopt);
   EXPECT_EQ(sock({"--restore", "vm.snap", "--mem-file", "vm.mem"}), std::nullopt);
+}
+
+// Kata Containers' Go runtime runs `<path> --version`, takes the second space-separated word of
+// the first line, drops a leading "v", and wants a semantic version of at least 0.21.1.
+TEST(ApiCli, VersionLineKataAcceptsThatStillSaysEmber) {
+  EXPECT_EQ(version_text("0.1.0"), "Firecracker v1.12.1 API, served by ember 0.1.0\n");
+  std::string printed;
+  if (FILE* p = ::popen(EMBER_BINARY " --version", "r")) {
+    char buf[256];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) printed.append(buf, n);
+    EXPECT_EQ(::pclose(p), 0);
+  }
+  EXPECT_EQ(printed, version_text(EMBER_VERSION));
+  std::string first_line = printed.substr(0, printed.find('\n'));
+  std::vector<std::string> fields;
+  for (size_t start = 0, space;; start = space + 1) {
+    space = first_line.find(' ', start);
+    fields.push_back(first_line.substr(start, space - start));
+    if (space == std::string::npos) break;
+  }
+  ASSERT_GT(fields.size(), 1u);
+  std::string version = fields[1].substr(fields[1].rfind('v', 0) == 0 ? 1 : 0);
+  unsigned major = 0, minor = 0, patch = 0;
+  char rest = 0;
+  ASSERT_EQ(std::sscanf(version.c_str(), "%u.%u.%u%c", &major, &minor, &patch, &rest), 3) << version;
+  EXPECT_GE(std::make_tuple(major, minor, patch), std::make_tuple(0u, 21u, 1u));
+  EXPECT_NE(first_line.find("ember " EMBER_VERSION), std::string::npos);
 }
 
 // Firecracker's flags that shape the API: honoured, or refused saying why.
