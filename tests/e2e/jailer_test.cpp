@@ -226,5 +226,49 @@ TEST(Jailer, TwoJailedEmbersSideBySideLeaveNothingBehind) {
   EXPECT_NE(r.out.find("JAILS_REMOVED"), std::string::npos);
 }
 
+// Kata Containers' jailed Go runtime, as it drives Firecracker: it makes <id>/root and
+// root/run and puts the kernel, the initrd and fcConfig.json into root before running the
+// jailer (uid 0, as Kata runs it), gives ember only --config-file, and polls GET / on
+// Firecracker's default socket, <root>/run/firecracker.socket, until "state" is "Running".
+TEST(Jailer, KataStyleFolderMadeBeforehandConfigFileAndTheDefaultSocket) {
+  ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  std::string ember = env("EMBER_BIN");
+  if (!statically_linked(ember)) GTEST_SKIP() << ember << " is dynamically linked (sanitized build): the jail holds only the binary";
+  fs::path dir = scratch_dir("jailer-kata");
+  std::string d = dir.string(), guest = env("EMBER_GUEST_DIR"), base = d + "/jails";
+  std::string parent_cgroup = "ember-e2e-kata-" + std::to_string(::getpid());
+  std::string cgroups = cgroup2_mount() + "/" + parent_cgroup;
+  fs::path root = dir / "jails" / "ember" / "kata-go" / "root";
+  fs::create_directories(root / "run");
+  fs::copy_file(guest + "/bzImage", root / "vmlinux");
+  fs::copy_file(guest + "/initramfs.cpio.gz", root / "initrd");
+  std::ofstream(root / "fcConfig.json")
+      << R"({"boot-source": {"kernel_image_path": "/vmlinux", "initrd_path": "/initrd", "boot_args": ")"
+      << cmdline("echo RAN_KATA_STYLE\n") << R"("}, "machine-config": {"vcpu_count": 1, "mem_size_mib": 128}})";
+  std::string jailer = (fs::path(ember).parent_path() / "ember-jailer").string();
+  std::string s = (root / "run" / "firecracker.socket").string();
+  std::string script =
+      prelude() + "'" + jailer + "' --id kata-go --exec-file '" + ember + "' --uid 0 --gid 0 --chroot-base-dir " + base +
+      " --parent-cgroup " + parent_cgroup + " -- --config-file /fcConfig.json > " + d + "/console.txt 2> " + d +
+      "/stderr.txt &\n"
+      "pid=$!\n(sleep " + std::to_string(static_cast<int>(60 * time_scale())) + "; kill $pid) >/dev/null 2>&1 &\n"
+      "wait_sock " + s + "\n"
+      "for i in $(seq 600); do api " + s + " GET / | grep -q '\"state\":\"Running\"' && { echo RUNNING; break; }; "
+      "sleep 0.05; done\n"
+      "wait $pid; echo EXIT=$?\n"
+      "test -e " + s + " || echo SOCKET_REMOVED\n"
+      "rmdir " + cgroups + "/kata-go " + cgroups + " && echo CGROUPS_REMOVED\n"
+      "rm -r " + base + "/ember/kata-go && echo JAIL_REMOVED\n";
+  ProcessResult r = run_process({"/bin/sh", "-c", script}, 300 * time_scale());
+  std::string console = read_text(dir / "console.txt");
+  SCOPED_TRACE(describe(r) + "\n--- console ---\n" + console + "\n--- stderr ---\n" + read_text(dir / "stderr.txt"));
+  EXPECT_NE(r.out.find("RUNNING"), std::string::npos);
+  EXPECT_NE(r.out.find("EXIT=0"), std::string::npos);
+  EXPECT_NE(console.find("RAN_KATA_STYLE"), std::string::npos);
+  EXPECT_NE(r.out.find("SOCKET_REMOVED"), std::string::npos);
+  EXPECT_NE(r.out.find("CGROUPS_REMOVED"), std::string::npos);
+  EXPECT_NE(r.out.find("JAIL_REMOVED"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ember::e2e
