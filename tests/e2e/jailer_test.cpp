@@ -90,6 +90,12 @@ std::string start_jailed(const std::string& id, const std::string& var, const st
          "))\n";
 }
 
+// Why the jail cannot hold this build's ember ("" if it can): it holds only the binary.
+std::string unjailable_ember() {
+  std::string ember = env("EMBER_BIN");
+  return statically_linked(ember) ? "" : ember + " is dynamically linked (sanitized build): the jail holds only the binary";
+}
+
 constexpr const char* kGuestScript =
     "ip link set lo up; ip link set eth0 up && ip addr add 169.254.10.2/24 dev eth0\n"
     "ping -c 3 -W 5 169.254.10.1 >/dev/null && echo GUEST_PING_OK\n"
@@ -98,8 +104,8 @@ constexpr const char* kGuestScript =
 
 TEST(Jailer, JailedEmberBootsWithBlkNetAndVsockOverTheApiInsideTheChroot) {
   ASSERT_TRUE(host_tools({{"curl", "curl"}, {"ip", "iproute2"}, {"zcat", "gzip"}, {"cpio", "cpio"}, {"mke2fs", "e2fsprogs"}}));
+  if (std::string why = unjailable_ember(); !why.empty()) GTEST_SKIP() << why;
   std::string ember = env("EMBER_BIN");
-  if (!statically_linked(ember)) GTEST_SKIP() << ember << " is dynamically linked (sanitized build): the jail holds only the binary";
   fs::path dir = scratch_dir("jailer");
   std::string d = dir.string(), guest = env("EMBER_GUEST_DIR");
   std::string id = "jail-e2e", ns = "ember-jail-" + std::to_string(::getpid());
@@ -180,17 +186,29 @@ TEST(Jailer, JailedEmberBootsWithBlkNetAndVsockOverTheApiInsideTheChroot) {
   fs::remove_all(dir / "jails");
 }
 
+// What the tests of jails booting from an initramfs share: a scratch folder, the jails' base in
+// it, and a parent cgroup of their own under the cgroup2 mount.
+struct JailScratch {
+  explicit JailScratch(const std::string& name)
+      : dir(scratch_dir("jailer-" + name)),
+        d(dir.string()),
+        guest(env("EMBER_GUEST_DIR")),
+        base(d + "/jails"),
+        parent_cgroup("ember-e2e-" + name + "-" + std::to_string(::getpid())),
+        cgroups(cgroup2_mount() + "/" + parent_cgroup) {}
+  fs::path dir;
+  std::string d, guest, base, parent_cgroup, cgroups;
+};
+
 // Two jails with different ids, each booting the guest from an initramfs; once both embers have
 // exited, nothing is left: no mount, no process in either cgroup (rmdir succeeds), no process
 // whose root is either chroot.
 TEST(Jailer, TwoJailedEmbersSideBySideLeaveNothingBehind) {
   ASSERT_TRUE(host_tools({{"curl", "curl"}}));
-  std::string ember = env("EMBER_BIN");
-  if (!statically_linked(ember)) GTEST_SKIP() << ember << " is dynamically linked (sanitized build): the jail holds only the binary";
-  fs::path dir = scratch_dir("jailer-two");
-  std::string d = dir.string(), guest = env("EMBER_GUEST_DIR"), base = d + "/jails";
-  std::string parent_cgroup = "ember-e2e-two-" + std::to_string(::getpid());
-  std::string cgroups = cgroup2_mount() + "/" + parent_cgroup;
+  if (std::string why = unjailable_ember(); !why.empty()) GTEST_SKIP() << why;
+  JailScratch j("two");
+  const fs::path& dir = j.dir;
+  const std::string &d = j.d, &guest = j.guest, &base = j.base, &parent_cgroup = j.parent_cgroup, &cgroups = j.cgroups;
   std::string script = prelude();
   for (const char* id : {"side-a", "side-b"}) {
     std::string s = base + "/ember/" + id + "/root/api.sock", v = std::string(id).substr(5);
@@ -232,12 +250,11 @@ TEST(Jailer, TwoJailedEmbersSideBySideLeaveNothingBehind) {
 // Firecracker's default socket, <root>/run/firecracker.socket, until "state" is "Running".
 TEST(Jailer, KataStyleFolderMadeBeforehandConfigFileAndTheDefaultSocket) {
   ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  if (std::string why = unjailable_ember(); !why.empty()) GTEST_SKIP() << why;
+  JailScratch j("kata");
   std::string ember = env("EMBER_BIN");
-  if (!statically_linked(ember)) GTEST_SKIP() << ember << " is dynamically linked (sanitized build): the jail holds only the binary";
-  fs::path dir = scratch_dir("jailer-kata");
-  std::string d = dir.string(), guest = env("EMBER_GUEST_DIR"), base = d + "/jails";
-  std::string parent_cgroup = "ember-e2e-kata-" + std::to_string(::getpid());
-  std::string cgroups = cgroup2_mount() + "/" + parent_cgroup;
+  const fs::path& dir = j.dir;
+  const std::string &d = j.d, &guest = j.guest, &base = j.base, &parent_cgroup = j.parent_cgroup, &cgroups = j.cgroups;
   fs::path root = dir / "jails" / "ember" / "kata-go" / "root";
   fs::create_directories(root / "run");
   fs::copy_file(guest + "/bzImage", root / "vmlinux");
