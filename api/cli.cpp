@@ -101,13 +101,16 @@ const char* unsupported_flag(const std::string& flag) {
 const char* usage_text() {
   return "usage: ember [--config vm.toml | --config-file vm.json] [--api-sock PATH] [options]\n"
          "\n"
-         "Boots a microVM and exits when the guest does. With only --api-sock, waits for\n"
-         "configuration and InstanceStart on the HTTP API (Firecracker's).\n"
+         "Boots a microVM and exits when the guest does. Without a VM (no --config-file,\n"
+         "--config, --kernel or --restore), waits for configuration and InstanceStart on the\n"
+         "HTTP API (Firecracker's).\n"
          "\n"
-         "  --config PATH     TOML file describing the VM (see configs/)\n"
+         "  --config PATH     TOML file describing the VM (see configs/); no API unless --api-sock\n"
          "  --config-file P   Firecracker JSON VM config: boot it without waiting for the API\n"
-         "  --api-sock PATH   serve the HTTP API on this Unix socket\n"
-         "  --no-api          no API socket (the default unless --api-sock is given)\n"
+         "  --api-sock PATH   serve the HTTP API on this Unix socket (default, as Firecracker:\n"
+         "                    /run/firecracker.socket, except with --config, --kernel, --restore\n"
+         "                    and the other flags that describe a VM)\n"
+         "  --no-api          no API socket\n"
          "  --id ID           instance id shown by GET /\n"
          "  --log-path PATH   write logs to this file or FIFO instead of stderr\n"
          "  --metrics-path P  write metrics (one JSON line per flush, every 60 s) here\n"
@@ -137,7 +140,7 @@ const char* usage_text() {
          "  --mem-file FILE   its memory file, mapped private (shared by clones until written)\n"
          "  --uffd-socket P   or: a page-fault handler serving the memory over userfaultfd\n"
          "  --restore-paused  leave the restored VM paused (resume with PATCH /vm)\n"
-         "  --version         print the version\n"
+         "  --version         print the version: the Firecracker API served, and ember's\n"
          "  -h, --help        this text\n"
          "\n"
          "Exit status: 0 guest shut down, 1 ember failed, 2 bad usage or configuration,\n"
@@ -198,6 +201,18 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
   if (o.http_api_max_payload_size == 0) fail("--http-api-max-payload-size must be at least 1");
   if (o.config_path && o.config_file) fail("--config (TOML) and --config-file (JSON) exclude each other");
   return o;
+}
+
+std::string version_text(std::string_view ember_version) {
+  return cat("Firecracker v", kFirecrackerApiVersion, " API, served by ember ", ember_version, "\n");
+}
+
+std::optional<std::string> api_socket_path(const CliOptions& o) {
+  if (o.api_sock) return o.api_sock;
+  // ember's own ways to give the VM (a TOML file, --kernel and the like, --restore) boot it
+  // without an API, as they always have; Firecracker has none of them.
+  if (o.no_api || o.config_path || describes_vm(o) || o.restore) return std::nullopt;
+  return kDefaultApiSock;
 }
 
 bool describes_vm(const CliOptions& o) {

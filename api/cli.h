@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vmm/snapshot/snapshot_params.h"
@@ -37,8 +38,25 @@ struct CliOptions {
   bool restore_paused = false;
 };
 
+// The Firecracker release whose API ember answers as, named first by `ember --version` for the
+// tools that check it (Kata Containers wants at least 0.21.1): the one Kata Containers'
+// Firecracker driver targets (its versions.yaml), whose calls ember answers.
+inline constexpr const char* kFirecrackerApiVersion = "1.12.1";
+
+// `ember --version`: "Firecracker v<kFirecrackerApiVersion> API, served by ember <version>\n".
+// One line, whose second word is the version, as Firecracker's "Firecracker v1.12.1" is
+// parsed; the rest says which VMM it is.
+std::string version_text(std::string_view ember_version);
+
+// Firecracker's API socket when no --api-sock is given.
+inline constexpr const char* kDefaultApiSock = "/run/firecracker.socket";
+
 // Throws Error for unknown flags, missing values and malformed numbers.
 CliOptions parse_cli(const std::vector<std::string>& args);
+// Where the HTTP API is served: --api-sock; else, where Firecracker would serve its default
+// socket (no TOML launcher file, no flag that describes or restores a VM, no --no-api),
+// kDefaultApiSock; else nowhere.
+std::optional<std::string> api_socket_path(const CliOptions& options);
 // Whether any flag describes the VM (--kernel, --drive, --mem-mib, ...): none may go with a
 // restore, whose VM comes from the snapshot.
 bool describes_vm(const CliOptions& options);

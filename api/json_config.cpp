@@ -73,8 +73,11 @@ void apply_drive_fields(Fields& f, const Json& j, DriveConfig& d) {
     else if (*v == "Sync") d.io_engine = DriveConfig::IoEngine::Sync;
     else fail(f.name("io_engine"), " must be \"Sync\" or \"Async\" (got \"", *v, "\")");
   }
-  if (auto v = f.string("cache_type"); v && *v != "Unsafe") {
-    fail(f.name("cache_type"), " \"", *v, "\" is not supported by ember (only \"Unsafe\")");
+  // Firecracker's "Unsafe" (its default) offers the guest no flush; its "Writeback" offers
+  // flush and makes it reach the disk. ember always does the latter (VIRTIO_BLK_F_FLUSH,
+  // fdatasync), which is safe for both: either is taken.
+  if (auto v = f.string("cache_type"); v && *v != "Unsafe" && *v != "Writeback") {
+    fail(f.name("cache_type"), " must be \"Unsafe\" or \"Writeback\" (got \"", *v, "\")");
   }
   // ember extension: O_DIRECT or not (Firecracker's cache_type is about flushes, not this).
   if (auto v = f.string("cache")) {
@@ -278,7 +281,7 @@ Json to_json(const DriveConfig& d) {
             {"path_on_host", d.path_on_host},
             {"is_root_device", d.is_root_device},
             {"is_read_only", d.is_read_only},
-            {"cache_type", "Unsafe"},
+            {"cache_type", "Writeback"},  // what ember does, whichever was asked
             {"io_engine", d.io_engine == DriveConfig::IoEngine::Sync ? "Sync" : "Async"}};
   if (d.cache == DriveConfig::Cache::None) j["cache"] = "none";  // ember's extension, only when used
   put_rate_limiter(j, "rate_limiter", d.rate_limiter);

@@ -80,6 +80,7 @@ struct Plan {
   ember::FullVmConfig config;
   bool start_now = true;  // false: wait for InstanceStart on the API
   std::optional<ember::SnapshotLoadParams> restore;  // --restore: start from a snapshot
+  std::optional<std::string> api_sock;  // where the API is served, if anywhere
 };
 
 Plan plan_from(const ember::CliOptions& options) {
@@ -117,8 +118,9 @@ Plan plan_from(const ember::CliOptions& options) {
     }
     plan.restore = toml_restore;
   }
+  plan.api_sock = api_socket_path(options);
   bool described = options.config_path || options.config_file || options.kernel || plan.restore;
-  plan.start_now = !options.api_sock || described;
+  plan.start_now = !plan.api_sock || described;
   if (plan.start_now && !plan.restore) {
     if (plan.config.vm.boot.kernel_image_path.empty()) {
       fail("no kernel: give --config FILE, --config-file FILE, --kernel PATH, or --api-sock PATH to configure over HTTP");
@@ -150,7 +152,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (options.version) {
-      write_all(STDOUT_FILENO, cat("ember ", EMBER_VERSION, "\n"));
+      write_all(STDOUT_FILENO, version_text(EMBER_VERSION));
       return 0;
     }
     plan = plan_from(options);
@@ -186,12 +188,17 @@ int main(int argc, char** argv) {
     // A restored VM first, so that the API (--api-sock) starts with its configuration.
     if (plan.restore) plan.config.vm = runner->restore_now(*plan.restore, plan.config.vm.serial);
     std::unique_ptr<ApiServer> api;
-    if (options.api_sock) {
+    if (plan.api_sock) {
       router = std::make_unique<RequestRouter>(*runner, plan.config, options.instance_id, EMBER_VERSION);
       HttpLimits limits;
       limits.max_payload_bytes = options.http_api_max_payload_size;
-      api = std::make_unique<ApiServer>(*options.api_sock, *router, limits);
-      log::info(cat("API listening on ", *options.api_sock));
+      try {
+        api = std::make_unique<ApiServer>(*plan.api_sock, *router, limits);
+      } catch (const Error& e) {
+        if (options.api_sock) throw;
+        fail(e.what(), " (Firecracker's default API socket; --api-sock PATH names another, --no-api serves none)");
+      }
+      log::info(cat("API listening on ", *plan.api_sock));
     }
     if (plan.restore) {
       // restored above: runs now

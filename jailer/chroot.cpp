@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -74,24 +75,84 @@ void remove_tree_at(int dirfd, const std::string& name) {
   ::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR);
 }
 
-std::string create_chroot(const JailerArgs& args, Undo& undo) {
+namespace {
+
+// flock on <id>/jailer.lock, beside the chroot and out of the jail's reach. The descriptor has
+// no O_CLOEXEC: ember inherits it, so the lock lasts exactly as long as the jail's process, and
+// the kernel drops it when that process ends, however it ends; a folder left by a dead jail is
+// then free again. An existing folder is no sign of use: Kata Containers makes <id>/root before
+// it runs the jailer.
+UniqueFd lock_id(const std::string& id_dir, const std::string& id, Undo& undo) {
+  std::string path = id_dir + "/jailer.lock";
+  bool created = true;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600));
+  if (!fd.valid() && errno == EEXIST) {
+    created = false;
+    fd.reset(::open(path.c_str(), O_RDONLY | O_NOFOLLOW));
+  }
+  if (!fd.valid()) fail("cannot open the jail's lock ", path, ": ", errno_text());
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EWOULDBLOCK) fail("--id '", id, "' is already in use: a running jail holds ", path);
+    fail("cannot lock ", path, ": ", errno_text());
+  }
+  // A jailer that failed removes the lock file it made: the lock taken must be on the file
+  // still there, or a third jailer could take another one.
+  struct stat held {}, now {};
+  if (::fstat(fd.get(), &held) < 0 || ::stat(path.c_str(), &now) < 0 || held.st_dev != now.st_dev ||
+      held.st_ino != now.st_ino) {
+    fail("--id '", id, "' is already in use: ", path, " was replaced while being locked");
+  }
+  if (created) {
+    auto dir_fd = std::make_shared<UniqueFd>(open_dir(id_dir));
+    undo.add([dir_fd] { ::unlinkat(dir_fd->get(), "jailer.lock", 0); });
+  }
+  return fd;
+}
+
+// mkdir, accepting an existing folder; whether this call made it.
+bool make_dir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) == 0) return true;
+  if (errno != EEXIST) fail("cannot create ", path, ": ", errno_text());
+  return false;
+}
+
+// On failure, removes `name` in `parent` with what was put in it since.
+void undo_tree(const std::string& parent, const std::string& name, Undo& undo) {
+  auto parent_fd = std::make_shared<UniqueFd>(open_dir(parent.empty() ? "/" : parent));
+  undo.add([parent_fd, name] { remove_tree_at(parent_fd->get(), name); });
+}
+
+// chown of a folder that must not be a symlink (a jail of the same id may have left one).
+void own_dir(const std::string& path, uid_t uid, gid_t gid) {
+  UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir.valid() || ::fchown(dir.get(), uid, gid) < 0) fail("cannot give ", path, " to the jail's uid: ", errno_text());
+}
+
+}  // namespace
+
+Chroot create_chroot(const JailerArgs& args, Undo& undo) {
   std::string base = args.chroot_base_dir;
   while (base.size() > 1 && base.back() == '/') base.pop_back();
   std::string exec_dir = (base == "/" ? "" : base) + "/" + args.exec_name;
   make_dirs(exec_dir, &undo);
   std::string id_dir = exec_dir + "/" + args.id;
-  if (::mkdir(id_dir.c_str(), 0755) < 0) {
-    if (errno == EEXIST) fail("--id '", args.id, "' is already in use: ", id_dir, " exists");
-    fail("cannot create ", id_dir, ": ", errno_text());
-  }
-  auto exec_dir_fd = std::make_shared<UniqueFd>(open_dir(exec_dir));
-  undo.add([exec_dir_fd, id = args.id] { remove_tree_at(exec_dir_fd->get(), id); });
-  std::string root = id_dir + "/root";
-  if (::mkdir(root.c_str(), 0755) < 0 || ::chown(root.c_str(), args.uid, args.gid) < 0) {
-    fail("cannot create ", root, ": ", errno_text());
-  }
-  copy_file(args.exec_file, root + "/" + args.exec_name);
-  return root;
+  bool made_id_dir = make_dir(id_dir, 0755);
+  Chroot jail;
+  jail.lock = lock_id(id_dir, args.id, undo);
+  // Only once the id is ours: a jailer refused as the second of two could otherwise remove
+  // the folder the first one is using.
+  if (made_id_dir) undo_tree(exec_dir, args.id, undo);
+  jail.root = id_dir + "/root";
+  if (make_dir(jail.root, 0755)) undo_tree(id_dir, "root", undo);
+  own_dir(jail.root, args.uid, args.gid);
+  // A copy left by an earlier jail of this id is replaced (unlink first: it may be a symlink
+  // that jail put there).
+  std::string copy = jail.root + "/" + args.exec_name;
+  if (::unlink(copy.c_str()) < 0 && errno != ENOENT) fail("cannot replace ", copy, ": ", errno_text());
+  copy_file(args.exec_file, copy);
+  auto root_fd = std::make_shared<UniqueFd>(open_dir(jail.root));
+  undo.add([root_fd, name = args.exec_name] { ::unlinkat(root_fd->get(), name.c_str(), 0); });
+  return jail;
 }
 
 std::vector<HostDevice> host_devices() {
@@ -128,12 +189,19 @@ void pivot_into(const std::string& chroot) {
   if (::chdir("/") < 0) fail("cannot enter the new root: ", errno_text());
 }
 
-void make_device_nodes(const std::vector<HostDevice>& devices, uid_t uid, gid_t gid) {
+void make_jail_folders(const std::vector<HostDevice>& devices, uid_t uid, gid_t gid, Undo& undo) {
+  // /run for ember's default API socket (/run/firecracker.socket), as Firecracker's jailer makes it.
+  if (make_dir("/run", 0700)) undo_tree("", "run", undo);
+  own_dir("/run", uid, gid);
   for (const HostDevice& d : devices) {
-    make_dirs(d.path.substr(0, d.path.rfind('/')), nullptr);
+    make_dirs(d.path.substr(0, d.path.rfind('/')), &undo);
+    // A node left by an earlier jail of this id is made again: its numbers, mode or owner may
+    // not be this host's or this jail's.
+    if (::unlink(d.path.c_str()) < 0 && errno != ENOENT) fail("cannot replace ", d.path, " in the jail: ", errno_text());
     if (::mknod(d.path.c_str(), S_IFCHR | 0600, d.rdev) < 0 || ::chown(d.path.c_str(), uid, gid) < 0) {
       fail("cannot create ", d.path, " (", major(d.rdev), ":", minor(d.rdev), ") in the jail: ", errno_text());
     }
+    undo.add([path = d.path] { ::unlink(path.c_str()); });
   }
 }
 

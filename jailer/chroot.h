@@ -9,13 +9,24 @@
 
 #include "jailer/args.h"
 #include "jailer/undo.h"
+#include "vmm/util/unique_fd.h"
 
 namespace ember::jailer {
 
-// Creates the chroot folder (refusing an id already in use: its folder exists), owned by
-// uid:gid so that ember can create its sockets there, and copies the executable into it.
-// Returns the chroot's path. `undo` removes what this call created.
-std::string create_chroot(const JailerArgs& args, Undo& undo);
+// The jail's folder and the lock that says its id is in use.
+struct Chroot {
+  std::string root;  // <base>/<exec name>/<id>/root
+  // flock'ed <base>/<exec name>/<id>/jailer.lock; not close-on-exec, so that ember holds it for
+  // as long as it runs.
+  UniqueFd lock;
+};
+
+// Creates the chroot folder, or takes the one that exists (Kata Containers makes it, with
+// files in it, before running the jailer; a jail of the same id that died left it), owned by
+// uid:gid so that ember can create its sockets there, and copies the executable into it. An id
+// whose lock a live jail holds is refused. `undo` removes what this call created, never what
+// was there before.
+Chroot create_chroot(const JailerArgs& args, Undo& undo);
 
 // Recursively removes `name` under the folder open as `dirfd`, without following symlinks.
 void remove_tree_at(int dirfd, const std::string& name);
@@ -35,7 +46,8 @@ std::vector<HostDevice> host_devices();
 // root with pivot_root; the old root is detached, so nothing of the host stays reachable.
 void pivot_into(const std::string& chroot);
 
-// mknod inside the (new) root with the host's numbers, mode 0600, owned by uid:gid.
-void make_device_nodes(const std::vector<HostDevice>& devices, uid_t uid, gid_t gid);
+// Inside the (new) root: /run (for the default API socket) and the device nodes (mknod with
+// the host's numbers, mode 0600), owned by uid:gid; nodes an earlier jail left are made again.
+void make_jail_folders(const std::vector<HostDevice>& devices, uid_t uid, gid_t gid, Undo& undo);
 
 }  // namespace ember::jailer

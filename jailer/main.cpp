@@ -42,17 +42,18 @@ int main(int argc, char** argv) {
   }
 
   Undo undo;  // run if a step fails: bad input leaves nothing behind
+  Chroot chroot;  // its lock is held through exec, as long as ember runs, and while undo runs
   try {
     close_inherited_fds();
     clear_environment();
-    std::string chroot = create_chroot(args, undo);
+    chroot = create_chroot(args, undo);
     apply_resource_limits(args);
     std::function<void()> leave_cgroups = enter_cgroups(cgroups, undo);
     if (args.netns) join_netns(*args.netns);
     std::vector<HostDevice> devices = host_devices();  // the host's /dev goes out of reach next
     UniqueFd dev_null = args.daemonize ? open_dev_null() : UniqueFd();
-    pivot_into(chroot);
-    make_device_nodes(devices, args.uid, args.gid);
+    pivot_into(chroot.root);
+    make_jail_folders(devices, args.uid, args.gid, undo);
     if (args.new_pid_ns) enter_new_pid_ns("/" + args.exec_name + ".pid", leave_cgroups);
     if (args.daemonize) daemonize(std::move(dev_null), leave_cgroups);  // in the child: ember leads the session
     drop_privileges_and_exec(args);

@@ -86,6 +86,7 @@ void enter_new_pid_ns(const std::string& pid_file, const std::function<void()>& 
   if (::unshare(CLONE_NEWPID) < 0) fail("cannot create a PID namespace: ", errno_text());
   pid_t child = fork_then_wait_for_parent("enter the new PID namespace");  // its first child is its PID 1
   if (child == 0) return;
+  ::unlink(pid_file.c_str());  // left by an earlier jail of this id, which is dead: the id's lock is ours
   UniqueFd out(::open(pid_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (out.valid() && write_all(out.get(), std::to_string(child))) {
     leave_cgroups();

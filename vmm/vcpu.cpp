@@ -35,7 +35,9 @@ void Vcpu::install_kick_handler() {
 
 void Vcpu::start() {
   started_ = true;
-  thread_ = start_thread(ThreadRole::Vcpu, "ember-vcpu" + std::to_string(fd_.id()), [this] { run_loop(); });
+  // Firecracker's name for its vCPU threads, which tools find them by (Kata Containers pins
+  // them to host CPUs by it); the seccomp filter comes from the role, not the name.
+  thread_ = start_thread(ThreadRole::Vcpu, "fc_vcpu " + std::to_string(fd_.id()), [this] { run_loop(); });
 }
 
 void Vcpu::kick() {

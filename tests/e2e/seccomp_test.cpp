@@ -34,7 +34,7 @@ ProcessResult threads_of_running_ember(const fs::path& dir, const std::string& e
 
 std::map<std::string, std::string> modes_by_thread(const std::string& out) {
   std::map<std::string, std::string> modes;
-  std::regex re("TASK (\\S+) (\\d+)");
+  std::regex re("TASK ([^\\n]+) (\\d+)\n");  // vCPU threads' names hold a space: "fc_vcpu 0"
   for (std::sregex_iterator it(out.begin(), out.end(), re), end; it != end; ++it) modes[(*it)[1]] = (*it)[2];
   return modes;
 }
@@ -45,7 +45,7 @@ TEST(Seccomp, EveryThreadOfARunningEmberIsFiltered) {
   SCOPED_TRACE(describe(r) + "\n--- console ---\n" + read_text(dir / "console.txt") + "\n--- stderr ---\n" +
                read_text(dir / "stderr.txt"));
   std::map<std::string, std::string> modes = modes_by_thread(r.out);
-  for (const char* name : {"ember", "ember-event", "ember-vcpu0", "ember-vcpu1", "ember-console", "ember-metrics"}) {
+  for (const char* name : {"ember", "ember-event", "fc_vcpu 0", "fc_vcpu 1", "ember-console", "ember-metrics"}) {
     EXPECT_TRUE(modes.count(name)) << "no thread named " << name;
   }
   for (const auto& [name, mode] : modes) EXPECT_EQ(mode, "2") << name << " runs without its seccomp filter";
@@ -58,7 +58,7 @@ TEST(Seccomp, NoSeccompRunsUnfilteredAndSaysSo) {
   std::string err = read_text(dir / "stderr.txt");
   SCOPED_TRACE(describe(r) + "\n--- stderr ---\n" + err);
   std::map<std::string, std::string> modes = modes_by_thread(r.out);
-  ASSERT_TRUE(modes.count("ember-vcpu0"));
+  ASSERT_TRUE(modes.count("fc_vcpu 0"));
   for (const auto& [name, mode] : modes) EXPECT_EQ(mode, "0") << name;
   EXPECT_NE(err.find("--no-seccomp: ember's threads run without seccomp filters"), std::string::npos);
   EXPECT_NE(r.out.find("EXIT=0"), std::string::npos);

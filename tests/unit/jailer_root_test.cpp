@@ -21,6 +21,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "jailer/cgroup.h"
@@ -239,11 +240,15 @@ TEST_F(JailerRoot, ProbeRunsConfinedAsAsked) {
   EXPECT_EQ(r["gid"], "2345,2345,2345");
   EXPECT_EQ(r["groups"], "");
   EXPECT_EQ(r["cwd"], "/");
-  EXPECT_EQ(r["root_entries"], "dev,jail_probe");
+  EXPECT_EQ(r["root_entries"], "dev,jail_probe,run");
   EXPECT_EQ(r["nofile"], "2048,2048");
   EXPECT_EQ(r["fsize"], "1048576,1048576");
   EXPECT_EQ(r["env_count"], "0");
-  EXPECT_EQ(r["fds"], "0,1,2");
+  // stdio and the id's lock, which the jailed process holds for as long as it runs.
+  std::smatch lock_fd;
+  ASSERT_TRUE(std::regex_match(r["fds"], lock_fd, std::regex("0,1,2,([0-9]+)"))) << r["fds"];
+  EXPECT_EQ(fs::read_symlink("/proc/" + std::to_string(j.pid) + "/fd/" + lock_fd[1].str()),
+            base_ / "jail_probe" / "probe-1" / "jailer.lock");
   for (const char* dev : {"/dev/kvm", "/dev/net/tun", "/dev/urandom", "/dev/userfaultfd"}) {
     EXPECT_EQ(r[dev], expected_node(dev)) << dev;
   }
@@ -263,6 +268,10 @@ TEST_F(JailerRoot, ProbeRunsConfinedAsAsked) {
   EXPECT_EQ(copy.st_size, original.st_size);
   ASSERT_EQ(::stat(chroot("probe-1").c_str(), &root), 0);
   EXPECT_EQ(root.st_uid, kUid);
+  struct stat run {};
+  ASSERT_EQ(::stat((chroot("probe-1") / "run").c_str(), &run), 0);  // for ember's default API socket
+  EXPECT_EQ(run.st_uid, kUid);
+  EXPECT_EQ(run.st_mode & 07777, 0700u);
   EXPECT_EQ(slurp("/proc/self/mountinfo").find(base_.string()), std::string::npos) << "the jail's mounts leaked to the host";
   EXPECT_EQ(j.finish(), 0) << j.errors;
 }
@@ -373,21 +382,105 @@ TEST_F(JailerRoot, DaemonizeForksWhenTheJailerLeadsAProcessGroup) {
   std::map<std::string, std::string> r = report_file(chroot("leader") / "report");
   EXPECT_EQ(r["session_leader"], "yes");
   EXPECT_EQ(r["stdio"], "1:3,1:3,1:3");
-  EXPECT_EQ(r["fds"], "0,1,2");
+  EXPECT_TRUE(std::regex_match(r["fds"], std::regex("0,1,2,[0-9]+"))) << "stdio and the id's lock: " << r["fds"];
 }
 
+// A live jail holds its id's lock: a second jailer for that id is refused, whatever mode either
+// runs in, and takes nothing of the first one's.
 TEST_F(JailerRoot, IdAlreadyInUseIsRefusedAndTheFirstJailIsUntouched) {
-  Jailer first = start(args("dup"));
+  Jailer first = start(args("dup", {"--new-pid-ns"}));  // the lock passes to the PID namespace's first process
   ASSERT_TRUE(first.wait_for("READY\n")) << first.errors;
-  Jailer second = start(args("dup"));
+  Jailer second = start(args("dup", {"--daemonize"}));
   EXPECT_EQ(second.finish(), 1);
-  std::string dir = (base_ / "jail_probe" / "dup").string();
-  EXPECT_EQ(second.errors, "ember-jailer: error: --id 'dup' is already in use: " + dir + " exists\n");
+  std::string lock = (base_ / "jail_probe" / "dup" / "jailer.lock").string();
+  EXPECT_EQ(second.errors, "ember-jailer: error: --id 'dup' is already in use: a running jail holds " + lock + "\n");
+  EXPECT_TRUE(fs::exists(lock));
+  EXPECT_TRUE(fs::exists(chroot("dup") / "dev" / "kvm"));
+  EXPECT_TRUE(fs::exists(chroot("dup") / "jail_probe.pid"));
   EXPECT_TRUE(fs::exists(chroot("dup") / "jail_probe"));
   if (!v2_mount().empty()) {
     EXPECT_TRUE(fs::exists(fs::path(v2_mount()) / parent_ / "dup"));
   }
   EXPECT_EQ(first.finish(), 0) << first.errors;
+}
+
+// Kata Containers makes <id>/root and root/run and bind-mounts the guest's files into root
+// before it runs the jailer: the folder is taken as it is, and the files are there inside.
+TEST_F(JailerRoot, AnExistingJailFolderIsTakenWithTheFilesInIt) {
+  fs::create_directories(chroot("kata") / "run");
+  std::ofstream(chroot("kata") / "vmlinux") << "kernel";
+  fs::create_directories(tmp_ / "files");
+  std::ofstream(tmp_ / "files" / "disk") << "disk";
+  std::ofstream(chroot("kata") / "rootfs") << "";  // the placeholder Kata mounts onto
+  ASSERT_EQ(::mount((tmp_ / "files" / "disk").c_str(), (chroot("kata") / "rootfs").c_str(), nullptr, MS_BIND, nullptr), 0)
+      << std::strerror(errno);
+  struct Unmount {
+    fs::path path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{chroot("kata") / "rootfs"};
+  Jailer j = start(args("kata"));
+  ASSERT_TRUE(j.wait_for("READY\n")) << j.errors;
+  EXPECT_EQ(j.report()["root_entries"], "dev,jail_probe,rootfs,run,vmlinux");
+  std::string inside = "/proc/" + std::to_string(j.pid) + "/root/";
+  EXPECT_EQ(slurp(inside + "vmlinux"), "kernel");
+  EXPECT_EQ(slurp(inside + "rootfs"), "disk") << "the bind mount made before the jailer ran is not inside";
+  EXPECT_EQ(j.finish(), 0) << j.errors;
+  EXPECT_EQ(slurp(chroot("kata") / "vmlinux"), "kernel");
+  EXPECT_EQ(slurp(chroot("kata") / "rootfs"), "disk");
+}
+
+// A run that fails in a folder that was there takes back what it made (the lock file, the
+// copy, /dev and its nodes) and nothing else.
+TEST_F(JailerRoot, AFailedRunInAnExistingFolderTakesBackOnlyWhatItMade) {
+  fs::create_directories(tmp_ / "files");
+  fs::path noexec = tmp_ / "files" / "noexec";
+  fs::copy_file(JAIL_PROBE_BIN, noexec);
+  fs::permissions(noexec, fs::perms::owner_read | fs::perms::owner_write);
+  fs::path id_dir = base_ / "noexec" / "kept";
+  fs::create_directories(id_dir / "root" / "run");
+  std::ofstream(id_dir / "root" / "vmlinux") << "kernel";
+  std::vector<std::string> a = args("kept");
+  a[3] = noexec.string();  // --exec-file
+  Jailer j = start(a);
+  EXPECT_EQ(j.finish(), 1);
+  EXPECT_NE(j.errors.find("cannot run /noexec in the jail: Permission denied"), std::string::npos) << j.errors;
+  auto entries = [](const fs::path& dir) {
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
+    return names;
+  };
+  EXPECT_EQ(entries(id_dir), std::set<std::string>{"root"});
+  EXPECT_EQ(entries(id_dir / "root"), (std::set<std::string>{"run", "vmlinux"}));
+  EXPECT_EQ(slurp(id_dir / "root" / "vmlinux"), "kernel");
+}
+
+// A jail that has ended leaves its folder (the caller removes it); the id is free again, and
+// what the dead jail left there is made anew, not trusted: its device nodes, its pid file, its
+// copy of the executable (here a symlink out of the jail, which must be replaced, not followed).
+TEST_F(JailerRoot, AFolderLeftByADeadJailIsTakenAgain) {
+  fs::create_directories(tmp_ / "files");
+  fs::path victim = tmp_ / "files" / "victim";
+  std::ofstream(victim) << "host file";
+  for (int run = 0; run < 2; ++run) {
+    Jailer j = start(args("again", {"--new-pid-ns"}));
+    ASSERT_TRUE(j.wait_for("READY\n")) << "run " << run << ": " << j.errors;
+    std::map<std::string, std::string> r = j.report();
+    EXPECT_EQ(r["pid"], "1");
+    for (const char* dev : {"/dev/kvm", "/dev/net/tun", "/dev/urandom", "/dev/userfaultfd"}) {
+      EXPECT_EQ(r[dev], expected_node(dev)) << "run " << run << ": " << dev;
+    }
+    pid_t pid = std::atoi(slurp(chroot("again") / "jail_probe.pid").c_str());
+    EXPECT_TRUE(same_folder("/proc/" + std::to_string(pid) + "/root/", chroot("again"))) << "run " << run;
+    EXPECT_EQ(j.finish(), 0) << j.errors;  // returns once the probe has exited: its stdout closed
+    if (run == 0) {
+      ASSERT_TRUE(fs::remove(chroot("again") / "dev" / "kvm"));
+      ASSERT_EQ(::mknod((chroot("again") / "dev" / "kvm").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+      ASSERT_TRUE(fs::remove(chroot("again") / "jail_probe"));
+      fs::create_symlink(victim, chroot("again") / "jail_probe");
+    }
+  }
+  EXPECT_EQ(slurp(victim), "host file");
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(chroot("again") / "jail_probe")));
 }
 
 TEST_F(JailerRoot, TwoIdsSideBySide) {
@@ -430,6 +523,35 @@ TEST_F(JailerRoot, TwoJailedEmbersServeTheirApiInsideTheirChroots) {
     EXPECT_EQ(e.finish(), 130) << e.errors;  // ember's status for a signal before InstanceStart
   }
   EXPECT_FALSE(fs::exists(base_ / "ember" / "ember-a" / "root" / "api.sock")) << "ember removes its socket";
+}
+
+// Kata Containers' jailed Go runtime: it makes <id>/root/run before running the jailer and
+// gives ember no --api-sock, expecting Firecracker's default socket, /run/firecracker.socket
+// inside the jail. A stale socket a crashed ember left there is replaced.
+TEST_F(JailerRoot, JailedEmberServesFirecrackersDefaultSocketInAFolderMadeBeforehand) {
+  if (!EMBER_IS_STATIC) GTEST_SKIP() << "this build's ember is dynamically linked (EMBER_STATIC=OFF): the jail holds only the binary";
+  fs::path run = base_ / "ember" / "kata-fc" / "root" / "run";
+  fs::create_directories(run);  // root's, as Kata makes it: the jailer gives it to the jail's uid
+  fs::path sock = run / "firecracker.socket";
+  {
+    UniqueFd stale(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock.c_str());
+    ASSERT_EQ(::bind(stale.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << std::strerror(errno);
+  }
+  std::vector<std::string> a = args("kata-fc");
+  a[3] = EMBER_BIN;  // --exec-file
+  Jailer j = start(a);
+  std::string answer;
+  for (int i = 0; i < 200 && answer.empty(); ++i) {  // the stale file is there from the start
+    answer = get_root(sock);
+    if (answer.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(answer.find("\"id\":\"kata-fc\""), std::string::npos) << answer;
+  ::kill(j.pid, SIGTERM);
+  EXPECT_EQ(j.finish(), 130) << j.errors;
+  EXPECT_FALSE(fs::exists(sock)) << "ember removes its socket";
 }
 
 // ember as PID 1 of its own namespace: found through the pid file, it still stops on SIGTERM

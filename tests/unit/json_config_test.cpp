@@ -2,6 +2,9 @@
 // and equality with the same VM written in TOML.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <tuple>
+
 #include "api/cli.h"
 #include "api/json_config.h"
 #include "api/toml_config.h"
@@ -59,6 +62,24 @@ TEST(JsonConfig, FullDocument) {
   EXPECT_TRUE(c.logger->show_level);
   ASSERT_TRUE(c.metrics);
   EXPECT_EQ(c.metrics->metrics_path, "/tmp/ember.metrics");
+}
+
+// Both of Firecracker's cache types are taken: ember always offers flush and honours it, which
+// is Firecracker's "Writeback", and GET /vm/config says so.
+TEST(JsonConfig, CacheTypeUnsafeOrWriteback) {
+  for (const char* type : {"Unsafe", "Writeback"}) {
+    DriveConfig d = drive_from_json(parse_json(std::string(R"({"drive_id": "d", "path_on_host": "/d", "is_root_device": false,
+                                                                "cache_type": ")") + type + "\"}",
+                                               "t"));
+    EXPECT_EQ(to_json(d).at("cache_type"), "Writeback") << type;
+  }
+  try {
+    drive_from_json(parse_json(R"({"drive_id": "d", "path_on_host": "/d", "is_root_device": false, "cache_type": "None"})", "t"));
+    ADD_FAILURE() << "cache_type None was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cache_type must be \"Unsafe\" or \"Writeback\" (got \"None\")"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(JsonConfig, DefaultsMatchFirecracker) {
@@ -197,6 +218,53 @@ TEST(ApiCli, FirecrackerStyleFlags) {
   EXPECT_TRUE(parse_cli({"--config-file", "vm.json", "--no-api"}).no_api);
   EXPECT_THROW(parse_cli({"--no-api", "--api-sock", "/tmp/s"}), Error);
   EXPECT_THROW(parse_cli({"--config", "a.toml", "--config-file", "b.json"}), Error);
+}
+
+// Where Firecracker would serve /run/firecracker.socket, ember does too; its own ways to give
+// a VM (TOML, flags, --restore) keep booting without an API, as before.
+TEST(ApiCli, DefaultApiSocketWhereFirecrackerServesIt) {
+  auto sock = [](std::vector<std::string> args) { return api_socket_path(parse_cli(args)); };
+  const std::optional<std::string> fc = "/run/firecracker.socket";
+  EXPECT_EQ(sock({}), fc);
+  EXPECT_EQ(sock({"--id", "vm1"}), fc);  // as ember-jailer runs it with no ember options
+  EXPECT_EQ(sock({"--id", "vm1", "--config-file", "/fcConfig.json"}), fc);  // Kata's jailed Go runtime
+  EXPECT_EQ(sock({"--config-file", "vm.json", "--log-path", "/l", "--level", "Debug", "--metrics-path", "/m"}), fc);
+  EXPECT_EQ(sock({"--config-file", "vm.json", "--api-sock", "/tmp/s"}), "/tmp/s");
+  EXPECT_EQ(sock({"--api-sock", "/tmp/s", "--config", "vm.toml"}), "/tmp/s");
+  EXPECT_EQ(sock({"--config-file", "vm.json", "--no-api"}), std::nullopt);
+  EXPECT_EQ(sock({"--no-api"}), std::nullopt);
+  EXPECT_EQ(sock({"--config", "vm.toml"}), std::nullopt);
+  EXPECT_EQ(sock({"--kernel", "vmlinux"}), std::nullopt);
+  EXPECT_EQ(sock({"--config-file", "vm.json", "--vcpus", "2"}), std::nullopt);
+  EXPECT_EQ(sock({"--drive", "id=d,path=x"}), std::nullopt);
+  EXPECT_EQ(sock({"--restore", "vm.snap", "--mem-file", "vm.mem"}), std::nullopt);
+}
+
+// Kata Containers' Go runtime runs `<path> --version`, takes the second space-separated word of
+// the first line, drops a leading "v", and wants a semantic version of at least 0.21.1.
+TEST(ApiCli, VersionLineKataAcceptsThatStillSaysEmber) {
+  EXPECT_EQ(version_text("0.1.0"), "Firecracker v1.12.1 API, served by ember 0.1.0\n");
+  std::string printed;
+  if (FILE* p = ::popen(EMBER_BINARY " --version", "r")) {
+    char buf[256];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) printed.append(buf, n);
+    EXPECT_EQ(::pclose(p), 0);
+  }
+  EXPECT_EQ(printed, version_text(EMBER_VERSION));
+  std::string first_line = printed.substr(0, printed.find('\n'));
+  std::vector<std::string> fields;
+  for (size_t start = 0, space;; start = space + 1) {
+    space = first_line.find(' ', start);
+    fields.push_back(first_line.substr(start, space - start));
+    if (space == std::string::npos) break;
+  }
+  ASSERT_GT(fields.size(), 1u);
+  std::string version = fields[1].substr(fields[1].rfind('v', 0) == 0 ? 1 : 0);
+  unsigned major = 0, minor = 0, patch = 0;
+  char rest = 0;
+  ASSERT_EQ(std::sscanf(version.c_str(), "%u.%u.%u%c", &major, &minor, &patch, &rest), 3) << version;
+  EXPECT_GE(std::make_tuple(major, minor, patch), std::make_tuple(0u, 21u, 1u));
+  EXPECT_NE(first_line.find("ember " EMBER_VERSION), std::string::npos);
 }
 
 // Firecracker's flags that shape the API: honoured, or refused saying why.
