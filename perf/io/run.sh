@@ -17,6 +17,7 @@
 # Writes results.md (every table), results.json (every measurement) and ratios.png (ember /
 # QEMU per test, medians of the rounds' ratios) into the output folder; each part's own
 # output goes to block/, net/ and vsock/ there.
+# --only PART measures that part again and keeps the others' results from an earlier run in DIR.
 #   usage: perf/io/run.sh [--out DIR] [--only block|net|vsock] [--rounds R (5)] [--seconds S (3)]
 #                         [--disk-mib N (256)] [--net-mib N (16)] [--vsock-mib N (16)]
 set -euo pipefail
@@ -50,7 +51,9 @@ if [[ $inner == 0 ]]; then
   guest=$("$src/guest/build.sh")
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
-  rm -rf "$out"/block "$out"/net "$out"/vsock "$out"/ratios.dat "$out"/results.*
+  # --only measures one part again and keeps the others' results in the combined output.
+  for p in block net vsock; do wants $p && rm -rf "${out:?}/$p"; done
+  rm -f "$out"/ratios.dat "$out"/results.*
   failed=()
   if wants block; then
     mkdir -p "$out/block"
@@ -68,9 +71,9 @@ if [[ $inner == 0 ]]; then
   part() { [[ -s $out/$1/$2 ]] && cat "$out/$1/$2" || echo "${3:-}"; }
   {
     echo "# I/O: ember / QEMU microvm, $(date -u +%F)"
-    wants block && printf '\n## virtio-blk\n\n%s\n' "$(part block results.md "(no results: see $out/block)")"
-    wants net && printf '\n## virtio-net (QEMU vhost=off)\n\n%s\n' "$(part net results.md "(no results: see $out/net)")"
-    wants vsock && printf '\n## vsock (QEMU vhost-vsock)\n\n%s\n' "$(part vsock results.md "(no results: see $out/vsock)")"
+    printf '\n## virtio-blk\n\n%s\n' "$(part block results.md "(no results in $out/block)")"
+    printf '\n## virtio-net (QEMU vhost=off)\n\n%s\n' "$(part net results.md "(no results in $out/net)")"
+    printf '\n## vsock (QEMU vhost-vsock)\n\n%s\n' "$(part vsock results.md "(no results in $out/vsock)")"
   } >"$out/results.md"
   printf '{"block": %s,\n "net": %s,\n "vsock": %s}\n' "$(part block results.json null)" "$(part net results.json null)" \
     "$(part vsock results.json null)" >"$out/results.json"

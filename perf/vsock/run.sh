@@ -20,4 +20,6 @@ else
   "$src/tests/e2e/emulated-host/run.sh" --artifacts "$out" -- \
     sh -c 'exec "$0" "$@" --json "$EMBER_ARTIFACTS_DIR/results.json" > "$EMBER_ARTIFACTS_DIR/results.md"' "$tool" "${args[@]}"
 fi
+# The bench writes its tables only when it ran: an emulated host that failed leaves none.
+[[ -s $out/results.md ]] || { echo "vsock perf: no results in $out" >&2; exit 1; }
 cat "$out/results.md"
