@@ -2,7 +2,8 @@
 # virtio-net throughput, ember against QEMU microvm (virtio-net-device on the same kind
 # of tap, vhost off), same guest, same run, interleaved: each round boots ember, then
 # QEMU, and each guest sends N MiB to the host and receives N MiB from it over TCP
-# (busybox nc on both ends, zeros). The guest times each transfer (/proc/uptime).
+# (busybox nc on both ends, zeros). The guest times each transfer (/proc/uptime); each side
+# counts what it received, and a round where either count falls short is not used.
 # Runs inside the emulated host unless this host's /dev/kvm boots guests; writes
 # results.md and results.json into the output folder and prints the table.
 #   usage: perf/net/run.sh [--out DIR] [--mib N (default 32)] [--rounds R (default 3)] [--ember BIN]
@@ -45,13 +46,16 @@ ip tuntap add dev $tap mode tap
 ip addr add $host/24 dev $tap
 ip link set $tap up
 bytes=$((mib << 20))
-# Host side: a sink for uploads (5001) and a source for downloads (5002), one
-# connection at a time, for as long as this script runs.
-(while true; do busybox nc -l -p 5001 >/dev/null </dev/null; done) &
+# Host side: a sink for uploads (5001) that counts what it received, one line per
+# connection in $counts, and a source for downloads (5002), one connection at a time, for as
+# long as this script runs. (busybox nc ends a connection at EOF on its stdin: the sink's
+# stdin is the connection itself, through -e.)
+counts=$(mktemp "${TMPDIR:-/tmp}/perf-net-counts.XXXXXX")
+(while true; do busybox nc -l -p 5001 -e /bin/sh -c "exec wc -c >> '$counts'"; done) &
 sink=$!
 (while true; do head -c $bytes /dev/zero | busybox nc -l -p 5002; done) &
 source=$!
-trap 'kill $sink $source 2>/dev/null; ip link del $tap 2>/dev/null' EXIT
+trap 'kill $sink $source 2>/dev/null; ip link del $tap 2>/dev/null; rm -f "$counts"' EXIT
 
 script="ip link set lo up; ip link set eth0 up; ip addr add $addr/24 dev eth0
 ping -c 1 -W 5 $host >/dev/null || ping -c 1 -W 5 $host >/dev/null
@@ -80,8 +84,13 @@ declare -A up down
 for vmm in ember qemu; do up[$vmm]=""; down[$vmm]=""; done
 for r in $(seq 1 "$rounds"); do
   for vmm in ember qemu; do
+    : >"$counts"
     read -r u d got <<<"$(run_one $vmm $r)" || true
-    if [[ -z ${u:-} || ${got:-0} != "$bytes" ]]; then echo "perf/net: $vmm round $r failed (see $out/$vmm-$r.log)" >&2; continue; fi
+    sent=$(tail -n 1 "$counts" | tr -d ' ')
+    if [[ -z ${u:-} || ${got:-0} != "$bytes" || ${sent:-0} != "$bytes" ]]; then
+      echo "perf/net: $vmm round $r failed: guest got ${got:-nothing} of $bytes, host got ${sent:-nothing} (see $out/$vmm-$r.log)" >&2
+      continue
+    fi
     echo "perf/net: round $r $vmm: up $u cs, down $d cs" >&2
     up[$vmm]+=" $u"; down[$vmm]+=" $d"
   done
