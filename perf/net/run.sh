@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # virtio-net throughput, ember against QEMU microvm (virtio-net-device on the same kind
-# of tap, vhost off), same guest, same run, interleaved: each round boots ember, then
-# QEMU, and each guest sends N MiB to the host and receives N MiB from it over TCP
+# of tap, vhost off, and also vhost on), same guest, same run, interleaved: each round boots
+# ember, then QEMU both ways, and each guest sends N MiB to the host and receives N MiB from it over TCP
 # (busybox nc on both ends, zeros). The guest times each transfer (/proc/uptime); each side
 # counts what it received, and a round where either count falls short is not used.
 # Runs inside the emulated host unless this host's /dev/kvm boots guests; writes
@@ -46,16 +46,16 @@ ip tuntap add dev $tap mode tap
 ip addr add $host/24 dev $tap
 ip link set $tap up
 bytes=$((mib << 20))
-# Host side: a sink for uploads (5001) that counts what it received, one line per
-# connection in $counts, and a source for downloads (5002), one connection at a time, for as
-# long as this script runs. (busybox nc ends a connection at EOF on its stdin: the sink's
-# stdin is the connection itself, through -e.)
+# Host side: a source for downloads (5002), one connection at a time, for as long as this
+# script runs, and per VM a sink for its upload (5001) that counts what it received into
+# $counts. (busybox nc ends a connection at EOF on its stdin: the sink's stdin is the
+# connection itself, through -e, which execs in the same process. A sink per VM: one whose
+# guest died mid-upload would wait for the connection's end forever.)
 counts=$(mktemp "${TMPDIR:-/tmp}/perf-net-counts.XXXXXX")
-(while true; do busybox nc -l -p 5001 -e /bin/sh -c "exec wc -c >> '$counts'"; done) &
-sink=$!
 (while true; do head -c $bytes /dev/zero | busybox nc -l -p 5002; done) &
 source=$!
-trap 'kill $sink $source 2>/dev/null; ip link del $tap 2>/dev/null; rm -f "$counts"' EXIT
+sink=
+trap 'kill $source $sink 2>/dev/null; ip link del $tap 2>/dev/null; rm -f "$counts"' EXIT
 
 script="ip link set lo up; ip link set eth0 up; ip addr add $addr/24 dev eth0
 ping -c 1 -W 5 $host >/dev/null || ping -c 1 -W 5 $host >/dev/null
@@ -71,22 +71,29 @@ run_one() {  # vmm -> "up_cs down_cs"
     timeout 600 "$ember" --kernel "$guest/bzImage" --initrd "$guest/initramfs.cpio.gz" --mem-mib 512 \
       --cmdline "$append" --net iface_id=eth0,tap=$tap >"$log" 2>&1 || true
   else
+    local vhost=off
+    [[ $1 == qemu_vhost ]] && vhost=on
     # As perf/boot-latency runs QEMU; the i8042 is there for the guest's reboot=k.
     timeout 600 qemu-system-x86_64 -M microvm,acpi=off,x-option-roms=off,rtc=off -enable-kvm -cpu host -m 512 \
       -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -device i8042 -kernel "$guest/bzImage" -initrd "$guest/initramfs.cpio.gz" \
-      -append "$append" -netdev tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off \
+      -append "$append" -netdev tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=$vhost \
       -device virtio-net-device,netdev=n0 >"$log" 2>&1 </dev/null || true
   fi
   sed -n 's/.*NETPERF up_cs=\([0-9]*\) down_cs=\([0-9]*\) got=\([0-9]*\).*/\1 \2 \3/p' "$log" | tr -d '\r'
 }
 
 declare -A up down
-for vmm in ember qemu; do up[$vmm]=""; down[$vmm]=""; done
+vmms=(ember qemu qemu_vhost)
+for vmm in "${vmms[@]}"; do up[$vmm]=""; down[$vmm]=""; done
 for r in $(seq 1 "$rounds"); do
-  for vmm in ember qemu; do
+  for vmm in "${vmms[@]}"; do
     : >"$counts"
+    busybox nc -l -p 5001 -e /bin/sh -c "exec wc -c > '$counts'" &
+    sink=$!
     read -r u d got <<<"$(run_one $vmm $r)" || true
-    sent=$(tail -n 1 "$counts" | tr -d ' ')
+    kill $sink 2>/dev/null || true
+    wait $sink 2>/dev/null || true
+    sent=$(tr -d ' ' <"$counts")
     if [[ -z ${u:-} || ${got:-0} != "$bytes" || ${sent:-0} != "$bytes" ]]; then
       echo "perf/net: $vmm round $r failed: guest got ${got:-nothing} of $bytes, host got ${sent:-nothing} (see $out/$vmm-$r.log)" >&2
       continue
@@ -100,15 +107,14 @@ done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}'; }
 rate() { awk -v m="$mib" -v cs="$1" 'BEGIN { if (cs > 0) printf "%.1f", m * 100 / cs; else print "n/a" }'; }
 {
-  echo "| direction (guest view) | ember MiB/s | QEMU MiB/s | ember / QEMU |"
-  echo "| --- | --- | --- | --- |"
+  echo "| direction (guest view) | ember MiB/s | QEMU MiB/s | ember / QEMU | QEMU vhost=on MiB/s | ember / QEMU vhost=on |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  ratio() { awk -v e="$1" -v q="$2" 'BEGIN { if (e > 0 && q > 0) printf "%.2f", q / e; else print "n/a" }'; }
   for dir in up down; do
     declare -n times=$dir
-    e=$(echo "${times[ember]}" | median) q=$(echo "${times[qemu]}" | median)
-    er=$(rate "$e") qr=$(rate "$q")
-    ratio=$(awk -v e="$e" -v q="$q" 'BEGIN { if (e > 0 && q > 0) printf "%.2f", q / e; else print "n/a" }')
+    e=$(echo "${times[ember]}" | median) q=$(echo "${times[qemu]}" | median) v=$(echo "${times[qemu_vhost]}" | median)
     label=$([[ $dir == up ]] && echo "guest -> host (TX)" || echo "host -> guest (RX)")
-    echo "| $label | $er | $qr | $ratio |"
+    echo "| $label | $(rate "$e") | $(rate "$q") | $(ratio "$e" "$q") | $(rate "$v") | $(ratio "$e" "$v") |"
   done
   echo
   echo "$mib MiB per transfer, median of $rounds rounds, $(date -u +%F), $(uname -r)"
@@ -117,6 +123,8 @@ rate() { awk -v m="$mib" -v cs="$1" 'BEGIN { if (cs > 0) printf "%.1f", m * 100 
 json_list() { echo "[$(echo "$1" | xargs | sed 's/ /, /g')]"; }
 cat >"$out/results.json" <<JSON
 {"mib": $mib, "rounds": $rounds, "unit": "centiseconds per transfer",
- "guest_to_host": {"ember": $(json_list "${up[ember]}"), "qemu": $(json_list "${up[qemu]}")},
- "host_to_guest": {"ember": $(json_list "${down[ember]}"), "qemu": $(json_list "${down[qemu]}")}}
+ "guest_to_host": {"ember": $(json_list "${up[ember]}"), "qemu": $(json_list "${up[qemu]}"),
+                   "qemu_vhost": $(json_list "${up[qemu_vhost]}")},
+ "host_to_guest": {"ember": $(json_list "${down[ember]}"), "qemu": $(json_list "${down[qemu]}"),
+                   "qemu_vhost": $(json_list "${down[qemu_vhost]}")}}
 JSON
