@@ -18,12 +18,6 @@ using namespace util;
 
 constexpr uint64_t kMiB = 1 << 20;
 
-// A file of `bytes` bytes of 'e', written (so allocated, also on tmpfs).
-fs::path filled_file(const fs::path& path, uint64_t bytes) {
-  sh("head -c " + std::to_string(bytes) + " /dev/zero | tr '\\0' 'e' > '" + path.string() + "'");
-  return path;
-}
-
 std::string bytes_at(const fs::path& path, uint64_t offset, uint64_t length) {
   std::string all = read_text(path);
   return offset < all.size() ? all.substr(offset, length) : "";

@@ -149,9 +149,8 @@ class ManyInFlight : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ManyInFlight, ThirtyTwoRandomWritersAndReadersCompleteIntact) {
   fs::path dir = scratch_dir("blk-many-in-flight");
-  fs::path disk = dir / "disk.img";
   constexpr size_t kBytes = 8 << 20;
-  sh("head -c " + std::to_string(kBytes) + " /dev/zero | tr '\\0' 'e' > '" + disk.string() + "'");
+  fs::path disk = filled_file(dir / "disk.img", kBytes);
   const char* script =
       "blk-bench /dev/vda randwrite 2 32 && blk-bench /dev/vda randread 2 32 && "
       "blk-bench /dev/vda seqread 1 1 && echo BENCH_DONE\n";

@@ -94,6 +94,12 @@ inline std::string sh(const std::string& command, double timeout = 120) {
   return r.exit_code == 0 ? r.out : "";
 }
 
+// A file of `bytes` bytes of 'e', written (so allocated, also on tmpfs).
+inline fs::path filled_file(const fs::path& path, uint64_t bytes) {
+  sh("head -c " + std::to_string(bytes) + " /dev/zero | tr '\\0' 'e' > '" + path.string() + "'");
+  return path;
+}
+
 // The host tools a test runs, checked before it starts so that a missing one fails the test
 // at once, naming it and its Debian package, instead of waiting out a timeout.
 // Use: ASSERT_TRUE(host_tools({{"curl", "curl"}, {"ip", "iproute2"}}));

@@ -181,7 +181,7 @@ void NetDevice::process_queue(uint16_t index) {
 }
 
 void NetDevice::start_rx_read() {
-  if (rx_reading_ || rx_length_ || resetting_ || !interrupt_) return;
+  if (!may_read_rx()) return;
   if (!ring_.readv(tap_.get(), &rx_iov_, 1, 0, &rx_read_)) {
     // Retried when the driver next adds RX buffers.
     ++counters_.rx_errors;
@@ -224,8 +224,7 @@ void NetDevice::read_rx() {
   // What the tap already holds is read now, without blocking (RWF_NOWAIT), each packet
   // handed to the guest before the next is read: one wake-up and one interrupt for the
   // lot instead of an io_uring round trip each. Then one io_uring read waits for more.
-  for (unsigned i = 0; i < kRxBatch && nowait_reads_ && !rx_reading_ && !rx_length_ && !resetting_ && interrupt_;
-       ++i) {
+  for (unsigned i = 0; i < kRxBatch && nowait_reads_ && may_read_rx(); ++i) {
     ssize_t n = ::preadv2(tap_.get(), &rx_iov_, 1, -1, RWF_NOWAIT);
     if (n < 0) {
       // A tap of a kernel that cannot read without waiting: one io_uring read at a time.

@@ -88,6 +88,8 @@ class NetDevice final : public VirtioDevice {
     std::atomic<uint64_t> rx_rate_limited{0}, tx_rate_limited{0};  // frames a rate limiter held back
   };
 
+  // No read in flight, no packet waiting, an active device: the tap may be read.
+  bool may_read_rx() const { return !rx_reading_ && !rx_length_ && !resetting_ && interrupt_; }
   void start_rx_read();
   void on_rx_read(int32_t result);
   // Reads the packets the tap holds now (a bounded batch), then starts an io_uring read.
