@@ -23,6 +23,15 @@ measure() {
   return $rc
 }
 
+# qemu_microvm_argv MEM_MIB GUEST_DIR APPEND: sets qemu_argv to QEMU microvm as
+# perf/bench_util.h's qemu_microvm_argv() runs it (1 vCPU, no ACPI, the guest's bzImage and
+# initramfs, serial on stdout, an i8042 so that reboot=k ends it); suites append their devices.
+qemu_microvm_argv() {
+  qemu_argv=(qemu-system-x86_64 -M microvm,acpi=off,x-option-roms=off,rtc=off -enable-kvm -cpu host -smp 1
+    -m "$1" -nodefaults -no-user-config -nographic -no-reboot -serial stdio -device i8042
+    -kernel "$2/bzImage" -initrd "$2/initramfs.cpio.gz" -append "$3")
+}
+
 # cdf_chart PNG TITLE XLABEL GNUPLOT_SETTINGS DAT...: one step curve per cdf-NAME.dat file
 # (columns: value, cumulative fraction), titled NAME with '_' shown as ' '; nothing without gnuplot.
 cdf_chart() {

@@ -45,8 +45,8 @@ for n in "$rounds" "$seconds" "$disk_mib" "$net_mib" "$vsock_mib"; do [[ $n =~ ^
 [[ -z $only || $only == block || $only == net || $only == vsock ]] || usage
 wants() { [[ -z $only || $only == "$1" ]]; }
 
+. "$src/perf/suite.sh"
 if [[ $inner == 0 ]]; then
-  . "$src/perf/suite.sh"
   "$src/tools/setup.sh"
   guest=$("$src/guest/build.sh")
   mkdir -p "$out"
@@ -122,11 +122,8 @@ run_one() {  # run_one VMM LOG
         --mem-mib 256 --cmdline "$append" --drive "$spec" >"$2" 2>&1 </dev/null || true ;;
     qemu_*)
       [[ $1 == qemu_io_uring_cache_none ]] && qemu_drive[1]+=,aio=io_uring,cache=none
-      # As perf/bench_util.h's qemu_microvm_argv(); the i8042 ends QEMU on the guest's reboot=k.
-      timeout 900 qemu-system-x86_64 -M microvm,acpi=off,x-option-roms=off,rtc=off -enable-kvm -cpu host -m 256 \
-        -smp 1 -nodefaults -no-user-config -nographic -no-reboot -serial stdio -device i8042 \
-        -kernel "$guest/bzImage" -initrd "$guest/initramfs.cpio.gz" -append "$append" \
-        "${qemu_drive[@]}" -device virtio-blk-device,drive=d0 >"$2" 2>&1 </dev/null || true ;;
+      qemu_microvm_argv 256 "$guest" "$append"
+      timeout 900 "${qemu_argv[@]}" "${qemu_drive[@]}" -device virtio-blk-device,drive=d0 >"$2" 2>&1 </dev/null || true ;;
   esac
 }
 

@@ -40,6 +40,7 @@ if [[ $inner == 0 ]]; then
 fi
 
 # --- inside a fresh network namespace, as root ---
+. "$src/perf/suite.sh"
 guest=$EMBER_GUEST_DIR tap=perftap0 host=169.254.20.1 addr=169.254.20.2
 ip link set lo up
 ip tuntap add dev $tap mode tap
@@ -73,10 +74,8 @@ run_one() {  # vmm -> "up_cs down_cs"
   else
     local vhost=off
     [[ $1 == qemu_vhost ]] && vhost=on
-    # As perf/boot-latency runs QEMU; the i8042 is there for the guest's reboot=k.
-    timeout 600 qemu-system-x86_64 -M microvm,acpi=off,x-option-roms=off,rtc=off -enable-kvm -cpu host -m 512 \
-      -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -device i8042 -kernel "$guest/bzImage" -initrd "$guest/initramfs.cpio.gz" \
-      -append "$append" -netdev tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=$vhost \
+    qemu_microvm_argv 512 "$guest" "$append"
+    timeout 600 "${qemu_argv[@]}" -netdev tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=$vhost \
       -device virtio-net-device,netdev=n0 >"$log" 2>&1 </dev/null || true
   fi
   sed -n 's/.*NETPERF up_cs=\([0-9]*\) down_cs=\([0-9]*\) got=\([0-9]*\).*/\1 \2 \3/p' "$log" | tr -d '\r'
