@@ -195,6 +195,69 @@ uint64_t Vcpu::current_rip() {
   return regs.rip;
 }
 
+namespace {
+
+uint32_t lapic_register(const kvm_lapic_state& lapic, size_t offset) {
+  uint32_t value = 0;
+  std::memcpy(&value, lapic.regs + offset, sizeof(value));
+  return value;
+}
+
+// The highest vector set in one of the local APIC's 256-bit vector registers (IRR at 0x200,
+// ISR at 0x100: eight 32-bit words, 16 bytes apart), or -1.
+int highest_vector(const kvm_lapic_state& lapic, size_t base) {
+  for (int word = 7; word >= 0; --word) {
+    uint32_t bits = lapic_register(lapic, base + static_cast<size_t>(word) * 0x10);
+    if (bits != 0) return word * 32 + 31 - __builtin_clz(bits);
+  }
+  return -1;
+}
+
+}  // namespace
+
+std::string Vcpu::describe_stopped_state() {
+  constexpr uint32_t kMsrTsc = 0x10, kMsrTscDeadline = 0x6e0;
+  constexpr size_t kIsr = 0x100, kIrr = 0x200, kLvtTimer = 0x320, kTimerInitial = 0x380, kTimerCurrent = 0x390;
+  kvm_regs regs{};
+  if (::ioctl(fd_.fd(), KVM_GET_REGS, &regs) < 0) return cat("registers unreadable: ", errno_text());
+  std::string text = cat("rip ", hex(regs.rip), ", interrupts ", (regs.rflags & (1u << 9)) ? "on" : "off");
+  kvm_mp_state mp{};
+  if (::ioctl(fd_.fd(), KVM_GET_MP_STATE, &mp) == 0) {
+    switch (mp.mp_state) {
+      case KVM_MP_STATE_RUNNABLE: text += ", runnable"; break;
+      case KVM_MP_STATE_UNINITIALIZED: text += ", waiting for INIT"; break;
+      case KVM_MP_STATE_INIT_RECEIVED: text += ", waiting for SIPI"; break;
+      case KVM_MP_STATE_HALTED: text += ", halted"; break;
+      default: text += cat(", mp_state ", mp.mp_state); break;
+    }
+  }
+  kvm_lapic_state lapic{};
+  if (::ioctl(fd_.fd(), KVM_GET_LAPIC, &lapic) == 0) {
+    int pending = highest_vector(lapic, kIrr), serving = highest_vector(lapic, kIsr);
+    text += cat(", APIC pending ", pending < 0 ? std::string("none") : hex(static_cast<uint32_t>(pending)),
+                " in service ", serving < 0 ? std::string("none") : hex(static_cast<uint32_t>(serving)));
+    uint32_t lvt = lapic_register(lapic, kLvtTimer);
+    const char* modes[] = {"one-shot", "periodic", "TSC-deadline", "reserved"};
+    text += cat(", timer ", modes[(lvt >> 17) & 3], (lvt & (1u << 16)) ? " masked" : "", " vector ", hex(lvt & 0xff));
+    if (((lvt >> 17) & 3) == 2) {
+      std::vector<kvm_msr_entry> msrs;
+      try {
+        msrs = fd_.get_msrs({kMsrTsc, kMsrTscDeadline});
+      } catch (const Error&) {
+      }
+      if (msrs.size() == 2) {
+        uint64_t now = msrs[0].data, deadline = msrs[1].data;
+        if (deadline == 0) text += " disarmed";
+        else if (deadline > now) text += cat(" due in ", deadline - now, " TSC ticks");
+        else text += cat(" due ", now - deadline, " TSC ticks ago");
+      }
+    } else {
+      text += cat(" count ", lapic_register(lapic, kTimerCurrent), " of ", lapic_register(lapic, kTimerInitial));
+    }
+  }
+  return text;
+}
+
 void Vcpu::handle_io(kvm_run* run) {
   auto* base = reinterpret_cast<uint8_t*>(run);
   const uint32_t size = run->io.size;

@@ -31,6 +31,10 @@ class Vcpu {
   void join();
   // The guest's instruction pointer (for diagnostics; call when the thread is stopped).
   uint64_t current_rip();
+  // For a guest that hangs: where this vCPU is, whether it takes interrupts, its run state,
+  // its local APIC's pending and in-service vectors and its timer (armed, how far from now).
+  // Call when the thread is stopped; what KVM refuses to read is left out.
+  std::string describe_stopped_state();
 
   // Pausing: request_pause() asks the thread to stop before its next KVM_RUN (and
   // kicks it out of the current one); wait_paused() returns once it has stopped, or

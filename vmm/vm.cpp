@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -274,7 +275,8 @@ VmExit Vm::run(int control_fd, const std::function<void()>& on_control) {
     // show what the guest was doing). Read only now: the vCPU and event threads own that
     // state while they run.
     std::string where;
-    for (auto& v : vcpus_) where += cat(" vCPU ", v->fd().id(), " at rip ", hex(v->current_rip()), ";");
+    for (auto& v : vcpus_) where += cat("\n  vCPU ", v->fd().id(), ": ", v->describe_stopped_state());
+    where += "\n  " + serial_->describe_state() + ioapic_pin_state(layout::kCom1Irq);
     log::warn("guest state when stopped:" + where);
     std::string devices = virtio_->describe_state();
     if (!devices.empty()) log::warn("virtio devices when stopped:" + devices);
@@ -285,6 +287,18 @@ VmExit Vm::run(int control_fd, const std::function<void()>& on_control) {
   if (console_) console_->drain(ConsoleOutput::kDrainTimeout);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return exit_.get();
+}
+
+// One IOAPIC pin as KVM holds it (is the device's interrupt masked, waiting, or delivered but
+// never acknowledged?), for the hang report.
+std::string Vm::ioapic_pin_state(uint32_t pin) {
+  kvm_irqchip chip{};
+  chip.chip_id = KVM_IRQCHIP_IOAPIC;
+  if (::ioctl(vm_.fd(), KVM_GET_IRQCHIP, &chip) < 0 || pin >= KVM_IOAPIC_NUM_PINS) return "";
+  const auto& entry = chip.chip.ioapic.redirtbl[pin].fields;
+  return cat(", IOAPIC pin ", pin, ": vector ", hex(entry.vector), entry.mask ? " masked" : " unmasked",
+             entry.trig_mode ? " level" : " edge", entry.remote_irr ? " remote IRR" : "",
+             (chip.chip.ioapic.irr & (1u << pin)) ? " request waiting" : "");
 }
 
 void Vm::pause() {

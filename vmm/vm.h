@@ -84,6 +84,7 @@ class Vm {
   void collect_metrics(MetricGroups& out) const;
 
  private:
+  std::string ioapic_pin_state(uint32_t pin);
   void map_memory();
   // On the machine thread, while the main thread reads the kernel: the KVM VM, its
   // memory slots, the legacy and virtio devices, the vCPUs, page tables and MP table.

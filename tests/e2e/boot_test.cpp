@@ -125,9 +125,9 @@ TEST(GuestLifecycle, GuestTripleFaultEndsEmberWithFour) {
   EXPECT_FALSE(r.timed_out) << describe(r);
   EXPECT_EQ(r.exit_code, 4) << describe(r);
   EXPECT_NE(r.err.find("guest triple fault on vCPU 0"), std::string::npos) << describe(r);
-  // Where every vCPU was, for diagnosing the crash (the second one never got a SIPI).
-  EXPECT_TRUE(std::regex_search(r.err, std::regex("guest state when stopped: vCPU 0 at rip 0x[0-9a-f]+; "
-                                                  "vCPU 1 at rip 0x[0-9a-f]+;")))
+  // Where every vCPU was, for diagnosing the crash (the second one never got INIT and SIPI).
+  EXPECT_TRUE(std::regex_search(r.err, std::regex("guest state when stopped:\n  vCPU 0: rip 0x[0-9a-f]+, [^\n]*\n"
+                                                  "  vCPU 1: rip 0x[0-9a-f]+, interrupts off, waiting for (INIT|SIPI)")))
       << describe(r);
 }
 

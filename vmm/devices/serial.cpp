@@ -180,6 +180,12 @@ void Serial::resend_interrupt_if_pending() {
   if (irq_asserted_ && raise_irq_) raise_irq_();
 }
 
+std::string Serial::describe_state() {
+  std::lock_guard lock(mu_);
+  return cat("COM1: IER ", hex(ier_), ", THR empty ", thre_pending_ ? "pending" : "acknowledged", ", ", rx_.size(),
+             " input bytes waiting, interrupt ", irq_asserted_ ? "asserted" : "idle");
+}
+
 void Serial::emit(uint8_t byte) {
   if (out_) out_->put(byte);
   if (byte == '\n') {

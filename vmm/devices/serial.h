@@ -38,6 +38,8 @@ class Serial : public BusDevice {
   // After a restore, once the interrupt controllers are restored: pulses the IRQ if the
   // registers want one (virtio::Interrupt::resend_if_pending says why).
   void resend_interrupt_if_pending();
+  // Its interrupt-related registers, for diagnosing a guest that hangs.
+  std::string describe_state();
 
  private:
   uint8_t read_register(uint64_t offset);
