@@ -2,7 +2,7 @@
 
 #include <unistd.h>
 
-#include "vmm/util/thread.h"
+#include "base/util/thread.h"
 
 namespace ember {
 

@@ -7,7 +7,7 @@
 
 #include "api/http_server.h"
 #include "api/request_router.h"
-#include "vmm/util/joining_thread.h"
+#include "base/util/joining_thread.h"
 
 namespace ember {
 

@@ -3,7 +3,7 @@
 #include <charconv>
 #include <functional>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember {
 

@@ -6,7 +6,7 @@
 
 #include <utility>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember {
 

@@ -9,9 +9,9 @@
 #include <cstring>
 #include <vector>
 
-#include "vmm/util/error.h"
-#include "vmm/util/eventfd.h"
-#include "vmm/util/log.h"
+#include "base/util/error.h"
+#include "base/util/eventfd.h"
+#include "base/util/log.h"
 
 namespace ember {
 

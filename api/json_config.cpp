@@ -1,8 +1,8 @@
 #include "api/json_config.h"
 #include "api/json_fields.h"
 
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
 
 namespace ember {
 

@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/util/log.h"
 #include "vmm/metrics_writer.h"
 #include "vmm/snapshot/snapshot_params.h"
-#include "vmm/util/log.h"
 #include "vmm/vm_config.h"
 
 namespace ember {

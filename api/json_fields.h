@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember {
 

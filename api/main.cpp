@@ -17,13 +17,13 @@
 #include "api/request_router.h"
 #include "api/toml_config.h"
 #include "api/vmm_runner.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
+#include "base/util/log.h"
+#include "base/util/thread.h"
 #include "vmm/boot_timeline.h"
 #include "vmm/metrics_writer.h"
 #include "vmm/seccomp/seccomp.h"
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
-#include "vmm/util/log.h"
-#include "vmm/util/thread.h"
 
 namespace {
 constexpr int kExitUsage = 2;
@@ -59,7 +59,7 @@ void write_boot_timings(int fd, const std::string& path, const ember::BootTimeli
   }
 }
 
-// Each thread's seccomp filter, installed by the thread itself (vmm/util/thread.h). A
+// Each thread's seccomp filter, installed by the thread itself (base/util/thread.h). A
 // thread that cannot be restricted must not run on: ember ends here, saying why.
 void restrict_to_role(ember::ThreadRole role) {
   try {

@@ -7,7 +7,7 @@
 #include <exception>
 #include <string_view>
 
-#include "vmm/util/file_io.h"
+#include "base/util/file_io.h"
 
 namespace {
 void say(std::string_view text) { ember::write_all(STDERR_FILENO, text); }  // best effort on the way down

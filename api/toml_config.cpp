@@ -18,8 +18,8 @@
 #endif
 #include <toml++/toml.h>
 
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
 
 namespace ember {
 

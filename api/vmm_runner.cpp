@@ -4,12 +4,12 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 
+#include "base/util/error.h"
+#include "base/util/eventfd.h"
+#include "base/util/log.h"
+#include "base/util/thread.h"
 #include "vmm/config_files.h"
 #include "vmm/snapshot/vm_config_state.h"
-#include "vmm/util/error.h"
-#include "vmm/util/eventfd.h"
-#include "vmm/util/log.h"
-#include "vmm/util/thread.h"
 
 namespace ember {
 

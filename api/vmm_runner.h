@@ -10,10 +10,10 @@
 #include <optional>
 
 #include "api/vm_controller.h"
+#include "base/util/joining_thread.h"
 #include "vmm/boot_timeline.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/metrics_writer.h"
-#include "vmm/util/joining_thread.h"
 #include "vmm/vm.h"
 #include "vmm/vmm_action.h"
 

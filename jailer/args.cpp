@@ -6,8 +6,8 @@
 #include <charconv>
 #include <set>
 
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
 
 namespace ember::jailer {
 

@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <memory>
 
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
-#include "vmm/util/unique_fd.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
+#include "base/util/unique_fd.h"
 
 namespace ember::jailer {
 

@@ -12,8 +12,8 @@
 
 #include <memory>
 
-#include "vmm/util/error.h"
-#include "vmm/util/unique_fd.h"
+#include "base/util/error.h"
+#include "base/util/unique_fd.h"
 
 namespace ember::jailer {
 

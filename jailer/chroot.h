@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "base/util/unique_fd.h"
 #include "jailer/args.h"
 #include "jailer/undo.h"
-#include "vmm/util/unique_fd.h"
 
 namespace ember::jailer {
 

@@ -5,13 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "base/util/error.h"
+#include "base/util/file_io.h"
 #include "jailer/args.h"
 #include "jailer/cgroup.h"
 #include "jailer/chroot.h"
 #include "jailer/process.h"
 #include "jailer/undo.h"
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 // LeakSanitizer reads /proc/PID/task at exit, which a jailer failing inside the jail no longer

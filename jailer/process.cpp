@@ -11,8 +11,8 @@
 #include <cstdlib>
 #include <vector>
 
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
 
 namespace ember::jailer {
 

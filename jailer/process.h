@@ -5,8 +5,8 @@
 #include <functional>
 #include <string>
 
+#include "base/util/unique_fd.h"
 #include "jailer/args.h"
-#include "vmm/util/unique_fd.h"
 
 namespace ember::jailer {
 

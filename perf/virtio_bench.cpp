@@ -21,8 +21,7 @@ using namespace ember::virtio;
 void BM_QueuePopComplete(benchmark::State& state) {
   GuestMemory memory = test::small_guest_memory(8);
   test::VirtioDriver driver(memory, 256);
-  std::string why;
-  SplitQueue queue = *SplitQueue::create(memory, driver.config(), 256, {true, true}, &why);
+  SplitQueue queue = *SplitQueue::create(memory, driver.config(), 256, {true, true});
   test::Buffer header = driver.alloc(16), data = driver.alloc(4096), status = driver.alloc(1);
   const int batch = static_cast<int>(state.range(0));
   for (auto _ : state) {
@@ -56,8 +55,7 @@ struct BlkBench {
     if (uring) ring = std::make_unique<IoUringRing>(256);
     device = std::make_unique<blk::BlockDevice>(blk::BlockDeviceOptions{"bench", path.string(), false, false, 256},
                                                 ring.get());
-    std::string why;
-    queues.push_back(*SplitQueue::create(memory, driver.config(), 256, {true, true}, &why));
+    queues.push_back(*SplitQueue::create(memory, driver.config(), 256, {true, true}));
     device->activate(queues, interrupt, 0);
     for (int i = 0; i < 64; ++i) {
       headers.push_back(driver.alloc(16));

@@ -8,7 +8,6 @@ namespace ember::virtio {
 
 const char* describe(ChainError error) {
   switch (error) {
-    case ChainError::None: return "no error";
     case ChainError::NextOutOfRange: return "descriptor 'next' index is past the end of its table";
     case ChainError::TooLong: return "chain is longer than its table (a loop)";
     case ChainError::BadBuffer: return "buffer is not inside guest memory";
@@ -40,53 +39,53 @@ Descriptor load_descriptor(std::span<const uint8_t> table, uint32_t index) {
 }
 
 // Walks one table (the queue's, or an indirect one) from `first`.
-ChainError walk(const GuestMemory& memory, std::span<const uint8_t> table, uint32_t entries, uint16_t first,
+Result<void, ChainError> walk(const GuestMemory& memory, std::span<const uint8_t> table, uint32_t entries, uint16_t first,
                 bool is_indirect, const ChainLimits& limits, ChainBuffers& out) {
   uint32_t index = first;
   for (uint32_t count = 0;; ++count) {
     // Bounding the walk by the table size catches every loop: a chain without
     // one visits each entry at most once.
-    if (count >= entries) return ChainError::TooLong;
+    if (count >= entries) return Failure{ChainError::TooLong};
     const Descriptor d = load_descriptor(table, index);
     if (d.flags & kDescIndirect) {
-      if (is_indirect) return ChainError::NestedIndirect;
-      if (!limits.indirect_allowed) return ChainError::IndirectNotNegotiated;
-      if (d.flags & kDescNext) return ChainError::IndirectWithNext;
+      if (is_indirect) return Failure{ChainError::NestedIndirect};
+      if (!limits.indirect_allowed) return Failure{ChainError::IndirectNotNegotiated};
+      if (d.flags & kDescNext) return Failure{ChainError::IndirectWithNext};
       // Mixing direct descriptors with an indirect table is not something drivers do.
-      if (count != 0) return ChainError::IndirectNotAlone;
+      if (count != 0) return Failure{ChainError::IndirectNotAlone};
       if (d.len == 0 || d.len % sizeof(Descriptor) != 0 || d.len / sizeof(Descriptor) > limits.queue_size) {
-        return ChainError::IndirectBadSize;
+        return Failure{ChainError::IndirectBadSize};
       }
       auto sub = memory.try_span(d.addr, d.len);
-      if (!sub) return ChainError::IndirectBadAddress;
+      if (!sub) return Failure{ChainError::IndirectBadAddress};
       return walk(memory, *sub, d.len / sizeof(Descriptor), 0, true, limits, out);
     }
     auto bytes = memory.try_span(d.addr, d.len);
-    if (!bytes) return ChainError::BadBuffer;
+    if (!bytes) return Failure{ChainError::BadBuffer};
     if (d.flags & kDescWrite) {
-      if (uint64_t{out.writable_bytes} + d.len > UINT32_MAX) return ChainError::TooManyBytes;
+      if (uint64_t{out.writable_bytes} + d.len > UINT32_MAX) return Failure{ChainError::TooManyBytes};
       out.writable.push_back(*bytes);
       out.writable_bytes += d.len;
     } else {
-      if (!out.writable.empty()) return ChainError::ReadableAfterWritable;
-      if (uint64_t{out.readable_bytes} + d.len > UINT32_MAX) return ChainError::TooManyBytes;
+      if (!out.writable.empty()) return Failure{ChainError::ReadableAfterWritable};
+      if (uint64_t{out.readable_bytes} + d.len > UINT32_MAX) return Failure{ChainError::TooManyBytes};
       out.readable.push_back(*bytes);
       out.readable_bytes += d.len;
     }
-    if (!(d.flags & kDescNext)) return ChainError::None;
-    if (d.next >= entries) return ChainError::NextOutOfRange;
+    if (!(d.flags & kDescNext)) return {};
+    if (d.next >= entries) return Failure{ChainError::NextOutOfRange};
     index = d.next;
   }
 }
 
 }  // namespace
 
-ChainError parse_chain(const GuestMemory& memory, std::span<const uint8_t> table, uint16_t head,
-                       const ChainLimits& limits, ChainBuffers& out) {
+Result<void, ChainError> parse_chain(const GuestMemory& memory, std::span<const uint8_t> table, uint16_t head,
+                                     const ChainLimits& limits, ChainBuffers& out) {
   out.clear();
-  ChainError e = walk(memory, table, limits.queue_size, head, false, limits, out);
-  if (e != ChainError::None) out.clear();
-  return e;
+  Result<void, ChainError> parsed = walk(memory, table, limits.queue_size, head, false, limits, out);
+  if (!parsed) out.clear();
+  return parsed;
 }
 
 ChainBytes ChainBytes::split_at(size_t n) {

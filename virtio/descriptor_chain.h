@@ -12,12 +12,13 @@
 #include <type_traits>
 #include <vector>
 
-#include "vmm/memory/guest_memory.h"
+#include "base/memory/guest_memory.h"
+#include "base/util/result.h"
 
 namespace ember::virtio {
 
+// Why a chain is refused.
 enum class ChainError {
-  None,
   NextOutOfRange,         // a `next` index past the table
   TooLong,                // more descriptors than the table holds: a loop
   BadBuffer,              // addr/len not inside guest RAM
@@ -49,8 +50,8 @@ struct ChainLimits {
 // Parses the chain starting at `head` (already checked < queue_size) from the
 // descriptor table `table` (host view, queue_size * 16 bytes). Every descriptor is
 // copied out once and then checked, so the guest cannot change it under us.
-ChainError parse_chain(const GuestMemory& memory, std::span<const uint8_t> table, uint16_t head,
-                       const ChainLimits& limits, ChainBuffers& out);
+Result<void, ChainError> parse_chain(const GuestMemory& memory, std::span<const uint8_t> table, uint16_t head,
+                                     const ChainLimits& limits, ChainBuffers& out);
 
 // A cursor over a list of byte ranges, limited to `remaining()` bytes.
 class ChainBytes {

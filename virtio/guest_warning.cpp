@@ -3,7 +3,7 @@
 #include <atomic>
 #include <chrono>
 
-#include "vmm/util/log.h"
+#include "base/util/log.h"
 
 namespace ember::virtio {
 

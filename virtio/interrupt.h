@@ -6,8 +6,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "base/util/eventfd.h"
 #include "virtio/spec.h"
-#include "vmm/util/eventfd.h"
 
 namespace ember::virtio {
 

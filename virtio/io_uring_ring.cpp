@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
-#include "vmm/util/error.h"
-#include "vmm/util/log.h"
+#include "base/util/error.h"
+#include "base/util/log.h"
 
 namespace ember::virtio {
 

@@ -17,7 +17,7 @@
 #include <functional>
 #include <vector>
 
-#include "vmm/util/unique_fd.h"
+#include "base/util/unique_fd.h"
 
 namespace ember::virtio {
 

@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/util/error.h"
+#include "base/util/eventfd.h"
+#include "base/util/log.h"
 #include "virtio/guest_warning.h"
 #include "virtio/spec.h"
-#include "vmm/util/error.h"
-#include "vmm/util/eventfd.h"
-#include "vmm/util/log.h"
 
 namespace ember::virtio {
 
@@ -239,11 +239,11 @@ void MmioTransport::activate() {
   QueueFeatures features = queue_features(driver_features_);
   std::vector<SplitQueue> queues;
   for (size_t i = 0; i < queue_regs_.size(); ++i) {
-    std::string why = "it is not ready";
-    std::optional<SplitQueue> q;
-    if (queue_regs_[i].ready) q = SplitQueue::create(memory_, queue_regs_[i].config, max_sizes_[i], features, &why);
+    Result<SplitQueue> q = queue_regs_[i].ready
+                               ? SplitQueue::create(memory_, queue_regs_[i].config, max_sizes_[i], features)
+                               : Failure{"it is not ready"};
     if (!q) {
-      warn_guest(cat(name_, ": queue ", i, " cannot be used: ", why, "; the device needs a reset"));
+      warn_guest(cat(name_, ": queue ", i, " cannot be used: ", q.error(), "; the device needs a reset"));
       needs_reset_ = true;
       interrupt_.signal_config();
       return;

@@ -10,14 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "base/bus.h"
+#include "base/event_loop.h"
+#include "base/memory/guest_memory.h"
+#include "base/state_stream.h"
+#include "base/util/unique_fd.h"
 #include "virtio/interrupt.h"
 #include "virtio/queue.h"
 #include "virtio/virtio_device.h"
-#include "vmm/devices/bus.h"
-#include "vmm/event_loop.h"
-#include "vmm/memory/guest_memory.h"
-#include "vmm/snapshot/state_stream.h"
-#include "vmm/util/unique_fd.h"
 
 namespace ember::virtio {
 

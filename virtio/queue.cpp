@@ -2,10 +2,10 @@
 
 #include <atomic>
 
+#include "base/util/error.h"
+#include "base/util/log.h"
 #include "virtio/guest_warning.h"
 #include "virtio/spec.h"
-#include "vmm/util/error.h"
-#include "vmm/util/log.h"
 
 namespace ember::virtio {
 
@@ -54,26 +54,22 @@ void DescriptorChain::complete_unpublished(uint32_t written) {
   queue_ = nullptr;
 }
 
-std::optional<SplitQueue> SplitQueue::create(const GuestMemory& memory, const QueueConfig& c, uint16_t max_size,
-                                             QueueFeatures features, std::string* why) {
-  auto reject = [&](const std::string& text) -> std::optional<SplitQueue> {
-    if (why) *why = text;
-    return std::nullopt;
-  };
+Result<SplitQueue> SplitQueue::create(const GuestMemory& memory, const QueueConfig& c, uint16_t max_size,
+                                      QueueFeatures features) {
   if (c.size == 0 || c.size > max_size || (c.size & (c.size - 1)) != 0) {
-    return reject(cat("queue size ", c.size, " is not a power of two between 1 and ", max_size));
+    return Failure{cat("queue size ", c.size, " is not a power of two between 1 and ", max_size)};
   }
   // 2.7 Table "Virtqueue Part Alignment": 16, 2 and 4 bytes.
   if (c.desc % 16 || c.driver % 2 || c.device % 4) {
-    return reject(cat("queue rings misaligned (desc ", hex(c.desc), ", driver ", hex(c.driver), ", device ",
-                      hex(c.device), ")"));
+    return Failure{cat("queue rings misaligned (desc ", hex(c.desc), ", driver ", hex(c.driver), ", device ",
+                       hex(c.device), ")")};
   }
   auto desc = memory.try_span(c.desc, uint64_t{c.size} * sizeof(Descriptor));
   auto avail = memory.try_span(c.driver, kRingHeader + 2ull * c.size + 2);
   auto used = memory.try_span(c.device, kRingHeader + 8ull * c.size + 2);
   if (!desc || !avail || !used) {
-    return reject(cat("queue rings outside guest memory (desc ", hex(c.desc), ", driver ", hex(c.driver),
-                      ", device ", hex(c.device), ", size ", c.size, ")"));
+    return Failure{cat("queue rings outside guest memory (desc ", hex(c.desc), ", driver ", hex(c.driver),
+                       ", device ", hex(c.device), ", size ", c.size, ")")};
   }
   SplitQueue q;
   q.memory_ = &memory;
@@ -109,9 +105,8 @@ SplitQueue SplitQueue::restore_state(snapshot::StateReader& in, const GuestMemor
   QueueFeatures features;
   features.event_idx = in.boolean("queue event_idx");
   features.indirect = in.boolean("queue indirect_desc");
-  std::string why;
-  std::optional<SplitQueue> q = create(memory, c, max_size, features, &why);
-  if (!q) in.invalid("queue configuration", why);
+  Result<SplitQueue> q = create(memory, c, max_size, features);
+  if (!q) in.invalid("queue configuration", q.error());
   // Any index is one a driver could have reached: pop() checks avail.idx against
   // next_avail as it does after a live activation.
   q->next_avail_ = in.u16("queue next_avail");
@@ -155,15 +150,15 @@ std::optional<DescriptorChain> SplitQueue::pop() {
       return std::nullopt;
     }
     ChainBuffers buffers;
-    ChainError e = parse_chain(*memory_, desc_, head, {size_, features_.indirect}, buffers);
-    if (e == ChainError::None) {
+    Result<void, ChainError> parsed = parse_chain(*memory_, desc_, head, {size_, features_.indirect}, buffers);
+    if (parsed) {
       // Written by the device before the next snapshot (pause waits for every request).
       for (std::span<uint8_t> b : buffers.writable) memory_->mark_written(b);
       return DescriptorChain(this, head, std::move(buffers));
     }
     // A malformed chain fails only that request: it goes back unused.
     ++chains_failed_;
-    warn_guest(cat("virtqueue chain at descriptor ", head, " rejected: ", describe(e)));
+    warn_guest(cat("virtqueue chain at descriptor ", head, " rejected: ", describe(parsed.error())));
     push_used(head, 0);
   }
   return std::nullopt;

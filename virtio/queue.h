@@ -8,9 +8,10 @@
 #include <span>
 #include <string>
 
+#include "base/memory/guest_memory.h"
+#include "base/state_stream.h"
+#include "base/util/result.h"
 #include "virtio/descriptor_chain.h"
-#include "vmm/memory/guest_memory.h"
-#include "vmm/snapshot/state_stream.h"
 
 namespace ember::virtio {
 
@@ -67,10 +68,9 @@ class DescriptorChain {
 class SplitQueue {
  public:
   // Checks the driver's configuration (size a power of two within `max_size`,
-  // 2.7 alignment, every ring inside guest memory). On failure returns nullopt and
-  // says why in `why`.
-  static std::optional<SplitQueue> create(const GuestMemory& memory, const QueueConfig& config, uint16_t max_size,
-                                          QueueFeatures features, std::string* why);
+  // 2.7 alignment, every ring inside guest memory); refused with why.
+  static Result<SplitQueue> create(const GuestMemory& memory, const QueueConfig& config, uint16_t max_size,
+                                   QueueFeatures features);
 
   // Snapshots (VM paused, event loop not running or on its thread). What the queue is:
   // its configuration, features, both sides' indexes and whether the driver broke it.

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember::virtio {
 

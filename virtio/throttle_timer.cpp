@@ -3,8 +3,8 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "base/util/error.h"
 #include "virtio/guest_warning.h"
-#include "vmm/util/error.h"
 
 namespace ember::virtio {
 

@@ -5,9 +5,9 @@
 #include <functional>
 #include <string>
 
+#include "base/event_loop.h"
+#include "base/util/unique_fd.h"
 #include "virtio/rate_limiter.h"
-#include "vmm/event_loop.h"
-#include "vmm/util/unique_fd.h"
 
 namespace ember::virtio {
 

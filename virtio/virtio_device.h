@@ -9,9 +9,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/state_stream.h"
 #include "virtio/interrupt.h"
 #include "virtio/queue.h"
-#include "vmm/snapshot/state_stream.h"
 
 namespace ember::virtio {
 

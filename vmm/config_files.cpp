@@ -1,9 +1,9 @@
 #include "vmm/config_files.h"
 
+#include "base/util/error.h"
 #include "virtio/blk/block_device.h"
 #include "vmm/loader/image_source.h"
 #include "vmm/loader/kernel_loader.h"
-#include "vmm/util/error.h"
 
 namespace ember {
 

@@ -1,7 +1,7 @@
 // The files a configuration names, checked as Firecracker checks them: the boot files when
 // PUT /boot-source arrives, a drive's file when PUT /drives arrives (both open them), and
 // everything once more, with the kernel's format, when the VM is about to be built (a file
-// can go away in between). Each opens without waiting on a FIFO (vmm/util/file_io.h) and
+// can go away in between). Each opens without waiting on a FIFO (base/util/file_io.h) and
 // resolves paths as the process sees them, so a jailed ember checks inside its chroot.
 #pragma once
 

@@ -5,10 +5,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "vmm/util/error.h"
-#include "vmm/util/log.h"
-#include "vmm/util/output_file.h"
-#include "vmm/util/thread.h"
+#include "base/util/error.h"
+#include "base/util/log.h"
+#include "base/util/output_file.h"
+#include "base/util/thread.h"
 
 namespace ember {
 

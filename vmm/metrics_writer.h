@@ -10,9 +10,9 @@
 #include <mutex>
 #include <string>
 
+#include "base/util/joining_thread.h"
+#include "base/util/unique_fd.h"
 #include "vmm/metrics.h"
-#include "vmm/util/joining_thread.h"
-#include "vmm/util/unique_fd.h"
 
 namespace ember {
 

@@ -5,9 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vmm/util/eventfd.h"
-#include "vmm/util/log.h"
-#include "vmm/util/thread.h"
+#include "base/util/eventfd.h"
+#include "base/util/log.h"
+#include "base/util/thread.h"
 
 namespace ember {
 

@@ -6,8 +6,8 @@
 
 #include <thread>
 
+#include "base/util/unique_fd.h"
 #include "vmm/devices/serial.h"
-#include "vmm/util/unique_fd.h"
 
 namespace ember {
 

@@ -6,9 +6,9 @@
 
 #include <cstring>
 
-#include "vmm/util/error.h"
-#include "vmm/util/log.h"
-#include "vmm/util/thread.h"
+#include "base/util/error.h"
+#include "base/util/log.h"
+#include "base/util/thread.h"
 
 namespace ember {
 
@@ -196,12 +196,6 @@ uint64_t Vcpu::current_rip() {
 }
 
 namespace {
-
-uint32_t lapic_register(const kvm_lapic_state& lapic, size_t offset) {
-  uint32_t value = 0;
-  std::memcpy(&value, lapic.regs + offset, sizeof(value));
-  return value;
-}
 
 // The highest vector set in one of the local APIC's 256-bit vector registers (IRR at 0x200,
 // ISR at 0x100: eight 32-bit words, 16 bytes apart), or -1.

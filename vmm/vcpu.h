@@ -8,7 +8,7 @@
 #include <mutex>
 #include <thread>
 
-#include "vmm/devices/bus.h"
+#include "base/bus.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/vm_exit.h"
 

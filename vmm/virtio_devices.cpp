@@ -4,15 +4,15 @@
 #include <cctype>
 #include <chrono>
 
+#include "base/memory/layout.h"
+#include "base/util/error.h"
+#include "base/util/log.h"
 #include "virtio/blk/block_device.h"
 #include "virtio/net/mac_address.h"
 #include "virtio/net/net_device.h"
 #include "virtio/net/tap.h"
 #include "virtio/spec.h"
 #include "virtio/vsock/vsock_device.h"
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
-#include "vmm/util/log.h"
 
 namespace ember {
 

@@ -8,13 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "base/bus.h"
+#include "base/event_loop.h"
+#include "base/memory/guest_memory.h"
 #include "virtio/io_uring_ring.h"
 #include "virtio/mmio_transport.h"
-#include "vmm/devices/bus.h"
 #include "vmm/devices/mmio_slot.h"
-#include "vmm/event_loop.h"
 #include "vmm/kvm/kvm.h"
-#include "vmm/memory/guest_memory.h"
 #include "vmm/metrics.h"
 #include "vmm/snapshot/snapshot_file.h"
 #include "vmm/vm_config.h"

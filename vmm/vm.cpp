@@ -11,6 +11,12 @@
 #include <algorithm>
 #include <exception>
 
+#include "base/memory/layout.h"
+#include "base/util/error.h"
+#include "base/util/eventfd.h"
+#include "base/util/joining_thread.h"
+#include "base/util/log.h"
+#include "base/util/thread.h"
 #include "vmm/arch/x86_64/acpi_tables.h"
 #include "vmm/arch/x86_64/cpuid.h"
 #include "vmm/arch/x86_64/machine_state.h"
@@ -19,15 +25,9 @@
 #include "vmm/devices/i8042.h"
 #include "vmm/loader/boot_info.h"
 #include "vmm/loader/kernel_loader.h"
-#include "vmm/memory/layout.h"
 #include "vmm/snapshot/memory_file.h"
 #include "vmm/snapshot/vm_config_state.h"
 #include "vmm/stdin_forwarder.h"
-#include "vmm/util/error.h"
-#include "vmm/util/eventfd.h"
-#include "vmm/util/joining_thread.h"
-#include "vmm/util/log.h"
-#include "vmm/util/thread.h"
 
 namespace ember {
 

@@ -8,18 +8,18 @@
 #include <optional>
 #include <vector>
 
+#include "base/bus.h"
+#include "base/memory/guest_memory.h"
 #include "vmm/arch/x86_64/regs.h"
-#include "vmm/devices/bus.h"
-#include "vmm/devices/console_output.h"
+#include "vmm/boot_timeline.h"
 #include "vmm/devices/acpi_power.h"
+#include "vmm/devices/console_output.h"
 #include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/loader/boot_info.h"
 #include "vmm/loader/kernel_loader.h"
-#include "vmm/memory/guest_memory.h"
 #include "vmm/metrics.h"
-#include "vmm/boot_timeline.h"
 #include "vmm/snapshot/snapshot_file.h"
 #include "vmm/snapshot/snapshot_params.h"
 #include "vmm/vcpu.h"

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
+#include "base/memory/layout.h"
+#include "base/util/error.h"
 
 namespace ember {
 

@@ -3,7 +3,7 @@
 // API all produce this.
 #pragma once
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 #include <cstdint>
 #include <optional>
@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/memory/guest_memory.h"
 #include "virtio/rate_limiter.h"
-#include "vmm/memory/guest_memory.h"
 
 namespace ember {
 

@@ -2,7 +2,7 @@
 
 #include <unistd.h>
 
-#include "vmm/util/eventfd.h"
+#include "base/util/eventfd.h"
 
 namespace ember {
 

@@ -5,7 +5,7 @@
 #include <mutex>
 #include <string>
 
-#include "vmm/util/unique_fd.h"
+#include "base/util/unique_fd.h"
 
 namespace ember {
 

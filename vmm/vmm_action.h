@@ -7,9 +7,9 @@
 #include <string>
 #include <variant>
 
+#include "base/util/log.h"
 #include "vmm/metrics_writer.h"
 #include "vmm/snapshot/snapshot_params.h"
-#include "vmm/util/log.h"
 #include "vmm/vm_config.h"
 
 namespace ember {

@@ -2,7 +2,7 @@
 
 #include <thread>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember::faas {
 
@@ -55,24 +55,21 @@ AgentResult agent_invoke(const std::string& vsock_uds, const std::string& handle
   return exchange(fd.get(), handler, body, timeout_ms, deadline);
 }
 
-bool agent_wait_ready(const std::string& vsock_uds, Deadline deadline, std::string* why,
-                      const std::function<bool()>& vm_alive) {
+Result<void> agent_wait_ready(const std::string& vsock_uds, Deadline deadline, const std::function<bool()>& vm_alive) {
+  std::string why = "no attempt before the deadline";
   while (std::chrono::steady_clock::now() < deadline) {
-    if (!vm_alive()) {
-      *why = "the VM ended";
-      return false;
-    }
+    if (!vm_alive()) return Failure{"the VM ended"};
     try {
       UniqueFd fd = vsock_connect(vsock_uds, deadline);
       AgentResult r = exchange(fd.get(), "", "", 0, deadline);
-      if (r.reply.outcome == FAAS_PONG) return true;
-      *why = cat("agent answered the ping with outcome ", r.reply.outcome);
+      if (r.reply.outcome == FAAS_PONG) return {};
+      why = cat("agent answered the ping with outcome ", r.reply.outcome);
     } catch (const Error& e) {
-      *why = e.what();
+      why = e.what();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return false;
+  return Failure{why};
 }
 
 }  // namespace ember::faas

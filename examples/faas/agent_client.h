@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 
+#include "base/util/result.h"
 #include "examples/faas/agent/protocol.h"
 #include "examples/faas/socket_io.h"
 
@@ -20,10 +21,9 @@ struct AgentResult {
 // answers something that is not a reply.
 AgentResult agent_invoke(const std::string& vsock_uds, const std::string& handler, const std::string& body,
                          uint32_t timeout_ms, Deadline deadline);
-// A ping (a request with no handler): true once the agent answers, retrying until `deadline`
-// (a guest still booting has no listener yet: ember closes the connection). The last error
-// goes to *why when it never answers. Gives up early when vm_alive() turns false.
-bool agent_wait_ready(const std::string& vsock_uds, Deadline deadline, std::string* why,
-                      const std::function<bool()>& vm_alive);
+// A ping (a request with no handler), retried until the agent answers or `deadline` (a guest
+// still booting has no listener yet: ember closes the connection); refused with the last
+// error when it never answers. Gives up early when vm_alive() turns false.
+Result<void> agent_wait_ready(const std::string& vsock_uds, Deadline deadline, const std::function<bool()>& vm_alive);
 
 }  // namespace ember::faas

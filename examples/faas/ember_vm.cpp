@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember::faas {
 

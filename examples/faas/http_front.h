@@ -12,7 +12,7 @@
 
 #include "api/http_request_parser.h"
 #include "api/request_router.h"
-#include "vmm/util/unique_fd.h"
+#include "base/util/unique_fd.h"
 
 namespace ember::faas {
 

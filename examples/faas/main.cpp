@@ -9,11 +9,11 @@
 #include <string>
 #include <thread>
 
+#include "base/util/error.h"
 #include "examples/faas/agent/protocol.h"
 #include "examples/faas/http_front.h"
 #include "examples/faas/routes.h"
 #include "examples/faas/runtime.h"
-#include "vmm/util/error.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 #include "examples/faas/metrics.h"
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember::faas {
 

@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/util/error.h"
 #include "examples/faas/agent_client.h"
-#include "vmm/util/error.h"
 
 namespace ember::faas {
 
@@ -175,10 +175,9 @@ Runtime::Started Runtime::start_vm(const Function& f, Grant::Kind kind, VmId id)
   std::string snap = f.snapshot_dir + "/vm.snap", mem = f.snapshot_dir + "/vm.mem";
   if (kind == Grant::ColdBoot) vm->cold_boot(f.image, deadline);
   else vm->restore(snap, mem, f.image, deadline);
-  std::string why;
-  if (!agent_wait_ready(vm->vsock_path(), deadline, &why, [&vm] { return vm->alive(); })) {
+  if (Result<void> ready = agent_wait_ready(vm->vsock_path(), deadline, [&vm] { return vm->alive(); }); !ready) {
     if (!vm->alive()) fail("the VM ended before its agent answered; ember's output ends with: ", vm->log_tail());
-    throw Timeout(cat("the agent did not answer within ", options_.boot_timeout.count(), " ms (", why,
+    throw Timeout(cat("the agent did not answer within ", options_.boot_timeout.count(), " ms (", ready.error(),
                       "); ember's output ends with: ", vm->log_tail()));
   }
   double start_ms = ms_since(t0);

@@ -15,12 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include "api/request_router.h"
+#include "base/util/unique_fd.h"
 #include "examples/faas/agent_client.h"
 #include "examples/faas/ember_vm.h"
 #include "examples/faas/function_spec.h"
 #include "examples/faas/metrics.h"
 #include "examples/faas/scheduler.h"
-#include "vmm/util/unique_fd.h"
 
 namespace ember::faas {
 

@@ -4,7 +4,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember::faas {
 

@@ -21,9 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/util/file_io.h"
 #include "jailer/cgroup.h"
 #include "perf/task_cpu.h"
-#include "vmm/util/file_io.h"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;

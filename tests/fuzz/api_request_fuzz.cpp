@@ -7,7 +7,7 @@
 
 #include "api/http_request_parser.h"
 #include "api/request_router.h"
-#include "vmm/util/log.h"
+#include "base/util/log.h"
 
 namespace {
 

@@ -9,11 +9,11 @@
 #include <memory>
 #include <optional>
 
+#include "base/event_loop.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "virtio/blk/block_device.h"
 #include "virtio/mmio_transport.h"
 #include "virtio/vsock/vsock_device.h"
-#include "vmm/event_loop.h"
 
 namespace {
 
@@ -50,7 +50,7 @@ std::unique_ptr<VirtioDevice> make_device(uint8_t selector, EventLoop& loop, std
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::quiet_logs();
   if (size < 1) return 0;
-  std::memset(memory().span(0, kMemBytes, "guest memory").data(), 0, kMemBytes);
+  fuzz::zero_guest_memory(memory());
   EventLoop loop;
   std::optional<fuzz::MemFile> disk;
   std::string uds = fuzz::temp_socket_path("state.sock");

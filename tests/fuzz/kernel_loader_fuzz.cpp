@@ -6,11 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "base/util/error.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "vmm/loader/boot_info.h"
 #include "vmm/loader/image_source.h"
 #include "vmm/loader/kernel_loader.h"
-#include "vmm/util/error.h"
 
 namespace {
 

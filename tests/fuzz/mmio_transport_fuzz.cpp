@@ -9,6 +9,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/event_loop.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "tests/unit/mmio_driver.h"
 #include "tests/unit/virtio_driver.h"
@@ -17,7 +18,6 @@
 #include "virtio/mmio_transport.h"
 #include "virtio/net/net_device.h"
 #include "virtio/vsock/vsock_device.h"
-#include "vmm/event_loop.h"
 
 namespace {
 
@@ -278,7 +278,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::quiet_logs();
   if (size < 1) return 0;
   FuzzInput in(data, size);
-  std::memset(memory().span(0, kMemBytes, "guest memory").data(), 0, kMemBytes);
+  fuzz::zero_guest_memory(memory());
   Rig rig(in.u8());
   Driver driver(rig);
   for (int steps = 0; !in.empty() && steps < 256; ++steps) driver.step(in);

@@ -4,8 +4,8 @@
 #include <string>
 
 #include "api/toml_config.h"
+#include "base/util/error.h"
 #include "tests/fuzz/fuzz_input.h"
-#include "vmm/util/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ember::fuzz::quiet_logs();

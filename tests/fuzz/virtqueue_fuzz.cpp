@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "base/util/log.h"
 #include "virtio/queue.h"
-#include "vmm/util/log.h"
 
 namespace {
 
@@ -35,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Available ring first (so avail.idx is among the first input bytes), then the
   // descriptor table, both from the input; the used ring at 0x4000.
   virtio::QueueConfig config{queue_size, 0x100, 0x0, 0x4000};
-  auto queue = virtio::SplitQueue::create(mem, config, 256, features, nullptr);
+  auto queue = virtio::SplitQueue::create(mem, config, 256, features);
   if (!queue) return 0;
   for (int i = 0; i < 2 * queue_size + 2; ++i) {
     auto chain = queue->pop();

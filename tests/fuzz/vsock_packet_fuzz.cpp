@@ -58,10 +58,12 @@ void fuzz_connection(FuzzInput& in) {
       case 0: {
         PacketHeader h = guest_header(in);
         size_t payload = in.u32() % (2 * kMaxPayload);
-        PacketError error = validate_tx(h, kCid, payload);
-        (void)describe(error);
-        (void)answer_with_rst(error);
-        if (error != PacketError::None) break;
+        Result<void, PacketError> valid = validate_tx(h, kCid, payload);
+        if (!valid) {
+          (void)describe(valid.error());
+          (void)answer_with_rst(valid.error());
+          break;
+        }
         check(h.len <= payload && h.len <= kMaxPayload);
         uint32_t before = c->buffered();
         Reaction r = c->on_packet(h);
@@ -113,7 +115,7 @@ struct DeviceRig {
     o.buf_alloc = 4096;
     o.queue_size = kQ;
     device = std::make_unique<VsockDevice>(o, loop);
-    for (auto* d : {&rx, &tx, &ev}) queues.push_back(*SplitQueue::create(memory, d->config(), kQ, {}, nullptr));
+    for (auto* d : {&rx, &tx, &ev}) queues.push_back(*SplitQueue::create(memory, d->config(), kQ, {}));
     device->activate(queues, interrupt, 0);
   }
   ~DeviceRig() {
@@ -182,7 +184,7 @@ GuestMemory& memory() {
 }
 
 void fuzz_device(FuzzInput& in) {
-  std::memset(memory().span(0, 4 << 20, "guest memory").data(), 0, 4 << 20);
+  fuzz::zero_guest_memory(memory());
   DeviceRig rig(memory());
   for (int steps = 0; !in.empty() && steps < 128; ++steps) {
     switch (in.u8() % 4) {

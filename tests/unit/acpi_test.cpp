@@ -10,11 +10,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/memory/layout.h"
+#include "base/util/error.h"
 #include "vmm/acpi/aml.h"
 #include "vmm/arch/x86_64/acpi_tables.h"
 #include "vmm/devices/acpi_power.h"
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
 #include "vmm/vm_config.h"
 
 namespace ember {

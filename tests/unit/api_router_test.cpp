@@ -2,8 +2,8 @@
 #include <gtest/gtest.h>
 
 #include "api/request_router.h"
+#include "base/util/error.h"
 #include "tests/unit/router_fixture.h"
-#include "vmm/util/error.h"
 
 namespace ember {
 namespace {

@@ -67,8 +67,7 @@ struct BlkHarness {
       ring->seal();
       loop.add(ring->event_fd(), [this] { ring->reap(); });
     }
-    std::string why;
-    queues.push_back(*SplitQueue::create(memory, driver.config(), 16, {true, true}, &why));
+    queues.push_back(*SplitQueue::create(memory, driver.config(), 16, {true, true}));
     device->activate(queues, interrupt, 0);
   }
   ~BlkHarness() {

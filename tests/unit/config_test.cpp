@@ -3,7 +3,7 @@
 
 #include "api/cli.h"
 #include "api/toml_config.h"
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember {
 namespace {

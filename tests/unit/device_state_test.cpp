@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 
+#include "base/memory/layout.h"
 #include "tests/unit/mmio_driver.h"
 #include "tests/unit/virtio_driver.h"
 #include "tests/unit/vsock_harness.h"
@@ -23,7 +24,6 @@
 #include "virtio/vsock/vsock_device.h"
 #include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
-#include "vmm/memory/layout.h"
 
 namespace ember::virtio {
 namespace {
@@ -566,9 +566,8 @@ TEST(DeviceState, NetDrainReturnsTheRxBuffersItHolds) {
   o.set_offloads = [](int, unsigned) { return 0; };
   net::NetDevice device(o, UniqueFd(fds[0]), ring);
   ring.seal();
-  std::string why;
   std::vector<SplitQueue> queues;
-  for (auto* d : {&rx, &tx}) queues.push_back(*SplitQueue::create(memory, d->config(), 64, {false, false}, &why));
+  for (auto* d : {&rx, &tx}) queues.push_back(*SplitQueue::create(memory, d->config(), 64, {false, false}));
   device.activate(queues, interrupt, bit(kFeatureVersion1) | bit(net::kFeatureMrgRxbuf));
   rx.add({}, {rx.alloc(256)});  // too small for the frame: held while more are awaited
   device.process_queue(net::kRxQueue);

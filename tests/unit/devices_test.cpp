@@ -5,10 +5,10 @@
 #include <chrono>
 #include <thread>
 
-#include "vmm/devices/bus.h"
+#include "base/bus.h"
+#include "base/util/error.h"
 #include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
-#include "vmm/util/error.h"
 
 namespace ember {
 namespace {

@@ -4,7 +4,7 @@
 #include <functional>
 #include <string>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember::test {
 

@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "vmm/event_loop.h"
+#include "base/event_loop.h"
 
 namespace ember {
 namespace {

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/util/error.h"
 #include "examples/faas/agent/protocol.h"
 #include "examples/faas/agent_client.h"
 #include "examples/faas/ember_vm.h"
@@ -27,7 +28,6 @@
 #include "examples/faas/runtime.h"
 #include "examples/faas/scheduler.h"
 #include "tests/unit/temp_dir.h"
-#include "vmm/util/error.h"
 
 namespace ember::faas {
 namespace {

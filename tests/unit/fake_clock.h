@@ -6,8 +6,8 @@
 #include <chrono>
 #include <functional>
 
+#include "base/event_loop.h"
 #include "virtio/rate_limiter.h"
-#include "vmm/event_loop.h"
 
 namespace ember::test {
 

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "api/vm_controller.h"
+#include "base/util/error.h"
 #include "vmm/config_files.h"
-#include "vmm/util/error.h"
 
 namespace ember {
 

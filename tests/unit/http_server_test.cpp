@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "api/http_server.h"
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember {
 namespace {

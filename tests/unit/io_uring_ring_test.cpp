@@ -11,8 +11,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base/util/error.h"
 #include "virtio/io_uring_ring.h"
-#include "vmm/util/error.h"
 
 namespace ember::virtio {
 

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base/util/error.h"
 #include "jailer/args.h"
-#include "vmm/util/error.h"
 
 namespace ember::jailer {
 namespace {

@@ -1,8 +1,8 @@
 // Where the jailer's cgroup goes, from sample /proc/self/mountinfo and /proc/self/cgroup text.
 #include <gtest/gtest.h>
 
+#include "base/util/error.h"
 #include "jailer/cgroup.h"
-#include "vmm/util/error.h"
 
 namespace ember::jailer {
 namespace {

@@ -24,9 +24,9 @@
 #include <set>
 #include <thread>
 
+#include "base/util/file_io.h"
+#include "base/util/unique_fd.h"
 #include "jailer/cgroup.h"
-#include "vmm/util/file_io.h"
-#include "vmm/util/unique_fd.h"
 
 namespace ember::jailer {
 namespace {

@@ -8,7 +8,7 @@
 #include "api/cli.h"
 #include "api/json_config.h"
 #include "api/toml_config.h"
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember {
 namespace {

@@ -10,13 +10,13 @@
 
 #include <cstring>
 
+#include "base/event_loop.h"
+#include "base/util/eventfd.h"
 #include "tests/unit/mmio_driver.h"
 #include "tests/unit/virtio_driver.h"
 #include "virtio/blk/block_device.h"
 #include "virtio/blk/block_request.h"
 #include "virtio/io_uring_ring.h"
-#include "vmm/event_loop.h"
-#include "vmm/util/eventfd.h"
 
 namespace ember::virtio {
 namespace {

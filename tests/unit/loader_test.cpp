@@ -5,14 +5,14 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "base/memory/layout.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
 #include "tests/unit/child_process.h"
 #include "tests/unit/test_images.h"
 #include "vmm/loader/boot_info.h"
 #include "vmm/loader/image_source.h"
 #include "vmm/loader/kernel_loader.h"
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
 
 namespace ember {
 namespace {

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <string>
 
-#include "vmm/util/log.h"
+#include "base/util/log.h"
 
 namespace ember::test {
 

@@ -12,9 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/util/error.h"
+#include "base/util/log.h"
 #include "vmm/metrics_writer.h"
-#include "vmm/util/error.h"
-#include "vmm/util/log.h"
 
 namespace ember {
 namespace {

@@ -17,12 +17,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "base/memory/layout.h"
+#include "base/util/file_io.h"
 #include "tests/unit/child_process.h"
 #include "tests/unit/error_of.h"
 #include "tests/unit/temp_dir.h"
-#include "vmm/memory/layout.h"
 #include "vmm/snapshot/memory_file.h"
-#include "vmm/util/file_io.h"
 
 namespace ember::snapshot {
 namespace {

@@ -1,10 +1,10 @@
 // Fixed layout, guest memory bounds and the e820 map.
 #include <gtest/gtest.h>
 
+#include "base/memory/guest_memory.h"
+#include "base/memory/layout.h"
+#include "base/util/error.h"
 #include "vmm/arch/x86_64/e820.h"
-#include "vmm/memory/guest_memory.h"
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
 
 namespace ember {
 namespace {

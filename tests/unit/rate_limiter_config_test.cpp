@@ -6,8 +6,8 @@
 #include "api/json_config.h"
 #include "api/request_router.h"
 #include "api/toml_config.h"
+#include "base/util/error.h"
 #include "tests/unit/router_fixture.h"
-#include "vmm/util/error.h"
 
 namespace ember {
 namespace {

@@ -3,9 +3,9 @@
 // wait, both buckets charged together or not at all, and PATCH updates.
 #include <gtest/gtest.h>
 
+#include "base/util/error.h"
 #include "tests/unit/fake_clock.h"
 #include "virtio/rate_limiter.h"
-#include "vmm/util/error.h"
 
 namespace ember::virtio {
 namespace {

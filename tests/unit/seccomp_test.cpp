@@ -29,10 +29,10 @@
 #include <thread>
 #include <vector>
 
+#include "base/util/thread.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/seccomp/filters.h"
 #include "vmm/seccomp/seccomp.h"
-#include "vmm/util/thread.h"
 
 namespace ember {
 namespace {

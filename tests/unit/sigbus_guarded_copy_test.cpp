@@ -1,6 +1,6 @@
 // sigbus_guarded_copy: a copy from a truncated file mapping (or into one) reports the
 // fault instead of killing the process; SIGBUS elsewhere keeps its default action.
-#include "vmm/util/sigbus_guarded_copy.h"
+#include "base/util/sigbus_guarded_copy.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

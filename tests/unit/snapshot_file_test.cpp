@@ -8,11 +8,11 @@
 
 #include <gtest/gtest.h>
 
+#include "base/util/file_io.h"
 #include "tests/unit/child_process.h"
 #include "tests/unit/error_of.h"
 #include "tests/unit/temp_dir.h"
 #include "vmm/snapshot/snapshot_file.h"
-#include "vmm/util/file_io.h"
 
 namespace ember::snapshot {
 namespace {

@@ -1,4 +1,4 @@
-#include "vmm/snapshot/state_stream.h"
+#include "base/state_stream.h"
 
 #include <gtest/gtest.h>
 

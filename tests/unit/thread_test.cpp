@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "vmm/util/thread.h"
+#include "base/util/thread.h"
 
 namespace ember {
 namespace {

@@ -12,10 +12,10 @@
 #include <cstddef>
 #include <string>
 
+#include "base/util/error.h"
 #include "tests/unit/blk_harness.h"
 #include "virtio/spec.h"
 #include "vmm/config_files.h"
-#include "vmm/util/error.h"
 
 namespace ember::virtio::blk {
 namespace {

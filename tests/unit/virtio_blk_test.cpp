@@ -11,14 +11,14 @@
 #include <set>
 #include <functional>
 
+#include "base/util/error.h"
+#include "tests/unit/blk_harness.h"
 #include "tests/unit/child_process.h"
 #include "tests/unit/fake_clock.h"
 #include "tests/unit/mmio_driver.h"
-#include "tests/unit/blk_harness.h"
 #include "tests/unit/virtio_driver.h"
 #include "virtio/blk/block_device.h"
 #include "virtio/mmio_transport.h"
-#include "vmm/util/error.h"
 
 namespace ember::virtio::blk {
 namespace {

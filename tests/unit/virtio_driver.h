@@ -8,9 +8,9 @@
 #include <cstring>
 #include <vector>
 
+#include "base/memory/guest_memory.h"
 #include "virtio/queue.h"
 #include "virtio/spec.h"
-#include "vmm/memory/guest_memory.h"
 
 namespace ember::test {
 

@@ -6,12 +6,12 @@
 #include <cstring>
 #include <thread>
 
+#include "base/util/error.h"
 #include "tests/unit/log_capture.h"
 #include "tests/unit/mmio_driver.h"
 #include "tests/unit/virtio_driver.h"
 #include "virtio/mmio_transport.h"
 #include "virtio/spec.h"
-#include "vmm/util/error.h"
 
 namespace ember::virtio {
 namespace {

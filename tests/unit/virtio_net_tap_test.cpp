@@ -10,11 +10,11 @@
 
 #include <cstdlib>
 
+#include "base/util/error.h"
 #include "tests/unit/virtio_driver.h"
 #include "virtio/net/net_device.h"
 #include "virtio/net/net_header.h"
 #include "virtio/net/tap.h"
-#include "vmm/util/error.h"
 
 namespace ember::virtio::net {
 namespace {
@@ -88,10 +88,9 @@ TEST(NetTap, ArpRequestOutAndTheKernelsReplyBack) {
   NetDevice device(options, open_tap("tapunit1"), ring);
   ring.seal();
   ASSERT_TRUE(TapNamespace::wait_until_up("tapunit1"));
-  std::string why;
   std::vector<SplitQueue> queues;
-  queues.push_back(*SplitQueue::create(memory, rx.config(), 16, {true, true}, &why));
-  queues.push_back(*SplitQueue::create(memory, tx.config(), 16, {true, true}, &why));
+  queues.push_back(*SplitQueue::create(memory, rx.config(), 16, {true, true}));
+  queues.push_back(*SplitQueue::create(memory, tx.config(), 16, {true, true}));
   uint64_t acked = offered_features() | bit(kFeatureVersion1);
   device.activate(queues, interrupt, acked);
   std::vector<Buffer> rx_buffers;

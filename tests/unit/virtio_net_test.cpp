@@ -62,9 +62,8 @@ struct NetHarness {
     device = std::make_unique<NetDevice>(options, UniqueFd(fds[0]), ring);
     ring.seal();
     loop.add(ring.event_fd(), [this] { ring.reap(); });
-    std::string why;
-    queues.push_back(*SplitQueue::create(memory, rx.config(), 64, {true, true}, &why));
-    queues.push_back(*SplitQueue::create(memory, tx.config(), 64, {true, true}, &why));
+    queues.push_back(*SplitQueue::create(memory, rx.config(), 64, {true, true}));
+    queues.push_back(*SplitQueue::create(memory, tx.config(), 64, {true, true}));
     device->activate(queues, interrupt, acked);
     // As the transport does right after activation.
     device->process_queue(kRxQueue);

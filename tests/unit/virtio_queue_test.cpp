@@ -18,9 +18,8 @@ struct QueueHarness {
   SplitQueue queue;
   explicit QueueHarness(QueueFeatures features = {false, true}) : queue(make(features)) {}
   SplitQueue make(QueueFeatures features) {
-    std::string why;
-    auto q = SplitQueue::create(memory, driver.config(), 256, features, &why);
-    EXPECT_TRUE(q) << why;
+    Result<SplitQueue> q = SplitQueue::create(memory, driver.config(), 256, features);
+    EXPECT_TRUE(q) << q.error();
     return *q;
   }
   // Pops expecting nothing valid; returns the used entry written for a rejected chain.
@@ -295,7 +294,9 @@ TEST(SplitQueue, ConfigurationIsValidated) {
   auto with = [&](auto change) {
     QueueConfig c = driver.config();
     change(c);
-    return SplitQueue::create(memory, c, 256, {}, &why).has_value();
+    Result<SplitQueue> q = SplitQueue::create(memory, c, 256, {});
+    if (!q) why = q.error();
+    return q.ok();
   };
   EXPECT_TRUE(with([](QueueConfig&) {}));
   EXPECT_FALSE(with([](QueueConfig& c) { c.size = 0; }));

@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base/util/log.h"
 #include "tests/unit/vsock_harness.h"
-#include "vmm/util/log.h"
 
 namespace ember::virtio::vsock {
 namespace {

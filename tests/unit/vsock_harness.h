@@ -105,8 +105,7 @@ struct Harness : GuestRings {
     o.queue_size = kQ;
     if (tweak) tweak(o);
     device = std::make_unique<VsockDevice>(o, loop);
-    std::string why;
-    for (auto* d : {&rx, &tx, &ev}) queues.push_back(*SplitQueue::create(memory, d->config(), kQ, {false, false}, &why));
+    for (auto* d : {&rx, &tx, &ev}) queues.push_back(*SplitQueue::create(memory, d->config(), kQ, {false, false}));
     device->activate(queues, interrupt, 0);
     for (int i = 0; i < 16; ++i) rx_pool.push_back(rx.alloc(kHeaderSize + 4096));
   }

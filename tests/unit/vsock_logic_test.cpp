@@ -24,29 +24,29 @@ PacketHeader guest_packet(uint16_t op, uint32_t len = 0, uint32_t flags = 0, uin
 }
 
 TEST(VsockPacket, AcceptsWellFormedPackets) {
-  EXPECT_EQ(validate_tx(guest_packet(kOpRequest), kCid, 0), PacketError::None);
-  EXPECT_EQ(validate_tx(guest_packet(kOpRw, 100), kCid, 100), PacketError::None);
-  EXPECT_EQ(validate_tx(guest_packet(kOpRw, 100), kCid, 4096), PacketError::None);  // longer buffer is fine
+  EXPECT_TRUE(validate_tx(guest_packet(kOpRequest), kCid, 0).ok());
+  EXPECT_TRUE(validate_tx(guest_packet(kOpRw, 100), kCid, 100).ok());
+  EXPECT_TRUE(validate_tx(guest_packet(kOpRw, 100), kCid, 4096).ok());  // longer buffer is fine
 }
 
 TEST(VsockPacket, RejectsHostileHeaders) {
   PacketHeader h = guest_packet(kOpRw, 200);
-  EXPECT_EQ(validate_tx(h, kCid, 100), PacketError::LenMismatch);
+  EXPECT_EQ(validate_tx(h, kCid, 100).error(), PacketError::LenMismatch);
   h.len = kMaxPayload + 1;
-  EXPECT_EQ(validate_tx(h, kCid, kMaxPayload + 1), PacketError::LenTooLarge);
+  EXPECT_EQ(validate_tx(h, kCid, kMaxPayload + 1).error(), PacketError::LenTooLarge);
   h = guest_packet(kOpShutdown, 10);
-  EXPECT_EQ(validate_tx(h, kCid, 10), PacketError::PayloadNotRw);
+  EXPECT_EQ(validate_tx(h, kCid, 10).error(), PacketError::PayloadNotRw);
   h = guest_packet(kOpRw);
   h.src_cid = 4;
-  EXPECT_EQ(validate_tx(h, kCid, 0), PacketError::WrongSrcCid);
+  EXPECT_EQ(validate_tx(h, kCid, 0).error(), PacketError::WrongSrcCid);
   h = guest_packet(kOpRw);
   h.dst_cid = 1;
-  EXPECT_EQ(validate_tx(h, kCid, 0), PacketError::WrongDstCid);
+  EXPECT_EQ(validate_tx(h, kCid, 0).error(), PacketError::WrongDstCid);
   h = guest_packet(kOpRw);
   h.type = 2;  // SEQPACKET, not negotiated
-  EXPECT_EQ(validate_tx(h, kCid, 0), PacketError::BadType);
-  EXPECT_EQ(validate_tx(guest_packet(0), kCid, 0), PacketError::UnknownOp);
-  EXPECT_EQ(validate_tx(guest_packet(8), kCid, 0), PacketError::UnknownOp);
+  EXPECT_EQ(validate_tx(h, kCid, 0).error(), PacketError::BadType);
+  EXPECT_EQ(validate_tx(guest_packet(0), kCid, 0).error(), PacketError::UnknownOp);
+  EXPECT_EQ(validate_tx(guest_packet(8), kCid, 0).error(), PacketError::UnknownOp);
   EXPECT_FALSE(answer_with_rst(PacketError::WrongSrcCid));
   EXPECT_FALSE(answer_with_rst(PacketError::TooShort));
   EXPECT_TRUE(answer_with_rst(PacketError::UnknownOp));

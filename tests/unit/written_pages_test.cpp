@@ -1,5 +1,5 @@
 // The page map of what the VMM wrote since the last snapshot (Diff snapshots).
-#include "vmm/memory/written_pages.h"
+#include "base/memory/written_pages.h"
 
 #include <gtest/gtest.h>
 

@@ -3,11 +3,11 @@
 
 #include <cstring>
 
+#include "base/memory/layout.h"
+#include "base/util/error.h"
 #include "vmm/arch/x86_64/cpuid.h"
 #include "vmm/arch/x86_64/mptable.h"
 #include "vmm/arch/x86_64/regs.h"
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
 
 namespace ember {
 namespace {

@@ -5,8 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/util/error.h"
 #include "vmm/snapshot/memory_file.h"
-#include "vmm/util/error.h"
 
 namespace {
 

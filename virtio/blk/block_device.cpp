@@ -8,11 +8,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/util/error.h"
+#include "base/util/file_io.h"
+#include "base/util/log.h"
 #include "virtio/guest_warning.h"
 #include "virtio/spec.h"
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
-#include "vmm/util/log.h"
 
 namespace ember::virtio::blk {
 
@@ -214,7 +214,7 @@ void BlockDevice::run_queue() {
     if (!chain) break;
     BlockRequest request = parse_block_request(*chain);
     // A malformed request costs nothing: it fails at once, without I/O.
-    go = request.error || admit(*chain, request, data_bytes(request));
+    go = request.malformed || admit(*chain, request, data_bytes(request));
     if (go) handle(std::move(*chain), std::move(request));
   }
   in_batch_ = false;
@@ -255,14 +255,12 @@ void BlockDevice::replace_backing_file(BackingFile file, const std::string& path
 void BlockDevice::publish_capacity() { put<uint64_t>(config_, 0, capacity_sectors_); }
 
 void BlockDevice::handle(DescriptorChain chain, BlockRequest request) {
-  if (request.error) {
+  if (request.malformed) {
     counters_.malformed.fetch_add(1, std::memory_order_relaxed);
-    warn_guest(cat("drive '", options_.id, "': malformed request: ", request.error));
+    warn_guest(cat("drive '", options_.id, "': malformed request: ", request.malformed));
     complete_now(chain, request, kStatusIoErr);
     return;
   }
-  uint64_t offset = 0, length = 0;
-  const char* why = nullptr;
   switch (request.type) {
     case kTypeIn:
     case kTypeOut:
@@ -270,15 +268,13 @@ void BlockDevice::handle(DescriptorChain chain, BlockRequest request) {
         complete_now(chain, request, kStatusIoErr);  // 5.2.6.2: IOERR for writes with F_RO
         return;
       }
-      if (!request_range(request, capacity_sectors_, offset, length, &why)) {
+      if (Result<ByteRange, const char*> range = request_range(request, capacity_sectors_); !range) {
         warn_guest(cat("drive '", options_.id, "': ", request.type == kTypeIn ? "read" : "write", " at sector ",
-                       request.sector, ": ", why));
+                       request.sector, ": ", range.error()));
         complete_now(chain, request, kStatusIoErr);
-        return;
-      }
-      {
+      } else {
         BlockIo::Op op = request.type == kTypeIn ? BlockIo::Op::Read : BlockIo::Op::Write;
-        start_io(std::move(chain), std::move(request), op, offset, length);
+        start_io(std::move(chain), std::move(request), op, range->offset, range->length);
       }
       return;
     case kTypeFlush:
@@ -306,20 +302,17 @@ void BlockDevice::discard_or_zero(DescriptorChain chain, BlockRequest request) {
     complete_now(chain, request, kStatusIoErr);
     return;
   }
-  uint64_t offset = 0, length = 0;
-  bool unmap = false;
-  const char* why = nullptr;
-  uint8_t status = discard_range(request, capacity_sectors_, offset, length, unmap, &why);
-  if (status != kStatusOk) {
-    warn_guest(cat("drive '", options_.id, "': ", request_name(request.type), ": ", why));
-    complete_now(chain, request, status);
+  Result<DiscardRange, BlockRefusal> range = discard_range(request, capacity_sectors_);
+  if (!range) {
+    warn_guest(cat("drive '", options_.id, "': ", request_name(request.type), ": ", range.error().why));
+    complete_now(chain, request, range.error().status);
     return;
   }
   // 5.2.6.2: a discard may deallocate; write zeroes may too with unmap (we offer
   // write_zeroes_may_unmap), and must read back as zeros either way: both do.
-  bool punch = request.type == kTypeDiscard || unmap;
-  start_io(std::move(chain), std::move(request), punch ? BlockIo::Op::PunchHole : BlockIo::Op::ZeroRange, offset,
-           length);
+  bool punch = request.type == kTypeDiscard || range->unmap;
+  start_io(std::move(chain), std::move(request), punch ? BlockIo::Op::PunchHole : BlockIo::Op::ZeroRange,
+           range->bytes.offset, range->bytes.length);
 }
 
 void BlockDevice::start_io(DescriptorChain chain, BlockRequest request, BlockIo::Op op, uint64_t offset,

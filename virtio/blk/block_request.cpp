@@ -7,7 +7,7 @@ BlockRequest parse_block_request(const DescriptorChain& chain) {
   ChainWriter writable = chain.writer();
   // 5.2.6: the status byte is the last byte the device may write.
   if (writable.remaining() == 0) {
-    r.error = "no device-writable status byte";
+    r.malformed = "no device-writable status byte";
     return r;
   }
   r.status = writable.split_at(writable.remaining() - 1);
@@ -15,7 +15,7 @@ BlockRequest parse_block_request(const DescriptorChain& chain) {
   ChainReader readable = chain.reader();
   RequestHeader header;
   if (!readable.read_obj(header)) {
-    r.error = "request header shorter than 16 bytes";
+    r.malformed = "request header shorter than 16 bytes";
     return r;
   }
   r.type = header.type;
@@ -30,56 +30,40 @@ uint32_t BlockRequest::finish(uint8_t status_value, uint32_t data_written) {
   return data_written + 1;
 }
 
-bool request_range(const BlockRequest& r, uint64_t capacity_sectors, uint64_t& offset, uint64_t& length,
-                   const char** why) {
-  length = r.type == kTypeOut ? r.write_payload.remaining() : r.read_buffer.remaining();
-  if (length % kSectorSize != 0) {
-    *why = "data length is not a multiple of 512";
-    return false;
-  }
+Result<ByteRange, const char*> request_range(const BlockRequest& r, uint64_t capacity_sectors) {
+  uint64_t length = r.type == kTypeOut ? r.write_payload.remaining() : r.read_buffer.remaining();
+  if (length % kSectorSize != 0) return Failure{"data length is not a multiple of 512"};
   uint64_t sectors = length / kSectorSize;
   if (r.sector > capacity_sectors || sectors > capacity_sectors - r.sector) {
-    *why = "sector range beyond the end of the disk";
-    return false;
+    return Failure{"sector range beyond the end of the disk"};
   }
-  offset = r.sector * kSectorSize;
-  return true;
+  return ByteRange{r.sector * kSectorSize, length};
 }
 
-uint8_t discard_range(const BlockRequest& r, uint64_t capacity_sectors, uint64_t& offset, uint64_t& length,
-                      bool& unmap, const char** why) {
+Result<DiscardRange, BlockRefusal> discard_range(const BlockRequest& r, uint64_t capacity_sectors) {
   ChainReader data = r.write_payload;  // a copy: the request keeps its reader
   uint64_t bytes = data.remaining();
   if (bytes == 0 || bytes % sizeof(DiscardWriteZeroesSegment) != 0) {
-    *why = "data is not a whole number of 16-byte segments";
-    return kStatusIoErr;
+    return Failure{BlockRefusal{kStatusIoErr, "data is not a whole number of 16-byte segments"}};
   }
   if (bytes / sizeof(DiscardWriteZeroesSegment) > kMaxDiscardSegments) {
-    *why = "more segments than max_discard_seg / max_write_zeroes_seg (1)";
-    return kStatusIoErr;
+    return Failure{BlockRefusal{kStatusIoErr, "more segments than max_discard_seg / max_write_zeroes_seg (1)"}};
   }
   DiscardWriteZeroesSegment segment;
-  if (!data.read_obj(segment)) {
-    *why = "segment unreadable";
-    return kStatusIoErr;
-  }
+  if (!data.read_obj(segment)) return Failure{BlockRefusal{kStatusIoErr, "segment unreadable"}};
   // 5.2.6.2: UNSUPP for unknown flags, and for unmap on a discard.
   if ((segment.flags & ~kSegmentFlagUnmap) != 0 || (r.type == kTypeDiscard && segment.flags != 0)) {
-    *why = "flags the request type does not take";
-    return kStatusUnsupported;
+    return Failure{BlockRefusal{kStatusUnsupported, "flags the request type does not take"}};
   }
   if (segment.num_sectors == 0 || segment.num_sectors > kMaxDiscardSectors) {
-    *why = "num_sectors is 0 or above max_discard_sectors / max_write_zeroes_sectors";
-    return kStatusIoErr;
+    return Failure{
+        BlockRefusal{kStatusIoErr, "num_sectors is 0 or above max_discard_sectors / max_write_zeroes_sectors"}};
   }
   if (segment.sector > capacity_sectors || segment.num_sectors > capacity_sectors - segment.sector) {
-    *why = "sector range beyond the end of the disk";
-    return kStatusIoErr;
+    return Failure{BlockRefusal{kStatusIoErr, "sector range beyond the end of the disk"}};
   }
-  offset = segment.sector * kSectorSize;
-  length = uint64_t{segment.num_sectors} * kSectorSize;
-  unmap = (segment.flags & kSegmentFlagUnmap) != 0;
-  return kStatusOk;
+  return DiscardRange{{segment.sector * kSectorSize, uint64_t{segment.num_sectors} * kSectorSize},
+                      (segment.flags & kSegmentFlagUnmap) != 0};
 }
 
 }  // namespace ember::virtio::blk

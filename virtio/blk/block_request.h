@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "base/util/result.h"
 #include "virtio/descriptor_chain.h"
 #include "virtio/queue.h"
 
@@ -60,7 +61,9 @@ struct BlockRequest {
   ChainReader write_payload;  // OUT: guest bytes to write (readable part after the header)
   ChainWriter read_buffer;    // IN, GET_ID: where the device puts data (writable part before status)
   ChainWriter status;         // the last writable byte
-  const char* error = nullptr;  // set when the chain is not a well-formed request
+  // Why the chain is not a well-formed request, or null. Such a request is still answered
+  // (IOERR) through its status byte when it has one.
+  const char* malformed = nullptr;
 
   bool has_status() const { return status.remaining() == 1; }
   // Writes the status byte (if there is one); returns the used length to report.
@@ -69,16 +72,28 @@ struct BlockRequest {
 
 BlockRequest parse_block_request(const DescriptorChain& chain);
 
-// For IN/OUT: the byte range on the disk, checked against `capacity_sectors`.
-// Returns false (and says why) when the request is not whole sectors or leaves the disk.
-bool request_range(const BlockRequest& request, uint64_t capacity_sectors, uint64_t& offset, uint64_t& length,
-                   const char** why);
+struct ByteRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// For IN/OUT: the byte range on the disk, checked against `capacity_sectors`; refused (with
+// why) when the request is not whole sectors or leaves the disk.
+Result<ByteRange, const char*> request_range(const BlockRequest& request, uint64_t capacity_sectors);
+
+struct DiscardRange {
+  ByteRange bytes;
+  bool unmap = false;  // the guest allows deallocating (WRITE_ZEROES' flag)
+};
+// A request refused: the status to answer and why.
+struct BlockRefusal {
+  uint8_t status;
+  const char* why;
+};
 
 // For DISCARD and WRITE_ZEROES: the one segment of the data, checked (count, flags, range
-// against `capacity_sectors`, size against kMaxDiscardSectors). Returns the status to
-// answer when it is not acceptable (IOERR, or UNSUPP for flags the spec refuses, 5.2.6.2)
-// and says why; kStatusOk with the byte range and whether the guest allows unmapping.
-uint8_t discard_range(const BlockRequest& request, uint64_t capacity_sectors, uint64_t& offset, uint64_t& length,
-                      bool& unmap, const char** why);
+// against `capacity_sectors`, size against kMaxDiscardSectors). Refused with IOERR, or
+// UNSUPP for flags the spec refuses (5.2.6.2).
+Result<DiscardRange, BlockRefusal> discard_range(const BlockRequest& request, uint64_t capacity_sectors);
 
 }  // namespace ember::virtio::blk

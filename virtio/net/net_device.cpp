@@ -6,12 +6,12 @@
 
 #include <sys/uio.h>
 
+#include "base/util/error.h"
+#include "base/util/log.h"
 #include "virtio/guest_warning.h"
 #include "virtio/net/net_header.h"
 #include "virtio/net/tap.h"
 #include "virtio/spec.h"
-#include "vmm/util/error.h"
-#include "vmm/util/log.h"
 
 namespace ember::virtio::net {
 

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "base/util/unique_fd.h"
 #include "virtio/io_uring_ring.h"
 #include "virtio/rate_limiter.h"
 #include "virtio/throttle_timer.h"
 #include "virtio/virtio_device.h"
-#include "vmm/util/unique_fd.h"
 
 namespace ember::virtio::net {
 

@@ -7,8 +7,8 @@
 
 #include <cstring>
 
+#include "base/util/error.h"
 #include "virtio/net/net_header.h"
-#include "vmm/util/error.h"
 
 namespace ember::virtio::net {
 

@@ -4,7 +4,6 @@ namespace ember::virtio::vsock {
 
 const char* describe(PacketError error) {
   switch (error) {
-    case PacketError::None: return "no error";
     case PacketError::TooShort: return "chain shorter than a packet header";
     case PacketError::LenMismatch: return "len larger than the payload in the chain";
     case PacketError::LenTooLarge: return "len above the 64 KiB packet limit";
@@ -22,19 +21,19 @@ bool answer_with_rst(PacketError error) {
     case PacketError::TooShort:
     case PacketError::WrongSrcCid:
     case PacketError::WrongDstCid: return false;
-    default: return error != PacketError::None;
+    default: return true;
   }
 }
 
-PacketError validate_tx(const PacketHeader& h, uint64_t guest_cid, size_t payload_bytes) {
-  if (h.src_cid != guest_cid) return PacketError::WrongSrcCid;
-  if (h.dst_cid != kHostCid) return PacketError::WrongDstCid;
-  if (h.type != kTypeStream) return PacketError::BadType;
-  if (h.op < kOpRequest || h.op > kOpCreditRequest) return PacketError::UnknownOp;
-  if (h.len > kMaxPayload) return PacketError::LenTooLarge;
-  if (h.len > payload_bytes) return PacketError::LenMismatch;
-  if (h.len > 0 && h.op != kOpRw) return PacketError::PayloadNotRw;
-  return PacketError::None;
+Result<void, PacketError> validate_tx(const PacketHeader& h, uint64_t guest_cid, size_t payload_bytes) {
+  if (h.src_cid != guest_cid) return Failure{PacketError::WrongSrcCid};
+  if (h.dst_cid != kHostCid) return Failure{PacketError::WrongDstCid};
+  if (h.type != kTypeStream) return Failure{PacketError::BadType};
+  if (h.op < kOpRequest || h.op > kOpCreditRequest) return Failure{PacketError::UnknownOp};
+  if (h.len > kMaxPayload) return Failure{PacketError::LenTooLarge};
+  if (h.len > payload_bytes) return Failure{PacketError::LenMismatch};
+  if (h.len > 0 && h.op != kOpRw) return Failure{PacketError::PayloadNotRw};
+  return {};
 }
 
 PacketHeader make_header(uint64_t guest_cid, uint32_t host_port, uint32_t guest_port, uint16_t op, uint32_t flags,

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "base/util/result.h"
+
 namespace ember::virtio::vsock {
 
 constexpr uint32_t kDeviceTypeVsock = 19;
@@ -54,8 +56,8 @@ constexpr uint32_t kShutdownBoth = kShutdownRcv | kShutdownSend;
 // The largest payload one packet may carry, either way (Linux uses the same).
 constexpr uint32_t kMaxPayload = 64 * 1024;
 
+// Why a packet from the guest is refused.
 enum class PacketError {
-  None,
   TooShort,       // fewer readable bytes than a header
   LenMismatch,    // `len` larger than the payload the chain carries
   LenTooLarge,    // `len` above kMaxPayload
@@ -74,7 +76,7 @@ bool answer_with_rst(PacketError error);
 
 // Checks a header from the tx queue. `payload_bytes` is how many readable bytes
 // follow the header in the chain.
-PacketError validate_tx(const PacketHeader& header, uint64_t guest_cid, size_t payload_bytes);
+Result<void, PacketError> validate_tx(const PacketHeader& header, uint64_t guest_cid, size_t payload_bytes);
 
 // A header from the host to the guest, with our side's credit filled in later.
 PacketHeader make_header(uint64_t guest_cid, uint32_t host_port, uint32_t guest_port, uint16_t op,

@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember::virtio::vsock {
 

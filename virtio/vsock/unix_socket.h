@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "vmm/util/unique_fd.h"
+#include "base/util/unique_fd.h"
 
 namespace ember::virtio::vsock {
 

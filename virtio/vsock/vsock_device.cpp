@@ -10,9 +10,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/util/error.h"
 #include "virtio/guest_warning.h"
 #include "virtio/vsock/unix_socket.h"
-#include "vmm/util/error.h"
 
 namespace ember::virtio::vsock {
 
@@ -465,16 +465,17 @@ void VsockDevice::expire(Link& link) {
 void VsockDevice::handle_tx(DescriptorChain& chain) {
   ChainReader reader = chain.reader();
   PacketHeader h{};
-  PacketError error = PacketError::TooShort;
-  if (reader.read_obj(h)) error = validate_tx(h, options_.guest_cid, reader.remaining());
+  Result<void, PacketError> valid = Failure{PacketError::TooShort};
+  if (reader.read_obj(h)) valid = validate_tx(h, options_.guest_cid, reader.remaining());
   counters_.tx_packets.fetch_add(1, std::memory_order_relaxed);
-  auto it = error == PacketError::TooShort ? by_key_.end() : by_key_.find(key(h.dst_port, h.src_port));
+  bool named = valid || valid.error() != PacketError::TooShort;  // a header to look the connection up by
+  auto it = named ? by_key_.find(key(h.dst_port, h.src_port)) : by_key_.end();
   Link* link = it == by_key_.end() ? nullptr : find(it->second);
-  if (error != PacketError::None) {
+  if (!valid) {
     counters_.errors.fetch_add(1, std::memory_order_relaxed);
     warn_guest(cat("vsock: tx packet op ", h.op, " from port ", h.src_port, " to ", h.dst_port, ": ",
-                   describe(error)));
-    if (!answer_with_rst(error)) return;
+                   describe(valid.error())));
+    if (!answer_with_rst(valid.error())) return;
     if (link) return close_link(*link, true);
     if (h.op != kOpRst) send_loose(make_header(options_.guest_cid, h.dst_port, h.src_port, kOpRst));
     return;

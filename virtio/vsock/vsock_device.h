@@ -17,12 +17,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/event_loop.h"
+#include "base/util/unique_fd.h"
 #include "virtio/virtio_device.h"
 #include "virtio/vsock/connection.h"
 #include "virtio/vsock/host_protocol.h"
 #include "virtio/vsock/pending_bytes.h"
-#include "vmm/event_loop.h"
-#include "vmm/util/unique_fd.h"
 
 namespace ember::virtio::vsock {
 

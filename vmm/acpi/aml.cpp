@@ -2,7 +2,7 @@
 
 #include <cctype>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember::aml {
 

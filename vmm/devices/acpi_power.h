@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "vmm/devices/bus.h"
+#include "base/bus.h"
 
 namespace ember {
 

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "vmm/util/error.h"
-#include "vmm/util/log.h"
-#include "vmm/util/thread.h"
+#include "base/util/error.h"
+#include "base/util/log.h"
+#include "base/util/thread.h"
 
 namespace ember {
 

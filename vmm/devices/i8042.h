@@ -10,8 +10,8 @@
 #include <functional>
 #include <mutex>
 
-#include "vmm/devices/bus.h"
-#include "vmm/snapshot/state_stream.h"
+#include "base/bus.h"
+#include "base/state_stream.h"
 
 namespace ember {
 

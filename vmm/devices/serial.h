@@ -9,9 +9,9 @@
 #include <mutex>
 #include <string>
 
-#include "vmm/devices/bus.h"
+#include "base/bus.h"
+#include "base/state_stream.h"
 #include "vmm/devices/console_output.h"
-#include "vmm/snapshot/state_stream.h"
 
 namespace ember {
 

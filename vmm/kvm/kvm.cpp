@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
+#include "base/memory/layout.h"
+#include "base/util/error.h"
 
 namespace ember {
 
@@ -252,34 +252,6 @@ void VcpuFd::set_msrs(const std::vector<kvm_msr_entry>& msrs) {
   if (static_cast<size_t>(set) != msrs.size()) {
     fail("KVM_SET_MSRS on vCPU ", id_, " rejected MSR ", hex(msrs[static_cast<size_t>(set)].index));
   }
-}
-
-kvm_regs VcpuFd::get_regs() {
-  kvm_regs r{};
-  if (xioctl(fd(), KVM_GET_REGS, &r) < 0) fail("KVM_GET_REGS: ", errno_text());
-  return r;
-}
-void VcpuFd::set_regs(const kvm_regs& r) {
-  if (xioctl(fd(), KVM_SET_REGS, &r) < 0) fail("KVM_SET_REGS: ", errno_text());
-}
-kvm_sregs VcpuFd::get_sregs() {
-  kvm_sregs s{};
-  if (xioctl(fd(), KVM_GET_SREGS, &s) < 0) fail("KVM_GET_SREGS: ", errno_text());
-  return s;
-}
-void VcpuFd::set_sregs(const kvm_sregs& s) {
-  if (xioctl(fd(), KVM_SET_SREGS, &s) < 0) fail("KVM_SET_SREGS: ", errno_text());
-}
-void VcpuFd::set_fpu(const kvm_fpu& f) {
-  if (xioctl(fd(), KVM_SET_FPU, &f) < 0) fail("KVM_SET_FPU: ", errno_text());
-}
-kvm_lapic_state VcpuFd::get_lapic() {
-  kvm_lapic_state l{};
-  if (xioctl(fd(), KVM_GET_LAPIC, &l) < 0) fail("KVM_GET_LAPIC: ", errno_text());
-  return l;
-}
-void VcpuFd::set_lapic(const kvm_lapic_state& l) {
-  if (xioctl(fd(), KVM_SET_LAPIC, &l) < 0) fail("KVM_SET_LAPIC: ", errno_text());
 }
 
 const char* kvm_exit_name(uint32_t reason) {

@@ -4,13 +4,14 @@
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "vmm/util/error.h"
-#include "vmm/util/mapping.h"
-#include "vmm/util/unique_fd.h"
+#include "base/util/error.h"
+#include "base/util/mapping.h"
+#include "base/util/unique_fd.h"
 
 namespace ember {
 
@@ -116,6 +117,37 @@ class VmFd {
   UniqueFd fd_;
 };
 
+// The ioctls that read and write one kind of vCPU state, by its KVM struct.
+template <typename T>
+struct VcpuStateIoctls;
+#define EMBER_VCPU_STATE(type, get_ioctl, set_ioctl)       \
+  template <>                                              \
+  struct VcpuStateIoctls<type> {                           \
+    static constexpr unsigned long kGet = get_ioctl;       \
+    static constexpr unsigned long kSet = set_ioctl;       \
+    static constexpr const char* kGetName = #get_ioctl;    \
+    static constexpr const char* kSetName = #set_ioctl;    \
+  };
+EMBER_VCPU_STATE(kvm_regs, KVM_GET_REGS, KVM_SET_REGS)
+EMBER_VCPU_STATE(kvm_sregs, KVM_GET_SREGS, KVM_SET_SREGS)
+EMBER_VCPU_STATE(kvm_fpu, KVM_GET_FPU, KVM_SET_FPU)
+EMBER_VCPU_STATE(kvm_lapic_state, KVM_GET_LAPIC, KVM_SET_LAPIC)
+EMBER_VCPU_STATE(kvm_xcrs, KVM_GET_XCRS, KVM_SET_XCRS)
+EMBER_VCPU_STATE(kvm_debugregs, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS)
+EMBER_VCPU_STATE(kvm_mp_state, KVM_GET_MP_STATE, KVM_SET_MP_STATE)
+EMBER_VCPU_STATE(kvm_vcpu_events, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS)
+#undef EMBER_VCPU_STATE
+
+// A 32-bit local APIC register at `offset` in KVM's copy of the APIC page.
+inline uint32_t lapic_register(const kvm_lapic_state& lapic, size_t offset) {
+  uint32_t value;
+  std::memcpy(&value, lapic.regs + offset, sizeof(value));
+  return value;
+}
+inline void set_lapic_register(kvm_lapic_state& lapic, size_t offset, uint32_t value) {
+  std::memcpy(lapic.regs + offset, &value, sizeof(value));
+}
+
 class VcpuFd {
  public:
   static VcpuFd create(const KvmSystem& kvm, const VmFd& vm, uint32_t id);
@@ -133,22 +165,18 @@ class VcpuFd {
   // The values of those of `indices` that this vCPU can read (KVM_GET_MSRS stops at the
   // first one it cannot: that one is left out and the rest read on).
   std::vector<kvm_msr_entry> get_msrs(const std::vector<uint32_t>& indices);
+  // One kind of fixed-size vCPU state, by its KVM struct (kvm_regs, kvm_sregs, kvm_fpu,
+  // kvm_lapic_state, kvm_xcrs, kvm_debugregs, kvm_mp_state, kvm_vcpu_events).
   template <typename T>
-  T get(unsigned long request, const char* what, T inout = {}) {
-    kvm_get_struct(fd(), request, &inout, cat(what, " on vCPU ", id_));
-    return inout;
+  T get() {
+    T value{};
+    kvm_get_struct(fd(), VcpuStateIoctls<T>::kGet, &value, cat(VcpuStateIoctls<T>::kGetName, " on vCPU ", id_));
+    return value;
   }
   template <typename T>
-  void set(unsigned long request, const T& in, const char* what) {
-    kvm_set_struct(fd(), request, &in, cat(what, " on vCPU ", id_));
+  void set(const T& value) {
+    kvm_set_struct(fd(), VcpuStateIoctls<T>::kSet, &value, cat(VcpuStateIoctls<T>::kSetName, " on vCPU ", id_));
   }
-  kvm_regs get_regs();
-  void set_regs(const kvm_regs& regs);
-  kvm_sregs get_sregs();
-  void set_sregs(const kvm_sregs& sregs);
-  void set_fpu(const kvm_fpu& fpu);
-  kvm_lapic_state get_lapic();
-  void set_lapic(const kvm_lapic_state& lapic);
 
  private:
   UniqueFd fd_;

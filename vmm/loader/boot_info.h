@@ -6,9 +6,9 @@
 #include <optional>
 #include <string>
 
+#include "base/memory/guest_memory.h"
 #include "vmm/loader/image_source.h"
 #include "vmm/loader/kernel_loader.h"
-#include "vmm/memory/guest_memory.h"
 
 namespace ember {
 

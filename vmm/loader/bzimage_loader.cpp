@@ -3,9 +3,9 @@
 // 64-bit entry point (start + 0x200).
 #include <cstring>
 
+#include "base/memory/layout.h"
+#include "base/util/error.h"
 #include "vmm/loader/kernel_loader.h"
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
 
 namespace ember {
 

@@ -7,9 +7,9 @@
 
 #include <vector>
 
+#include "base/memory/layout.h"
+#include "base/util/error.h"
 #include "vmm/loader/kernel_loader.h"
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
 
 namespace ember {
 

@@ -12,10 +12,10 @@
 #include <mutex>
 #include <thread>
 
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
-#include "vmm/util/sigbus_guarded_copy.h"
-#include "vmm/util/thread.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
+#include "base/util/sigbus_guarded_copy.h"
+#include "base/util/thread.h"
 
 namespace ember {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "vmm/util/mapping.h"
-#include "vmm/util/unique_fd.h"
+#include "base/util/mapping.h"
+#include "base/util/unique_fd.h"
 
 namespace ember {
 

@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <optional>
 
+#include "base/memory/guest_memory.h"
 #include "vmm/arch/x86_64/regs.h"
 #include "vmm/loader/image_source.h"
-#include "vmm/memory/guest_memory.h"
 
 namespace ember {
 

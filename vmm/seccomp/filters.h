@@ -7,7 +7,7 @@
 
 #include <cstddef>
 
-#include "vmm/util/thread.h"
+#include "base/util/thread.h"
 
 namespace ember::seccomp {
 

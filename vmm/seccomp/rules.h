@@ -5,7 +5,7 @@
 
 #include <seccomp.h>
 
-#include "vmm/util/thread.h"
+#include "base/util/thread.h"
 
 namespace ember::seccomp {
 

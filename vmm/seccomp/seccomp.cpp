@@ -9,8 +9,8 @@
 
 #include <cstring>
 
+#include "base/util/error.h"
 #include "vmm/seccomp/filters.h"
-#include "vmm/util/error.h"
 
 namespace ember::seccomp {
 

@@ -4,7 +4,7 @@
 // kExitBadSyscall, after one line naming the thread's role and the system call.
 #pragma once
 
-#include "vmm/util/thread.h"
+#include "base/util/thread.h"
 
 namespace ember::seccomp {
 

@@ -15,9 +15,9 @@
 #include <vector>
 #include <nlohmann/json.hpp>
 
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
-#include "vmm/util/replacing_file.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
+#include "base/util/replacing_file.h"
 
 namespace ember::snapshot {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "vmm/memory/guest_memory.h"
-#include "vmm/util/unique_fd.h"
+#include "base/memory/guest_memory.h"
+#include "base/util/unique_fd.h"
 
 namespace ember::snapshot {
 

@@ -6,9 +6,9 @@
 
 #include <array>
 
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
-#include "vmm/util/replacing_file.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
+#include "base/util/replacing_file.h"
 
 #ifndef EMBER_VERSION
 #error "EMBER_VERSION must name the project version (vmm/CMakeLists.txt)"

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "vmm/snapshot/state_stream.h"
+#include "base/state_stream.h"
 
 namespace ember::snapshot {
 

@@ -3,8 +3,8 @@
 // is not saved: the restoring ember's own choice applies.
 #pragma once
 
+#include "base/state_stream.h"
 #include "vmm/snapshot/snapshot_params.h"
-#include "vmm/snapshot/state_stream.h"
 #include "vmm/vm_config.h"
 
 namespace ember::snapshot {

@@ -3,12 +3,12 @@
 #include <cstddef>
 #include <cstring>
 
+#include "base/memory/layout.h"
+#include "base/util/error.h"
 #include "vmm/acpi/aml.h"
 #include "vmm/arch/x86_64/e820.h"
 #include "vmm/arch/x86_64/mptable.h"
 #include "vmm/arch/x86_64/table_bytes.h"
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
 
 namespace ember::x86 {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "base/memory/guest_memory.h"
 #include "vmm/devices/mmio_slot.h"
-#include "vmm/memory/guest_memory.h"
 
 namespace ember::x86 {
 

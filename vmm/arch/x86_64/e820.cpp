@@ -1,7 +1,7 @@
 #include "vmm/arch/x86_64/e820.h"
 
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
+#include "base/memory/layout.h"
+#include "base/util/error.h"
 
 namespace ember::x86 {
 

@@ -14,14 +14,14 @@ VcpuState save_vcpu_state(VcpuFd& vcpu, const KvmSystem& kvm) {
   VcpuState s;
   s.cpuid = vcpu.get_cpuid().entries;
   s.msrs = vcpu.get_msrs(kvm.msr_index_list());
-  s.regs = vcpu.get_regs();
-  s.sregs = vcpu.get_sregs();
+  s.regs = vcpu.get<kvm_regs>();
+  s.sregs = vcpu.get<kvm_sregs>();
   s.xsave = vcpu.get_xsave(kvm.xsave_size());
-  s.xcrs = vcpu.get<kvm_xcrs>(KVM_GET_XCRS, "KVM_GET_XCRS");
-  s.debugregs = vcpu.get<kvm_debugregs>(KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
-  s.lapic = vcpu.get_lapic();
-  s.mp_state = vcpu.get<kvm_mp_state>(KVM_GET_MP_STATE, "KVM_GET_MP_STATE");
-  s.events = vcpu.get<kvm_vcpu_events>(KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS");
+  s.xcrs = vcpu.get<kvm_xcrs>();
+  s.debugregs = vcpu.get<kvm_debugregs>();
+  s.lapic = vcpu.get<kvm_lapic_state>();
+  s.mp_state = vcpu.get<kvm_mp_state>();
+  s.events = vcpu.get<kvm_vcpu_events>();
   return s;
 }
 
@@ -29,17 +29,17 @@ void restore_vcpu_state(VcpuFd& vcpu, const KvmSystem& kvm, const VcpuState& s) 
   // CPUID first (what the rest is checked against); the LAPIC before the MSRs (the TSC
   // deadline MSR needs its timer mode) and before the MP state; events last.
   vcpu.set_cpuid(CpuidEntries{s.cpuid});
-  vcpu.set_regs(s.regs);
-  vcpu.set_sregs(s.sregs);
+  vcpu.set(s.regs);
+  vcpu.set(s.sregs);
   std::vector<uint8_t> xsave = s.xsave;
   if (xsave.size() < kvm.xsave_size()) xsave.resize(kvm.xsave_size());  // components this host has and the saved one had not
   vcpu.set_xsave(xsave);
-  vcpu.set(KVM_SET_XCRS, s.xcrs, "KVM_SET_XCRS");
-  vcpu.set(KVM_SET_DEBUGREGS, s.debugregs, "KVM_SET_DEBUGREGS");
-  vcpu.set_lapic(s.lapic);
+  vcpu.set(s.xcrs);
+  vcpu.set(s.debugregs);
+  vcpu.set(s.lapic);
   vcpu.set_msrs(s.msrs);
-  vcpu.set(KVM_SET_MP_STATE, s.mp_state, "KVM_SET_MP_STATE");
-  vcpu.set(KVM_SET_VCPU_EVENTS, s.events, "KVM_SET_VCPU_EVENTS");
+  vcpu.set(s.mp_state);
+  vcpu.set(s.events);
 }
 
 VmState save_vm_state(const VmFd& vm) {

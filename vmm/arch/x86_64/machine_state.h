@@ -7,8 +7,8 @@
 
 #include <vector>
 
+#include "base/state_stream.h"
 #include "vmm/kvm/kvm.h"
-#include "vmm/snapshot/state_stream.h"
 
 namespace ember::x86 {
 

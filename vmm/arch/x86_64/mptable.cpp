@@ -2,9 +2,9 @@
 
 #include <cstring>
 
+#include "base/memory/layout.h"
+#include "base/util/error.h"
 #include "vmm/arch/x86_64/table_bytes.h"
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
 
 namespace ember::x86 {
 

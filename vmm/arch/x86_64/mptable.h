@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "vmm/memory/guest_memory.h"
+#include "base/memory/guest_memory.h"
 
 namespace ember::x86 {
 

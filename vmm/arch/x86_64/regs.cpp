@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "vmm/memory/layout.h"
+#include "base/memory/layout.h"
 
 namespace ember::x86 {
 
@@ -24,12 +24,6 @@ constexpr uint32_t kApicLvt1 = 0x360;
 constexpr uint32_t kApicModeNmi = 0x4;
 constexpr uint32_t kApicModeExtInt = 0x7;
 
-uint32_t lapic_reg(const kvm_lapic_state& s, uint32_t off) {
-  uint32_t v;
-  std::memcpy(&v, s.regs + off, sizeof(v));
-  return v;
-}
-void set_lapic_reg(kvm_lapic_state& s, uint32_t off, uint32_t v) { std::memcpy(s.regs + off, &v, sizeof(v)); }
 uint32_t with_delivery_mode(uint32_t reg, uint32_t mode) { return (reg & ~0x700u) | (mode << 8); }
 
 }  // namespace
@@ -110,19 +104,19 @@ void setup_fpu(VcpuFd& vcpu) {
   kvm_fpu fpu{};
   fpu.fcw = 0x37f;     // x87 default control word
   fpu.mxcsr = 0x1f80;  // SSE default: all exceptions masked
-  vcpu.set_fpu(fpu);
+  vcpu.set(fpu);
 }
 
 void setup_lapic(VcpuFd& vcpu) {
-  kvm_lapic_state lapic = vcpu.get_lapic();
-  set_lapic_reg(lapic, kApicLvt0, with_delivery_mode(lapic_reg(lapic, kApicLvt0), kApicModeExtInt));
-  set_lapic_reg(lapic, kApicLvt1, with_delivery_mode(lapic_reg(lapic, kApicLvt1), kApicModeNmi));
-  vcpu.set_lapic(lapic);
+  kvm_lapic_state lapic = vcpu.get<kvm_lapic_state>();
+  set_lapic_register(lapic, kApicLvt0, with_delivery_mode(lapic_register(lapic, kApicLvt0), kApicModeExtInt));
+  set_lapic_register(lapic, kApicLvt1, with_delivery_mode(lapic_register(lapic, kApicLvt1), kApicModeNmi));
+  vcpu.set(lapic);
 }
 
 void setup_boot_registers(VcpuFd& vcpu, EntryMode mode, uint64_t entry, uint64_t boot_info) {
   auto gdt = boot_gdt();
-  kvm_sregs sregs = vcpu.get_sregs();
+  kvm_sregs sregs = vcpu.get<kvm_sregs>();
   sregs.gdt.base = layout::kGdtStart;
   sregs.gdt.limit = static_cast<uint16_t>(gdt.size() * 8 - 1);
   sregs.idt.base = 0;
@@ -150,8 +144,8 @@ void setup_boot_registers(VcpuFd& vcpu, EntryMode mode, uint64_t entry, uint64_t
     sregs.efer = 0;
     regs.rbx = boot_info;  // hvm_start_info
   }
-  vcpu.set_sregs(sregs);
-  vcpu.set_regs(regs);
+  vcpu.set(sregs);
+  vcpu.set(regs);
 }
 
 }  // namespace ember::x86

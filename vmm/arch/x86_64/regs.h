@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/memory/guest_memory.h"
 #include "vmm/kvm/kvm.h"
-#include "vmm/memory/guest_memory.h"
 
 namespace ember::x86 {
 

@@ -29,7 +29,7 @@ Level level();
 // Info, Debug, Trace, Off).
 bool parse_level(const std::string& text, Level& out);
 const char* level_name(Level level);  // Firecracker's spelling: "Warning", ...
-// Opens log_path (a file, appended, or a FIFO: vmm/util/output_file.h) and applies the rest. Throws Error naming the path if it cannot be opened.
+// Opens log_path (a file, appended, or a FIFO: base/util/output_file.h) and applies the rest. Throws Error naming the path if it cannot be opened.
 void configure(const LoggerConfig& config);
 LoggerConfig current_config();
 

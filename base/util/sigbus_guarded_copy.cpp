@@ -1,4 +1,4 @@
-#include "vmm/util/sigbus_guarded_copy.h"
+#include "base/util/sigbus_guarded_copy.h"
 
 #include <setjmp.h>
 #include <signal.h>

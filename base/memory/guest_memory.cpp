@@ -1,14 +1,14 @@
-#include "vmm/memory/guest_memory.h"
+#include "base/memory/guest_memory.h"
 
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "vmm/memory/layout.h"
-#include "vmm/util/error.h"
-#include "vmm/util/log.h"
-#include "vmm/util/thread.h"
+#include "base/memory/layout.h"
+#include "base/util/error.h"
+#include "base/util/log.h"
+#include "base/util/thread.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_READ 22

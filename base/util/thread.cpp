@@ -1,4 +1,4 @@
-#include "vmm/util/thread.h"
+#include "base/util/thread.h"
 
 #include <pthread.h>
 

@@ -1,4 +1,4 @@
-#include "vmm/memory/written_pages.h"
+#include "base/memory/written_pages.h"
 
 #include <bit>
 

@@ -1,11 +1,11 @@
-#include "vmm/util/replacing_file.h"
+#include "base/util/replacing_file.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "vmm/util/error.h"
-#include "vmm/util/file_io.h"
+#include "base/util/error.h"
+#include "base/util/file_io.h"
 
 namespace ember {
 

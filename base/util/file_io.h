@@ -9,8 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include "vmm/util/error.h"
-#include "vmm/util/unique_fd.h"
+#include "base/util/error.h"
+#include "base/util/unique_fd.h"
 
 namespace ember {
 

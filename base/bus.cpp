@@ -1,8 +1,8 @@
-#include "vmm/devices/bus.h"
+#include "base/bus.h"
 
 #include <algorithm>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember {
 

@@ -1,4 +1,4 @@
-#include "vmm/util/log.h"
+#include "base/util/log.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -9,10 +9,10 @@
 #include <ctime>
 #include <mutex>
 
-#include "vmm/util/error.h"
-#include "vmm/util/output_file.h"
-#include "vmm/util/thread.h"
-#include "vmm/util/unique_fd.h"
+#include "base/util/error.h"
+#include "base/util/output_file.h"
+#include "base/util/thread.h"
+#include "base/util/unique_fd.h"
 
 namespace ember::log {
 namespace {

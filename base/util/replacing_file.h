@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "vmm/util/unique_fd.h"
+#include "base/util/unique_fd.h"
 
 namespace ember {
 

@@ -13,7 +13,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "vmm/util/error.h"
+#include "base/util/error.h"
 
 namespace ember::snapshot {
 

@@ -11,9 +11,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "vmm/memory/written_pages.h"
-#include "vmm/util/joining_thread.h"
-#include "vmm/util/mapping.h"
+#include "base/memory/written_pages.h"
+#include "base/util/joining_thread.h"
+#include "base/util/mapping.h"
 
 namespace ember {
 

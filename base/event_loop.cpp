@@ -1,14 +1,14 @@
-#include "vmm/event_loop.h"
+#include "base/event_loop.h"
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
 #include <future>
 
-#include "vmm/util/error.h"
-#include "vmm/util/eventfd.h"
-#include "vmm/util/log.h"
-#include "vmm/util/thread.h"
+#include "base/util/error.h"
+#include "base/util/eventfd.h"
+#include "base/util/log.h"
+#include "base/util/thread.h"
 
 namespace ember {
 

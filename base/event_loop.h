@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "vmm/util/unique_fd.h"
+#include "base/util/unique_fd.h"
 
 namespace ember {
 

@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <string>
 
-#include "vmm/util/error.h"
-#include "vmm/util/unique_fd.h"
+#include "base/util/error.h"
+#include "base/util/unique_fd.h"
 
 namespace ember {
 
