@@ -180,6 +180,9 @@ for c in "$here"/tools/*.c; do
     gcc -static -O2 -Wall -o "$tmp/$name" "$c" >>"$buildlog" 2>&1 || fail "compiling $c"
     tools+=("$name")
 done
+# Also beside the images: static, so host-side scripts run the same tools (perf/net's UDP sender).
+mkdir -p "$stage/tools"
+for name in "${tools[@]}"; do cp "$tmp/$name" "$stage/tools/$name"; done
 touch -d @0 "$tmp/busybox" "$tmp/init" "${tools[@]/#/$tmp/}"
 {
     for d in /bin /sbin /usr /usr/bin /usr/sbin /dev /proc /sys /tmp /run /etc /root /mnt; do

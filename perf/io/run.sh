@@ -12,7 +12,8 @@
 #          else the file itself. Like is compared with like: ember's default with QEMU's (both
 #          through the host's page cache), ember's cache = "none" with QEMU's
 #          io_uring,cache=none (both O_DIRECT).
-#   net    TCP each way over a tap, QEMU with vhost=off (perf/net/run.sh)
+#   net    TCP each way over a tap, and 64-byte UDP packets per second each way, QEMU with
+#          vhost=off (perf/net/run.sh)
 #   vsock  each way, QEMU with vhost-vsock-device (perf/vsock/run.sh)
 # Writes results.md (every table), results.json (every measurement) and ratios.png (ember /
 # QEMU per test, medians of the rounds' ratios) into the output folder; each part's own
@@ -80,7 +81,9 @@ if [[ $inner == 0 ]]; then
   {
     part block ratios.dat
     # net: "| host -> guest (RX) | e | q | ratio |"; vsock: "ember / QEMU median throughput: r" per direction.
-    part net results.md | awk -F'|' '/guest -> host/ { print "\"net TX\"", $5, 3 } /host -> guest/ { print "\"net RX\"", $5, 3 }'
+    part net results.md | awk -F'|' '/UDP guest -> host/ { print "\"net UDP TX\"", $5, 3; next }
+      /UDP host -> guest/ { print "\"net UDP RX\"", $5, 3; next }
+      /guest -> host/ { print "\"net TX\"", $5, 3 } /host -> guest/ { print "\"net RX\"", $5, 3 }'
     part vsock results.md | awk '/^guest -> host/ { d = "to host" } /^host -> guest/ { d = "to guest" }
       /^ember \/ QEMU median throughput:/ { printf "\"vsock %s\" %.2f 4\n", d, $NF }'
   } | awk '$(NF-1) + 0 > 0' >"$out/ratios.dat"

@@ -3,22 +3,26 @@
 # of tap, vhost off, and also vhost on), same guest, same run, interleaved: each round boots
 # ember, then QEMU both ways, and each guest sends N MiB to the host and receives N MiB from it over TCP
 # (busybox nc on both ends, zeros). The guest times each transfer (/proc/uptime); each side
-# counts what it received, and a round where either count falls short is not used.
+# counts what it received, and a round where either count falls short is not used. Then
+# 64-byte UDP datagrams each way for --udp-seconds (guest/tools/udp-pps, the same static
+# binary on both ends): the receiver counts what arrived, from its first datagram to its last.
 # Runs inside the emulated host unless this host's /dev/kvm boots guests; writes
 # results.md and results.json into the output folder and prints the table.
 #   usage: perf/net/run.sh [--out DIR] [--mib N (default 32)] [--rounds R (default 3)] [--ember BIN]
+#                          [--udp-seconds S (default 5)]
 # (--ember: another ember binary than build/ember, e.g. a build before a change, for comparison)
 set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-out=$src/build/perf-net mib=32 rounds=3 inner=0 ember=$src/build/ember
+out=$src/build/perf-net mib=32 rounds=3 inner=0 ember=$src/build/ember udp_seconds=5
 while [[ $# -gt 0 ]]; do
   case $1 in
     --out) out=$2; shift 2 ;;
     --mib) mib=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --ember) ember=$(realpath "$2"); shift 2 ;;
+    --udp-seconds) udp_seconds=$2; shift 2 ;;
     --inner) inner=1; shift ;;
-    *) echo "usage: $0 [--out DIR] [--mib N] [--rounds R] [--ember BIN]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--out DIR] [--mib N] [--rounds R] [--ember BIN] [--udp-seconds S]" >&2; exit 2 ;;
   esac
 done
 
@@ -27,13 +31,14 @@ if [[ $inner == 0 ]]; then
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
   if "$src/tests/e2e/kvm-probe.sh" "$src/build/ember" "$guest" >/dev/null; then
-    EMBER_GUEST_DIR=$guest unshare -n "$src/perf/net/run.sh" --inner --out "$out" --mib "$mib" --rounds "$rounds" --ember "$ember"
+    EMBER_GUEST_DIR=$guest unshare -n "$src/perf/net/run.sh" --inner --out "$out" --mib "$mib" --rounds "$rounds" \
+      --ember "$ember" --udp-seconds "$udp_seconds"
   else
     echo "perf/net: measuring inside the emulated host (compare ratios, not absolute figures)" >&2
     # The emulated host sees this machine read-only; results come back through --artifacts.
     "$src/tests/e2e/emulated-host/run.sh" --timeout 3000 --artifacts "$out" -- env EMBER_GUEST_DIR="$guest" \
-      sh -c 'exec unshare -n "$0" --inner --out "$EMBER_ARTIFACTS_DIR" --mib "$1" --rounds "$2" --ember "$3"' \
-      "$src/perf/net/run.sh" "$mib" "$rounds" "$ember"
+      sh -c 'exec unshare -n "$0" --inner --out "$EMBER_ARTIFACTS_DIR" --mib "$1" --rounds "$2" --ember "$3" --udp-seconds "$4"' \
+      "$src/perf/net/run.sh" "$mib" "$rounds" "$ember" "$udp_seconds"
   fi
   cat "$out/results.md"
   exit 0
@@ -55,15 +60,22 @@ bytes=$((mib << 20))
 counts=$(mktemp "${TMPDIR:-/tmp}/perf-net-counts.XXXXXX")
 (while true; do head -c $bytes /dev/zero | busybox nc -l -p 5002; done) &
 source=$!
-sink=
-trap 'kill $source $sink 2>/dev/null; ip link del $tap 2>/dev/null; rm -f "$counts"' EXIT
+# UDP: a guest connecting to 5003 has its receiver up; the host then floods it and closes the
+# connection when done. Per VM, a receiver on 6002 for the guest's flood.
+udp_pps=$guest/tools/udp-pps udp_counts=$(mktemp "${TMPDIR:-/tmp}/perf-net-udp.XXXXXX")
+(while true; do busybox nc -l -p 5003 -e "$udp_pps" send $addr 6001 "$udp_seconds" 64; done) >/dev/null 2>&1 &
+udp_source=$!
+sink= udp_sink=
+trap 'kill $source $sink $udp_source $udp_sink 2>/dev/null; ip link del $tap 2>/dev/null; rm -f "$counts" "$udp_counts"' EXIT
 
 script="ip link set lo up; ip link set eth0 up; ip addr add $addr/24 dev eth0
 ping -c 1 -W 5 $host >/dev/null || ping -c 1 -W 5 $host >/dev/null
 t() { cut -d' ' -f1 /proc/uptime | tr -d .; }
 a=\$(t); head -c $bytes /dev/zero | nc $host 5001; b=\$(t)
 nc $host 5002 >/tmp/in; c=\$(t)
-echo \"NETPERF up_cs=\$((b-a)) down_cs=\$((c-b)) got=\$(wc -c </tmp/in)\""
+echo \"NETPERF up_cs=\$((b-a)) down_cs=\$((c-b)) got=\$(wc -c </tmp/in)\"
+udp-pps recv 6001 1000 120000 >/tmp/udp & sleep 1; nc $host 5003 </dev/null; wait; sed 's/UDPPPS received/UDPRX received/' /tmp/udp
+udp-pps send $host 6002 $udp_seconds 64"
 append="console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=$(printf '%s' "$script" | base64 -w0)"
 
 run_one() {  # vmm -> "up_cs down_cs"
@@ -80,18 +92,28 @@ run_one() {  # vmm -> "up_cs down_cs"
   fi
   sed -n 's/.*NETPERF up_cs=\([0-9]*\) down_cs=\([0-9]*\) got=\([0-9]*\).*/\1 \2 \3/p' "$log" | tr -d '\r'
 }
+# Datagrams per second from a receiver's "received=N usec=T" line, or nothing.
+pps() { sed -n 's/.*received=\([0-9]*\) usec=\([0-9]*\).*/\1 \2/p' | tr -d '\r' |
+  awk '$1 > 1 && $2 > 0 { printf "%d", $1 * 1000000 / $2 }'; }
 
-declare -A up down
+declare -A up down udp_rx udp_tx
 vmms=(ember qemu qemu_vhost)
-for vmm in "${vmms[@]}"; do up[$vmm]=""; down[$vmm]=""; done
+for vmm in "${vmms[@]}"; do up[$vmm]=""; down[$vmm]=""; udp_rx[$vmm]=""; udp_tx[$vmm]=""; done
 for r in $(seq 1 "$rounds"); do
   for vmm in "${vmms[@]}"; do
     : >"$counts"
     busybox nc -l -p 5001 -e /bin/sh -c "exec wc -c > '$counts'" &
     sink=$!
+    "$udp_pps" recv 6002 1000 >"$udp_counts" 2>&1 &
+    udp_sink=$!
     read -r u d got <<<"$(run_one $vmm $r)" || true
     kill $sink 2>/dev/null || true
     wait $sink 2>/dev/null || true
+    kill $udp_sink 2>/dev/null || true
+    wait $udp_sink 2>/dev/null || true
+    rx=$(grep UDPRX "$out/$vmm-$r.log" | pps) tx=$(pps <"$udp_counts")
+    echo "perf/net: round $r $vmm: UDP 64 B host -> guest ${rx:-n/a} /s, guest -> host ${tx:-n/a} /s" >&2
+    udp_rx[$vmm]+=" $rx"; udp_tx[$vmm]+=" $tx"
     sent=$(tr -d ' ' <"$counts")
     if [[ -z ${u:-} || ${got:-0} != "$bytes" || ${sent:-0} != "$bytes" ]]; then
       echo "perf/net: $vmm round $r failed: guest got ${got:-nothing} of $bytes, host got ${sent:-nothing} (see $out/$vmm-$r.log)" >&2
@@ -116,7 +138,18 @@ rate() { awk -v m="$mib" -v cs="$1" 'BEGIN { if (cs > 0) printf "%.1f", m * 100 
     echo "| $label | $(rate "$e") | $(rate "$q") | $(ratio "$e" "$q") | $(rate "$v") | $(ratio "$e" "$v") |"
   done
   echo
-  echo "$mib MiB per transfer, median of $rounds rounds, $(date -u +%F), $(uname -r)"
+  echo "| 64-byte UDP (guest view) | ember kpps | QEMU kpps | ember / QEMU | QEMU vhost=on kpps | ember / QEMU vhost=on |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  kpps() { awk -v p="$1" 'BEGIN { if (p > 0) printf "%.1f", p / 1000; else print "n/a" }'; }
+  for dir in udp_tx udp_rx; do
+    declare -n rates=$dir
+    e=$(echo "${rates[ember]}" | median) q=$(echo "${rates[qemu]}" | median) v=$(echo "${rates[qemu_vhost]}" | median)
+    label=$([[ $dir == udp_tx ]] && echo "UDP guest -> host (TX)" || echo "UDP host -> guest (RX)")
+    # Rates, not times: the ratio is ember's over QEMU's.
+    echo "| $label | $(kpps "$e") | $(kpps "$q") | $(ratio "$q" "$e") | $(kpps "$v") | $(ratio "$v" "$e") |"
+  done
+  echo
+  echo "$mib MiB per transfer, UDP for $udp_seconds s each way, median of $rounds rounds, $(date -u +%F), $(uname -r)"
 } >"$out/results.md"
 # results.json: every round's transfer time (centiseconds, guest clock) each way.
 json_list() { echo "[$(echo "$1" | xargs | sed 's/ /, /g')]"; }
@@ -125,5 +158,10 @@ cat >"$out/results.json" <<JSON
  "guest_to_host": {"ember": $(json_list "${up[ember]}"), "qemu": $(json_list "${up[qemu]}"),
                    "qemu_vhost": $(json_list "${up[qemu_vhost]}")},
  "host_to_guest": {"ember": $(json_list "${down[ember]}"), "qemu": $(json_list "${down[qemu]}"),
-                   "qemu_vhost": $(json_list "${down[qemu_vhost]}")}}
+                   "qemu_vhost": $(json_list "${down[qemu_vhost]}")},
+ "udp_64_packets_per_second": {
+   "guest_to_host": {"ember": $(json_list "${udp_tx[ember]}"), "qemu": $(json_list "${udp_tx[qemu]}"),
+                     "qemu_vhost": $(json_list "${udp_tx[qemu_vhost]}")},
+   "host_to_guest": {"ember": $(json_list "${udp_rx[ember]}"), "qemu": $(json_list "${udp_rx[qemu]}"),
+                     "qemu_vhost": $(json_list "${udp_rx[qemu_vhost]}")}}}
 JSON

@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/uio.h>
 
 #include "base/util/error.h"
@@ -22,8 +24,12 @@ namespace {
 constexpr unsigned kMaxRxReadFailures = 16;
 
 // Packets read from the tap at once, after a read completed, before one interrupt tells the
-// guest of them all; bounded so TX and other devices get the event thread in between.
+// guest of them all; bounded so TX and other devices get the event thread in between. Only
+// small frames are batched: large ones (TCP with GSO, up to 64 KiB each) still reach the guest
+// one interrupt at a time, the guest taking in one while ember reads the next. Batching them
+// made TCP downloads about a third slower in the emulated host (perf/net/NOTES.md).
 constexpr unsigned kRxBatch = 32;
+constexpr size_t kRxBatchFrameBytes = 2048;  // an Ethernet frame and its header, not a GSO one
 
 }  // namespace
 
@@ -33,6 +39,7 @@ NetDevice::NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring)
       ring_(ring),
       rx_limiter_(options_.rx_rate_limiter, options_.clock),
       tx_limiter_(options_.tx_rate_limiter, options_.clock) {
+  nowait_reads_ = options_.nowait_reads;
   if (options_.loop) {
     std::string name = "net '" + options_.id + "'";
     rx_timer_ = std::make_unique<ThrottleTimer>(*options_.loop, [this] { process_queue(kRxQueue); }, name);
@@ -169,9 +176,10 @@ void NetDevice::process_queue(uint16_t index) {
   in_batch_ = true;
   if (index == kRxQueue) {
     // New buffers (or the RX limiter's timer): finish the packet that waited, then read the next.
+    size_t waited = rx_length_;
     if (rx_length_) forward_rx();
     rx_read_failures_ = 0;
-    read_rx();
+    read_rx(waited);
   } else {
     process_tx();
   }
@@ -205,7 +213,7 @@ void NetDevice::on_rx_read(int32_t result) {
     return;
   }
   rx_read_failures_ = 0;
-  if (take_rx_packet(static_cast<size_t>(result))) read_rx();
+  if (take_rx_packet(static_cast<size_t>(result))) read_rx(static_cast<size_t>(result));
 }
 
 bool NetDevice::take_rx_packet(size_t length) {
@@ -220,20 +228,49 @@ bool NetDevice::take_rx_packet(size_t length) {
   return forward_rx();
 }
 
-void NetDevice::read_rx() {
-  // What the tap already holds is read now, without blocking (RWF_NOWAIT), each packet
-  // handed to the guest before the next is read: one wake-up and one interrupt for the
-  // lot instead of an io_uring round trip each. Then one io_uring read waits for more.
-  for (unsigned i = 0; i < kRxBatch && nowait_reads_ && may_read_rx(); ++i) {
-    ssize_t n = ::preadv2(tap_.get(), &rx_iov_, 1, -1, RWF_NOWAIT);
-    if (n < 0) {
-      // A tap of a kernel that cannot read without waiting: one io_uring read at a time.
-      if (errno == EOPNOTSUPP || errno == EINVAL) nowait_reads_ = false;
-      break;  // EAGAIN (empty) and failures alike: the io_uring read reports a failure
+void NetDevice::read_rx(size_t last_bytes) {
+  // What the tap already holds is read now, without waiting, each packet handed to the guest
+  // before the next is read: one wake-up and one interrupt for the lot instead of an io_uring
+  // round trip each. Then one io_uring read waits for more. "Without waiting" is RWF_NOWAIT;
+  // a tap that refuses it (Linux 6.1's) is made O_NONBLOCK for the batch instead (no io_uring
+  // read is in flight meanwhile, and the next one needs the tap blocking again to wait).
+  bool nonblocking = false;
+  bool waiting = false;  // a packet waits for buffers or the limiter: no read until then
+  for (unsigned i = 0; i < kRxBatch && last_bytes <= kRxBatchFrameBytes && may_read_rx(); ++i) {
+    ssize_t n = -1;
+    if (nowait_reads_) {
+      n = ::preadv2(tap_.get(), &rx_iov_, 1, -1, RWF_NOWAIT);
+      if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL)) nowait_reads_ = false;
     }
-    if (!take_rx_packet(static_cast<size_t>(n))) return;
+    if (!nowait_reads_) {
+      if (!nonblocking) {
+        // Most completions find the tap empty (a download paced by the guest's ACKs): one
+        // poll then, not the fcntl pair and a read that fails.
+        pollfd pending{tap_.get(), POLLIN, 0};
+        if (::poll(&pending, 1, 0) != 1 || !(pending.revents & POLLIN) || !set_tap_nonblocking(true)) break;
+        nonblocking = true;
+      }
+      n = ::readv(tap_.get(), &rx_iov_, 1);
+    }
+    if (n < 0) break;  // EAGAIN (empty) and failures alike: the io_uring read reports a failure
+    last_bytes = static_cast<size_t>(n);
+    if (!take_rx_packet(static_cast<size_t>(n))) {
+      waiting = true;
+      break;
+    }
   }
-  start_rx_read();
+  if (nonblocking) set_tap_nonblocking(false);
+  if (!waiting) start_rx_read();
+}
+
+bool NetDevice::set_tap_nonblocking(bool on) {
+  if (tap_flags_ < 0) tap_flags_ = ::fcntl(tap_.get(), F_GETFL);
+  if (tap_flags_ < 0 || ::fcntl(tap_.get(), F_SETFL, on ? tap_flags_ | O_NONBLOCK : tap_flags_) < 0) {
+    ++counters_.rx_errors;
+    warn_limited(cat("net '", options_.id, "': cannot switch the tap's O_NONBLOCK: ", errno_text()));
+    return false;
+  }
+  return true;
 }
 
 bool NetDevice::forward_rx() {

@@ -39,6 +39,9 @@ struct NetDeviceOptions {
   RateLimiterConfig tx_rate_limiter;
   EventLoop* loop = nullptr;  // for the limiters' timers; without it, no limiter
   RateLimiter::Clock clock;   // tests inject one; empty: the steady clock
+  // Batches of RX reads use RWF_NOWAIT until the tap refuses it once, then O_NONBLOCK around
+  // each batch. False starts with the latter (tests: their "tap" is a socket, which takes both).
+  bool nowait_reads = true;
 };
 
 class NetDevice final : public VirtioDevice {
@@ -92,11 +95,14 @@ class NetDevice final : public VirtioDevice {
   bool may_read_rx() const { return !rx_reading_ && !rx_length_ && !resetting_ && interrupt_; }
   void start_rx_read();
   void on_rx_read(int32_t result);
-  // Reads the packets the tap holds now (a bounded batch), then starts an io_uring read.
-  void read_rx();
+  // Reads the small packets the tap holds now (a bounded batch, after a packet of
+  // `last_bytes` went to the guest), then starts an io_uring read.
+  void read_rx(size_t last_bytes);
   // Takes a packet of `length` bytes read into rx_packet_; false when it waits for RX
   // buffers or the limiter (no read until then).
   bool take_rx_packet(size_t length);
+  // O_NONBLOCK on or off on the tap, for a batch of reads of a tap that refuses RWF_NOWAIT.
+  bool set_tap_nonblocking(bool on);
   // Hands the packet read from the tap to the guest once the RX limiter and the driver's
   // buffers allow; true when it is gone (delivered or dropped), false when it waits.
   bool forward_rx();
@@ -134,6 +140,7 @@ class NetDevice final : public VirtioDevice {
   size_t rx_length_ = 0;  // bytes of a packet waiting for RX buffers, 0 if none
   bool rx_reading_ = false;
   bool nowait_reads_ = true;  // the tap takes RWF_NOWAIT reads (false once it refused one)
+  int tap_flags_ = -1;        // the tap's file status flags (F_GETFL), read once when needed
   unsigned rx_read_failures_ = 0;  // consecutive
   uint64_t activations_ = 0;
   std::deque<DescriptorChain> rx_chains_;  // popped, not yet used

@@ -117,7 +117,8 @@ void allow_role(Allowlist& a, ThreadRole role) {
       a.allow_ioctls({KVM_RUN, KVM_GET_REGS});
       break;
     case ThreadRole::Event:
-      // Device backends: eventfds, the tap (preadv2: RX reads that do not wait), vsock's
+      // Device backends: eventfds, the tap (preadv2: RX reads that do not wait; or O_NONBLOCK
+      // set and cleared around such reads where the tap refuses RWF_NOWAIT), vsock's
       // Unix sockets (guest-initiated connections open new ones: AF_UNIX only), the sync
       // block engine (fallocate: a drive's DISCARD and WRITE_ZEROES), io_uring.
       allow_polling(a);
@@ -129,6 +130,8 @@ void allow_role(Allowlist& a, ThreadRole role) {
       a.allow_if(SCMP_SYS(io_uring_register), SCMP_A1(SCMP_CMP_EQ, IORING_REGISTER_FILES_UPDATE));
       a.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
       a.allow_ioctls({TUNSETOFFLOAD});
+      a.allow_if(SCMP_SYS(fcntl), SCMP_A1(SCMP_CMP_EQ, F_GETFL));
+      a.allow_if(SCMP_SYS(fcntl), SCMP_A1(SCMP_CMP_EQ, F_SETFL));
       break;
     case ThreadRole::Api:
       // HTTP on the already bound socket; requests become actions for the main thread.
