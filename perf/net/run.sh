@@ -127,27 +127,30 @@ done
 # MiB/s from the median time (centiseconds) of each direction.
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}'; }
 rate() { awk -v m="$mib" -v cs="$1" 'BEGIN { if (cs > 0) printf "%.1f", m * 100 / cs; else print "n/a" }'; }
+ratio() { awk -v e="$1" -v q="$2" 'BEGIN { if (e > 0 && q > 0) printf "%.2f", q / e; else print "n/a" }'; }
+kpps() { awk -v p="$1" 'BEGIN { if (p > 0) printf "%.1f", p / 1000; else print "n/a" }'; }
+# row LABEL ROUNDS FORMAT times|rates: the medians of one direction's rounds (an associative
+# array by VMM), shown through FORMAT; the ratio is ember's speed over QEMU's either way.
+row() {
+  declare -n values=$2
+  local e q v
+  e=$(echo "${values[ember]}" | median) q=$(echo "${values[qemu]}" | median) v=$(echo "${values[qemu_vhost]}" | median)
+  if [[ $4 == times ]]; then
+    echo "| $1 | $($3 "$e") | $($3 "$q") | $(ratio "$e" "$q") | $($3 "$v") | $(ratio "$e" "$v") |"
+  else
+    echo "| $1 | $($3 "$e") | $($3 "$q") | $(ratio "$q" "$e") | $($3 "$v") | $(ratio "$v" "$e") |"
+  fi
+}
 {
   echo "| direction (guest view) | ember MiB/s | QEMU MiB/s | ember / QEMU | QEMU vhost=on MiB/s | ember / QEMU vhost=on |"
   echo "| --- | --- | --- | --- | --- | --- |"
-  ratio() { awk -v e="$1" -v q="$2" 'BEGIN { if (e > 0 && q > 0) printf "%.2f", q / e; else print "n/a" }'; }
-  for dir in up down; do
-    declare -n times=$dir
-    e=$(echo "${times[ember]}" | median) q=$(echo "${times[qemu]}" | median) v=$(echo "${times[qemu_vhost]}" | median)
-    label=$([[ $dir == up ]] && echo "guest -> host (TX)" || echo "host -> guest (RX)")
-    echo "| $label | $(rate "$e") | $(rate "$q") | $(ratio "$e" "$q") | $(rate "$v") | $(ratio "$e" "$v") |"
-  done
+  row "guest -> host (TX)" up rate times
+  row "host -> guest (RX)" down rate times
   echo
   echo "| 64-byte UDP (guest view) | ember kpps | QEMU kpps | ember / QEMU | QEMU vhost=on kpps | ember / QEMU vhost=on |"
   echo "| --- | --- | --- | --- | --- | --- |"
-  kpps() { awk -v p="$1" 'BEGIN { if (p > 0) printf "%.1f", p / 1000; else print "n/a" }'; }
-  for dir in udp_tx udp_rx; do
-    declare -n rates=$dir
-    e=$(echo "${rates[ember]}" | median) q=$(echo "${rates[qemu]}" | median) v=$(echo "${rates[qemu_vhost]}" | median)
-    label=$([[ $dir == udp_tx ]] && echo "UDP guest -> host (TX)" || echo "UDP host -> guest (RX)")
-    # Rates, not times: the ratio is ember's over QEMU's.
-    echo "| $label | $(kpps "$e") | $(kpps "$q") | $(ratio "$q" "$e") | $(kpps "$v") | $(ratio "$v" "$e") |"
-  done
+  row "UDP guest -> host (TX)" udp_tx kpps rates
+  row "UDP host -> guest (RX)" udp_rx kpps rates
   echo
   echo "$mib MiB per transfer, UDP for $udp_seconds s each way, median of $rounds rounds, $(date -u +%F), $(uname -r)"
 } >"$out/results.md"
