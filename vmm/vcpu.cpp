@@ -231,9 +231,11 @@ std::string Vcpu::describe_stopped_state() {
     text += cat(", APIC pending ", pending < 0 ? std::string("none") : hex(static_cast<uint32_t>(pending)),
                 " in service ", serving < 0 ? std::string("none") : hex(static_cast<uint32_t>(serving)));
     uint32_t lvt = lapic_register(lapic, kLvtTimer);
+    const uint32_t mode = (lvt >> 17) & 3;  // LVT timer bits 17-18
+    constexpr uint32_t kTscDeadlineMode = 2;
     const char* modes[] = {"one-shot", "periodic", "TSC-deadline", "reserved"};
-    text += cat(", timer ", modes[(lvt >> 17) & 3], (lvt & (1u << 16)) ? " masked" : "", " vector ", hex(lvt & 0xff));
-    if (((lvt >> 17) & 3) == 2) {
+    text += cat(", timer ", modes[mode], (lvt & (1u << 16)) ? " masked" : "", " vector ", hex(lvt & 0xff));
+    if (mode == kTscDeadlineMode) {
       std::vector<kvm_msr_entry> msrs;
       try {
         msrs = fd_.get_msrs({kMsrTsc, kMsrTscDeadline});
