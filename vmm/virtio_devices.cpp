@@ -72,6 +72,7 @@ void VirtioDevices::add_nets(VmFd& vm, const GuestMemory& memory, Bus& mmio, con
     options.rx_rate_limiter = n.rx_rate_limiter;
     options.tx_rate_limiter = n.tx_rate_limiter;
     options.loop = &loop_;
+    options.tap_writes_never_block = true;  // open_tap() makes its send buffer unlimited
     auto device = std::make_unique<virtio::net::NetDevice>(options, virtio::net::open_tap(n.host_dev_name), *ring_);
     nets_[n.iface_id] = device.get();
     log::info(cat("network interface '", n.iface_id, "': tap ", n.host_dev_name, ", guest MAC ",

@@ -31,6 +31,15 @@ constexpr unsigned kMaxRxReadFailures = 16;
 constexpr unsigned kRxBatch = 32;
 constexpr size_t kRxBatchFrameBytes = 2048;  // an Ethernet frame and its header, not a GSO one
 
+// TX frames up to this size are written by the event thread itself (see
+// NetDeviceOptions::tap_writes_never_block); larger ones (TSO, up to 64 KiB) still go through
+// io_uring, whose worker copies them while the event thread goes on.
+constexpr size_t kTxNowFrameBytes = 2048;
+// Frames written that way in one pass over the TX queue; the rest of a guest that keeps the
+// queue full then goes through io_uring, whose completions resume TX, so RX and the other
+// devices get the event thread in between.
+constexpr unsigned kTxNowBatch = 256;
+
 }  // namespace
 
 NetDevice::NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring)
@@ -355,6 +364,7 @@ bool NetDevice::deliver_rx() {
 
 void NetDevice::process_tx() {
   SplitQueue& queue = queues_[kTxQueue];
+  tx_now_budget_ = kTxNowBatch;
   while (!tx_free_.empty()) {
     bool was_held = tx_held_.has_value();
     std::optional<DescriptorChain> chain = was_held ? std::move(tx_held_) : queue.pop();
@@ -398,10 +408,12 @@ void NetDevice::send(DescriptorChain chain) {
     chain.complete(0);
     return;
   }
+  bool tso = header.gso_type != kGsoNone;
+  if (total <= kTxNowFrameBytes && write_tx_now(chain, tso)) return;
   TxSlot& slot = *tx_free_.back();
   tx_free_.pop_back();
   slot.iov.clear();
-  slot.tso = header.gso_type != kGsoNone;
+  slot.tso = tso;
   chain.reader().append_iovecs(slot.iov);
   slot.chain = std::move(chain);
   if (!ring_.writev(tap_.get(), slot.iov.data(), static_cast<unsigned>(slot.iov.size()), 0, &slot)) {
@@ -409,15 +421,32 @@ void NetDevice::send(DescriptorChain chain) {
   }
 }
 
-void NetDevice::on_tx_done(TxSlot& slot, int32_t result) {
+bool NetDevice::write_tx_now(DescriptorChain& chain, bool tso) {
+  // Frames reach the tap in the guest's order: none may overtake a write still in flight.
+  if (!options_.tap_writes_never_block || tx_free_.size() != tx_slots_.size() || tx_now_budget_ == 0) return false;
+  --tx_now_budget_;
+  tx_now_iov_.clear();
+  chain.reader().append_iovecs(tx_now_iov_);
+  ssize_t n = ::writev(tap_.get(), tx_now_iov_.data(), static_cast<int>(tx_now_iov_.size()));
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;  // io_uring waits instead
+  count_tx(n < 0 ? -errno : static_cast<int32_t>(n), tso);
+  chain.complete(0);  // 5.1.6.2: TX buffers come back with nothing written
+  return true;
+}
+
+void NetDevice::count_tx(int32_t result, bool tso) {
   if (result < 0) {
     ++counters_.tx_errors;
     warn_limited(cat("net '", options_.id, "': tap refused a TX packet: ", errno_text(-result)));
   } else {
     ++counters_.tx_packets;
-    if (slot.tso) ++counters_.tx_tso;
+    if (tso) ++counters_.tx_tso;
     counters_.tx_bytes += static_cast<uint64_t>(std::max<int32_t>(result - int32_t{kNetHeaderSize}, 0));
   }
+}
+
+void NetDevice::on_tx_done(TxSlot& slot, int32_t result) {
+  count_tx(result, slot.tso);
   // 5.1.6.2: TX buffers come back with nothing written.
   if (resetting_) slot.chain.abandon();
   else slot.chain.complete(0);

@@ -5,6 +5,7 @@
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 
+#include <climits>
 #include <cstring>
 
 #include "base/util/error.h"
@@ -33,6 +34,14 @@ UniqueFd open_tap(const std::string& name) {
   int header_size = static_cast<int>(kNetHeaderSize);
   if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &header_size) < 0) {
     fail("tap device '", name, "': TUNSETVNETHDRSZ ", header_size, ": ", errno_text());
+  }
+  // A tap write waits only for send-buffer space: unlimited, it never waits, which lets the
+  // event thread write small frames itself (NetDeviceOptions::tap_writes_never_block). A tap
+  // opened fresh has this already; an existing persistent one keeps whatever TUNSETSNDBUF an
+  // earlier user left.
+  int unlimited = INT_MAX;
+  if (::ioctl(fd.get(), TUNSETSNDBUF, &unlimited) < 0) {
+    fail("tap device '", name, "': TUNSETSNDBUF: ", errno_text());
   }
   if (int err = set_tap_offloads(fd.get(), 0)) fail("tap device '", name, "': TUNSETOFFLOAD: ", errno_text(err));
   return fd;

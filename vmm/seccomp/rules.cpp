@@ -118,7 +118,8 @@ void allow_role(Allowlist& a, ThreadRole role) {
       break;
     case ThreadRole::Event:
       // Device backends: eventfds, the tap (preadv2: RX reads that do not wait; or O_NONBLOCK
-      // set and cleared around such reads where the tap refuses RWF_NOWAIT), vsock's
+      // set and cleared around such reads where the tap refuses RWF_NOWAIT; writev: small TX
+      // frames written without io_uring), vsock's
       // Unix sockets (guest-initiated connections open new ones: AF_UNIX only), the sync
       // block engine (fallocate: a drive's DISCARD and WRITE_ZEROES), io_uring.
       allow_polling(a);
