@@ -100,6 +100,18 @@ std::vector<T> array_of(const Json& j, const char* where, Parse parse) {
 
 }  // namespace
 
+SerialConfig serial_from_json(const Json& j, SerialConfig base) {
+  Fields f(j, "serial");
+  if (auto path = f.string("serial_out_path")) {
+    if (path->empty()) fail("serial.serial_out_path must not be empty");
+    base.output = SerialConfig::Output::File;
+    base.path = *path;
+  }
+  if (f.has("rate_limiter")) base.rate_limiter = token_bucket_from_json(j.at("rate_limiter"), f.name("rate_limiter"));
+  f.done();
+  return base;
+}
+
 Json parse_json(const std::string& text, const std::string& what) {
   try {
     return Json::parse(text);
@@ -257,7 +269,8 @@ FullVmConfig full_config_from_json(const Json& j) {
   if (f.has("vsock")) c.vm.vsock = vsock_from_json(j.at("vsock"));
   if (f.has("logger")) c.logger = logger_from_json(j.at("logger"));
   if (f.has("metrics")) c.metrics = metrics_from_json(j.at("metrics"));
-  for (const char* key : {"balloon", "cpu-config", "mmds-config", "entropy", "pmem", "memory-hotplug", "serial"}) {
+  if (f.has("serial")) c.vm.serial = serial_from_json(j.at("serial"), c.vm.serial);
+  for (const char* key : {"balloon", "cpu-config", "mmds-config", "entropy", "pmem", "memory-hotplug"}) {
     f.unsupported(key);
   }
   f.done();
@@ -323,6 +336,11 @@ Json to_json(const FullVmConfig& c) {
   j["network-interfaces"] = Json::array();
   for (const NetConfig& n : c.vm.nets) j["network-interfaces"].push_back(to_json(n));
   if (c.vm.vsock) j["vsock"] = to_json(*c.vm.vsock);
+  // Only what Firecracker's SerialDevice can say: a file output and a limiter.
+  Json serial = Json::object();
+  if (c.vm.serial.output == SerialConfig::Output::File) serial["serial_out_path"] = c.vm.serial.path;
+  if (c.vm.serial.rate_limiter.enabled()) serial["rate_limiter"] = to_json(c.vm.serial.rate_limiter);
+  if (!serial.empty()) j["serial"] = serial;
   if (c.logger) j["logger"] = to_json(*c.logger);
   if (c.metrics) j["metrics"] = to_json(*c.metrics);
   return j;

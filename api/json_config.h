@@ -48,6 +48,9 @@ struct NetUpdate {
 };
 NetUpdate net_update_from_json(const Json& j, const NetConfig& base);
 VsockConfig vsock_from_json(const Json& j);
+// Firecracker's SerialDevice (PUT /serial, "serial" in --config-file): serial_out_path makes
+// the output that file; rate_limiter is a TokenBucket. Fields left out keep `base`'s.
+SerialConfig serial_from_json(const Json& j, SerialConfig base);
 log::LoggerConfig logger_from_json(const Json& j);
 MetricsConfig metrics_from_json(const Json& j);
 FullVmConfig full_config_from_json(const Json& j);  // also validates the VM

@@ -26,7 +26,7 @@ constexpr Unsupported kUnsupported[] = {
     {"balloon", "the balloon device"},
     {"mmds", "MMDS (the metadata service)"}, {"entropy", "the entropy device (virtio-rng)"},
     {"cpu-config", "CPU templates"},   {"pmem", "pmem devices"},
-    {"hotplug", "memory hotplug"},     {"serial", "serial output configuration"},
+    {"hotplug", "memory hotplug"},
 };
 
 // Firecracker's rule for the ids in /drives/{id} and /network-interfaces/{id}.
@@ -139,6 +139,16 @@ ApiResponse RequestRouter::dispatch(const std::string& method, const std::string
     endpoint = "snapshot_" + id;
     if (!put) return not_allowed();
     return id == "create" ? create_snapshot(j) : load_snapshot(j);
+  }
+  if (resource == "serial" && !has_id) {
+    if (!put) return not_allowed();
+    pre_boot("PUT /serial");
+    // Not part of what a snapshot brings: it may precede PUT /snapshot/load, as the logger.
+    SerialConfig serial = serial_from_json(j, config_.vm.serial);
+    // Opened now (created if missing) so that a bad path is this request's 400, not InstanceStart's.
+    vm_.check_serial_output(serial);
+    config_.vm.serial = serial;
+    return ok();
   }
   if (resource == "logger" && !has_id) {
     if (!put) return not_allowed();

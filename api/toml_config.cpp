@@ -100,36 +100,38 @@ DriveConfig::Cache parse_cache(const TomlReader& r, const toml::node& node, cons
   r.error_at(node, key + " must be \"writeback\" or \"none\" (got \"" + v + "\")");
 }
 
+// Firecracker's TokenBucket: { size = 1048576, refill_time = 1000 [, one_time_burst = N] }.
+TokenBucketConfig parse_token_bucket(const TomlReader& r, const toml::node& n, const std::string& k) {
+  TokenBucketConfig b;
+  bool have_size = false, have_refill = false;
+  auto count = [&r](const toml::node& v, const std::string& name) {
+    return static_cast<uint64_t>(r.integer(v, name, 0, static_cast<int64_t>(virtio::kMaxBucketTokens)));
+  };
+  r.each_key(n, k,
+             {{"size", [&](const toml::node& v, const std::string& name) {
+                 b.size = count(v, name);
+                 have_size = true;
+               }},
+              {"one_time_burst", [&](const toml::node& v, const std::string& name) { b.one_time_burst = count(v, name); }},
+              {"refill_time", [&](const toml::node& v, const std::string& name) {
+                 b.refill_time_ms = static_cast<uint64_t>(r.integer(v, name, 0, virtio::kMaxRefillTimeMs));
+                 have_refill = true;
+               }}});
+  if (!have_size || !have_refill) r.error_at(n, k + " needs size and refill_time");
+  try {
+    virtio::check_token_bucket(b, k);
+  } catch (const Error& e) {
+    r.error_at(n, e.what());
+  }
+  return b;
+}
+
 // Firecracker's RateLimiter as an inline or sub-table of a [[drive]] or [[net]]:
 // rate_limiter = { bandwidth = { size = 1048576, refill_time = 1000 } }.
 RateLimiterConfig parse_rate_limiter(const TomlReader& r, const toml::node& node, const std::string& key) {
   RateLimiterConfig limiter;
   auto bucket = [&](std::optional<TokenBucketConfig>& out) {
-    return [&r, &out](const toml::node& n, const std::string& k) {
-      TokenBucketConfig b;
-      bool have_size = false, have_refill = false;
-      auto count = [&r](const toml::node& v, const std::string& name) {
-        return static_cast<uint64_t>(r.integer(v, name, 0, static_cast<int64_t>(virtio::kMaxBucketTokens)));
-      };
-      r.each_key(n, k,
-                 {{"size", [&](const toml::node& v, const std::string& name) {
-                     b.size = count(v, name);
-                     have_size = true;
-                   }},
-                  {"one_time_burst",
-                   [&](const toml::node& v, const std::string& name) { b.one_time_burst = count(v, name); }},
-                  {"refill_time", [&](const toml::node& v, const std::string& name) {
-                     b.refill_time_ms = static_cast<uint64_t>(r.integer(v, name, 0, virtio::kMaxRefillTimeMs));
-                     have_refill = true;
-                   }}});
-      if (!have_size || !have_refill) r.error_at(n, k + " needs size and refill_time");
-      try {
-        virtio::check_token_bucket(b, k);
-      } catch (const Error& e) {
-        r.error_at(n, e.what());
-      }
-      out = b;
-    };
+    return [&r, &out](const toml::node& n, const std::string& k) { out = parse_token_bucket(r, n, k); };
   };
   r.each_key(node, key, {{"bandwidth", bucket(limiter.bandwidth)}, {"ops", bucket(limiter.ops)}});
   return limiter;
@@ -316,6 +318,9 @@ TomlLaunch parse_toml_launch(const std::string& text, const std::string& source_
        }},
       {"path", [&](const toml::node& n, const std::string& k) { config.serial.path = r.path(n, k); }},
       {"input", [&](const toml::node& n, const std::string& k) { config.serial.input = r.boolean(n, k); }},
+      {"rate_limiter", [&](const toml::node& n, const std::string& k) {
+         config.serial.rate_limiter = parse_token_bucket(r, n, k);
+       }},
   };
 
   for (auto&& [key, value] : root) {

@@ -18,6 +18,7 @@ class VmController {
   // Before InstanceStart: the files one object names open (vmm/config_files.h).
   virtual void check_boot_source(const BootSource& boot) = 0;
   virtual void check_drive(const DriveConfig& drive) = 0;
+  virtual void check_serial_output(const SerialConfig& serial) = 0;  // PUT /serial's file
   // After InstanceStart: PATCH of a device's rate limiters (RateLimiterConfig says how).
   virtual void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) = 0;
   // After InstanceStart: PATCH of a drive's path_on_host; the new file opens as the old one

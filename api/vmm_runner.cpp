@@ -179,6 +179,8 @@ void VmmRunner::apply(VmmAction& action) {
           check_boot_source_files(a.boot);
         } else if constexpr (std::is_same_v<A, action::CheckDrive>) {
           check_drive_file(a.drive);
+        } else if constexpr (std::is_same_v<A, action::CheckSerialOutput>) {
+          check_serial_output(a.serial);
         } else if constexpr (std::is_same_v<A, action::UpdateDriveRateLimiter>) {
           running_vm().update_drive_rate_limiter(a.drive_id, a.update);
         } else if constexpr (std::is_same_v<A, action::ReplaceDriveFile>) {
@@ -230,6 +232,7 @@ Vm& VmmRunner::running_vm() {
 void VmmRunner::start(const VmConfig& config) { submit(action::StartInstance{config}); }
 void VmmRunner::check_boot_source(const BootSource& boot) { submit(action::CheckBootSource{boot}); }
 void VmmRunner::check_drive(const DriveConfig& drive) { submit(action::CheckDrive{drive}); }
+void VmmRunner::check_serial_output(const SerialConfig& serial) { submit(action::CheckSerialOutput{serial}); }
 void VmmRunner::update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) {
   submit(action::UpdateDriveRateLimiter{drive_id, update});
 }

@@ -57,6 +57,7 @@ class VmmRunner : public VmController {
   InstanceState state() const override;
   void start(const VmConfig& config) override;
   void check_boot_source(const BootSource& boot) override;
+  void check_serial_output(const SerialConfig& serial) override;
   void check_drive(const DriveConfig& drive) override;
   void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) override;
   void replace_drive_file(const std::string& drive_id, const std::string& path) override;

@@ -1,6 +1,7 @@
 #include "vmm/config_files.h"
 
 #include "base/util/error.h"
+#include "base/util/output_file.h"
 #include "virtio/blk/block_device.h"
 #include "vmm/loader/image_source.h"
 #include "vmm/loader/kernel_loader.h"
@@ -36,6 +37,11 @@ void check_drive_file(const DriveConfig& drive) {
     virtio::blk::open_backing(drive.drive_id, drive.path_on_host, drive.is_read_only,
                               drive.cache == DriveConfig::Cache::None);
   });
+}
+
+void check_serial_output(const SerialConfig& serial) {
+  if (serial.output != SerialConfig::Output::File) return;
+  as_config_error([&] { open_output_file(serial.path, "serial.serial_out_path"); });
 }
 
 void check_files(const VmConfig& config) {

@@ -12,6 +12,8 @@ namespace ember {
 // Each throws ConfigError naming the file and the reason.
 void check_boot_source_files(const BootSource& boot);  // kernel and initrd open for reading
 void check_drive_file(const DriveConfig& drive);       // opens as the device will (read-only or not, O_DIRECT)
+// PUT /serial: a file output is opened (created if missing) as the VM will open it.
+void check_serial_output(const SerialConfig& serial);
 // Main thread, at InstanceStart: the above for the whole VM, and the kernel's format.
 void check_files(const VmConfig& config);
 

@@ -16,6 +16,7 @@
 #include "base/util/eventfd.h"
 #include "base/util/joining_thread.h"
 #include "base/util/log.h"
+#include "base/util/output_file.h"
 #include "base/util/thread.h"
 #include "vmm/arch/x86_64/acpi_tables.h"
 #include "vmm/arch/x86_64/cpuid.h"
@@ -131,14 +132,14 @@ void Vm::setup_devices() {
       out_fd = STDOUT_FILENO;
       break;
     case SerialConfig::Output::File:
-      serial_out_.reset(::open(config_.serial.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-      if (!serial_out_.valid()) fail("cannot open serial output file '", config_.serial.path, "': ", errno_text());
+      // A FIFO is opened without waiting for a reader; the console thread waits for room.
+      serial_out_ = open_output_file(config_.serial.path, "serial output file");
       out_fd = serial_out_.get();
       break;
     case SerialConfig::Output::None:
       break;
   }
-  if (out_fd >= 0) console_ = std::make_unique<ConsoleOutput>(out_fd);
+  if (out_fd >= 0) console_ = std::make_unique<ConsoleOutput>(out_fd, config_.serial.rate_limiter);
   serial_ = std::make_unique<Serial>(
       console_.get(), irq_trigger(serial_irq_, layout::kCom1Irq, "COM1"),
       [this](const std::string& line) {
@@ -495,6 +496,12 @@ void Vm::collect_metrics(MetricGroups& out) const {
     vcpu[Vcpu::exit_reason_name(reason)] = total;
   }
   virtio_->collect_metrics(out);
+  if (console_) {
+    // Firecracker's group and names: bytes the output could not take, and bytes beyond the limiter.
+    auto& uart = out["uart"];
+    uart["missed_write_count"] = console_->dropped();
+    uart["rate_limiter_dropped_bytes"] = console_->rate_limited();
+  }
   auto& boot = out["boot"];
   for (size_t p = 0; p < static_cast<size_t>(BootPhase::Count); ++p) {
     auto phase = static_cast<BootPhase>(p);

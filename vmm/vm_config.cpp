@@ -109,6 +109,7 @@ void check(const VmConfig& config) {
   if (config.serial.output == SerialConfig::Output::File && config.serial.path.empty()) {
     fail("serial output is a file but serial.path is empty");
   }
+  virtio::check_token_bucket(config.serial.rate_limiter, "serial: rate_limiter");
   validate_drives(config.drives);
   validate_nets(config.nets);
   if (config.vsock) validate_vsock(*config.vsock);

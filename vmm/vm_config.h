@@ -53,6 +53,9 @@ struct SerialConfig {
   Output output = Output::Stdout;
   std::string path;   // for Output::File
   bool input = true;  // forward host stdin when it is a terminal or pipe
+  // Firecracker's serial rate_limiter (PUT /serial, TOML [serial] rate_limiter): console bytes
+  // beyond the bucket are dropped and counted (uart.rate_limiter_dropped_bytes). Size 0: none.
+  virtio::TokenBucketConfig rate_limiter;
 };
 
 // A virtio-blk drive, shaped after Firecracker's Drive object.

@@ -26,6 +26,9 @@ struct CheckBootSource {
 struct CheckDrive {
   DriveConfig drive;
 };
+struct CheckSerialOutput {  // PUT /serial's file, likewise
+  SerialConfig serial;
+};
 // PATCH /drives and /network-interfaces with rate limiters, on a running (or paused) VM.
 struct UpdateDriveRateLimiter {
   std::string drive_id;
@@ -62,7 +65,7 @@ struct SendCtrlAltDel {};
 struct FlushMetrics {};
 }  // namespace action
 
-using VmmAction = std::variant<action::StartInstance, action::CheckBootSource, action::CheckDrive,
+using VmmAction = std::variant<action::StartInstance, action::CheckBootSource, action::CheckDrive, action::CheckSerialOutput,
                                action::UpdateDriveRateLimiter, action::ReplaceDriveFile,
                                action::UpdateNetRateLimiters,
                                action::ConfigureLogger, action::ConfigureMetrics, action::Pause, action::Resume,

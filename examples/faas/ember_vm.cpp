@@ -22,6 +22,10 @@ namespace {
 
 constexpr size_t kMaxApiReply = 64 * 1024;
 constexpr uint32_t kGuestCid = 3;
+// The guest console in ember.log: 64 KiB at once, then 64 KiB a minute (ember's serial rate
+// limiter drops the rest), so a guest printing without end cannot fill the daemon's disk.
+constexpr uint64_t kConsoleBytes = 64 * 1024;
+constexpr uint64_t kConsoleRefillMs = 60'000;
 
 size_t content_length(const std::string& head) {
   for (const char* name : {"\r\nContent-Length:", "\r\ncontent-length:"}) {
@@ -183,6 +187,7 @@ void EmberVm::call(const char* method, const char* path, const std::string& body
 void EmberVm::cold_boot(const FunctionSpec& function, Deadline deadline) {
   using nlohmann::json;
   FunctionSpec spec = placed_image(function);
+  limit_console(deadline);
   json boot = {{"kernel_image_path", spec.kernel}, {"boot_args", boot_args(spec)}};
   if (!spec.initramfs.empty()) boot["initrd_path"] = spec.initramfs;
   call("PUT", "/boot-source", boot.dump(), deadline);
@@ -194,6 +199,12 @@ void EmberVm::cold_boot(const FunctionSpec& function, Deadline deadline) {
     call("PUT", "/drives/rootfs", d.dump(), deadline);
   }
   call("PUT", "/actions", json{{"action_type", "InstanceStart"}}.dump(), deadline);
+}
+
+void EmberVm::limit_console(Deadline deadline) {
+  using nlohmann::json;
+  json limit = {{"size", kConsoleBytes}, {"refill_time", kConsoleRefillMs}};
+  call("PUT", "/serial", json{{"rate_limiter", limit}}.dump(), deadline);
 }
 
 void EmberVm::snapshot(const std::string& snapshot_path, const std::string& mem_path, Deadline deadline) {
@@ -219,6 +230,7 @@ void EmberVm::restore(const std::string& snapshot_path, const std::string& mem_p
                       Deadline deadline) {
   using nlohmann::json;
   placed_image(spec);
+  limit_console(deadline);  // allowed before a snapshot load: not part of what it brings
   json load = {{"snapshot_path", place(snapshot_path, "vm.snap", gid_)},
                {"mem_backend", {{"backend_type", "File"}, {"backend_path", place(mem_path, "vm.mem", gid_)}}},
                {"resume_vm", true},

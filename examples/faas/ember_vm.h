@@ -72,6 +72,8 @@ class EmberVm {
  private:
   EmberVm(std::string dir, pid_t pid);
   void call(const char* method, const char* path, const std::string& body, Deadline deadline);
+  // PUT /serial with a rate limiter: the console part of ember.log stays bounded.
+  void limit_console(Deadline deadline);
   // The path ember is to open for `host_path`: itself, or (jailed) `/name` in the chroot
   // (place_file).
   std::string place(const std::string& host_path, const std::string& name, uint32_t gid);

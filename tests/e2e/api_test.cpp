@@ -256,5 +256,38 @@ TEST_F(Api, ConfigFileBootsWithoutApiCallsAndVmConfigRoundTrips) {
   EXPECT_NE(metrics.find("\"get_vm_config_200\""), std::string::npos) << metrics;
 }
 
+// Firecracker's PUT /serial: the console goes to a file, and a rate limiter bounds what a guest
+// writing without end can put there (what the FaaS runtime relies on for its VMs' logs).
+TEST_F(Api, SerialRateLimiterBoundsTheConsoleFile) {
+  fs::path dir = scratch_dir("api-serial");
+  // 64 KiB of console output, then the guest ends normally.
+  write_boot_bodies(dir, "echo SERIAL_GUEST_STARTED; head -c 65536 /dev/zero | tr '\\0' x; echo\n");
+  std::string d = dir.string(), s = d + "/api.sock";
+  ProcessResult r = run_script(
+      "'" + env("EMBER_BIN") + "' --api-sock " + s + " > " + d + "/stdout.txt 2>&1 &\npid=$!\n"
+      "(sleep " + std::to_string(static_cast<int>(40 * time_scale())) + "; kill $pid) >/dev/null 2>&1 &\n"
+      "wait_sock " + s + "\n"
+      "api " + s + " PUT /serial -d '{\"serial_out_path\": \"" + d + "/serial.txt\", "
+      "\"rate_limiter\": {\"size\": 2048, \"refill_time\": 3600000}}'\n"
+      "api " + s + " PUT /metrics -d '{\"metrics_path\": \"" + d + "/metrics.json\"}'\n"
+      "api " + s + " PUT /boot-source -d @" + d + "/boot-source.json\n"
+      "api " + s + " PUT /machine-config -d @" + d + "/machine-config.json\n"
+      "api " + s + " PUT /actions -d '{\"action_type\": \"InstanceStart\"}'\n"
+      "api " + s + " PUT /serial -d '{\"serial_out_path\": \"" + d + "/other.txt\"}'\n"
+      "wait $pid; echo EMBER_EXIT=$?\n");
+  std::string serial = read_text(dir / "serial.txt"), metrics = read_text(dir / "metrics.json");
+  SCOPED_TRACE(describe(r) + "\n--- stdout ---\n" + read_text(dir / "stdout.txt") + "\n--- metrics ---\n" + metrics);
+  EXPECT_EQ(count_of(r.out, " HTTP204"), 5);
+  EXPECT_NE(r.out.find("PUT /serial is only allowed before InstanceStart\"} HTTP400"), std::string::npos);
+  EXPECT_NE(r.out.find("EMBER_EXIT=0"), std::string::npos) << "the guest ran to its end";
+  // The bucket's 2048 bytes, plus what an hour's refill adds in the test's minutes.
+  EXPECT_GT(serial.size(), 100u);
+  EXPECT_LE(serial.size(), 2048u + 600u) << serial.size() << " bytes of console";
+  EXPECT_EQ(read_text(dir / "stdout.txt").find("SERIAL_GUEST_STARTED"), std::string::npos) << "console went to the file";
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(metrics, m, std::regex(R"("rate_limiter_dropped_bytes":(\d+))")));
+  EXPECT_GE(std::stoull(m[1]), 65536u - 2048u - 600u);
+}
+
 }  // namespace
 }  // namespace ember::e2e

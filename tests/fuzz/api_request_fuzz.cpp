@@ -19,6 +19,7 @@ class FakeVm : public VmController {
   void start(const VmConfig&) override { state_ = InstanceState::Running; }
   void check_boot_source(const BootSource&) override {}  // no files from the fuzzer
   void check_drive(const DriveConfig&) override {}
+  void check_serial_output(const SerialConfig&) override {}  // no files from the fuzzer
   void update_drive_rate_limiter(const std::string&, const RateLimiterConfig&) override {}
   void replace_drive_file(const std::string&, const std::string&) override {}  // no files from the fuzzer
   void update_net_rate_limiters(const std::string&, const RateLimiterConfig&, const RateLimiterConfig&) override {}

@@ -1,6 +1,9 @@
 // Every API endpoint through the request router, against a fake VMM.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+
 #include "api/request_router.h"
 #include "base/util/error.h"
 #include "tests/unit/router_fixture.h"
@@ -167,6 +170,30 @@ TEST_F(Router, LoggerAndMetrics) {
   configure_and_start();
   EXPECT_EQ(fault("PUT", "/logger", R"({"log_path": "/tmp/l"})"), "PUT /logger is only allowed before InstanceStart");
   EXPECT_EQ(call("PUT", "/actions", R"({"action_type": "FlushMetrics"})").status, 204);
+}
+
+TEST_F(Router, SerialOutputAndItsRateLimiter) {
+  std::string path = ::testing::TempDir() + "router-serial.txt";
+  std::remove(path.c_str());
+  vm.real_files = true;  // opened as VmmRunner opens it, on the main thread
+  EXPECT_EQ(call("PUT", "/serial",
+                 R"({"serial_out_path": ")" + path + R"(", "rate_limiter": {"size": 100, "refill_time": 10}})")
+                .status,
+            204);
+  EXPECT_TRUE(std::ifstream(path).good()) << "opened, so a bad path is this request's error";
+  Json serial = Json::parse(call("GET", "/vm/config").body).at("serial");
+  EXPECT_EQ(serial.at("serial_out_path"), path);
+  EXPECT_EQ(serial.at("rate_limiter").at("size"), 100);
+  EXPECT_NE(fault("PUT", "/serial", R"({"serial_out_path": "/nonexistent-dir/console"})")
+                .find("cannot open serial.serial_out_path '/nonexistent-dir/console'"),
+            std::string::npos);
+  EXPECT_EQ(fault("PUT", "/serial", R"({"rate_limiter": {"size": 100, "refill_time": 0}})").find("refill_time"),
+            std::string("serial.rate_limiter.").size());
+  EXPECT_EQ(fault("GET", "/serial"), "GET is not allowed on /serial");
+  vm.real_files = false;  // the kernel below is not a file
+  configure_and_start();
+  EXPECT_EQ(fault("PUT", "/serial", "{}"), "PUT /serial is only allowed before InstanceStart");
+  std::remove(path.c_str());
 }
 
 TEST_F(Router, PauseResumeCtrlAltDel) {

@@ -78,6 +78,17 @@ TEST(TomlConfig, ErrorsNameKeyAndLine) {
             "vm.toml:4: machine-config.smt = true is not supported: ember presents one thread per core");
   EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[serial]\noutput = \"file\"\n"),
             "vm.toml: [serial] output = \"file\" needs a path");
+  EXPECT_EQ(error_of("[boot-source]\nkernel_image_path = \"k\"\n[serial]\nrate_limiter = { size = 10 }\n"),
+            "vm.toml:4: serial.rate_limiter needs size and refill_time");
+}
+
+TEST(TomlConfig, SerialRateLimiterIsATokenBucket) {
+  VmConfig c = parse_toml_config(
+      "[boot-source]\nkernel_image_path = \"k\"\n[serial]\n"
+      "rate_limiter = { size = 4096, refill_time = 1000, one_time_burst = 100 }\n",
+      "vm.toml", "/cfg");
+  EXPECT_EQ(c.serial.rate_limiter, (virtio::TokenBucketConfig{.size = 4096, .one_time_burst = 100, .refill_time_ms = 1000}));
+  EXPECT_EQ(c.serial.output, SerialConfig::Output::Stdout);
 }
 
 TEST(TomlConfig, SyntaxErrorsGiveLineAndColumn) {

@@ -101,6 +101,31 @@ TEST(ConsoleOutput, OutputNobodyReadsNeitherBlocksTheWriterNorGrowsPastItsBound)
   ::close(fds[1]);
 }
 
+// Firecracker's serial rate limiter: bytes beyond the token bucket are dropped silently and
+// counted apart from those a full output lost; the bucket refills with time.
+TEST(ConsoleOutput, RateLimiterPassesTheBucketAndCountsTheRest) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::chrono::nanoseconds now{0};
+  {
+    virtio::TokenBucketConfig bucket{.size = 1000, .one_time_burst = 24, .refill_time_ms = 1000};
+    ConsoleOutput out(fds[1], bucket, [&] { return now; });
+    for (int i = 0; i < 5000; ++i) out.put('a');
+    now += std::chrono::milliseconds(500);  // half the bucket back
+    for (int i = 0; i < 1000; ++i) out.put('b');
+    ASSERT_TRUE(out.drain(std::chrono::seconds(5)));
+    EXPECT_EQ(out.rate_limited(), 5000u - 1024 + 1000 - 500);
+    EXPECT_EQ(out.dropped(), 0u);
+  }
+  std::string got(4096, '\0');
+  ssize_t n = ::read(fds[0], got.data(), got.size());
+  ASSERT_EQ(n, 1524);
+  EXPECT_EQ(got.substr(0, 1024), std::string(1024, 'a'));
+  EXPECT_EQ(got.substr(1024, 500), std::string(500, 'b'));
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 // A reader that keeps up gets every byte, in order, by the time the output is drained.
 TEST(ConsoleOutput, ReaderThatKeepsUpGetsEveryByteInOrder) {
   int fds[2];

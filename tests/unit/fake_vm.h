@@ -29,6 +29,9 @@ class FakeVm : public VmController {
   void check_drive(const DriveConfig& drive) override {
     if (real_files) check_drive_file(drive);
   }
+  void check_serial_output(const SerialConfig& serial) override {
+    if (real_files) ember::check_serial_output(serial);
+  }
   void update_drive_rate_limiter(const std::string& drive_id, const RateLimiterConfig& update) override {
     drive_limiter_updates.push_back({drive_id, update});
   }

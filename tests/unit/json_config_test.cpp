@@ -141,6 +141,29 @@ TEST(JsonConfig, ErrorsNameTheField) {
             std::string::npos);
 }
 
+TEST(JsonConfig, SerialIsFirecrackersSerialDevice) {
+  FullVmConfig c = full_config_from_json(parse_json(
+      R"({"boot-source": {"kernel_image_path": "/k"},
+          "serial": {"serial_out_path": "/tmp/console", "rate_limiter": {"size": 2048, "refill_time": 100}}})",
+      "test"));
+  EXPECT_EQ(c.vm.serial.output, SerialConfig::Output::File);
+  EXPECT_EQ(c.vm.serial.path, "/tmp/console");
+  EXPECT_EQ(c.vm.serial.rate_limiter, (virtio::TokenBucketConfig{.size = 2048, .refill_time_ms = 100}));
+  Json out = to_json(c);
+  EXPECT_EQ(out.at("serial").at("serial_out_path"), "/tmp/console");
+  EXPECT_EQ(out.at("serial").at("rate_limiter").at("size"), 2048);
+  EXPECT_EQ(to_json(full_config_from_json(parse_json(out.dump(), "again"))), out);
+  EXPECT_FALSE(to_json(full_config_from_json(parse_json(R"({"boot-source": {"kernel_image_path": "/k"}})", "t")))
+                   .contains("serial"));
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "serial": {"serial_out_path": ""}})"),
+            "serial.serial_out_path must not be empty");
+  EXPECT_EQ(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "serial": {"path": "/x"}})"),
+            "serial: unknown field 'path'");
+  EXPECT_NE(error_of(R"({"boot-source": {"kernel_image_path": "/k"}, "serial": {"rate_limiter": {"size": 5}}})")
+                .find("serial.rate_limiter.refill_time"),
+            std::string::npos);
+}
+
 TEST(JsonConfig, RoundTripsThroughItsOwnOutput) {
   FullVmConfig first = full_config_from_json(parse_json(kFullJson, "test"));
   Json once = to_json(first);

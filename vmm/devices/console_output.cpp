@@ -18,7 +18,8 @@ constexpr size_t kChunk = 4096;
 constexpr int kPollMs = 100;  // how often a blocked writer looks at `stopping_`
 }  // namespace
 
-ConsoleOutput::ConsoleOutput(int fd) : fd_(fd) {
+ConsoleOutput::ConsoleOutput(int fd, const virtio::TokenBucketConfig& limit, virtio::RateLimiter::Clock clock)
+    : fd_(fd), limiter_(virtio::RateLimiterConfig{limit.enabled() ? std::optional(limit) : std::nullopt, {}}, clock) {
   thread_ = start_thread(ThreadRole::Console, "ember-console", [this] { run(); });
 }
 
@@ -36,6 +37,11 @@ void ConsoleOutput::put(uint8_t byte) {
   bool was_empty;
   {
     std::lock_guard lock(mu_);
+    // Silently, as Firecracker's serial rate limiter: the metric tells.
+    if (limiter_.enabled() && limiter_.consume(1, 0).count() > 0) {
+      ++rate_limited_;
+      return;
+    }
     if (ended_ || buffer_.size() + in_writer_ >= kCapacity) {
       ++dropped_;
       if (!dropping_) {
@@ -60,6 +66,11 @@ bool ConsoleOutput::drain(std::chrono::milliseconds timeout) {
 uint64_t ConsoleOutput::dropped() const {
   std::lock_guard lock(mu_);
   return dropped_;
+}
+
+uint64_t ConsoleOutput::rate_limited() const {
+  std::lock_guard lock(mu_);
+  return rate_limited_;
 }
 
 void ConsoleOutput::run() {

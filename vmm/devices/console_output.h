@@ -1,7 +1,8 @@
 // The guest console's bytes on their way to the host's output (stdout or a file), written
 // by a thread of its own ("ember-console") so that an output nobody reads (a full pipe)
 // stalls no vCPU. Bounded: beyond kCapacity bytes not yet written, further bytes are
-// dropped and counted, with one warning per episode of dropping.
+// dropped and counted, with one warning per episode of dropping. An optional token bucket
+// (bytes) limits the rate: bytes beyond it are dropped and counted apart.
 #pragma once
 
 #include <chrono>
@@ -11,13 +12,15 @@
 #include <string>
 #include <thread>
 
+#include "virtio/rate_limiter.h"
+
 namespace ember {
 
 class ConsoleOutput {
  public:
   static constexpr size_t kCapacity = 256 * 1024;
-  // Does not own `fd`.
-  explicit ConsoleOutput(int fd);
+  // Does not own `fd`. `limit` of size 0 limits nothing.
+  explicit ConsoleOutput(int fd, const virtio::TokenBucketConfig& limit = {}, virtio::RateLimiter::Clock clock = {});
   // drain(kDrainTimeout), then joins the thread.
   ~ConsoleOutput();
   ConsoleOutput(const ConsoleOutput&) = delete;
@@ -28,7 +31,8 @@ class ConsoleOutput {
   // Waits until everything buffered is written or `timeout` passed (an output nobody
   // reads); true when everything was written.
   bool drain(std::chrono::milliseconds timeout);
-  uint64_t dropped() const;
+  uint64_t dropped() const;       // the buffer was full
+  uint64_t rate_limited() const;  // beyond the token bucket
 
   static constexpr std::chrono::milliseconds kDrainTimeout{2000};
 
@@ -44,6 +48,8 @@ class ConsoleOutput {
   size_t in_writer_ = 0;             // bytes the writer took from buffer_ and has not written yet
   bool dropping_ = false;            // an episode of dropping is under way
   uint64_t dropped_ = 0;
+  virtio::RateLimiter limiter_;  // under mu_
+  uint64_t rate_limited_ = 0;
   bool stopping_ = false;
   bool ended_ = false;  // the writer is gone (output failed, or stopped while full): put() drops
   std::thread thread_;
