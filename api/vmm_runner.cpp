@@ -180,7 +180,7 @@ void VmmRunner::apply(VmmAction& action) {
         } else if constexpr (std::is_same_v<A, action::CheckDrive>) {
           check_drive_file(a.drive);
         } else if constexpr (std::is_same_v<A, action::CheckSerialOutput>) {
-          check_serial_output(a.serial);
+          ember::check_serial_output(a.serial);  // the free function, not this class's API-side one
         } else if constexpr (std::is_same_v<A, action::UpdateDriveRateLimiter>) {
           running_vm().update_drive_rate_limiter(a.drive_id, a.update);
         } else if constexpr (std::is_same_v<A, action::ReplaceDriveFile>) {
