@@ -37,8 +37,8 @@ struct HostDevice {
   dev_t rdev;
 };
 
-// /dev/kvm, /dev/net/tun and /dev/urandom (required) and /dev/userfaultfd (when the host has
-// it): read before pivot_root, after which the host's /dev is out of reach.
+// /dev/kvm, /dev/net/tun, /dev/urandom and /dev/userfaultfd, those the host has: read before
+// pivot_root, after which the host's /dev is out of reach.
 std::vector<HostDevice> host_devices();
 
 // New mount namespace, every mount a slave of the host's (nothing propagates back; the host's
