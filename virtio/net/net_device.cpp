@@ -29,13 +29,12 @@ constexpr unsigned kMaxRxReadFailures = 16;
 // one interrupt at a time, the guest taking in one while ember reads the next. Batching them
 // made TCP downloads about a third slower in the emulated host (perf/net/NOTES.md).
 constexpr unsigned kRxBatch = 32;
-constexpr size_t kRxBatchFrameBytes = 2048;  // an Ethernet frame and its header, not a GSO one
-
-// TX frames up to this size are written by the event thread itself (see
-// NetDeviceOptions::tap_writes_never_block); larger ones (TSO, up to 64 KiB) still go through
-// io_uring, whose worker copies them while the event thread goes on.
-constexpr size_t kTxNowFrameBytes = 2048;
-// Frames written that way in one pass over the TX queue; the rest of a guest that keeps the
+// A small frame: an Ethernet frame and its header, not a GSO one. RX batches only these, and
+// TX writes only these from the event thread (NetDeviceOptions::tap_writes_never_block);
+// larger TX frames (TSO, up to 64 KiB) go through io_uring, whose worker copies them while the
+// event thread goes on.
+constexpr size_t kSmallFrameBytes = 2048;
+// Small TX frames the event thread writes in one pass over the TX queue; the rest of a guest that keeps the
 // queue full then goes through io_uring, whose completions resume TX, so RX and the other
 // devices get the event thread in between.
 constexpr unsigned kTxNowBatch = 256;
@@ -245,7 +244,7 @@ void NetDevice::read_rx(size_t last_bytes) {
   // read is in flight meanwhile, and the next one needs the tap blocking again to wait).
   bool nonblocking = false;
   bool waiting = false;  // a packet waits for buffers or the limiter: no read until then
-  for (unsigned i = 0; i < kRxBatch && last_bytes <= kRxBatchFrameBytes && may_read_rx(); ++i) {
+  for (unsigned i = 0; i < kRxBatch && last_bytes <= kSmallFrameBytes && may_read_rx(); ++i) {
     ssize_t n = -1;
     if (nowait_reads_) {
       n = ::preadv2(tap_.get(), &rx_iov_, 1, -1, RWF_NOWAIT);
@@ -409,7 +408,7 @@ void NetDevice::send(DescriptorChain chain) {
     return;
   }
   bool tso = header.gso_type != kGsoNone;
-  if (total <= kTxNowFrameBytes && write_tx_now(chain, tso)) return;
+  if (total <= kSmallFrameBytes && write_tx_now(chain, tso)) return;
   TxSlot& slot = *tx_free_.back();
   tx_free_.pop_back();
   slot.iov.clear();
