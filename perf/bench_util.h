@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -80,5 +82,26 @@ class FlagReader {
   char** argv_;
   int i_ = 0;
 };
+
+// Numbers formatted as printf does, for the reports' tables.
+template <typename... Args>
+std::string strprintf(const char* format, Args... args) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), format, args...);
+  return buf;
+}
+
+// `parse(argc, argv)`, or, when it throws, nullopt after "TOOL: why" and `usage` on stderr
+// (the caller exits 2).
+template <typename Parse>
+auto parse_command_line(int argc, char** argv, const char* tool, const char* usage, Parse parse)
+    -> std::optional<decltype(parse(argc, argv))> {
+  try {
+    return parse(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << tool << ": " << e.what() << "\nusage: " << usage << "\n";
+    return std::nullopt;
+  }
+}
 
 }  // namespace ember::perf

@@ -205,16 +205,14 @@ Options parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "boot_latency: " << e.what() << "\n"
-              << "usage: boot_latency --ember BIN --guest DIR [--qemu BIN] [--runs N] [--out DIR]"
-                 " [--kernels bzImage,vmlinux] [--initrd NAME] [--qemu-acpi] [--mem-mib N] [--vcpus N] [--ember-flag FLAG]..."
-                 " [--ember-also 'LABEL=PATH[ FLAG...]']...\n";
-    return 2;
-  }
+  std::optional<Options> parsed = ember::perf::parse_command_line(
+      argc, argv, "boot_latency",
+      "boot_latency --ember BIN --guest DIR [--qemu BIN] [--runs N] [--out DIR] [--kernels bzImage,vmlinux]"
+      " [--initrd NAME] [--qemu-acpi] [--mem-mib N] [--vcpus N] [--ember-flag FLAG]..."
+      " [--ember-also 'LABEL=PATH[ FLAG...]']...",
+      parse);
+  if (!parsed) return 2;
+  Options o = *parsed;
   json results = {{"runs", o.runs}, {"mem_mib", o.mem_mib}, {"vcpus", o.vcpus}, {"cmdline", kCmdline},
                   {"guest", o.guest}, {"initrd", o.initrd}, {"qemu_acpi", o.qemu_acpi},
                   {"ember_flags", o.ember_extra}, {"ember_binaries", json::object()}, {"boots", json::array()}};

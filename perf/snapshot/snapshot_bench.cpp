@@ -37,13 +37,14 @@
 #include <vector>
 
 #include "perf/bench_util.h"
-#include "perf/snapshot/process.h"
-#include "perf/snapshot/qemu.h"
-#include "tests/e2e/base64.h"
+#include "perf/echo_vm/ember.h"
+#include "perf/echo_vm/process.h"
+#include "perf/echo_vm/qemu.h"
 
 using json = nlohmann::json;
 using ember::perf::percentile;
-using namespace ember::perf::snapshot;
+using namespace ember::perf::echo_vm;
+namespace echo_vm = ember::perf::echo_vm;
 namespace fs = std::filesystem;
 
 namespace {
@@ -58,74 +59,6 @@ struct Options {
   double timeout_s = 300;  // per VM, spawn to first echo
   int retry_ms = 10;       // between echo attempts the guest refused (it is not listening yet)
 };
-
-constexpr const char* kGuestScript = "vsock-io listen 5000 echo\n";
-constexpr const char* kEchoMessage = "ping";
-
-// One echo attempt through ember's vsock socket; until the socket exists the next comes soon.
-EchoTry try_echo(const std::string& uds, int retry_ms, Clock::time_point deadline) {
-  int fd = ember::perf::unix_connect(uds);
-  if (fd < 0) return {"no vsock socket", std::chrono::microseconds(500)};
-  std::string request = std::string("CONNECT 5000\n") + kEchoMessage, line, echo;
-  std::string error;
-  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) error = "short write";
-  if (error.empty() && (!read_until(fd, line, 0, true, deadline) || line.rfind("OK ", 0) != 0)) {
-    error = "refused";  // ember closes the connection when the guest has no listener (RST)
-  }
-  if (error.empty() && (!read_until(fd, echo, std::strlen(kEchoMessage), false, deadline) || echo != kEchoMessage)) {
-    error = "echo was '" + echo + "'";
-  }
-  ::close(fd);
-  return {error, std::chrono::milliseconds(retry_ms)};
-}
-
-EchoAttempt ember_echo(const std::string& uds, int retry_ms) {
-  return [uds, retry_ms](Clock::time_point deadline) { return try_echo(uds, retry_ms, deadline); };
-}
-
-// ---- ember's API: raw HTTP/1.1 over its Unix socket ----
-
-// Sends one request on a new connection; the fd to read the answer from, or -1.
-int http_send(const std::string& sock, const std::string& method, const std::string& path, const std::string& body) {
-  int fd = ember::perf::unix_connect(sock);
-  if (fd < 0) return -1;
-  std::string req = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
-                    "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-struct HttpAnswer {
-  int status = 0;  // 0: no answer
-  std::string text;
-};
-
-// Reads the status line, headers and Content-Length body, and closes `fd`.
-HttpAnswer http_receive(int fd, Clock::time_point deadline) {
-  HttpAnswer a;
-  if (fd < 0) return a;
-  std::string text;
-  size_t end = std::string::npos;
-  while (end == std::string::npos && read_until(fd, text, text.size() + 1, false, deadline)) end = text.find("\r\n\r\n");
-  if (end != std::string::npos) {
-    size_t length = 0;
-    auto cl = text.find("Content-Length: ");
-    if (cl != std::string::npos && cl < end) length = std::stoul(text.substr(cl + 16));
-    read_until(fd, text, end + 4 + length, false, deadline);
-    if (text.rfind("HTTP/1.1 ", 0) == 0) a.status = std::stoi(text.substr(9, 3));
-  }
-  a.text = text;
-  ::close(fd);
-  return a;
-}
-
-HttpAnswer http(const std::string& sock, const std::string& method, const std::string& path, const std::string& body,
-                double timeout_s) {
-  return http_receive(http_send(sock, method, path, body), later(Clock::now(), timeout_s));
-}
 
 // ---- the measurements ----
 
@@ -155,22 +88,11 @@ struct Variant {
 
 std::string load_body(const Files& f, const std::string& backend, const std::string& backend_path,
                       const std::string& uds) {
-  json body = {{"snapshot_path", f.snap},
-               {"mem_backend", {{"backend_type", backend}, {"backend_path", backend_path}}},
-               {"resume_vm", true},
-               {"vsock_override", {{"uds_path", uds}}}};
-  return body.dump();
-}
-
-// The guest's command line, the same under ember and QEMU.
-std::string guest_cmdline() {
-  return "console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=" + ember::e2e::util::base64(kGuestScript);
+  return echo_vm::load_body(f.snap, backend, backend_path, uds);
 }
 
 std::vector<std::string> boot_argv(const Options& o, const std::string& uds, const std::string& timings) {
-  return {o.ember, "--kernel", o.guest + "/bzImage", "--initrd", o.guest + "/initramfs.cpio.gz", "--cmdline", guest_cmdline(),
-          "--vcpus", std::to_string(o.vcpus), "--mem-mib", std::to_string(o.mem_mib), "--vsock", "cid=3,uds=" + uds,
-          "--boot-timings", timings};
+  return ember_boot_argv(o.ember, o.guest, o.vcpus, o.mem_mib, uds, timings);
 }
 
 void read_memory(Sample& s, pid_t pid) {
@@ -262,24 +184,9 @@ Sample measure(const Variant& v, const Options& o, const Files& f) {
 
 // Boots the guest once with the API, waits for its echo, pauses it and writes the snapshot.
 std::string take_snapshot(const Options& o, const Files& f) {
-  std::string sock = (f.dir / "source-api.sock").string();
-  std::vector<std::string> argv = boot_argv(o, f.uds, (f.dir / "source-timings.json").string());
-  argv.insert(argv.end(), {"--api-sock", sock});
-  auto start = Clock::now();
-  Child vm(argv, (f.dir / "source.log").string());
-  std::string error;
-  if (wait_for_echo(ember_echo(f.uds, o.retry_ms), vm, start, later(start, o.timeout_s), error) < 0) {
-    return "the snapshot's source VM: " + error;
-  }
-  // Let the guest finish the echo connection (its child exits) before the pause.
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  HttpAnswer pause = http(sock, "PATCH", "/vm", R"({"state": "Paused"})", 120);
-  if (pause.status != 204) return "PATCH /vm Paused: " + pause.text;
-  json create = {{"snapshot_path", f.snap}, {"mem_file_path", f.mem}};
-  HttpAnswer made = http(sock, "PUT", "/snapshot/create", create.dump(), 600);
-  if (made.status != 204) return "PUT /snapshot/create: " + made.text;
-  vm.stop();
-  return "";
+  return echo_vm::take_snapshot(boot_argv(o, f.uds, (f.dir / "source-timings.json").string()),
+                                (f.dir / "source-api.sock").string(), (f.dir / "source.log").string(), f.uds, f.snap,
+                                f.mem, o.timeout_s, o.retry_ms);
 }
 
 struct Clone {
@@ -361,12 +268,6 @@ std::vector<double> deltas(const std::vector<Sample>& v, const char* from, const
   return out;
 }
 
-std::string fmt(const char* format, double a, double b = 0, double c = 0) {
-  char buf[128];
-  std::snprintf(buf, sizeof(buf), format, a, b, c);
-  return buf;
-}
-
 // "restore File, API" -> "restore_File_API": the variant's name in its CDF file.
 std::string file_name(const std::string& variant) {
   std::string name;
@@ -411,12 +312,12 @@ std::string variants_table(const std::vector<Variant>& variants, const Options& 
                               {"p90_cpu_to_first_kvm_run_ms", percentile(cpu, 0.9)},
                               {"median_wall_to_first_kvm_run_ms", percentile(wall, 0.5)}});
     }
-    md << "| " << v.name << " | " << samples.size() << " | " << fmt("%.1f | %.1f | ", med, percentile(ready, 0.9))
-       << (v.backend.empty() && !v.qemu ? "1" : fmt("%.3f", to_cold)) << " | "
-       << (!v.qemu ? "-" : v.backend.empty() ? "1" : fmt("%.3f", to_qemu)) << " | "
-       << (v.api ? fmt("%.1f", percentile(load, 0.5)) : "-") << " | "
-       << (v.qemu ? "- | - | " : fmt("%.2f (%.2f) | %.1f | ", percentile(cpu, 0.5), percentile(cpu, 0.9), percentile(wall, 0.5)))
-       << fmt("%.1f |\n", percentile(rss, 0.5) / 1024);
+    md << "| " << v.name << " | " << samples.size() << " | " << ember::perf::strprintf("%.1f | %.1f | ", med, percentile(ready, 0.9))
+       << (v.backend.empty() && !v.qemu ? "1" : ember::perf::strprintf("%.3f", to_cold)) << " | "
+       << (!v.qemu ? "-" : v.backend.empty() ? "1" : ember::perf::strprintf("%.3f", to_qemu)) << " | "
+       << (v.api ? ember::perf::strprintf("%.1f", percentile(load, 0.5)) : "-") << " | "
+       << (v.qemu ? "- | - | " : ember::perf::strprintf("%.2f (%.2f) | %.1f | ", percentile(cpu, 0.5), percentile(cpu, 0.9), percentile(wall, 0.5)))
+       << ember::perf::strprintf("%.1f |\n", percentile(rss, 0.5) / 1024);
     if (!ready.empty()) medians << "\"" << (v.qemu ? "" : "ember ") << v.name << "\" " << med << " " << (v.qemu ? 2 : 1) << "\n";
     std::sort(ready.begin(), ready.end());
     std::ofstream cdf(o.out + "/cdf-" + file_name(v.name) + ".dat");
@@ -432,11 +333,11 @@ std::string qemu_notes(const json& summary, const json& results) {
   const json& m = results["qemu_migration"];
   const json ram = m.value("ram", json::object());
   return "\nQEMU: spawn -> its QMP socket listening (QEMU's own start-up, before the guest runs or the file is read),"
-         " median ms: cold boot " + fmt("%.1f", summary["QEMU cold boot"]["median_qmp_listening_ms"].get<double>()) +
-         ", restore " + fmt("%.1f", summary["QEMU restore (-incoming)"]["median_qmp_listening_ms"].get<double>()) +
-         ". Migration file: " + fmt("%.1f MiB", results["qemu_migration_file_bytes"].get<double>() / 1048576) + " (" +
-         fmt("%.0f pages with data, %.0f zero pages", ram.value("normal", 0.0), ram.value("duplicate", 0.0)) +
-         "), written by the stopped source in " + fmt("%.0f ms", m.value("total-time", 0.0)) + ".\n";
+         " median ms: cold boot " + ember::perf::strprintf("%.1f", summary["QEMU cold boot"]["median_qmp_listening_ms"].get<double>()) +
+         ", restore " + ember::perf::strprintf("%.1f", summary["QEMU restore (-incoming)"]["median_qmp_listening_ms"].get<double>()) +
+         ". Migration file: " + ember::perf::strprintf("%.1f MiB", results["qemu_migration_file_bytes"].get<double>() / 1048576) + " (" +
+         ember::perf::strprintf("%.0f pages with data, %.0f zero pages", ram.value("normal", 0.0), ram.value("duplicate", 0.0)) +
+         "), written by the stopped source in " + ember::perf::strprintf("%.0f ms", m.value("total-time", 0.0)) + ".\n";
 }
 
 // Copies the VMMs' logs out of the scratch folder (which may be inside the emulated host) to --out.
@@ -479,23 +380,14 @@ Options parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "snapshot_bench: " << e.what() << "\n"
-              << "usage: snapshot_bench --ember BIN --uffd-handler BIN --guest DIR [--runs N] [--out DIR]"
-                 " [--clones N[,N...]|0] [--mem-mib N] [--vcpus N] [--timeout S] [--retry-ms MS]"
-                 " [--qemu BIN | --no-qemu]\n";
-    return 2;
-  }
-  if (!o.no_qemu) {
-    if (std::string why = qemu_unavailable(o.qemu); !why.empty()) {
-      std::cerr << "snapshot_bench: QEMU cannot be measured here: " << why
-                << ". --qemu BIN names another QEMU; --no-qemu measures ember alone.\n";
-      return 1;
-    }
-  }
+  std::optional<Options> parsed = ember::perf::parse_command_line(
+      argc, argv, "snapshot_bench",
+      "snapshot_bench --ember BIN --uffd-handler BIN --guest DIR [--runs N] [--out DIR] [--clones N[,N...]|0]"
+      " [--mem-mib N] [--vcpus N] [--timeout S] [--retry-ms MS] [--qemu BIN | --no-qemu]",
+      parse);
+  if (!parsed) return 2;
+  Options o = *parsed;
+  if (!o.no_qemu && !qemu_usable(o.qemu, "snapshot_bench")) return 1;
   const char* tmp = std::getenv("TMPDIR");
   Files f;
   f.dir = fs::path(tmp ? tmp : "/tmp") / ("ember-snapshot-bench-" + std::to_string(::getpid()));
@@ -543,7 +435,7 @@ int main(int argc, char** argv) {
       const Variant& v = variants[(k + static_cast<size_t>(run)) % variants.size()];
       Sample s = measure(v, o, f);
       std::cerr << "run " << run + 1 << "/" << o.runs << " " << v.name << ": "
-                << (s.ok ? fmt("%.1f ms", s.ready_ms) : "FAILED: " + s.error) << "\n";
+                << (s.ok ? ember::perf::strprintf("%.1f ms", s.ready_ms) : "FAILED: " + s.error) << "\n";
       results["samples"].push_back({{"run", run}, {"variant", v.name}, {"ok", s.ok}, {"ready_ms", s.ready_ms},
                                     {"load_ms", s.load_ms}, {"vmm_up_ms", s.vmm_up_ms}, {"rss_kib", s.rss_kib},
                                     {"pss_kib", s.pss_kib}, {"private_kib", s.private_kib}, {"phases", s.phases},
@@ -564,7 +456,7 @@ int main(int argc, char** argv) {
       if (s.phases.contains("first_kvm_run")) total.push_back(s.phases["first_kvm_run"]["cpu_us"].get<double>() / 1000);
     }
     summary[name]["median_cpu_process_to_first_kvm_run_ms"] = percentile(total, 0.5);
-    md << name << " " << fmt("%.2f", percentile(total, 0.5)) << "; ";
+    md << name << " " << ember::perf::strprintf("%.2f", percentile(total, 0.5)) << "; ";
   }
   md << "\n" << qemu_notes(summary, results);
   double cold_rss = summary["cold boot"]["median_rss_kib"].get<double>();
@@ -598,15 +490,15 @@ int main(int argc, char** argv) {
                     {"median_cpu_to_first_kvm_run_ms", percentile(cpu, 0.5)}};
     results["density"].push_back(d);
     md << "\n" << n << " clones restored at once (File backend, PUT /snapshot/load to " << n
-       << " waiting embers), " << ok << " answered: all echoed after " << fmt("%.0f ms", d["all_ready_ms"].get<double>())
-       << " (median clone " << fmt("%.0f ms", percentile(ready, 0.5)) << ")\n\n"
+       << " waiting embers), " << ok << " answered: all echoed after " << ember::perf::strprintf("%.0f ms", d["all_ready_ms"].get<double>())
+       << " (median clone " << ember::perf::strprintf("%.0f ms", percentile(ready, 0.5)) << ")\n\n"
        << "| per clone, after its echo (KiB) | median | max |\n|---|---|---|\n"
-       << fmt("| RSS | %.0f | %.0f |\n", percentile(rss, 0.5), percentile(rss, 1))
-       << fmt("| PSS | %.0f | %.0f |\n", percentile(pss, 0.5), percentile(pss, 1))
-       << fmt("| private (Private_Clean + Private_Dirty) | %.0f | %.0f |\n", percentile(priv, 0.5), percentile(priv, 1))
-       << "\nall " << ok << " clones: private " << fmt("%.1f MiB", total_priv / 1024) << ", PSS "
-       << fmt("%.1f MiB", total_pss / 1024) << "; one cold-booted VM's RSS after its echo: "
-       << fmt("%.1f MiB", cold_rss / 1024) << " (" << ok << " of them: " << fmt("%.1f MiB", ok * cold_rss / 1024)
+       << ember::perf::strprintf("| RSS | %.0f | %.0f |\n", percentile(rss, 0.5), percentile(rss, 1))
+       << ember::perf::strprintf("| PSS | %.0f | %.0f |\n", percentile(pss, 0.5), percentile(pss, 1))
+       << ember::perf::strprintf("| private (Private_Clean + Private_Dirty) | %.0f | %.0f |\n", percentile(priv, 0.5), percentile(priv, 1))
+       << "\nall " << ok << " clones: private " << ember::perf::strprintf("%.1f MiB", total_priv / 1024) << ", PSS "
+       << ember::perf::strprintf("%.1f MiB", total_pss / 1024) << "; one cold-booted VM's RSS after its echo: "
+       << ember::perf::strprintf("%.1f MiB", cold_rss / 1024) << " (" << ok << " of them: " << ember::perf::strprintf("%.1f MiB", ok * cold_rss / 1024)
        << ")\n";
   }
 

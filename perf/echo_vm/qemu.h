@@ -1,6 +1,7 @@
-// QEMU's side of the snapshot suite: the same guest under QEMU microvm with a vhost-vsock
-// device, booted from the kernel or restored from a migration file (`-incoming`), its echo
-// reached from the host through AF_VSOCK, and the migration file written once over QMP.
+// QEMU's side of the echo VM (perf/snapshot, perf/fleet): the same guest under QEMU microvm
+// with a vhost-vsock device, booted from the kernel or restored from a migration file
+// (`-incoming`), its echo reached from the host through AF_VSOCK, and the migration file
+// written once over QMP.
 #pragma once
 
 #include <filesystem>
@@ -8,20 +9,22 @@
 #include <string>
 #include <vector>
 
-#include "perf/snapshot/process.h"
+#include "perf/echo_vm/process.h"
 
-namespace ember::perf::snapshot {
+namespace ember::perf::echo_vm {
 
 struct QemuGuest {
   std::string qemu;  // an absolute path (see qemu_unavailable)
   std::string kernel, initrd, cmdline;
   int vcpus = 1, mem_mib = 128;
-  unsigned cid = 3;  // the guest's vsock CID; one QEMU at a time uses it
+  unsigned cid = 3;  // the guest's vsock CID: unique among the QEMUs running at once
 };
 
 // Why QEMU cannot be measured here, or "" when it can; on success `qemu` (a name looked up
 // on PATH, or a path) becomes the absolute path to run. Checks /dev/vhost-vsock and AF_VSOCK too.
 std::string qemu_unavailable(std::string& qemu);
+// The same, said on stderr for `tool` (with how to go on without QEMU) when QEMU cannot be used.
+bool qemu_usable(std::string& qemu, const char* tool);
 
 // QEMU's command line for the guest: microvm as perf/boot-latency boots it (no ACPI, option
 // ROMs or default devices), a vhost-vsock device with `g.cid`, QMP listening at `qmp_sock`,
@@ -43,4 +46,4 @@ struct MigrationFile {
 MigrationFile qemu_save(const QemuGuest& g, const EchoAttempt& echo, const std::filesystem::path& dir,
                         const std::string& file, double timeout_s);
 
-}  // namespace ember::perf::snapshot
+}  // namespace ember::perf::echo_vm

@@ -1,6 +1,6 @@
-// QEMU microvm for the snapshot suite: its command line, the AF_VSOCK echo, and the migration
-// file written once over QMP.
-#include "perf/snapshot/qemu.h"
+// QEMU microvm for the echo VM: its command line, the AF_VSOCK echo, and the migration file
+// written once over QMP.
+#include "perf/echo_vm/qemu.h"
 
 #include <linux/vm_sockets.h>
 #include <sys/socket.h>
@@ -9,9 +9,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
 #include <sstream>
 
-namespace ember::perf::snapshot {
+namespace ember::perf::echo_vm {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -115,6 +116,15 @@ std::string qemu_unavailable(std::string& qemu) {
   return "";
 }
 
+bool qemu_usable(std::string& qemu, const char* tool) {
+  std::string why = qemu_unavailable(qemu);
+  if (!why.empty()) {
+    std::cerr << tool << ": QEMU cannot be measured here: " << why
+              << ". --qemu BIN names another QEMU; --no-qemu measures ember alone.\n";
+  }
+  return why.empty();
+}
+
 std::vector<std::string> qemu_argv(const QemuGuest& g, const std::string& qmp_sock, const std::string& incoming) {
   std::vector<std::string> a = ember::perf::qemu_microvm_argv(g.qemu, false, g.vcpus, g.mem_mib, g.kernel, g.initrd,
                                                              g.cmdline);
@@ -195,4 +205,4 @@ MigrationFile qemu_save(const QemuGuest& g, const EchoAttempt& echo, const fs::p
   return m;
 }
 
-}  // namespace ember::perf::snapshot
+}  // namespace ember::perf::echo_vm

@@ -1,6 +1,6 @@
-// The snapshot suite's processes and sockets: a child VMM (or page-fault handler) with its
-// output in a log file, deadlines, waiting for a Unix socket to listen, reading a socket up to
-// a length or a line.
+// The echo VMs' processes and sockets (perf/snapshot, perf/fleet): a child VMM (or page-fault
+// handler) with its output in a log file, deadlines, waiting for a Unix socket to listen,
+// reading a socket up to a length or a line.
 #pragma once
 
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 
 #include "perf/bench_util.h"
 
-namespace ember::perf::snapshot {
+namespace ember::perf::echo_vm {
 
 using Clock = std::chrono::steady_clock;
 
@@ -87,15 +87,17 @@ class Child {
   bool done_ = false;
 };
 
-// Waits until `path` accepts a connection; false at the deadline or once `owner` exited.
-inline bool wait_for_socket(const std::string& path, Child& owner, Clock::time_point deadline) {
+// Waits until `path` accepts a connection, trying every `interval`; false at the deadline or
+// once `owner` exited.
+inline bool wait_for_socket(const std::string& path, Child& owner, Clock::time_point deadline,
+                            std::chrono::microseconds interval = std::chrono::microseconds(500)) {
   while (Clock::now() < deadline && !owner.exited()) {
     int fd = ember::perf::unix_connect(path);
     if (fd >= 0) {
       ::close(fd);
       return true;
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    std::this_thread::sleep_for(interval);
   }
   return false;
 }
@@ -164,4 +166,4 @@ inline double wait_for_echo(const EchoAttempt& attempt, Child& vm, Clock::time_p
   }
 }
 
-}  // namespace ember::perf::snapshot
+}  // namespace ember::perf::echo_vm
