@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -82,6 +84,38 @@ class FlagReader {
   char** argv_;
   int i_ = 0;
 };
+
+// A fresh folder $TMPDIR/NAME-<pid> (or under /tmp) for one run's sockets, logs and files.
+inline std::filesystem::path scratch_dir(const std::string& name) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::filesystem::path dir = std::filesystem::path(tmp ? tmp : "/tmp") / (name + "-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// "1,10,50" as numbers, each within [low, high]; throws naming `flag` otherwise.
+inline std::vector<int> int_list(const std::string& list, const char* flag, int low, int high) {
+  std::vector<int> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = std::min(list.find(',', start), list.size());
+    std::string item = list.substr(start, end - start);
+    size_t used = 0;
+    int k = 0;
+    try {
+      k = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || k < low || k > high) {
+      throw std::runtime_error(std::string(flag) + ": '" + item + "' is not a number between " + std::to_string(low) +
+                               " and " + std::to_string(high));
+    }
+    out.push_back(k);
+    start = end + 1;
+  }
+  return out;
+}
 
 // Numbers formatted as printf does, for the reports' tables.
 template <typename... Args>

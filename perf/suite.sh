@@ -4,7 +4,8 @@
 # the project's guest ($src and $guest set by the caller), otherwise inside the emulated host
 # with OUT as its artifacts folder. The emulated host can freeze by itself (exit 125, "emulated
 # host died"): measured again, up to 3 attempts; a failing measurement is not retried.
-# EMBER_MEASURE_TIMEOUT (seconds, default 3000) bounds one attempt in the emulated host.
+# EMBER_MEASURE_TIMEOUT (seconds, default 3000) bounds one attempt in the emulated host, and
+# EMBER_MEASURE_MEM (MiB, default the emulated host's 6144) sets its memory.
 measure() {
   local name=$1 out=$2 why rc attempt
   shift 2
@@ -16,7 +17,8 @@ measure() {
   echo "$name: $why: measuring inside the emulated host (compare ratios, not absolute times)" >&2
   for attempt in 1 2 3; do
     rc=0
-    "$src/tests/e2e/emulated-host/run.sh" --timeout "${EMBER_MEASURE_TIMEOUT:-3000}" --artifacts "$out" -- \
+    "$src/tests/e2e/emulated-host/run.sh" --timeout "${EMBER_MEASURE_TIMEOUT:-3000}" \
+      ${EMBER_MEASURE_MEM:+--mem "$EMBER_MEASURE_MEM"} --artifacts "$out" -- \
       sh -c 'exec "$0" "$@" --out "$EMBER_ARTIFACTS_DIR"' "$@" || rc=$?
     [[ $rc -eq 125 && $attempt -lt 3 ]] || break
     echo "$name: the emulated host died (not a failed measurement); measuring again" >&2

@@ -59,12 +59,15 @@ std::string load_body(const std::string& snapshot, const std::string& backend, c
   return body.dump();
 }
 
-int http_send(const std::string& sock, const std::string& method, const std::string& path, const std::string& body) {
-  int fd = ember::perf::unix_connect(sock);
-  if (fd < 0) return -1;
+bool http_write(int fd, const std::string& method, const std::string& path, const std::string& body) {
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
                     "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+  return ::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size());
+}
+
+int http_send(const std::string& sock, const std::string& method, const std::string& path, const std::string& body) {
+  int fd = ember::perf::unix_connect(sock);
+  if (fd >= 0 && !http_write(fd, method, path, body)) {
     ::close(fd);
     return -1;
   }

@@ -35,6 +35,8 @@ struct HttpAnswer {
   std::string text;
 };
 
+// Writes one HTTP/1.1 request (a JSON body) to the connected `fd`; false if it did not go out.
+bool http_write(int fd, const std::string& method, const std::string& path, const std::string& body);
 // Sends one request on a new connection to ember's API socket; the fd to read the answer
 // from, or -1.
 int http_send(const std::string& sock, const std::string& method, const std::string& path, const std::string& body);

@@ -8,9 +8,12 @@
 // agent); a VM is ready when a host process got its first echo, and its time is counted from
 // the moment the first of the N was spawned. No VM pre-faults its memory (ember --prefault off,
 // as the FaaS runtime starts it; QEMU does not by default). Per (variant, N): every VM's time to
-// ready (p50, p99, max), the time until all N were ready, VMs per second (N / that time), and
-// the VMMs' resident memory while all N run. Writes results.json, results.md and latency.dat
-// (for run.sh's chart; its first line names the columns) into --out.
+// ready (p50, p99, max), the time until all N were ready, VMs per second (N / that time), the
+// VMMs' resident memory while all N run and the host memory they take (the kernel's part too).
+// `--variants ember_restore --sizes 1000` is the density run: as many clones of one snapshot
+// as the host holds. Writes results.json, results.md and latency.dat (for run.sh's chart; its
+// first line names the columns) into --out.
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +37,7 @@
 
 using json = nlohmann::json;
 using ember::perf::percentile;
+using ember::perf::strprintf;
 using namespace ember::perf::echo_vm;
 namespace fs = std::filesystem;
 
@@ -46,7 +50,8 @@ struct Options {
   std::vector<int> sizes = {1, 10, 50};
   int rounds = 3, mem_mib = 128, vcpus = 1;
   double timeout_s = 900;  // per fleet: the first spawn to the last echo
-  int retry_ms = 25;       // between one VM's echo attempts (N of them poll at once)
+  int retry_ms = 25;       // between one VM's echo attempts; N ms when N is larger (N poll at once)
+  std::vector<std::string> variants = {"ember_boot", "ember_restore", "qemu_boot"};
 };
 
 enum class Kind { EmberBoot, EmberRestore, QemuBoot };
@@ -75,8 +80,8 @@ struct Vm {
 };
 
 // One VM's way from spawned to its first echo (run on its own thread, all N at once).
-void await_ready(const Variant& v, Vm& vm, const Options& o, const Snapshot& s, Clock::time_point start,
-                 Clock::time_point deadline) {
+void await_ready(const Variant& v, Vm& vm, const Snapshot& s, int retry_ms,
+                 Clock::time_point start, Clock::time_point deadline) {
   if (v.kind == Kind::EmberRestore) {
     // N of these wait at once: every 2 ms, not every 0.5.
     if (!wait_for_socket(vm.api_sock, *vm.process, deadline, std::chrono::milliseconds(2))) {
@@ -91,18 +96,40 @@ void await_ready(const Variant& v, Vm& vm, const Options& o, const Snapshot& s, 
     }
   }
   unsigned cid = vm.cid;
-  int retry_ms = o.retry_ms;
   EchoAttempt attempt = v.kind == Kind::QemuBoot
                             ? EchoAttempt([cid, retry_ms](Clock::time_point d) {
                                 return vsock_echo(cid, 5000, kEchoMessage, retry_ms, d);
                               })
-                            : ember_echo(vm.uds, o.retry_ms);
+                            : ember_echo(vm.uds, retry_ms);
   vm.ready_ms = wait_for_echo(attempt, *vm.process, start, deadline, vm.error);
 }
+
+// The host's memory counters (/proc/meminfo, KiB) that N VMs move: what they take in all
+// (MemAvailable), and the kernel's part (page tables, unreclaimable slab such as KVM's
+// structures, kernel stacks).
+struct HostMemory {
+  long available = 0, page_tables = 0, slab_unreclaimable = 0, kernel_stack = 0;
+
+  static HostMemory now() {
+    HostMemory m;
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    long kib = 0;
+    while (in >> key >> kib) {
+      if (key == "MemAvailable:") m.available = kib;
+      else if (key == "PageTables:") m.page_tables = kib;
+      else if (key == "SUnreclaim:") m.slab_unreclaimable = kib;
+      else if (key == "KernelStack:") m.kernel_stack = kib;
+      in.ignore(64, '\n');
+    }
+    return m;
+  }
+};
 
 struct Fleet {
   double all_ready_ms = -1;  // the first spawn -> the last echo; -1 if any VM failed
   double spawn_ms = 0;       // the first spawn -> the last
+  HostMemory before, ready;  // before the first spawn; once all N answered (or failed)
   std::vector<Vm> vms;
 };
 
@@ -110,6 +137,8 @@ Fleet run_fleet(const Variant& v, int n, const Options& o, const Snapshot& s, co
   fs::create_directories(dir);
   Fleet fleet;
   fleet.vms.resize(static_cast<size_t>(n));
+  const int retry_ms = std::max(o.retry_ms, n);
+  fleet.before = HostMemory::now();
   auto start = Clock::now(), deadline = later(start, o.timeout_s);
   for (int i = 0; i < n; ++i) {
     Vm& vm = fleet.vms[static_cast<size_t>(i)];
@@ -136,13 +165,14 @@ Fleet run_fleet(const Variant& v, int n, const Options& o, const Snapshot& s, co
   }
   fleet.spawn_ms = ms_between(start, Clock::now());
   std::vector<std::thread> waiters;
-  for (Vm& vm : fleet.vms) waiters.emplace_back([&, start, deadline] { await_ready(v, vm, o, s, start, deadline); });
+  for (Vm& vm : fleet.vms) waiters.emplace_back([&, start, deadline] { await_ready(v, vm, s, retry_ms, start, deadline); });
   for (auto& t : waiters) t.join();
   bool all = std::all_of(fleet.vms.begin(), fleet.vms.end(), [](const Vm& vm) { return vm.error.empty(); });
   if (all) {
     for (const Vm& vm : fleet.vms) fleet.all_ready_ms = std::max(fleet.all_ready_ms, vm.ready_ms);
   }
   // Memory while all N still run.
+  fleet.ready = HostMemory::now();
   for (Vm& vm : fleet.vms) {
     if (!vm.error.empty()) continue;
     vm.rss_kib = ember::perf::smaps_rollup_kib(vm.process->pid(), "Rss");
@@ -164,25 +194,13 @@ void keep_logs(const fs::path& from, const std::string& out) {
   }
 }
 
-std::vector<int> parse_sizes(const std::string& list) {
-  std::vector<int> sizes;
-  std::stringstream ss(list);
-  for (std::string n; std::getline(ss, n, ',');) {
-    int k = std::stoi(n);
-    if (k < 1 || k > 1000) throw std::runtime_error("--sizes: each size must be between 1 and 1000 (got " + n + ")");
-    sizes.push_back(k);
-  }
-  if (sizes.empty()) throw std::runtime_error("--sizes needs at least one size");
-  return sizes;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   for (ember::perf::FlagReader flags(argc, argv); flags.next();) {
     if (flags.is("--ember")) o.ember = flags.value();
     else if (flags.is("--guest")) o.guest = flags.value();
     else if (flags.is("--out")) o.out = flags.value();
-    else if (flags.is("--sizes")) o.sizes = parse_sizes(flags.value());
+    else if (flags.is("--sizes")) o.sizes = ember::perf::int_list(flags.value(), "--sizes", 1, 1000);
     else if (flags.is("--rounds")) o.rounds = std::stoi(flags.value());
     else if (flags.is("--mem-mib")) o.mem_mib = std::stoi(flags.value());
     else if (flags.is("--vcpus")) o.vcpus = std::stoi(flags.value());
@@ -190,11 +208,79 @@ Options parse(int argc, char** argv) {
     else if (flags.is("--retry-ms")) o.retry_ms = std::stoi(flags.value());
     else if (flags.is("--qemu")) o.qemu = flags.value();
     else if (flags.is("--no-qemu")) o.no_qemu = true;
+    else if (flags.is("--variants")) {
+      o.variants.clear();
+      std::stringstream ss(flags.value());
+      for (std::string name; std::getline(ss, name, ',');) {
+        bool known = std::any_of(kVariants.begin(), kVariants.end(), [&](const Variant& v) { return name == v.file; });
+        if (!known) throw std::runtime_error("--variants: unknown variant '" + name + "' (ember_boot, ember_restore, qemu_boot)");
+        o.variants.push_back(name);
+      }
+    }
     else throw std::runtime_error(std::string("unknown option ") + flags.flag());
   }
   if (o.ember.empty() || o.guest.empty()) throw std::runtime_error("--ember and --guest are required");
   if (o.rounds < 1) throw std::runtime_error("--rounds must be at least 1");
+  if (std::find(o.variants.begin(), o.variants.end(), "qemu_boot") == o.variants.end()) o.no_qemu = true;
   return o;
+}
+
+// Per (variant, N): every VM's ready time over all rounds, each round's all-ready time and
+// VMs per second, each VM's RSS and PSS, and each round's host memory per VM (all, and the
+// kernel's part).
+struct Acc {
+  std::vector<double> ready, all_ready, rate, rss, pss, host, kernel;
+};
+
+// The table (returned, and written to results.md), results.json with its summary and
+// latency.dat, from what was measured so far: written after every fleet, so that a run the
+// emulated host's death cuts short still leaves its rounds.
+std::string write_report(const Options& o, const std::vector<Variant>& variants,
+                         std::map<std::pair<std::string, int>, Acc>& acc, json& results) {
+  std::ostringstream md;
+  std::ofstream dat(o.out + "/latency.dat");
+  dat << "N";
+  for (const Variant& v : variants) dat << " \"" << v.name << " p50\" \"" << v.name << " p99\"";
+  dat << "\n";
+  md << "| variant | N | VMs measured | time to ready per VM, p50 ms | p99 ms | max ms | all N ready, median ms |"
+        " VMs/s, median | p50 / QEMU's | all ready / QEMU's | RSS per VM, median MiB | PSS per VM, median MiB |"
+        " host memory per VM, median MiB | of it kernel, KiB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  json summary = json::object();
+  for (int n : o.sizes) {
+    dat << n;
+    const Acc& q = acc[{"QEMU cold boot", n}];
+    double q50 = percentile(q.ready, 0.5), qall = percentile(q.all_ready, 0.5);
+    for (const Variant& v : variants) {
+      const Acc& a = acc[{v.name, n}];
+      double p50 = percentile(a.ready, 0.5), p99 = percentile(a.ready, 0.99), all = percentile(a.all_ready, 0.5);
+      std::string key = std::string(v.name) + " N=" + std::to_string(n);
+      summary[key] = {{"vms", a.ready.size()}, {"p50_ms", p50}, {"p99_ms", p99}, {"max_ms", percentile(a.ready, 1)},
+                      {"all_ready_median_ms", all}, {"vms_per_s_median", percentile(a.rate, 0.5)},
+                      {"rss_median_kib", percentile(a.rss, 0.5)}, {"pss_median_kib", percentile(a.pss, 0.5)},
+                      {"host_median_kib_per_vm", percentile(a.host, 0.5)},
+                      {"kernel_median_kib_per_vm", percentile(a.kernel, 0.5)}};
+      bool vs_qemu = !o.no_qemu && v.kind != Kind::QemuBoot && q50 > 0 && qall > 0;
+      if (vs_qemu) summary[key].update({{"p50_to_qemu", p50 / q50}, {"all_ready_to_qemu", all / qall}});
+      md << "| " << v.name << " | " << n << " | " << a.ready.size() << " | "
+         << strprintf("%.0f | %.0f | %.0f | %.0f | ", p50, p99, percentile(a.ready, 1), all)
+         << strprintf("%.2f | ", percentile(a.rate, 0.5))
+         << (v.kind == Kind::QemuBoot ? "1 | 1 | " : vs_qemu ? strprintf("%.2f | %.2f | ", p50 / q50, all / qall) : "- | - | ")
+         << strprintf("%.1f | %.1f | ", percentile(a.rss, 0.5) / 1024, percentile(a.pss, 0.5) / 1024)
+         << strprintf("%.1f | %.0f |\n", percentile(a.host, 0.5) / 1024, percentile(a.kernel, 0.5));
+      dat << " " << (a.ready.empty() ? "NaN" : strprintf("%.1f %.1f", p50, p99));
+      if (a.ready.empty()) dat << " NaN";
+    }
+    dat << "\n";
+  }
+  md << "\nTime to ready: from the first of the N VMMs spawned to the VM's first vsock echo. "
+     << results["rounds_done"].get<int>() << " of " << o.rounds << " rounds, " << o.mem_mib << " MiB, " << o.vcpus << " vCPU(s) per VM, no pre-fault. Host memory"
+        " per VM: the drop in the host's MemAvailable from before the first spawn to all N answering, over N"
+        " (page cache the VMs read counts too); its kernel part: PageTables + SUnreclaim + KernelStack.\n";
+  results["summary"] = summary;
+  std::ofstream(o.out + "/results.json") << results.dump(2) << "\n";
+  std::ofstream(o.out + "/results.md") << md.str();
+  return md.str();
 }
 
 }  // namespace
@@ -203,14 +289,18 @@ int main(int argc, char** argv) {
   std::optional<Options> parsed = ember::perf::parse_command_line(
       argc, argv, "fleet_bench",
       "fleet_bench --ember BIN --guest DIR [--sizes 1,10,50] [--rounds N] [--out DIR] [--mem-mib N] [--vcpus N]"
-      " [--timeout S] [--retry-ms MS] [--qemu BIN | --no-qemu]",
+      " [--timeout S] [--retry-ms MS] [--variants ember_boot,ember_restore,qemu_boot] [--qemu BIN | --no-qemu]",
       parse);
   if (!parsed) return 2;
   Options o = *parsed;
+  // N waiters each hold a socket while they poll: lift the soft descriptor limit to the hard one.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   if (!o.no_qemu && !qemu_usable(o.qemu, "fleet_bench")) return 1;
-  const char* tmp = std::getenv("TMPDIR");
-  const fs::path dir = fs::path(tmp ? tmp : "/tmp") / ("ember-fleet-bench-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const fs::path dir = ember::perf::scratch_dir("ember-fleet-bench");
   Snapshot snapshot{(dir / "vm.snap").string(), (dir / "vm.mem").string()};
   const std::string source_uds = (dir / "source-v.sock").string();
 
@@ -228,15 +318,14 @@ int main(int argc, char** argv) {
 
   std::vector<Variant> variants;
   std::copy_if(kVariants.begin(), kVariants.end(), std::back_inserter(variants),
-               [&](const Variant& v) { return v.kind != Kind::QemuBoot || !o.no_qemu; });
+               [&](const Variant& v) {
+                 return std::find(o.variants.begin(), o.variants.end(), v.file) != o.variants.end() &&
+                        (v.kind != Kind::QemuBoot || !o.no_qemu);
+               });
   json results = {{"rounds", o.rounds}, {"sizes", o.sizes}, {"mem_mib", o.mem_mib}, {"vcpus", o.vcpus},
                   {"guest", o.guest}, {"guest_script", kGuestScript}, {"retry_ms", o.retry_ms},
-                  {"qemu", o.no_qemu ? "not measured (--no-qemu)" : o.qemu}, {"fleets", json::array()}};
-  // Per (variant, N): every VM's ready time over all rounds, each round's all-ready time and
-  // VMs per second, and each VM's RSS and PSS.
-  struct Acc {
-    std::vector<double> ready, all_ready, rate, rss, pss;
-  };
+                  {"qemu", o.no_qemu ? "not measured (--no-qemu)" : o.qemu}, {"fleets", json::array()},
+                  {"rounds_done", 0}, {"snapshot_bytes", fs::file_size(snapshot.snap)}};
   std::map<std::pair<std::string, int>, Acc> acc;
   int failures = 0;
   for (int round = 0; round < o.rounds; ++round) {
@@ -246,8 +335,16 @@ int main(int argc, char** argv) {
         const Variant& v = variants[(k + static_cast<size_t>(round)) % variants.size()];
         fs::path fleet_dir = dir / (std::string(v.file) + "-" + std::to_string(n) + "-" + std::to_string(round));
         Fleet f = run_fleet(v, n, o, snapshot, fleet_dir);
+        const double host_kib = double(f.before.available - f.ready.available) / n;
+        const double kernel_kib = double(f.ready.page_tables - f.before.page_tables +
+                                         f.ready.slab_unreclaimable - f.before.slab_unreclaimable +
+                                         f.ready.kernel_stack - f.before.kernel_stack) / n;
         json record = {{"round", round}, {"variant", v.name}, {"n", n}, {"all_ready_ms", f.all_ready_ms},
-                       {"spawn_ms", f.spawn_ms}, {"vms", json::array()}};
+                       {"spawn_ms", f.spawn_ms}, {"host_kib_per_vm", host_kib}, {"kernel_kib_per_vm", kernel_kib},
+                       {"page_tables_kib", {f.before.page_tables, f.ready.page_tables}},
+                       {"slab_unreclaimable_kib", {f.before.slab_unreclaimable, f.ready.slab_unreclaimable}},
+                       {"kernel_stack_kib", {f.before.kernel_stack, f.ready.kernel_stack}},
+                       {"vms", json::array()}};
         Acc& a = acc[{v.name, n}];
         int failed = 0;
         for (const Vm& vm : f.vms) {
@@ -265,59 +362,25 @@ int main(int argc, char** argv) {
         if (failed == 0) {
           a.all_ready.push_back(f.all_ready_ms);
           a.rate.push_back(n / (f.all_ready_ms / 1000));
+          a.host.push_back(host_kib);
+          a.kernel.push_back(kernel_kib);
           fs::remove_all(fleet_dir);
         } else {
           failures += failed;
           keep_logs(fleet_dir, o.out);
         }
         results["fleets"].push_back(record);
+        results["rounds_done"] = n == o.sizes.back() && k + 1 == variants.size() ? round + 1 : round;
+        write_report(o, variants, acc, results);
         std::cerr << "round " << round + 1 << "/" << o.rounds << " " << v.name << " N=" << n << ": "
                   << (failed ? std::to_string(failed) + " of " + std::to_string(n) + " failed"
-                             : ember::perf::strprintf("all ready after %.0f ms (spawned within %.0f ms)", f.all_ready_ms, f.spawn_ms))
+                             : strprintf("all ready after %.0f ms (spawned within %.0f ms)", f.all_ready_ms, f.spawn_ms))
                   << "\n";
       }
     }
   }
 
-  std::ostringstream md;
-  std::ofstream dat(o.out + "/latency.dat");
-  dat << "N";
-  for (const Variant& v : variants) dat << " \"" << v.name << " p50\" \"" << v.name << " p99\"";
-  dat << "\n";
-  md << "| variant | N | VMs measured | time to ready per VM, p50 ms | p99 ms | max ms | all N ready, median ms |"
-        " VMs/s, median | p50 / QEMU's | all ready / QEMU's | RSS per VM, median MiB | PSS per VM, median MiB |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-  json summary = json::object();
-  for (int n : o.sizes) {
-    dat << n;
-    const Acc& q = acc[{"QEMU cold boot", n}];
-    double q50 = percentile(q.ready, 0.5), qall = percentile(q.all_ready, 0.5);
-    for (const Variant& v : variants) {
-      const Acc& a = acc[{v.name, n}];
-      double p50 = percentile(a.ready, 0.5), p99 = percentile(a.ready, 0.99), all = percentile(a.all_ready, 0.5);
-      std::string key = std::string(v.name) + " N=" + std::to_string(n);
-      summary[key] = {{"vms", a.ready.size()}, {"p50_ms", p50}, {"p99_ms", p99}, {"max_ms", percentile(a.ready, 1)},
-                      {"all_ready_median_ms", all}, {"vms_per_s_median", percentile(a.rate, 0.5)},
-                      {"rss_median_kib", percentile(a.rss, 0.5)}, {"pss_median_kib", percentile(a.pss, 0.5)}};
-      bool vs_qemu = !o.no_qemu && v.kind != Kind::QemuBoot && q50 > 0 && qall > 0;
-      if (vs_qemu) summary[key].update({{"p50_to_qemu", p50 / q50}, {"all_ready_to_qemu", all / qall}});
-      md << "| " << v.name << " | " << n << " | " << a.ready.size() << " | "
-         << ember::perf::strprintf("%.0f | %.0f | %.0f | %.0f | ", p50, p99, percentile(a.ready, 1), all)
-         << ember::perf::strprintf("%.2f | ", percentile(a.rate, 0.5))
-         << (v.kind == Kind::QemuBoot ? "1 | 1 | " : vs_qemu ? ember::perf::strprintf("%.2f | %.2f | ", p50 / q50, all / qall) : "- | - | ")
-         << ember::perf::strprintf("%.1f | %.1f |\n", percentile(a.rss, 0.5) / 1024, percentile(a.pss, 0.5) / 1024);
-      dat << " " << (a.ready.empty() ? "NaN" : ember::perf::strprintf("%.1f %.1f", p50, p99));
-      if (a.ready.empty()) dat << " NaN";
-    }
-    dat << "\n";
-  }
-  md << "\nTime to ready: from the first of the N VMMs spawned to the VM's first vsock echo. "
-     << o.rounds << " rounds, " << o.mem_mib << " MiB, " << o.vcpus << " vCPU(s) per VM, no pre-fault.\n";
-  results["summary"] = summary;
-  results["snapshot_bytes"] = fs::file_size(snapshot.snap);
-  std::ofstream(o.out + "/results.json") << results.dump(2) << "\n";
-  std::ofstream(o.out + "/results.md") << md.str();
-  std::cout << md.str();
+  std::cout << write_report(o, variants, acc, results);
   if (failures > 0) std::cerr << "fleet_bench: " << failures << " VMs failed; their VMMs' logs are in " << o.out << "/logs\n";
   fs::remove_all(dir);
   return failures == 0 ? 0 : 1;

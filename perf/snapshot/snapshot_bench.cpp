@@ -365,9 +365,8 @@ Options parse(int argc, char** argv) {
     else if (flags.is("--no-qemu")) o.no_qemu = true;
     else if (flags.is("--clones")) {
       o.clones.clear();
-      std::stringstream ss(flags.value());
-      for (std::string n; std::getline(ss, n, ',');) {
-        if (std::stoi(n) > 0) o.clones.push_back(std::stoi(n));
+      for (int n : ember::perf::int_list(flags.value(), "--clones", 0, 1000)) {
+        if (n > 0) o.clones.push_back(n);
       }
     } else throw std::runtime_error(std::string("unknown option ") + flags.flag());
   }
@@ -388,10 +387,8 @@ int main(int argc, char** argv) {
   if (!parsed) return 2;
   Options o = *parsed;
   if (!o.no_qemu && !qemu_usable(o.qemu, "snapshot_bench")) return 1;
-  const char* tmp = std::getenv("TMPDIR");
   Files f;
-  f.dir = fs::path(tmp ? tmp : "/tmp") / ("ember-snapshot-bench-" + std::to_string(::getpid()));
-  fs::create_directories(f.dir);
+  f.dir = ember::perf::scratch_dir("ember-snapshot-bench");
   f.snap = (f.dir / "vm.snap").string();
   f.mem = (f.dir / "vm.mem").string();
   f.uds = (f.dir / "v.sock").string();
