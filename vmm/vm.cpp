@@ -239,8 +239,11 @@ VmExit Vm::run(int control_fd, const std::function<void()>& on_control) {
   for (auto& v : vcpus_) v->start();
   // Only after every thread exists: creating one maps its stack, which needs the mm lock
   // for writing, and in perf/boot-latency that waited behind the prefault's population of
-  // the whole RAM (the first KVM_RUN came 0.3-1.2 s late in the emulated host).
-  if (config_.machine.prefault == Prefault::Background) memory_.start_background_prefault();
+  // the whole RAM (the first KVM_RUN came 0.3-1.2 s late in the emulated host). A restored
+  // VM's configuration keeps its source's pre-fault mode, but its pages come from the memory
+  // file or handler as the guest touches them (restore_memory): populating them would read
+  // the whole file and map every page into each clone.
+  if (config_.machine.prefault == Prefault::Background && !restored_) memory_.start_background_prefault();
   // Last: threads inherit their creator's filter, and this one creates no more threads.
   restrict_current_thread(ThreadRole::Main);
   if (start_paused_) {
@@ -325,6 +328,7 @@ Vm::Vm(const KvmSystem& kvm, const VmConfig& config, BootTimeline& timeline, con
        VmFd prepared)
     : kvm_(kvm), config_(config), prepared_(std::move(prepared)), timeline_(timeline) {
   has_base_snapshot_ = true;  // the files it was restored from
+  restored_ = true;
   restore_memory(restore.params);
   timeline_.mark(BootPhase::MemoryReady);
   build_restored_machine(restore.contents);

@@ -146,6 +146,7 @@ class Vm {
   std::atomic<bool> paused_{false};
   bool start_paused_ = false;  // restored without resume_vm: run() leaves it paused
   bool has_base_snapshot_ = false;  // restored, or saved once: a Diff has something to apply to
+  bool restored_ = false;  // built from a snapshot: its memory is never pre-faulted (restore_memory)
   // After the buses and memory (it uses them), before the vCPUs (destroyed first).
   std::unique_ptr<VirtioDevices> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
