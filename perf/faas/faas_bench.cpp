@@ -93,18 +93,21 @@ class Faas {
     if (a.status != 200 && a.status != 204) a.error = std::to_string(a.status) + " " + text.substr(0, 300);
     return a;
   }
-  // A gauge of GET /metrics, e.g. faas_vms{state="idle"}; -1 if absent.
-  long gauge(const std::string& series) const {
-    std::string text = call("GET", "/metrics", "", 30).body.value("text", "");
-    size_t at = text.find("\n" + series + " ");
-    return at == std::string::npos ? -1 : std::stol(text.substr(at + series.size() + 2));
+  // GET /metrics as Prometheus text ("" if it did not answer).
+  std::string metrics() const { return call("GET", "/metrics", "", 30).body.value("text", ""); }
+  // One gauge of a /metrics text, e.g. faas_vms{state="idle"}; -1 if absent.
+  static long gauge(const std::string& metrics, const std::string& series) {
+    size_t at = metrics.find("\n" + series + " ");
+    return at == std::string::npos ? -1 : std::stol(metrics.substr(at + series.size() + 2));
   }
-  // Waits until no VM of any function is alive (starting, busy or idle).
+  // Waits until no VM of any function is alive (starting, busy or idle), in one /metrics
+  // answer.
   bool wait_no_vms(double timeout_s) const {
     auto deadline = later(Clock::now(), timeout_s);
     while (Clock::now() < deadline) {
-      if (gauge("faas_vms{state=\"idle\"}") == 0 && gauge("faas_vms{state=\"busy\"}") == 0 &&
-          gauge("faas_vms{state=\"starting\"}") == 0) {
+      std::string m = metrics();
+      if (gauge(m, "faas_vms{state=\"idle\"}") == 0 && gauge(m, "faas_vms{state=\"busy\"}") == 0 &&
+          gauge(m, "faas_vms{state=\"starting\"}") == 0) {
         return true;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -34,6 +34,7 @@
 #include "perf/echo_vm/ember.h"
 #include "perf/echo_vm/process.h"
 #include "perf/echo_vm/qemu.h"
+#include "perf/echo_vm/suite_options.h"
 
 using json = nlohmann::json;
 using ember::perf::percentile;
@@ -43,14 +44,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Options {
-  std::string ember, guest, out = ".";
-  std::string qemu = "qemu-system-x86_64";  // made absolute by qemu_unavailable()
-  bool no_qemu = false;
+struct Options : SuiteOptions {
+  Options() {
+    timeout_s = 900;  // per fleet: the first spawn to the last echo
+    retry_ms = 25;    // between one VM's echo attempts; N ms when N is larger (N poll at once)
+  }
   std::vector<int> sizes = {1, 10, 50};
-  int rounds = 3, mem_mib = 128, vcpus = 1;
-  double timeout_s = 900;  // per fleet: the first spawn to the last echo
-  int retry_ms = 25;       // between one VM's echo attempts; N ms when N is larger (N poll at once)
+  int rounds = 3;
   std::vector<std::string> variants = {"ember_boot", "ember_restore", "qemu_boot"};
 };
 
@@ -183,31 +183,12 @@ Fleet run_fleet(const Variant& v, int n, const Options& o, const Snapshot& s, co
   return fleet;
 }
 
-// Copies the VMMs' logs of failed fleets out of the scratch folder (which may be inside the
-// emulated host) to --out.
-void keep_logs(const fs::path& from, const std::string& out) {
-  fs::create_directories(out + "/logs");
-  for (const auto& e : fs::recursive_directory_iterator(from)) {
-    if (e.path().extension() != ".log") continue;
-    std::string name = e.path().parent_path().filename().string() + "-" + e.path().filename().string();
-    fs::copy_file(e.path(), out + "/logs/" + name, fs::copy_options::overwrite_existing);
-  }
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   for (ember::perf::FlagReader flags(argc, argv); flags.next();) {
-    if (flags.is("--ember")) o.ember = flags.value();
-    else if (flags.is("--guest")) o.guest = flags.value();
-    else if (flags.is("--out")) o.out = flags.value();
-    else if (flags.is("--sizes")) o.sizes = ember::perf::int_list(flags.value(), "--sizes", 1, 1000);
+    if (o.take(flags)) continue;
+    if (flags.is("--sizes")) o.sizes = ember::perf::int_list(flags.value(), "--sizes", 1, 1000);
     else if (flags.is("--rounds")) o.rounds = std::stoi(flags.value());
-    else if (flags.is("--mem-mib")) o.mem_mib = std::stoi(flags.value());
-    else if (flags.is("--vcpus")) o.vcpus = std::stoi(flags.value());
-    else if (flags.is("--timeout")) o.timeout_s = std::stod(flags.value());
-    else if (flags.is("--retry-ms")) o.retry_ms = std::stoi(flags.value());
-    else if (flags.is("--qemu")) o.qemu = flags.value();
-    else if (flags.is("--no-qemu")) o.no_qemu = true;
     else if (flags.is("--variants")) {
       o.variants.clear();
       std::stringstream ss(flags.value());

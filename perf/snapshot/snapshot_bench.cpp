@@ -40,6 +40,7 @@
 #include "perf/echo_vm/ember.h"
 #include "perf/echo_vm/process.h"
 #include "perf/echo_vm/qemu.h"
+#include "perf/echo_vm/suite_options.h"
 
 using json = nlohmann::json;
 using ember::perf::percentile;
@@ -49,15 +50,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Options {
+// SuiteOptions' timeout is per VM, spawn to first echo.
+struct Options : SuiteOptions {
   int runs = 10;
-  std::string ember, uffd_handler, guest, out = ".";
-  std::string qemu = "qemu-system-x86_64";  // made absolute by qemu_unavailable()
-  bool no_qemu = false;
+  std::string uffd_handler;
   std::vector<int> clones = {10};
-  int mem_mib = 128, vcpus = 1;
-  double timeout_s = 300;  // per VM, spawn to first echo
-  int retry_ms = 10;       // between echo attempts the guest refused (it is not listening yet)
 };
 
 // ---- the measurements ----
@@ -340,29 +337,12 @@ std::string qemu_notes(const json& summary, const json& results) {
          "), written by the stopped source in " + ember::perf::strprintf("%.0f ms", m.value("total-time", 0.0)) + ".\n";
 }
 
-// Copies the VMMs' logs out of the scratch folder (which may be inside the emulated host) to --out.
-void keep_logs(const Options& o, const Files& f) {
-  fs::create_directories(o.out + "/logs");
-  for (const auto& e : fs::recursive_directory_iterator(f.dir)) {
-    if (e.path().extension() == ".log") fs::copy_file(e.path(), o.out + "/logs/" + e.path().filename().string(),
-                                                     fs::copy_options::overwrite_existing);
-  }
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   for (ember::perf::FlagReader flags(argc, argv); flags.next();) {
+    if (o.take(flags)) continue;
     if (flags.is("--runs")) o.runs = std::stoi(flags.value());
-    else if (flags.is("--ember")) o.ember = flags.value();
     else if (flags.is("--uffd-handler")) o.uffd_handler = flags.value();
-    else if (flags.is("--guest")) o.guest = flags.value();
-    else if (flags.is("--out")) o.out = flags.value();
-    else if (flags.is("--mem-mib")) o.mem_mib = std::stoi(flags.value());
-    else if (flags.is("--vcpus")) o.vcpus = std::stoi(flags.value());
-    else if (flags.is("--timeout")) o.timeout_s = std::stod(flags.value());
-    else if (flags.is("--retry-ms")) o.retry_ms = std::stoi(flags.value());
-    else if (flags.is("--qemu")) o.qemu = flags.value();
-    else if (flags.is("--no-qemu")) o.no_qemu = true;
     else if (flags.is("--clones")) {
       o.clones.clear();
       for (int n : ember::perf::int_list(flags.value(), "--clones", 0, 1000)) {
@@ -406,7 +386,7 @@ int main(int argc, char** argv) {
     if (!m.error.empty()) error = "QEMU's migration file: " + m.error;
   }
   if (!error.empty()) {
-    keep_logs(o, f);
+    keep_logs(f.dir, o.out);
     std::cerr << "snapshot_bench: " << error << " (logs in " << o.out << "/logs)\n";
     fs::remove_all(f.dir);
     return 1;
@@ -504,7 +484,7 @@ int main(int argc, char** argv) {
   std::ofstream(o.out + "/results.md") << md.str();
   std::cout << md.str();
   if (failures > 0) {
-    keep_logs(o, f);
+    keep_logs(f.dir, o.out);
     std::cerr << "snapshot_bench: " << failures << " failed; the VMMs' logs are in " << o.out << "/logs\n";
   }
   fs::remove_all(f.dir);
