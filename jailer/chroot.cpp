@@ -43,14 +43,22 @@ void make_dirs(const std::string& path, Undo* undo) {
   } while (slash != std::string::npos);
 }
 
-void copy_file(const std::string& from, const std::string& to) {
+// Puts root's --exec-file at `to`, which the jail's uid may run but not change, without set-id
+// bits. A file that already is that (owned by root, runnable by others, writable by root only,
+// no set-id bits) is hard-linked when on the same file system: a many-MiB binary is not copied
+// (and later deleted) for every jail. Anything else is copied with those properties.
+void place_exec_file(const std::string& from, const std::string& to) {
   // O_NOFOLLOW and O_NONBLOCK: the file checked earlier may have been swapped for a symlink or
-  // a FIFO (whose open would wait for a writer) since.
+  // a FIFO (whose open would wait for a writer) since. The link and the copy are both made from
+  // this descriptor, so what is checked below is what lands in the jail.
   UniqueFd in(::open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   struct stat st {};
   if (!in.valid() || ::fstat(in.get(), &st) < 0) fail("cannot read --exec-file '", from, "': ", errno_text());
   if (!S_ISREG(st.st_mode)) fail("--exec-file '", from, "' is no longer a regular file");
-  // Root's copy, which the jail's uid may run but not change; no set-id bits.
+  const bool linkable = st.st_uid == 0 && (st.st_mode & S_IXOTH) &&
+                        !(st.st_mode & (S_IWGRP | S_IWOTH | S_ISUID | S_ISGID | S_ISVTX));
+  if (linkable && ::linkat(in.get(), "", AT_FDCWD, to.c_str(), AT_EMPTY_PATH) == 0) return;
+  // Not linkable, or another file system (EXDEV): a copy.
   UniqueFd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (st.st_mode & S_IXUSR) ? 0755 : 0644));
   if (!out.valid()) fail("cannot create ", to, ": ", errno_text());
   for (off_t done = 0; done < st.st_size;) {
@@ -145,11 +153,11 @@ Chroot create_chroot(const JailerArgs& args, Undo& undo) {
   jail.root = id_dir + "/root";
   if (make_dir(jail.root, 0755)) undo_tree(id_dir, "root", undo);
   own_dir(jail.root, args.uid, args.gid);
-  // A copy left by an earlier jail of this id is replaced (unlink first: it may be a symlink
+  // A binary left by an earlier jail of this id is replaced (unlink first: it may be a symlink
   // that jail put there).
   std::string copy = jail.root + "/" + args.exec_name;
   if (::unlink(copy.c_str()) < 0 && errno != ENOENT) fail("cannot replace ", copy, ": ", errno_text());
-  copy_file(args.exec_file, copy);
+  place_exec_file(args.exec_file, copy);
   auto root_fd = std::make_shared<UniqueFd>(open_dir(jail.root));
   undo.add([root_fd, name = args.exec_name] { ::unlinkat(root_fd->get(), name.c_str(), 0); });
   return jail;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
@@ -56,6 +57,7 @@ void HttpFront::reap(bool all) {
 }
 
 void HttpFront::run() {
+  pthread_setname_np(pthread_self(), "faas-front");  // names show in /proc/PID/task/*/comm and top -H
   for (;;) {
     pollfd p[2] = {{listener_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
     if (poll(p, 2, 1000) < 0 && errno != EINTR) fail("front end poll: ", std::strerror(errno));
@@ -77,6 +79,7 @@ void HttpFront::run() {
 }
 
 void HttpFront::serve(Connection& c) {
+  pthread_setname_np(pthread_self(), "faas-conn");
   HttpRequestParser parser(limits_.max_body_bytes, limits_.max_header_bytes);
   std::vector<HttpRequest> requests;
   char buf[16384];

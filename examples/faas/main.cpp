@@ -102,6 +102,7 @@ int run(int argc, char** argv) {
   std::thread front_thread([&front] { front.run(); });
   std::atomic<bool> stopping{false};
   std::thread reaper([&] {
+    pthread_setname_np(pthread_self(), "faas-reaper");
     while (!stopping) {
       runtime.expire_idle();
       std::this_thread::sleep_for(std::chrono::milliseconds(100));

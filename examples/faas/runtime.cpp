@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -75,6 +77,24 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)), schedul
     if (cgroup_root_.empty()) fail("--jailer: no cgroup2 mount in /proc/self/mountinfo (only cgroup v2 is supported)");
   }
   clean_leftovers();
+  if (!options_.jailer.empty()) options_.ember_bin = stage_ember(options_.ember_bin);
+}
+
+std::string Runtime::stage_ember(const std::string& ember_bin) const {
+  // Each jail gets ember from here, on the jails' file system, root's and not writable by
+  // others: ember-jailer hard-links such a file instead of copying the binary (tens of MiB
+  // with debug information) into every VM's chroot and deleting it again at the VM's end.
+  fs::path dir = fs::path(options_.state_dir) / "bin", staged = dir / fs::path(ember_bin).filename();
+  fs::path partial = staged.string() + ".partial";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  fs::remove(partial, ec);
+  fs::copy_file(ember_bin, partial, ec);
+  if (ec) fail("--ember ", ember_bin, ": copying it to ", partial.string(), ": ", ec.message());
+  if (chown(partial.c_str(), 0, 0) != 0 || chmod(partial.c_str(), 0755) != 0 || rename(partial.c_str(), staged.c_str()) != 0) {
+    fail("staging ember at ", staged.string(), ": ", std::strerror(errno));
+  }
+  return staged.string();
 }
 
 Runtime::~Runtime() { shutdown(); }

@@ -87,6 +87,8 @@ class Runtime {
   void stop(VmId id);
   void stop_all(const std::vector<VmId>& ids);
   void clean_leftovers();
+  // Jailed: a copy of `ember_bin` in STATE/bin that the jailer can hard-link; its path.
+  std::string stage_ember(const std::string& ember_bin) const;
   JailSpec jail_for(const Function& f, VmId id) const;
 
   RuntimeOptions options_;

@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <spawn.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -272,12 +274,28 @@ TEST(Faas, JailedVmsHaveTheirOwnUidChrootAndCgroup) {
   EXPECT_EQ(std::count(owners.begin(), owners.end(), '\n'), 2) << owners;
   EXPECT_NE(owners.find("/ember-faas/faas-"), std::string::npos) << owners;
   EXPECT_NE(owners.find("20000"), std::string::npos) << owners;
+  // Each chroot's ember is the daemon's staged copy hard-linked in, not a copy per VM: the
+  // same inode as STATE/bin/ember, one link per live VM besides the staged file.
+  struct stat staged {};
+  ASSERT_EQ(::stat((state / "bin" / "ember").c_str(), &staged), 0);
+  int jails = 0;
+  for (const auto& jail : fs::directory_iterator(state / "jails" / "ember")) {
+    struct stat in_jail {};
+    ASSERT_EQ(::stat((jail.path() / "root" / "ember").c_str(), &in_jail), 0) << jail.path();
+    EXPECT_EQ(in_jail.st_ino, staged.st_ino) << jail.path() << ": a copy, not the staged ember";
+    EXPECT_EQ(in_jail.st_uid, 0u);
+    EXPECT_EQ(in_jail.st_mode & 07777, 0755u);
+    ++jails;
+  }
+  EXPECT_EQ(jails, 2);
+  EXPECT_EQ(staged.st_nlink, 3u);
   EXPECT_EQ(d.call("DELETE", "/functions/upper").status, 204);
   EXPECT_EQ(jailed_embers(), "");
   EXPECT_EQ(files_in(state / "jails" / "ember"), 0);
   EXPECT_EQ(sh("ls " + cgroups + "/ember-faas | grep -c '^faas-' || true"), "0\n");
   EXPECT_EQ(d.stop(), 0) << read_text(dir / "daemon.log");
   EXPECT_EQ(files_in(state / "jails"), 0);
+  EXPECT_EQ(fs::hard_link_count(state / "bin" / "ember"), 1u) << "a jail's link to ember was left";
 }
 
 // This test binary and the daemon are built alike: sanitized in build-sanitize/.
@@ -299,6 +317,7 @@ struct Footprint {
   long daemon_rss_kib = 0;
   int embers = 0, state_files = 0, jail_files = 0, mounts = 0, cgroups = 0, net_devices = 0;
   long mem_available_kib = 0;  // reported, not checked: the page cache moves it
+  std::string daemon_cpu;      // reported: user and system seconds, the whole daemon's and each live thread's
 
   static Footprint of(pid_t daemon, const fs::path& state, const std::string& cgroups) {
     Footprint f;
@@ -316,6 +335,11 @@ struct Footprint {
     f.cgroups = cgroups.empty() ? 0 : std::stoi(sh("ls " + cgroups + "/ember-faas 2>/dev/null | grep -c '^faas-' || true"));
     f.net_devices = std::stoi(sh("ls /sys/class/net | wc -l"));
     f.mem_available_kib = std::stol(sh("awk '/^MemAvailable:/ {print $2}' /proc/meminfo"));
+    // Fields 14 and 15 of stat: user and system time in clock ticks (the process's counts its
+    // ended threads too). The daemon names its threads (faas-front, faas-reaper, faas-conn).
+    const std::string ticks = std::to_string(sysconf(_SC_CLK_TCK));
+    f.daemon_cpu = sh("for s in " + p + "/stat " + p + "/task/*/stat; do awk '{printf \"%s %.2f/%.2f s, \", $2, $14 / " +
+                      ticks + ", $15 / " + ticks + "}' $s; done");
     return f;
   }
   std::string text() const {
@@ -323,7 +347,8 @@ struct Footprint {
     o << "daemon fds " << daemon_fds << ", threads " << daemon_threads << ", children " << daemon_children << ", RSS "
       << daemon_rss_kib << " KiB; embers " << embers << ", files in vms/ and functions/ " << state_files
       << ", in jails/ember/ " << jail_files << ", mounts " << mounts << ", ember-faas cgroups " << cgroups
-      << ", network devices " << net_devices << ", MemAvailable " << mem_available_kib << " KiB";
+      << ", network devices " << net_devices << ", MemAvailable " << mem_available_kib << " KiB; CPU user/system: "
+      << daemon_cpu;
     return o.str();
   }
 };

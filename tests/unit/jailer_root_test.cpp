@@ -261,11 +261,12 @@ TEST_F(JailerRoot, ProbeRunsConfinedAsAsked) {
   std::string status = slurp(proc + "/status");
   EXPECT_TRUE(std::regex_search(status, std::regex("\nGroups:[ \t]*\n"))) << status;
   EXPECT_EQ(slurp(proc + "/environ"), "");
-  struct stat copy {}, original {}, root {};
-  ASSERT_EQ(::stat((chroot("probe-1") / "jail_probe").c_str(), &copy), 0);
+  struct stat placed {}, original {}, root {};
+  ASSERT_EQ(::stat((chroot("probe-1") / "jail_probe").c_str(), &placed), 0);
   ASSERT_EQ(::stat(JAIL_PROBE_BIN, &original), 0);
-  EXPECT_NE(copy.st_ino, original.st_ino) << "a copy, not a link";
-  EXPECT_EQ(copy.st_size, original.st_size);
+  EXPECT_EQ(placed.st_size, original.st_size);
+  EXPECT_EQ(placed.st_uid, 0u);
+  EXPECT_EQ(placed.st_mode & 022, 0u) << "the jail's uid must not be able to change its binary";
   ASSERT_EQ(::stat(chroot("probe-1").c_str(), &root), 0);
   EXPECT_EQ(root.st_uid, kUid);
   struct stat run {};
@@ -305,23 +306,57 @@ TEST_F(JailerRoot, HostMountsIntoTheChrootAfterStartAppearInside) {
   EXPECT_EQ(j.finish(), 0) << j.errors;
 }
 
-// The copy belongs to root and must still run as the jail's uid, however the original's
-// mode was.
-TEST_F(JailerRoot, AnOwnerOnlyExecutableRunsAsTheJailsUid) {
-  fs::create_directories(tmp_ / "files");
-  fs::path own = tmp_ / "files" / "own_probe";
-  fs::copy_file(JAIL_PROBE_BIN, own);
-  fs::permissions(own, fs::perms::owner_all);
-  std::vector<std::string> a = args("owner-only");
-  a[3] = own.string();  // --exec-file
-  Jailer j = start(a);
-  ASSERT_TRUE(j.wait_for("READY\n")) << j.errors;
-  EXPECT_EQ(j.report()["uid"], "1234,1234,1234");
-  struct stat st {};
-  ASSERT_EQ(::stat((base_ / "own_probe" / "owner-only" / "root" / "own_probe").c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 07777, 0755u);
-  EXPECT_EQ(st.st_uid, 0u);
-  EXPECT_EQ(j.finish(), 0) << j.errors;
+// The executable placed in the chroot as `mode` (owned by root) gives: a hard link to it
+// (same inode) or a copy, and that file's mode; the jail's uid runs it either way.
+struct Placed {
+  bool linked = false;
+  unsigned mode = 0, uid = 0;
+};
+
+class JailerExecFile : public JailerRoot {
+ protected:
+  Placed place(const std::string& id, fs::perms mode) {
+    fs::create_directories(tmp_ / "files");  // the jails' file system: a link is possible
+    fs::path exec = tmp_ / "files" / ("probe-" + id);
+    fs::copy_file(JAIL_PROBE_BIN, exec);
+    fs::permissions(exec, mode);
+    std::vector<std::string> a = args(id);
+    a[3] = exec.string();  // --exec-file
+    Jailer j = start(a);
+    EXPECT_TRUE(j.wait_for("READY\n")) << j.errors;
+    EXPECT_EQ(j.report()["uid"], "1234,1234,1234");
+    struct stat placed {}, original {};
+    EXPECT_EQ(::stat((base_ / exec.filename() / id / "root" / exec.filename()).c_str(), &placed), 0);
+    EXPECT_EQ(::stat(exec.c_str(), &original), 0);
+    EXPECT_EQ(j.finish(), 0) << j.errors;
+    return {placed.st_ino == original.st_ino && placed.st_dev == original.st_dev, placed.st_mode & 07777u, placed.st_uid};
+  }
+};
+
+// Root's, runnable by others and writable by root only: hard-linked, not copied (a
+// RelWithDebInfo ember is 38 MiB; a jail per VM copied and later deleted it every time).
+TEST_F(JailerExecFile, ARootOwnedExecutableOnTheJailsFileSystemIsLinked) {
+  Placed p = place("linked", fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                 fs::perms::others_read | fs::perms::others_exec);
+  EXPECT_TRUE(p.linked);
+  EXPECT_EQ(p.mode, 0755u);
+  EXPECT_EQ(p.uid, 0u);
+}
+
+// Anything the jail's uid could not run, or someone but root could change, is copied as
+// root's 0755 instead: the link would share those bits.
+TEST_F(JailerExecFile, AnOwnerOnlyExecutableIsCopiedRunnableByTheJailsUid) {
+  Placed p = place("owner-only", fs::perms::owner_all);
+  EXPECT_FALSE(p.linked);
+  EXPECT_EQ(p.mode, 0755u);
+  EXPECT_EQ(p.uid, 0u);
+}
+
+TEST_F(JailerExecFile, AGroupWritableExecutableIsCopied) {
+  Placed p = place("group-writable", fs::perms::owner_all | fs::perms::group_all | fs::perms::others_read |
+                                         fs::perms::others_exec);
+  EXPECT_FALSE(p.linked);
+  EXPECT_EQ(p.mode, 0755u);
 }
 
 TEST_F(JailerRoot, CgroupV2SettingIsWritten) {
