@@ -10,9 +10,9 @@
 // as the FaaS runtime starts it; QEMU does not by default). Per (variant, N): every VM's time to
 // ready (p50, p99, max), the time until all N were ready, VMs per second (N / that time), the
 // VMMs' resident memory while all N run and the host memory they take (the kernel's part too).
-// `--variants ember_restore --sizes 1000` is the density run: as many clones of one snapshot
-// as the host holds. Writes results.json, results.md and latency.dat (for run.sh's chart; its
-// first line names the columns) into --out.
+// `--density MAX` is the density run instead (perf/fleet/density.h): idle restored clones added
+// a batch at a time and kept alive, as many as the host holds. Writes results.json, results.md
+// and latency.dat (for run.sh's chart; its first line names the columns) into --out.
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,153 +35,17 @@
 #include "perf/echo_vm/process.h"
 #include "perf/echo_vm/qemu.h"
 #include "perf/echo_vm/suite_options.h"
+#include "perf/fleet/density.h"
+#include "perf/fleet/fleet.h"
 
 using json = nlohmann::json;
 using ember::perf::percentile;
 using ember::perf::strprintf;
 using namespace ember::perf::echo_vm;
+using namespace ember::perf::fleet;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Options : SuiteOptions {
-  Options() {
-    timeout_s = 900;  // per fleet: the first spawn to the last echo
-    retry_ms = 25;    // between one VM's echo attempts; N ms when N is larger (N poll at once)
-  }
-  std::vector<int> sizes = {1, 10, 50};
-  int rounds = 3;
-  std::vector<std::string> variants = {"ember_boot", "ember_restore", "qemu_boot"};
-};
-
-enum class Kind { EmberBoot, EmberRestore, QemuBoot };
-
-struct Variant {
-  const char* name;
-  const char* file;  // its name in file names
-  Kind kind;
-};
-
-const std::vector<Variant> kVariants = {{"ember cold boot", "ember_boot", Kind::EmberBoot},
-                                        {"ember restore", "ember_restore", Kind::EmberRestore},
-                                        {"QEMU cold boot", "qemu_boot", Kind::QemuBoot}};
-
-struct Snapshot {
-  std::string snap, mem;
-};
-
-struct Vm {
-  std::unique_ptr<Child> process;
-  std::string api_sock, uds;
-  unsigned cid = 0;
-  double ready_ms = -1;
-  long rss_kib = -1, pss_kib = -1;
-  std::string error;
-};
-
-// One VM's way from spawned to its first echo (run on its own thread, all N at once).
-void await_ready(const Variant& v, Vm& vm, const Snapshot& s, int retry_ms,
-                 Clock::time_point start, Clock::time_point deadline) {
-  if (v.kind == Kind::EmberRestore) {
-    // N of these wait at once: every 2 ms, not every 0.5.
-    if (!wait_for_socket(vm.api_sock, *vm.process, deadline, std::chrono::milliseconds(2))) {
-      vm.error = "no API socket";
-      return;
-    }
-    HttpAnswer a = http_receive(http_send(vm.api_sock, "PUT", "/snapshot/load", load_body(s.snap, "File", s.mem, vm.uds)),
-                                deadline);
-    if (a.status != 204) {
-      vm.error = "PUT /snapshot/load: " + (a.status ? a.text : "no answer");
-      return;
-    }
-  }
-  unsigned cid = vm.cid;
-  EchoAttempt attempt = v.kind == Kind::QemuBoot
-                            ? EchoAttempt([cid, retry_ms](Clock::time_point d) {
-                                return vsock_echo(cid, 5000, kEchoMessage, retry_ms, d);
-                              })
-                            : ember_echo(vm.uds, retry_ms);
-  vm.ready_ms = wait_for_echo(attempt, *vm.process, start, deadline, vm.error);
-}
-
-// The host's memory counters (/proc/meminfo, KiB) that N VMs move: what they take in all
-// (MemAvailable), and the kernel's part (page tables, unreclaimable slab such as KVM's
-// structures, kernel stacks).
-struct HostMemory {
-  long available = 0, page_tables = 0, slab_unreclaimable = 0, kernel_stack = 0;
-
-  static HostMemory now() {
-    HostMemory m;
-    std::ifstream in("/proc/meminfo");
-    std::string key;
-    long kib = 0;
-    while (in >> key >> kib) {
-      if (key == "MemAvailable:") m.available = kib;
-      else if (key == "PageTables:") m.page_tables = kib;
-      else if (key == "SUnreclaim:") m.slab_unreclaimable = kib;
-      else if (key == "KernelStack:") m.kernel_stack = kib;
-      in.ignore(64, '\n');
-    }
-    return m;
-  }
-};
-
-struct Fleet {
-  double all_ready_ms = -1;  // the first spawn -> the last echo; -1 if any VM failed
-  double spawn_ms = 0;       // the first spawn -> the last
-  HostMemory before, ready;  // before the first spawn; once all N answered (or failed)
-  std::vector<Vm> vms;
-};
-
-Fleet run_fleet(const Variant& v, int n, const Options& o, const Snapshot& s, const fs::path& dir) {
-  fs::create_directories(dir);
-  Fleet fleet;
-  fleet.vms.resize(static_cast<size_t>(n));
-  const int retry_ms = std::max(o.retry_ms, n);
-  fleet.before = HostMemory::now();
-  auto start = Clock::now(), deadline = later(start, o.timeout_s);
-  for (int i = 0; i < n; ++i) {
-    Vm& vm = fleet.vms[static_cast<size_t>(i)];
-    const std::string id = std::to_string(i), log = (dir / ("vm-" + id + ".log")).string();
-    vm.uds = (dir / ("v-" + id + ".sock")).string();
-    vm.api_sock = (dir / ("api-" + id + ".sock")).string();
-    vm.cid = 3 + static_cast<unsigned>(i);
-    std::vector<std::string> argv;
-    switch (v.kind) {
-      case Kind::EmberBoot:
-        argv = ember_boot_argv(o.ember, o.guest, o.vcpus, o.mem_mib, vm.uds, (dir / ("timings-" + id + ".json")).string());
-        argv.insert(argv.end(), {"--prefault", "off"});
-        break;
-      case Kind::EmberRestore:
-        argv = {o.ember, "--api-sock", vm.api_sock};
-        break;
-      case Kind::QemuBoot:
-        argv = qemu_argv({o.qemu, o.guest + "/bzImage", o.guest + "/initramfs.cpio.gz", guest_cmdline(), o.vcpus,
-                          o.mem_mib, vm.cid},
-                         (dir / ("qmp-" + id + ".sock")).string(), "");
-        break;
-    }
-    vm.process = std::make_unique<Child>(argv, log);
-  }
-  fleet.spawn_ms = ms_between(start, Clock::now());
-  std::vector<std::thread> waiters;
-  for (Vm& vm : fleet.vms) waiters.emplace_back([&, start, deadline] { await_ready(v, vm, s, retry_ms, start, deadline); });
-  for (auto& t : waiters) t.join();
-  bool all = std::all_of(fleet.vms.begin(), fleet.vms.end(), [](const Vm& vm) { return vm.error.empty(); });
-  if (all) {
-    for (const Vm& vm : fleet.vms) fleet.all_ready_ms = std::max(fleet.all_ready_ms, vm.ready_ms);
-  }
-  // Memory while all N still run.
-  fleet.ready = HostMemory::now();
-  for (Vm& vm : fleet.vms) {
-    if (!vm.error.empty()) continue;
-    vm.rss_kib = ember::perf::smaps_rollup_kib(vm.process->pid(), "Rss");
-    vm.pss_kib = ember::perf::smaps_rollup_kib(vm.process->pid(), "Pss");
-  }
-  for (Vm& vm : fleet.vms) vm.process->terminate();
-  for (Vm& vm : fleet.vms) vm.process->wait(60);
-  return fleet;
-}
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -189,6 +53,9 @@ Options parse(int argc, char** argv) {
     if (o.take(flags)) continue;
     if (flags.is("--sizes")) o.sizes = ember::perf::int_list(flags.value(), "--sizes", 1, 1000);
     else if (flags.is("--rounds")) o.rounds = std::stoi(flags.value());
+    else if (flags.is("--density")) o.density = std::stoi(flags.value());
+    else if (flags.is("--batch")) o.batch = std::stoi(flags.value());
+    else if (flags.is("--density-floor-mib")) o.density_floor_mib = std::stoi(flags.value());
     else if (flags.is("--variants")) {
       o.variants.clear();
       std::stringstream ss(flags.value());
@@ -202,6 +69,10 @@ Options parse(int argc, char** argv) {
   }
   if (o.ember.empty() || o.guest.empty()) throw std::runtime_error("--ember and --guest are required");
   if (o.rounds < 1) throw std::runtime_error("--rounds must be at least 1");
+  if (o.density < 0 || o.batch < 1 || o.density_floor_mib < 0) {
+    throw std::runtime_error("--density must be 0 (no density run) or more, --batch at least 1, --density-floor-mib 0 or more");
+  }
+  if (o.density > 0) o.no_qemu = true;  // the density run is ember's restores alone
   if (std::find(o.variants.begin(), o.variants.end(), "qemu_boot") == o.variants.end()) o.no_qemu = true;
   return o;
 }
@@ -270,7 +141,8 @@ int main(int argc, char** argv) {
   std::optional<Options> parsed = ember::perf::parse_command_line(
       argc, argv, "fleet_bench",
       "fleet_bench --ember BIN --guest DIR [--sizes 1,10,50] [--rounds N] [--out DIR] [--mem-mib N] [--vcpus N]"
-      " [--timeout S] [--retry-ms MS] [--variants ember_boot,ember_restore,qemu_boot] [--qemu BIN | --no-qemu]",
+      " [--timeout S] [--retry-ms MS] [--variants ember_boot,ember_restore,qemu_boot] [--qemu BIN | --no-qemu]\n"
+      "       fleet_bench --ember BIN --guest DIR --density MAX [--batch N] [--density-floor-mib MIB] [--out DIR] ...",
       parse);
   if (!parsed) return 2;
   Options o = *parsed;
@@ -297,6 +169,13 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (o.density > 0) {
+    int rc = run_density(o, snapshot, dir);
+    std::cout << std::ifstream(o.out + "/density.md").rdbuf();
+    fs::remove_all(dir);
+    return rc;
+  }
+
   std::vector<Variant> variants;
   std::copy_if(kVariants.begin(), kVariants.end(), std::back_inserter(variants),
                [&](const Variant& v) {
@@ -317,9 +196,7 @@ int main(int argc, char** argv) {
         fs::path fleet_dir = dir / (std::string(v.file) + "-" + std::to_string(n) + "-" + std::to_string(round));
         Fleet f = run_fleet(v, n, o, snapshot, fleet_dir);
         const double host_kib = double(f.before.available - f.ready.available) / n;
-        const double kernel_kib = double(f.ready.page_tables - f.before.page_tables +
-                                         f.ready.slab_unreclaimable - f.before.slab_unreclaimable +
-                                         f.ready.kernel_stack - f.before.kernel_stack) / n;
+        const double kernel_kib = double(f.ready.kernel_since(f.before)) / n;
         json record = {{"round", round}, {"variant", v.name}, {"n", n}, {"all_ready_ms", f.all_ready_ms},
                        {"spawn_ms", f.spawn_ms}, {"host_kib_per_vm", host_kib}, {"kernel_kib_per_vm", kernel_kib},
                        {"page_tables_kib", {f.before.page_tables, f.ready.page_tables}},

@@ -7,6 +7,9 @@
 # Without a usable QEMU (qemu-system-x86_64 on PATH, /dev/vhost-vsock) it fails saying why:
 # pass --no-qemu to measure ember alone.
 #   usage: perf/fleet/run.sh [--out DIR] [fleet_bench flags, e.g. --sizes 1,10 --rounds 5 --no-qemu]
+# The density run instead: perf/fleet/run.sh --density 1000 [--batch 10] (density.md, .json,
+# density.png: host memory per clone and the idle clones' CPU against the clones alive); give the
+# emulated host more memory with EMBER_MEASURE_MEM (MiB).
 # The default run takes about an hour in the emulated host: EMBER_MEASURE_TIMEOUT=5400 is set
 # unless given.
 set -euo pipefail
@@ -19,7 +22,7 @@ if [[ ${1:-} == --out ]]; then out=$2; shift 2; fi
 guest=$("$src/guest/build.sh")
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -f "$out/latency.dat" "$out/latency.png"
+rm -f "$out"/latency.{dat,png} "$out"/density.{dat,png,md,json}
 tool=$src/build/perf/fleet/fleet_bench
 
 measure "fleet perf" "$out" "$tool" --ember "$src/build/ember" --guest "$guest" "$@"
@@ -40,4 +43,23 @@ plot for [i=2:$columns] '$out/latency.dat' using 1:i with linespoints lw 2 lc ((
 GP
   echo "chart in $out/latency.png" >&2
 fi
-cat "$out/results.md"
+if command -v gnuplot >/dev/null && [[ -s $out/density.dat ]]; then
+  gnuplot <<GP
+set terminal pngcairo size 1000,560
+set output '$out/density.png'
+set title "Idle restored clones kept alive at once, $(date -u +%F)"
+set xlabel 'clones alive'
+set ylabel 'host MiB per clone'
+set y2label 'CPU of the idle clones (cores)'
+set ytics nomirror
+set y2tics
+set yrange [0:*]
+set y2range [0:*]
+set key outside right top
+set grid
+plot '$out/density.dat' using 1:2 with linespoints lw 2 title columnheader(2), \
+     '' using 1:3 axes x1y2 with linespoints lw 2 title columnheader(3)
+GP
+  echo "chart in $out/density.png" >&2
+fi
+if [[ -s $out/density.md ]]; then cat "$out/density.md"; else cat "$out/results.md"; fi
