@@ -231,6 +231,7 @@ void VirtioDevices::collect_metrics(MetricGroups& out) const {
     counters["interrupts"] = t->interrupt().raised();
     t->device().report_metrics([&](std::string_view name, uint64_t value) { counters[std::string(name)] = value; });
   }
+  add_device_totals(out);
 }
 
 void VirtioDevices::add(std::unique_ptr<virtio::MmioTransport> transport, VmFd& vm, Bus& mmio) {

@@ -120,6 +120,16 @@ TEST(RateLimit, LimitedDriveReadsNoFasterThanItsLimitAndPatchLiftsALimit) {
   EXPECT_GT(last_metric(m, "block_limited", "rate_limiter_throttled_events"), 0u) << m;
   EXPECT_NE(last_metric(m, "block_limited", "rate_limiter_throttled_events"), ~0ull) << m;
   EXPECT_EQ(last_metric(m, "block_free", "rate_limiter_throttled_events"), 0u) << m;
+  // Firecracker's names, and its "block" group summing the drives.
+  EXPECT_GE(last_metric(m, "block_limited", "read_bytes"), 4194304u) << m;
+  EXPECT_GE(last_metric(m, "block_free", "read_count"), 1u) << m;
+  EXPECT_NE(last_metric(m, "block_free", "read_count"), ~0ull) << m;
+  EXPECT_EQ(last_metric(m, "block", "read_bytes"), last_metric(m, "block_limited", "read_bytes") +
+                                                       last_metric(m, "block_free", "read_bytes") +
+                                                       last_metric(m, "block_patched", "read_bytes")) << m;
+  EXPECT_EQ(last_metric(m, "block", "rate_limiter_throttled_events"),
+            last_metric(m, "block_limited", "rate_limiter_throttled_events") +
+                last_metric(m, "block_patched", "rate_limiter_throttled_events")) << m;
   std::printf("guest read times (s): limited %.2f, free %.2f, patched %.2f\n", t["limited"], t["free"], t["patched"]);
   fs::remove_all(dir);
 }
@@ -201,6 +211,13 @@ TEST(RateLimit, LimitedInterfaceMovesNoFasterThanItsLimitBothWaysAndPatchLiftsIt
   EXPECT_GT(last_metric(m, "net_eth0", "rx_rate_limiter_throttled"), 0u) << m;
   EXPECT_NE(last_metric(m, "net_eth0", "rx_rate_limiter_throttled"), ~0ull) << m;
   EXPECT_GT(last_metric(m, "net_eth0", "tx_rate_limiter_throttled"), 0u) << m;
+  // Firecracker's names and its "net" group (one interface: the same figures).
+  EXPECT_GE(last_metric(m, "net_eth0", "rx_bytes_count"), 2 * 4194304u) << m;  // down, then down after the PATCH
+  EXPECT_NE(last_metric(m, "net_eth0", "rx_bytes_count"), ~0ull) << m;
+  EXPECT_GE(last_metric(m, "net_eth0", "tx_bytes_count"), 4194304u) << m;
+  EXPECT_NE(last_metric(m, "net_eth0", "tx_bytes_count"), ~0ull) << m;
+  EXPECT_EQ(last_metric(m, "net", "rx_bytes_count"), last_metric(m, "net_eth0", "rx_bytes_count")) << m;
+  EXPECT_EQ(last_metric(m, "net", "tx_packets_count"), last_metric(m, "net_eth0", "tx_packets_count")) << m;
   std::printf("guest transfer times (s): down %.2f, up %.2f, down after PATCH %.2f (4 MiB; limit 1 MiB/s)\n",
               t["down"], t["up"], t["patched"]);
   fs::remove_all(dir);

@@ -14,6 +14,7 @@
 
 #include "base/util/error.h"
 #include "base/util/log.h"
+#include "vmm/metrics.h"
 #include "vmm/metrics_writer.h"
 
 namespace ember {
@@ -98,6 +99,26 @@ TEST(Metrics, OneJsonObjectPerLine) {
   EXPECT_EQ(j.at("utc_timestamp_ms"), 1234);
   EXPECT_EQ(j.at("vcpu").at("exit_io"), 7);
   EXPECT_EQ(j.at("block_\"odd\"").at("read_bytes"), 4096);
+}
+
+// Firecracker's "block" and "net" groups: every drive's, every interface's counters summed by
+// name; other groups untouched, no empty aggregate when there is no such device.
+TEST(Metrics, DeviceTotalsSumEachKindOfDevice) {
+  MetricGroups g = {{"block_rootfs", {{"read_bytes", 4096}, {"read_count", 1}}},
+                    {"block_scratch", {{"read_bytes", 512}, {"execute_fails", 2}}},
+                    {"net_eth0", {{"rx_bytes_count", 100}}},
+                    {"net_eth1", {{"rx_bytes_count", 23}, {"tap_write_fails", 1}}},
+                    {"vsock", {{"conns_added", 3}}},
+                    {"vcpu", {{"exit_io", 9}}}};
+  add_device_totals(g);
+  EXPECT_EQ(g["block"], (std::map<std::string, uint64_t>{{"read_bytes", 4608}, {"read_count", 1}, {"execute_fails", 2}}));
+  EXPECT_EQ(g["net"], (std::map<std::string, uint64_t>{{"rx_bytes_count", 123}, {"tap_write_fails", 1}}));
+  EXPECT_EQ(g["block_rootfs"]["read_bytes"], 4096u);  // the per-device groups stay
+  EXPECT_EQ(g["vsock"], (std::map<std::string, uint64_t>{{"conns_added", 3}}));
+  EXPECT_EQ(g.size(), 8u);
+  MetricGroups none = {{"vcpu", {{"exit_io", 1}}}};
+  add_device_totals(none);
+  EXPECT_EQ(none.size(), 1u);
 }
 
 TEST(Metrics, WriterFlushesOnDemandAndPeriodically) {

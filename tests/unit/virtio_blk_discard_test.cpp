@@ -162,7 +162,7 @@ TEST_P(BlkDiscard, ABackingFileThatCannotZeroGivesIoErr) {
   }
   BlkHarness h(GetParam(), false, 4096, "zero", [&](BlockDeviceOptions& o) { o.path = path; });
   EXPECT_EQ(h.request(kTypeWriteZeroes, 0, {segment(h, 0, 8, 0)}, {}), kStatusIoErr);
-  EXPECT_EQ(h.metric("errors"), 1u);
+  EXPECT_EQ(h.metric("execute_fails"), 1u);
   EXPECT_EQ(test::read_file(path), std::string(8192, 'z'));
   Buffer back = h.driver.alloc(512);
   EXPECT_EQ(h.request(kTypeIn, 0, {}, {back}), kStatusOk);

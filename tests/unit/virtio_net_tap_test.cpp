@@ -154,8 +154,8 @@ TEST(NetTap, ArpRequestOutAndTheKernelsReplyBack) {
   EXPECT_EQ(tx.used_idx(), 2);
   uint64_t tx_packets = 0, tx_errors = 0;
   device.report_metrics([&](std::string_view n, uint64_t v) {
-    if (n == "tx_packets") tx_packets = v;
-    if (n == "tx_errors") tx_errors = v;
+    if (n == "tx_packets_count") tx_packets = v;
+    if (n == "tap_write_fails") tx_errors = v;
   });
   EXPECT_EQ(tx_packets, 1u);
   EXPECT_EQ(tx_errors, 1u);

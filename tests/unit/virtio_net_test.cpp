@@ -233,8 +233,8 @@ TEST(NetDevice, TxPacketsReachTheTapWholeAndComeBackEmpty) {
   ASSERT_EQ(h.tx.used_idx(), 1);
   EXPECT_EQ(h.tx.used(0).len, 0u);
   EXPECT_EQ(h.host_receives(), f);
-  EXPECT_EQ(h.metric("tx_packets"), 1u);
-  EXPECT_EQ(h.metric("tx_bytes"), 1000u);
+  EXPECT_EQ(h.metric("tx_packets_count"), 1u);
+  EXPECT_EQ(h.metric("tx_bytes_count"), 1000u);
   EXPECT_GT(h.interrupt.raised(), 0u);
 }
 
@@ -258,8 +258,8 @@ TEST(NetDevice, SmallTxFramesAreWrittenAtOnceAndLargeOnesThroughTheRing) {
   h.guest_sends(small);
   EXPECT_EQ(h.tx.used_idx(), 1) << "written and returned before any io_uring completion";
   EXPECT_EQ(h.host_receives(), small);
-  EXPECT_EQ(h.metric("tx_packets"), 1u);
-  EXPECT_EQ(h.metric("tx_bytes"), 100u);
+  EXPECT_EQ(h.metric("tx_packets_count"), 1u);
+  EXPECT_EQ(h.metric("tx_bytes_count"), 100u);
   EXPECT_GT(h.interrupt.raised(), 0u);
   auto large = NetHarness::frame(3000);
   h.guest_sends(large);
@@ -299,8 +299,8 @@ TEST(NetDevice, MalformedTxChainsAreCountedAndCompleted) {
   h.tx.add({}, {w});
   h.device->process_queue(kTxQueue);
   EXPECT_EQ(h.tx.used_idx(), 4);
-  EXPECT_EQ(h.metric("tx_malformed"), 4u);
-  EXPECT_EQ(h.metric("tx_packets"), 0u);
+  EXPECT_EQ(h.metric("tx_malformed_frames"), 4u);
+  EXPECT_EQ(h.metric("tx_packets_count"), 0u);
   pollfd p{h.peer.get(), POLLIN, 0};
   EXPECT_EQ(::poll(&p, 1, 50), 0);
 }
@@ -310,10 +310,10 @@ TEST(NetDevice, TxTheTapRefusesCountsAnErrorAndCompletes) {
   h.guest_sends(NetHarness::frame(20000));
   h.pump([&] { return h.tx.used_idx() == 1; });
   ASSERT_EQ(h.tx.used_idx(), 1);
-  EXPECT_EQ(h.metric("tx_errors"), 1u);
+  EXPECT_EQ(h.metric("tap_write_fails"), 1u);
   h.guest_sends(NetHarness::frame(100));
   h.pump([&] { return h.tx.used_idx() == 2; });
-  EXPECT_EQ(h.metric("tx_packets"), 1u);
+  EXPECT_EQ(h.metric("tx_packets_count"), 1u);
 }
 
 // Found by mmio_transport_fuzz: with the host not reading, TX writes stay in flight and
@@ -344,8 +344,8 @@ TEST(NetDevice, RxPacketFitsOneBufferWithNumBuffersOne) {
   ASSERT_EQ(got.size(), f.size());
   EXPECT_EQ(header_at(got).num_buffers, 1);
   EXPECT_TRUE(std::equal(got.begin() + kNetHeaderSize, got.end(), f.begin() + kNetHeaderSize));
-  EXPECT_EQ(h.metric("rx_packets"), 1u);
-  EXPECT_EQ(h.metric("rx_bytes"), 100u);
+  EXPECT_EQ(h.metric("rx_packets_count"), 1u);
+  EXPECT_EQ(h.metric("rx_bytes_count"), 100u);
 }
 
 TEST(NetDevice, LargeRxPacketSpreadsOverMergeableBuffers) {
@@ -373,9 +373,9 @@ TEST(NetDevice, RxStallsWithoutBuffersAndResumesWhenTheDriverAddsSome) {
   auto a = NetHarness::frame(3000), b = NetHarness::frame(50);
   h.host_sends(a);
   h.host_sends(b);
-  h.pump([&] { return h.metric("rx_no_buffer") > 0; });
+  h.pump([&] { return h.metric("no_rx_avail_buffer") > 0; });
   EXPECT_EQ(h.rx.used_idx(), 0);
-  EXPECT_EQ(h.metric("rx_no_buffer"), 1u);
+  EXPECT_EQ(h.metric("no_rx_avail_buffer"), 1u);
   // One buffer is not enough for the 3000-byte packet: it is held, not used.
   h.add_rx(2048);
   h.device->process_queue(kRxQueue);
@@ -387,7 +387,7 @@ TEST(NetDevice, RxStallsWithoutBuffersAndResumesWhenTheDriverAddsSome) {
   EXPECT_EQ(header_at(h.received(0, 2)).num_buffers, 2);
   EXPECT_EQ(h.received(0, 2).size(), a.size());
   EXPECT_EQ(h.received(2, 1).size(), b.size());
-  EXPECT_EQ(h.metric("rx_packets"), 2u);
+  EXPECT_EQ(h.metric("rx_packets_count"), 2u);
 }
 
 // Packets already in the tap when buffers arrive go to the guest at once, read without
@@ -403,7 +403,7 @@ TEST_P(RxBatch, PacketsTheTapHoldsAreReadAtOnceInBoundedBatches) {
   std::vector<std::vector<uint8_t>> frames;
   for (int i = 0; i < 40; ++i) frames.push_back(NetHarness::frame(200 + i));
   h.host_sends(frames[0]);
-  h.pump([&] { return h.metric("rx_no_buffer") > 0; });  // read by the ring, waits for buffers
+  h.pump([&] { return h.metric("no_rx_avail_buffer") > 0; });  // read by the ring, waits for buffers
   for (int i = 1; i < 40; ++i) h.host_sends(frames[i]);
   h.add_rx(1526, 60);
   uint64_t interrupts = h.interrupt.raised();
@@ -419,8 +419,8 @@ TEST_P(RxBatch, PacketsTheTapHoldsAreReadAtOnceInBoundedBatches) {
     EXPECT_EQ(header_at(got).num_buffers, 1) << i;
     EXPECT_TRUE(std::equal(got.begin() + kNetHeaderSize, got.end(), frames[i].begin() + kNetHeaderSize)) << i;
   }
-  EXPECT_EQ(h.metric("rx_packets"), 40u);
-  EXPECT_EQ(h.metric("rx_errors"), 0u);
+  EXPECT_EQ(h.metric("rx_packets_count"), 40u);
+  EXPECT_EQ(h.metric("rx_fails"), 0u);
 }
 // Large frames (TCP with GSO) are not batched: each goes to the guest with its own interrupt,
 // the guest taking it in while ember reads the next, instead of 32 of them (2 MiB) at once.
@@ -428,14 +428,14 @@ TEST_P(RxBatch, LargeFramesAreReadOneAtATime) {
   NetHarness h(kAllOffloads, 0, [](NetDeviceOptions& o) { o.nowait_reads = GetParam(); });
   std::vector<uint8_t> large = NetHarness::frame(20000), small = NetHarness::frame(100);
   h.host_sends(large);
-  h.pump([&] { return h.metric("rx_no_buffer") > 0; });
+  h.pump([&] { return h.metric("no_rx_avail_buffer") > 0; });
   for (int i = 1; i < 8; ++i) h.host_sends(i < 4 ? large : small);
   h.add_rx(20100, 8);
   h.device->process_queue(kRxQueue);
   EXPECT_EQ(h.rx.used_idx(), 1) << "the waiting frame only";
   h.pump([&] { return h.rx.used_idx() == 8; });
   EXPECT_EQ(h.rx.used_idx(), 8);
-  EXPECT_EQ(h.metric("rx_packets"), 8u);
+  EXPECT_EQ(h.metric("rx_packets_count"), 8u);
 }
 
 INSTANTIATE_TEST_SUITE_P(NetDevice, RxBatch, testing::Bool(),
@@ -451,7 +451,7 @@ TEST(NetDevice, RxBufferTooShortForTheHeaderIsReturnedEmpty) {
   ASSERT_EQ(h.rx.used_idx(), 2);
   EXPECT_EQ(h.rx.used(0).len, 0u);
   EXPECT_EQ(h.rx.used(1).len, kNetHeaderSize + 60);
-  EXPECT_EQ(h.metric("rx_errors"), 1u);
+  EXPECT_EQ(h.metric("rx_fails"), 1u);
 }
 
 TEST(NetDevice, WithoutMergeableBuffersATooSmallBufferDropsThePacketAndIsKept) {
@@ -479,7 +479,7 @@ TEST(NetDevice, RxOffloadsTheDriverRefusedAreDroppedAndFlagsCleared) {
   h.pump([&] { return h.rx.used_idx() == 1; });
   ASSERT_EQ(h.rx.used_idx(), 1);
   EXPECT_EQ(header_at(h.received(0, 1)).flags, 0);
-  EXPECT_EQ(h.metric("rx_errors"), 1u);
+  EXPECT_EQ(h.metric("rx_fails"), 1u);
 }
 
 TEST(NetDevice, BuffersTooSmallTogetherDropThePacketInsteadOfWaitingForever) {
@@ -533,7 +533,7 @@ TEST(NetRateLimit, TxFramesWaitForTheLimiterInOrder) {
     EXPECT_EQ(h.host_receives(), frames[i]);
   }
   EXPECT_EQ(h.metric("tx_rate_limiter_throttled"), 2u);
-  EXPECT_EQ(h.metric("tx_packets"), 3u);
+  EXPECT_EQ(h.metric("tx_packets_count"), 3u);
 }
 
 TEST(NetRateLimit, ThrottledRxStopsReadingTheTapUntilTheTimer) {
@@ -563,7 +563,7 @@ TEST(NetRateLimit, ThrottledRxStopsReadingTheTapUntilTheTimer) {
     ASSERT_EQ(got.size(), frames[i].size()) << i;
     EXPECT_TRUE(std::equal(got.begin() + kNetHeaderSize, got.end(), frames[i].begin() + kNetHeaderSize)) << i;
   }
-  EXPECT_EQ(h.metric("rx_packets"), 3u);
+  EXPECT_EQ(h.metric("rx_packets_count"), 3u);
 }
 
 TEST(NetRateLimit, UpdateReleasesWhatWaits) {

@@ -59,7 +59,7 @@ TEST(VsockDevice, GuestConnectsToHostListener) {
   EXPECT_EQ(got[0].h.op, kOpRst);
   EXPECT_EQ(read_some(host.get()), "");  // EOF
   EXPECT_EQ(t.device->connection_count(), 0u);
-  EXPECT_EQ(t.metric("connections_opened"), 1u);
+  EXPECT_EQ(t.metric("conns_added"), 1u);
 }
 
 TEST(VsockDevice, GuestConnectWithoutListenerGetsRst) {
@@ -150,7 +150,7 @@ TEST(VsockDevice, CreditRequestAnsweredAndOverrunReset) {
   got = t.received();
   ASSERT_FALSE(got.empty());
   EXPECT_EQ(got.back().h.op, kOpRst);
-  EXPECT_GE(t.metric("connections_reset"), 1u);
+  EXPECT_GE(t.metric("conns_killed"), 1u);
 }
 
 TEST(VsockDevice, HostilePacketsAnsweredAndCounted) {

@@ -413,16 +413,16 @@ void BlockDevice::restore_state(snapshot::StateReader& in) {
 
 void BlockDevice::report_metrics(const MetricSink& sink) const {
   auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
-  sink("read_requests", get(counters_.read_requests));
-  sink("write_requests", get(counters_.write_requests));
-  sink("flush_requests", get(counters_.flush_requests));
+  sink("read_count", get(counters_.read_requests));
+  sink("write_count", get(counters_.write_requests));
+  sink("flush_count", get(counters_.flush_requests));
   sink("discard_requests", get(counters_.discard_requests));
   sink("write_zeroes_requests", get(counters_.write_zeroes_requests));
   sink("other_requests", get(counters_.other_requests));
   sink("read_bytes", get(counters_.read_bytes));
   sink("write_bytes", get(counters_.write_bytes));
-  sink("errors", get(counters_.errors));
-  sink("malformed_requests", get(counters_.malformed));
+  sink("execute_fails", get(counters_.errors));
+  sink("invalid_reqs_count", get(counters_.malformed));
   sink("rate_limiter_throttled_events", get(counters_.throttled));
 }
 

@@ -461,17 +461,17 @@ void NetDevice::signal_if_needed() {
 
 void NetDevice::report_metrics(const MetricSink& sink) const {
   const Counters& c = counters_;
-  sink("rx_packets", c.rx_packets.load(std::memory_order_relaxed));
-  sink("rx_bytes", c.rx_bytes.load(std::memory_order_relaxed));
+  sink("rx_packets_count", c.rx_packets.load(std::memory_order_relaxed));
+  sink("rx_bytes_count", c.rx_bytes.load(std::memory_order_relaxed));
   sink("rx_gso_packets", c.rx_gso.load(std::memory_order_relaxed));
-  sink("rx_errors", c.rx_errors.load(std::memory_order_relaxed));
+  sink("rx_fails", c.rx_errors.load(std::memory_order_relaxed));
   sink("rx_dropped", c.rx_dropped.load(std::memory_order_relaxed));
-  sink("rx_no_buffer", c.rx_no_buffer.load(std::memory_order_relaxed));
-  sink("tx_packets", c.tx_packets.load(std::memory_order_relaxed));
-  sink("tx_bytes", c.tx_bytes.load(std::memory_order_relaxed));
+  sink("no_rx_avail_buffer", c.rx_no_buffer.load(std::memory_order_relaxed));
+  sink("tx_packets_count", c.tx_packets.load(std::memory_order_relaxed));
+  sink("tx_bytes_count", c.tx_bytes.load(std::memory_order_relaxed));
   sink("tx_tso_packets", c.tx_tso.load(std::memory_order_relaxed));
-  sink("tx_errors", c.tx_errors.load(std::memory_order_relaxed));
-  sink("tx_malformed", c.tx_malformed.load(std::memory_order_relaxed));
+  sink("tap_write_fails", c.tx_errors.load(std::memory_order_relaxed));
+  sink("tx_malformed_frames", c.tx_malformed.load(std::memory_order_relaxed));
   sink("tx_throttled", c.tx_throttled.load(std::memory_order_relaxed));
   sink("rx_rate_limiter_throttled", c.rx_rate_limited.load(std::memory_order_relaxed));
   sink("tx_rate_limiter_throttled", c.tx_rate_limited.load(std::memory_order_relaxed));

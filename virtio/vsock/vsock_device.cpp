@@ -145,13 +145,13 @@ void VsockDevice::process_queue(uint16_t index) {
 }
 
 void VsockDevice::report_metrics(const MetricSink& sink) const {
-  sink("connections_opened", counters_.opened.load(std::memory_order_relaxed));
-  sink("connections_closed", counters_.closed.load(std::memory_order_relaxed));
-  sink("connections_reset", counters_.reset.load(std::memory_order_relaxed));
-  sink("rx_packets", counters_.rx_packets.load(std::memory_order_relaxed));
-  sink("tx_packets", counters_.tx_packets.load(std::memory_order_relaxed));
-  sink("rx_bytes", counters_.rx_bytes.load(std::memory_order_relaxed));
-  sink("tx_bytes", counters_.tx_bytes.load(std::memory_order_relaxed));
+  sink("conns_added", counters_.opened.load(std::memory_order_relaxed));
+  sink("conns_removed", counters_.closed.load(std::memory_order_relaxed));
+  sink("conns_killed", counters_.reset.load(std::memory_order_relaxed));
+  sink("rx_packets_count", counters_.rx_packets.load(std::memory_order_relaxed));
+  sink("tx_packets_count", counters_.tx_packets.load(std::memory_order_relaxed));
+  sink("rx_bytes_count", counters_.rx_bytes.load(std::memory_order_relaxed));
+  sink("tx_bytes_count", counters_.tx_bytes.load(std::memory_order_relaxed));
   sink("errors", counters_.errors.load(std::memory_order_relaxed));
   sink("control_dropped", counters_.dropped.load(std::memory_order_relaxed));
 }
