@@ -165,6 +165,7 @@ FunctionSpec EmberVm::placed_image(const FunctionSpec& spec) {
   p.kernel = place(spec.kernel, "vmlinux", gid_);
   if (!spec.initramfs.empty()) p.initramfs = place(spec.initramfs, "initramfs", gid_);
   if (!spec.rootfs.empty()) p.rootfs = place(spec.rootfs, "rootfs", gid_);
+  if (!spec.code.empty()) p.code = place(spec.code, "code", gid_);
   return p;
 }
 
@@ -197,6 +198,10 @@ void EmberVm::cold_boot(const FunctionSpec& function, Deadline deadline) {
   if (!spec.rootfs.empty()) {
     json d = {{"drive_id", "rootfs"}, {"path_on_host", spec.rootfs}, {"is_root_device", true}, {"is_read_only", true}};
     call("PUT", "/drives/rootfs", d.dump(), deadline);
+  }
+  if (!spec.code.empty()) {
+    json d = {{"drive_id", "code"}, {"path_on_host", spec.code}, {"is_root_device", false}, {"is_read_only", true}};
+    call("PUT", "/drives/code", d.dump(), deadline);
   }
   call("PUT", "/actions", json{{"action_type", "InstanceStart"}}.dump(), deadline);
 }
@@ -236,6 +241,12 @@ void EmberVm::restore(const std::string& snapshot_path, const std::string& mem_p
                {"resume_vm", true},
                {"vsock_override", {{"uds_path", vsock_in_vm_}}}};
   call("PUT", "/snapshot/load", load.dump(), deadline);
+}
+
+void EmberVm::swap_code(const std::string& host_path, const std::string& name, Deadline deadline) {
+  using nlohmann::json;
+  json d = {{"drive_id", "code"}, {"path_on_host", place(host_path, name, gid_)}};
+  call("PATCH", "/drives/code", d.dump(), deadline);
 }
 
 std::string EmberVm::log_tail() const {

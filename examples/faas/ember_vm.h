@@ -61,6 +61,10 @@ class EmberVm {
   void restore(const std::string& snapshot_path, const std::string& mem_path, const FunctionSpec& spec,
                Deadline deadline);
 
+  // Points the VM's "code" drive at `host_path` (PATCH /drives/code with path_on_host; jailed,
+  // the file is placed in the chroot as `name` first); the guest sees a configuration change.
+  void swap_code(const std::string& host_path, const std::string& name, Deadline deadline);
+
   // False once the ember process has exited (it is reaped then).
   bool alive();
   // Kills the process now (the destructor still reaps it and removes the folder).

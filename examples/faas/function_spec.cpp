@@ -1,5 +1,6 @@
 #include "examples/faas/function_spec.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/json_fields.h"
@@ -23,6 +24,14 @@ void check_readable(const std::string& path, const std::string& field) {
   if (access(path.c_str(), R_OK) != 0) fail(field, ": cannot read '", path, "': ", std::strerror(errno));
 }
 
+// A code file becomes a virtio-blk drive: a regular file of at least one 512-byte sector.
+void check_code_file(const std::string& path, const std::string& field) {
+  check_readable(path, field);
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) fail(field, ": '", path, "' is not a regular file");
+  if (st.st_size < 512) fail(field, ": '", path, "' is ", st.st_size, " bytes; a drive needs at least 512");
+}
+
 }  // namespace
 
 FunctionSpec parse_function_spec(const std::string& body) {
@@ -33,6 +42,7 @@ FunctionSpec parse_function_spec(const std::string& body) {
   s.kernel = f.required(f.string("kernel"), "kernel");
   s.initramfs = f.string("initramfs").value_or("");
   s.rootfs = f.string("rootfs").value_or("");
+  s.code = f.string("code").value_or("");
   s.mem_mib = f.integer("mem_mib", 16, 32768).value_or(s.mem_mib);
   s.vcpus = f.integer("vcpus", 1, 32).value_or(s.vcpus);
   s.handler = f.required(f.string("handler"), "handler");
@@ -49,7 +59,18 @@ FunctionSpec parse_function_spec(const std::string& body) {
   check_readable(s.kernel, f.name("kernel"));
   if (!s.initramfs.empty()) check_readable(s.initramfs, f.name("initramfs"));
   if (!s.rootfs.empty()) check_readable(s.rootfs, f.name("rootfs"));
+  if (!s.code.empty()) check_code_file(s.code, f.name("code"));
   return s;
+}
+
+std::string parse_code_update(const std::string& body) {
+  nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded()) fail("code: the body is not JSON");
+  Fields f(j, "code");
+  std::string path = f.required(f.string("code"), "code");
+  f.done();
+  check_code_file(path, f.name("code"));
+  return path;
 }
 
 }  // namespace ember::faas

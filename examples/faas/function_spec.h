@@ -11,6 +11,8 @@ struct FunctionSpec {
   std::string kernel;
   std::string initramfs;  // one of initramfs and rootfs
   std::string rootfs;     // an ext4 image with the agent as /init, read-only root drive
+  std::string code;       // optional: a file the handler reads as the block device $FAAS_CODE (a
+                          // read-only drive "code"); PUT /functions/NAME/code swaps it (no new snapshot)
   uint32_t mem_mib = 128;
   uint32_t vcpus = 1;
   std::string handler;    // run as /bin/sh -c HANDLER in the guest
@@ -27,5 +29,9 @@ bool valid_function_name(const std::string& name);
 // types, out-of-range numbers, a missing kernel or handler, neither or both of initramfs and
 // rootfs, image paths that are not readable files.
 FunctionSpec parse_function_spec(const std::string& body);
+
+// Parses PUT /functions/NAME/code's body, {"code": "/path"}: the new code file's path. Throws
+// Error naming the field (unknown fields, a missing or unreadable file).
+std::string parse_code_update(const std::string& body);
 
 }  // namespace ember::faas

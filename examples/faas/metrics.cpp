@@ -63,6 +63,8 @@ std::string Metrics::render(const Gauges& g) const {
   counter(out, "faas_cold_boots_total", "VMs cold-booted (one per function snapshot)", cold_boots);
   counter(out, "faas_snapshots_total", "Full snapshots taken", snapshots);
   counter(out, "faas_restores_total", "VMs restored from a function's snapshot", restores);
+  counter(out, "faas_code_updates_total", "new code versions registered (PUT /functions/NAME/code)", code_updates);
+  counter(out, "faas_code_swaps_total", "VMs whose code drive was swapped to a newer version", code_swaps);
   counter(out, "faas_vm_start_failures_total", "cold boots or restores that failed", start_failures);
   counter(out, "faas_vms_stopped_total", "VMs stopped (keep-alive over, discarded, deleted)", vms_stopped);
   counter(out, "faas_invocations_total", "invocations answered by a handler", invocations);

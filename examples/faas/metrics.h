@@ -37,6 +37,7 @@ struct Gauges {
 class Metrics {
  public:
   std::atomic<uint64_t> cold_boots{0}, restores{0}, snapshots{0}, start_failures{0};
+  std::atomic<uint64_t> code_updates{0}, code_swaps{0};
   std::atomic<uint64_t> invocations{0}, handler_timeouts{0}, agent_failures{0}, rejected_queue_full{0};
   std::atomic<uint64_t> vms_stopped{0};
   Histogram invoke_ms[3];  // by VmKind: from the request read to the answer ready

@@ -29,6 +29,13 @@ ApiResponse route(Runtime& runtime, const HttpRequest& request) {
     if (!valid_function_name(name)) return error(404, "no function '" + name + "'");
     return runtime.invoke(name, request.body);
   }
+  const std::string code = "/code";
+  if (name.size() > code.size() && name.compare(name.size() - code.size(), code.size(), code) == 0) {
+    name.resize(name.size() - code.size());
+    if (m != "PUT") return error(405, path + ": PUT only");
+    if (!valid_function_name(name)) return error(404, "no function '" + name + "'");
+    return runtime.put_code(name, request.body);
+  }
   if (m == "PUT") return runtime.put_function(name, request.body);
   if (m == "DELETE") return runtime.delete_function(name);
   return error(405, path + ": PUT or DELETE");

@@ -150,7 +150,7 @@ ApiResponse Runtime::put_function(const std::string& name, const std::string& bo
     uint32_t gid = options_.jail_gid_base + uint32_t(f->generation);
     try {
       for (auto [path, file] : {std::pair{&f->image.kernel, "vmlinux"}, std::pair{&f->image.initramfs, "initramfs"},
-                                std::pair{&f->image.rootfs, "rootfs"}}) {
+                                std::pair{&f->image.rootfs, "rootfs"}, std::pair{&f->image.code, "code"}}) {
         if (path->empty()) continue;
         place_file(*path, f->snapshot_dir + "/" + file, gid);
         *path = f->snapshot_dir + "/" + file;
@@ -162,8 +162,64 @@ ApiResponse Runtime::put_function(const std::string& name, const std::string& bo
       return error(400, e.what());
     }
   }
+  f->code_file = f->image.code;
   scheduler_.add_function(name, {f->spec.max_vms, f->spec.max_queue, std::chrono::milliseconds(f->spec.keep_alive_ms)});
   return {204, ""};
+}
+
+ApiResponse Runtime::put_code(const std::string& name, const std::string& body) {
+  std::shared_ptr<const Function> f = function(name);
+  if (!f) return error(404, cat("no function '", name, "'"));
+  if (f->spec.code.empty()) return error(400, cat("function '", name, "' was registered without a code drive (\"code\")"));
+  std::string path;
+  try {
+    path = parse_code_update(body);
+  } catch (const Error& e) {
+    return error(400, e.what());
+  }
+  // Staged beside the snapshot under a name per version (readable by the function's gid when
+  // jailed), so that the caller may delete the file or rename another over it (as with the
+  // image files, a write into the same file would reach a hard-linked stage). The last two are
+  // kept (a swap to the previous one may be under way) and version 0, which the snapshot's
+  // drive opens at every restore; VMs on an older one hold it open or linked in their chroot.
+  std::lock_guard lock(mu_);
+  uint64_t version = f->code_version + 1;
+  std::string staged = cat(f->snapshot_dir, "/code-", version);
+  try {
+    place_file(path, staged, options_.jailer.empty() ? 0 : options_.jail_gid_base + uint32_t(f->generation));
+  } catch (const Error& e) {
+    return error(400, e.what());
+  }
+  if (version > 2) ::unlink(cat(f->snapshot_dir, "/code-", version - 2).c_str());
+  f->code_version = version;
+  f->code_file = staged;
+  metrics_.code_updates++;
+  return {200, json{{"code_version", version}}.dump()};
+}
+
+std::optional<ApiResponse> Runtime::update_code(const std::string& name, const Function& f, VmId id, EmberVm& vm) {
+  uint64_t want = 0;
+  std::string file;
+  {
+    std::lock_guard lock(mu_);
+    auto it = vms_.find(id);
+    if (f.spec.code.empty() || it == vms_.end() || it->second.code_version == f.code_version) return std::nullopt;
+    want = f.code_version;
+    file = f.code_file;
+  }
+  try {
+    vm.swap_code(file, cat("code-", want), Clock::now() + options_.boot_timeout);
+  } catch (const Error& e) {
+    stop(id);
+    scheduler_.discard(name);
+    return error(502, cat("function '", name, "': swapping its code drive to version ", want, " failed: ", e.what()));
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = vms_.find(id); it != vms_.end()) it->second.code_version = want;
+  }
+  metrics_.code_swaps++;
+  return std::nullopt;
 }
 
 ApiResponse Runtime::delete_function(const std::string& name) {
@@ -271,6 +327,7 @@ ApiResponse Runtime::invoke(const std::string& name, const std::string& body) {
     }
     if (std::optional<ApiResponse> failed = start(name, *f, g.kind, id, s)) return *failed;
   }
+  if (std::optional<ApiResponse> failed = update_code(name, *f, id, *s.vm)) return *failed;
   busy_++;
   auto run_start = Clock::now();
   AgentResult r;

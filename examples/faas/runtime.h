@@ -48,6 +48,9 @@ class Runtime {
 
   ApiResponse put_function(const std::string& name, const std::string& body);
   ApiResponse delete_function(const std::string& name);
+  // A new version of a function's code drive: staged now, swapped into each VM (PATCH
+  // /drives/code) before its next invocation; the snapshot stays.
+  ApiResponse put_code(const std::string& name, const std::string& body);
   ApiResponse invoke(const std::string& name, const std::string& body);
   std::string metrics_text() const;
   // Stops idle VMs past their keep-alive; the daemon calls it periodically.
@@ -62,9 +65,14 @@ class Runtime {
     FunctionSpec image;  // spec with the image files staged in snapshot_dir when jailed
     uint64_t generation;
     std::string snapshot_dir;
+    // The code drive's current version and file (PUT .../code; mu_): version 0 is image.code,
+    // what every VM boots or restores with; a VM on an older version is swapped before use.
+    mutable uint64_t code_version = 0;
+    mutable std::string code_file;
   };
   struct Vm {
     std::shared_ptr<EmberVm> vm;
+    uint64_t code_version = 0;
   };
   struct Started {
     std::shared_ptr<EmberVm> vm;
@@ -84,6 +92,9 @@ class Runtime {
   ApiResponse finish(const std::string& name, const Function& f, VmId id, VmKind kind, const AgentResult& r,
                      const nlohmann::json& timings);
   Started start_vm(const Function& f, Grant::Kind kind, VmId id);
+  // Brings VM `id` to the function's current code version; an error is the answer to give
+  // (the VM is then stopped).
+  std::optional<ApiResponse> update_code(const std::string& name, const Function& f, VmId id, EmberVm& vm);
   void stop(VmId id);
   void stop_all(const std::vector<VmId>& ids);
   void clean_leftovers();

@@ -298,6 +298,89 @@ TEST(Faas, JailedVmsHaveTheirOwnUidChrootAndCgroup) {
   EXPECT_EQ(fs::hard_link_count(state / "bin" / "ember"), 1u) << "a jail's link to ember was left";
 }
 
+// Function code on a drive (registration "code"): PUT /functions/NAME/code delivers a new
+// version without a new snapshot. The idle VM is swapped in place (PATCH /drives/code), a VM
+// restored from the snapshot (which holds version 0) is swapped before its first invocation,
+// and the handler reads each version through $FAAS_CODE. Jailed when ember is static.
+TEST(Faas, CodeDriveSwapsWithoutANewSnapshot) {
+  ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  fs::path dir = scratch_dir("faas-code");
+  fs::path state = dir / "state";
+  std::vector<std::string> extra;
+  if (statically_linked(env("EMBER_BIN"))) {
+    ASSERT_FALSE(cgroup2_mount().empty());
+    extra = {"--jailer", (fs::path(env("EMBER_BIN")).parent_path() / "ember-jailer").string(), "--jail-uid-base",
+             "310000"};
+  }
+  Daemon d(state, dir / "daemon.log", test_port(5), extra);
+  // A code image: the text, then NULs up to 4 KiB (the handler drops them).
+  auto code = [&](const std::string& name, const std::string& text) {
+    std::string bytes = text;
+    bytes.resize(4096, '\0');
+    std::ofstream(dir / name, std::ios::binary) << bytes;
+    return (dir / name).string();
+  };
+  json spec = json::parse(function_json(env("EMBER_FAAS_IMAGE_DIR") + "/initramfs.cpio.gz",
+                                        "tr -d '\\000' < \"$FAAS_CODE\"", 20000));
+  spec["code"] = code("v0.img", "version 0\n");
+  ASSERT_EQ(d.call("PUT", "/functions/f", spec.dump()).status, 204) << read_text(dir / "daemon.log");
+  auto invoke = [&](const std::string& name) {
+    Reply r = d.call("POST", "/functions/" + name + "/invoke", "", 240);
+    EXPECT_EQ(r.status, 200) << r.body << "\n" << read_text(dir / "daemon.log");
+    return parse(r).value("vm", "?") + ": " + parse(r).value("output", "?");
+  };
+  Reply r0 = d.call("POST", "/functions/f/invoke", "", 240);
+  ASSERT_EQ(r0.status, 200) << r0.body << "\n" << read_text(dir / "daemon.log");
+  EXPECT_EQ(parse(r0)["output"], "version 0\n") << r0.body;
+  EXPECT_EQ(parse(r0)["vm"], "cold");
+
+  Reply put1 = d.call("PUT", "/functions/f/code", json{{"code", code("v1.img", "version 1\n")}}.dump());
+  ASSERT_EQ(put1.status, 200) << put1.body;
+  EXPECT_EQ(parse(put1)["code_version"], 1);
+  fs::remove(dir / "v1.img");  // staged: the caller's file may go
+  Reply r1 = d.call("POST", "/functions/f/invoke", "", 240);
+  EXPECT_EQ(parse(r1)["vm"], "warm") << r1.body;
+  EXPECT_EQ(parse(r1)["output"], "version 1\n") << r1.body;
+  ASSERT_EQ(d.call("PUT", "/functions/f/code", json{{"code", code("v2.img", "version 2\n")}}.dump()).status, 200);
+  EXPECT_EQ(invoke("f"), "warm: version 2\n");
+  // A function whose VMs stop when idle: every VM after the first is a restore of the
+  // version-0 snapshot, swapped before its invocation.
+  json once = spec;
+  once["keep_alive_ms"] = 0;
+  ASSERT_EQ(d.call("PUT", "/functions/g", once.dump()).status, 204);
+  EXPECT_EQ(invoke("g"), "cold: version 0\n");
+  ASSERT_EQ(d.call("PUT", "/functions/g/code", json{{"code", code("g1.img", "g version 1\n")}}.dump()).status, 200);
+  EXPECT_EQ(invoke("g"), "restored: g version 1\n");
+
+  std::string metrics = d.call("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("faas_snapshots_total 2\n"), std::string::npos) << metrics;  // one per function
+  EXPECT_NE(metrics.find("faas_code_updates_total 3\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("faas_code_swaps_total 3\n"), std::string::npos) << metrics;  // f: 2 warm; g: 1 restored
+
+  // Refusals name what is wrong; nothing changes.
+  Reply missing = d.call("PUT", "/functions/f/code", json{{"code", (dir / "none.img").string()}}.dump());
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_NE(missing.body.find("cannot read"), std::string::npos) << missing.body;
+  std::ofstream(dir / "tiny.img") << "echo too small";
+  Reply tiny = d.call("PUT", "/functions/f/code", json{{"code", (dir / "tiny.img").string()}}.dump());
+  EXPECT_EQ(tiny.status, 400);
+  EXPECT_NE(tiny.body.find("at least 512"), std::string::npos) << tiny.body;
+  EXPECT_EQ(d.call("PUT", "/functions/f/code", R"({"code": "/x", "extra": 1})").status, 400);
+  EXPECT_EQ(d.call("PUT", "/functions/nope/code", json{{"code", code("v3.img", "x")}}.dump()).status, 404);
+  ASSERT_EQ(d.call("PUT", "/functions/plain", function_json(env("EMBER_FAAS_IMAGE_DIR") + "/initramfs.cpio.gz", "cat", 20000)).status, 204);
+  Reply no_drive = d.call("PUT", "/functions/plain/code", json{{"code", code("v4.img", "x")}}.dump());
+  EXPECT_EQ(no_drive.status, 400);
+  EXPECT_NE(no_drive.body.find("without a code drive"), std::string::npos) << no_drive.body;
+  Reply still = d.call("POST", "/functions/f/invoke", "", 240);
+  EXPECT_EQ(parse(still)["output"], "version 2\n") << still.body;
+
+  EXPECT_EQ(d.call("DELETE", "/functions/f").status, 204);
+  EXPECT_EQ(d.call("DELETE", "/functions/plain").status, 204);
+  EXPECT_EQ(d.call("DELETE", "/functions/g").status, 204);
+  EXPECT_EQ(d.stop(), 0) << read_text(dir / "daemon.log");
+  EXPECT_EQ(files_in(state / "functions"), 0);
+}
+
 // This test binary and the daemon are built alike: sanitized in build-sanitize/.
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kSanitized = true;

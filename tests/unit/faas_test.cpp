@@ -87,6 +87,32 @@ TEST(FaasSpec, RefusalsNameTheField) {
   EXPECT_NE(spec_error(spec_json({{"kernel", "vmlinux"}})).find("absolute"), std::string::npos);
 }
 
+// The code drive: a readable regular file of at least one sector, at registration and in
+// PUT /functions/NAME/code ({"code": PATH}, nothing else).
+TEST(FaasSpec, CodeDriveFile) {
+  TempDir dir;
+  std::string ok = dir.file("code.img"), small = dir.file("small.img");
+  std::ofstream(ok) << std::string(4096, 'x');
+  std::ofstream(small) << "echo";
+  EXPECT_EQ(parse_function_spec(spec_json({{"code", ok}})).code, ok);
+  EXPECT_EQ(parse_function_spec(spec_json()).code, "");
+  EXPECT_NE(spec_error(spec_json({{"code", small}})).find("function.code: '" + small + "' is 4 bytes"), std::string::npos);
+  EXPECT_NE(spec_error(spec_json({{"code", dir.file("")}})).find("not a regular file"), std::string::npos);
+  EXPECT_EQ(parse_code_update(json{{"code", ok}}.dump()), ok);
+  auto update_error = [](const std::string& body) {
+    try {
+      parse_code_update(body);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(update_error("{}").find("code.code is required"), std::string::npos) << update_error("{}");
+  EXPECT_NE(update_error(json{{"code", ok}, {"x", 1}}.dump()).find("unknown field 'x'"), std::string::npos);
+  EXPECT_NE(update_error(json{{"code", "/nonexistent"}}.dump()).find("cannot read"), std::string::npos);
+  EXPECT_NE(update_error("nope").find("not JSON"), std::string::npos);
+}
+
 TEST(FaasSpec, FunctionNames) {
   EXPECT_TRUE(valid_function_name("a-b_C9"));
   EXPECT_FALSE(valid_function_name(""));
@@ -412,6 +438,12 @@ TEST(FaasRuntime, RoutesWithoutKvm) {
   EXPECT_NE(r.body.find("cold boot of 'f' failed"), std::string::npos) << r.body;
   EXPECT_TRUE(std::filesystem::is_empty(dir.file("state/vms")));
   EXPECT_NE(req("GET", "/metrics").body.find("faas_vm_start_failures_total 1\n"), std::string::npos);
+  // Code updates: only PUT, only for a function registered with a code drive.
+  EXPECT_EQ(req("PUT", "/functions/nope/code", "{}").status, 404);
+  EXPECT_EQ(req("POST", "/functions/f/code", "{}").status, 405);
+  ApiResponse no_drive = req("PUT", "/functions/f/code", json{{"code", "/proc/self/exe"}}.dump());
+  EXPECT_EQ(no_drive.status, 400);
+  EXPECT_NE(no_drive.body.find("without a code drive"), std::string::npos) << no_drive.body;
   EXPECT_EQ(req("DELETE", "/functions/f").status, 204);
   EXPECT_TRUE(std::filesystem::is_empty(dir.file("state/functions")));
 }

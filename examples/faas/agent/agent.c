@@ -2,7 +2,8 @@
  * FAAS_AGENT_PORT (or argv[1]) and serves one connection at a time: reads one request,
  * runs `/bin/sh -c HANDLER` with the body on stdin, answers with the outcome and stdout
  * (at most FAAS_MAX_OUTPUT_BYTES kept; the rest is read and dropped, and flagged), then
- * closes. A handler past its timeout is killed with its whole process group.
+ * closes. A handler past its timeout is killed with its whole process group. A function with a
+ * code drive finds it as $FAAS_CODE (a block device), read afresh for every invocation.
  * Static, no allocation beyond the body, handler and output buffers, all bounded. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -74,7 +78,37 @@ struct run {
   int truncated;
 };
 
+/* The function's code drive, the virtio-blk device whose serial (ember's drive id) is "code":
+ * "/dev/vdX" in `path`, or "" without one. Its buffered blocks are dropped (BLKFLSBUF) so the
+ * handler reads the file the host swapped in last (PUT /functions/NAME/code), not what the
+ * snapshot's page cache held. */
+static void find_code_drive(char *path, size_t size) {
+  path[0] = 0;
+  DIR *d = opendir("/sys/block");
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) > 16) continue;
+    char serial_path[64], serial[32] = {0};
+    snprintf(serial_path, sizeof serial_path, "/sys/block/%s/serial", e->d_name);
+    int f = open(serial_path, O_RDONLY | O_CLOEXEC);
+    if (f < 0) continue;
+    ssize_t n = read(f, serial, sizeof serial - 1);
+    close(f);
+    if (n < 4 || strncmp(serial, "code", 4) != 0 || (n > 4 && serial[4] != '\n' && serial[4] != 0)) continue;
+    snprintf(path, size, "/dev/%s", e->d_name);
+    int dev = open(path, O_RDONLY | O_CLOEXEC);
+    if (dev >= 0) {
+      ioctl(dev, BLKFLSBUF, 0);
+      close(dev);
+    }
+    break;
+  }
+  closedir(d);
+}
+
 static pid_t spawn(const char *handler, int *in, int *out) {
+  char code[32];
+  find_code_drive(code, sizeof code);
   int pin[2], pout[2];
   if (pipe2(pin, O_CLOEXEC) < 0) return -1;
   if (pipe2(pout, O_CLOEXEC) < 0) {
@@ -87,6 +121,7 @@ static pid_t spawn(const char *handler, int *in, int *out) {
     dup2(pin[0], 0);
     dup2(pout[1], 1);
     signal(SIGPIPE, SIG_DFL);
+    if (code[0]) setenv("FAAS_CODE", code, 1);
     execl("/bin/sh", "sh", "-c", handler, (char *)NULL);
     _exit(127);
   }
