@@ -22,19 +22,19 @@ ApiResponse route(Runtime& runtime, const HttpRequest& request) {
   const std::string prefix = "/functions/";
   if (path.rfind(prefix, 0) != 0) return error(404, "no such endpoint: " + path);
   std::string name = path.substr(prefix.size());
-  const std::string invoke = "/invoke";
-  if (name.size() > invoke.size() && name.compare(name.size() - invoke.size(), invoke.size(), invoke) == 0) {
-    name.resize(name.size() - invoke.size());
-    if (m != "POST") return error(405, path + ": POST only");
+  // /functions/NAME/invoke (POST) and /functions/NAME/code (PUT): one method each.
+  struct Action {
+    const char* suffix;
+    const char* method;
+    ApiResponse (Runtime::*call)(const std::string&, const std::string&);
+  };
+  for (const Action& a : {Action{"/invoke", "POST", &Runtime::invoke}, Action{"/code", "PUT", &Runtime::put_code}}) {
+    const std::string suffix = a.suffix;
+    if (name.size() <= suffix.size() || !name.ends_with(suffix)) continue;
+    name.resize(name.size() - suffix.size());
+    if (m != a.method) return error(405, path + ": " + a.method + " only");
     if (!valid_function_name(name)) return error(404, "no function '" + name + "'");
-    return runtime.invoke(name, request.body);
-  }
-  const std::string code = "/code";
-  if (name.size() > code.size() && name.compare(name.size() - code.size(), code.size(), code) == 0) {
-    name.resize(name.size() - code.size());
-    if (m != "PUT") return error(405, path + ": PUT only");
-    if (!valid_function_name(name)) return error(404, "no function '" + name + "'");
-    return runtime.put_code(name, request.body);
+    return (runtime.*a.call)(name, request.body);
   }
   if (m == "PUT") return runtime.put_function(name, request.body);
   if (m == "DELETE") return runtime.delete_function(name);
