@@ -1,7 +1,5 @@
 #include "perf/fleet/density.h"
 
-#include <unistd.h>
-
 #include <deque>
 #include <fstream>
 #include <iostream>
@@ -11,6 +9,7 @@
 
 #include "perf/bench_util.h"
 #include "perf/echo_vm/ember.h"
+#include "perf/task_cpu.h"
 
 namespace ember::perf::fleet {
 
@@ -21,25 +20,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr double kSettleSeconds = 5;  // after a batch answered: idle CPU is measured over this
-
-// User + system time of `pid` so far, in clock ticks (fields 14 and 15 of /proc/PID/stat).
-long cpu_ticks(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = text.rfind(')');  // the command may hold spaces
-  if (paren == std::string::npos) return 0;
-  std::istringstream fields(text.substr(paren + 2));
-  std::string f;
-  long utime = 0, stime = 0;
-  for (int i = 3; fields >> f; ++i) {  // field 3 is the state
-    if (i == 14) utime = std::stol(f);
-    if (i == 15) {
-      stime = std::stol(f);
-      break;
-    }
-  }
-  return utime + stime;
-}
 
 // One batch's row of the report.
 struct Row {
@@ -86,7 +66,6 @@ int run_density(const Options& o, const Snapshot& s, const fs::path& dir) {
   const Variant& restore = kVariants[1];
   const fs::path clones = dir / "density";
   fs::create_directories(clones);
-  const long ticks_per_s = ::sysconf(_SC_CLK_TCK);
   const HostMemory start = HostMemory::now();
   std::deque<Vm> vms;  // stable addresses while it grows
   std::vector<Row> rows;
@@ -126,13 +105,13 @@ int run_density(const Options& o, const Snapshot& s, const fs::path& dir) {
       if (vms[i].process->exited()) stopped = "clone " + std::to_string(i) + " exited while idle";
     }
     // Settled: what the idle clones cost in CPU, then whether the oldest still answers.
-    std::vector<long> before;
-    for (Vm& vm : vms) before.push_back(cpu_ticks(vm.process->pid()));
+    std::vector<double> before;
+    for (Vm& vm : vms) before.push_back(task_cpu_ms(vm.process->pid()));
     auto settle_start = Clock::now();
     std::this_thread::sleep_for(std::chrono::duration<double>(kSettleSeconds));
-    long used = 0;
-    for (size_t i = 0; i < vms.size(); ++i) used += cpu_ticks(vms[i].process->pid()) - before[i];
-    r.idle_cores = double(used) / double(ticks_per_s) / (ms_between(settle_start, Clock::now()) / 1000);
+    double used_ms = 0;
+    for (size_t i = 0; i < vms.size(); ++i) used_ms += task_cpu_ms(vms[i].process->pid()) - before[i];
+    r.idle_cores = used_ms / ms_between(settle_start, Clock::now());
     if (stopped.empty()) {
       std::string error;
       auto e0 = Clock::now();
