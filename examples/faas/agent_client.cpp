@@ -1,5 +1,6 @@
 #include "examples/faas/agent_client.h"
 
+#include <cstring>
 #include <thread>
 
 #include "base/util/error.h"
@@ -27,14 +28,8 @@ UniqueFd vsock_connect(const std::string& uds, Deadline deadline) {
   return fd;
 }
 
-AgentResult exchange(int fd, const std::string& handler, const std::string& body, uint32_t timeout_ms,
-                     Deadline deadline) {
-  faas_request q{timeout_ms, uint32_t(handler.size()), uint32_t(body.size())};
-  uint8_t h[FAAS_REQUEST_HEADER_BYTES];
-  faas_encode_request(&q, h);
-  std::string frame(reinterpret_cast<char*>(h), sizeof h);
-  frame += handler;
-  frame += body;
+// Sends one request (a header, then its payload) and reads the reply.
+AgentResult exchange(int fd, const std::string& frame, Deadline deadline) {
   write_all(fd, frame.data(), frame.size(), deadline, "sending the request to the agent");
   uint8_t r[FAAS_REPLY_HEADER_BYTES];
   read_exact(fd, r, sizeof r, deadline, "waiting for the agent's reply");
@@ -45,6 +40,17 @@ AgentResult exchange(int fd, const std::string& handler, const std::string& body
   return out;
 }
 
+AgentResult exchange(int fd, const std::string& handler, const std::string& body, uint32_t timeout_ms,
+                     Deadline deadline) {
+  faas_request q{timeout_ms, uint32_t(handler.size()), uint32_t(body.size())};
+  uint8_t h[FAAS_REQUEST_HEADER_BYTES];
+  faas_encode_request(&q, h);
+  std::string frame(reinterpret_cast<char*>(h), sizeof h);
+  frame += handler;
+  frame += body;
+  return exchange(fd, frame, deadline);
+}
+
 }  // namespace
 
 AgentResult agent_invoke(const std::string& vsock_uds, const std::string& handler, const std::string& body,
@@ -53,6 +59,15 @@ AgentResult agent_invoke(const std::string& vsock_uds, const std::string& handle
   if (body.size() > FAAS_MAX_BODY_BYTES) fail("request body over ", FAAS_MAX_BODY_BYTES, " bytes");
   UniqueFd fd = vsock_connect(vsock_uds, deadline);
   return exchange(fd.get(), handler, body, timeout_ms, deadline);
+}
+
+void agent_configure_network(const std::string& vsock_uds, const faas_network& network, Deadline deadline) {
+  uint8_t h[FAAS_REQUEST_HEADER_BYTES];
+  faas_encode_network(&network, h);
+  UniqueFd fd = vsock_connect(vsock_uds, deadline);
+  AgentResult r = exchange(fd.get(), std::string(reinterpret_cast<char*>(h), sizeof h), deadline);
+  if (r.reply.outcome != FAAS_CONFIGURED) fail("agent refused the network request (outcome ", r.reply.outcome, ", status ", r.reply.status, ")");
+  if (r.reply.status != 0) fail("configuring the guest's eth0: ", std::strerror(r.reply.status));
 }
 
 Result<void> agent_wait_ready(const std::string& vsock_uds, Deadline deadline, const std::function<bool()>& vm_alive) {

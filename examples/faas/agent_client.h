@@ -21,6 +21,9 @@ struct AgentResult {
 // answers something that is not a reply.
 AgentResult agent_invoke(const std::string& vsock_uds, const std::string& handler, const std::string& body,
                          uint32_t timeout_ms, Deadline deadline);
+// Gives the guest's eth0 this address and default route (a network request); throws Error when
+// the agent cannot be reached, refuses the request or the guest kernel refuses a step.
+void agent_configure_network(const std::string& vsock_uds, const faas_network& network, Deadline deadline);
 // A ping (a request with no handler), retried until the agent answers or `deadline` (a guest
 // still booting has no listener yet: ember closes the connection); refused with the last
 // error when it never answers. Gives up early when vm_alive() turns false.

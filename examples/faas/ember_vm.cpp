@@ -22,6 +22,7 @@ namespace {
 
 constexpr size_t kMaxApiReply = 64 * 1024;
 constexpr uint32_t kGuestCid = 3;
+constexpr const char* kGuestMac = "06:00:ac:10:00:02";
 // The guest console in ember.log: 64 KiB at once, then 64 KiB a minute (ember's serial rate
 // limiter drops the rest), so a guest printing without end cannot fill the daemon's disk.
 constexpr uint64_t kConsoleBytes = 64 * 1024;
@@ -72,7 +73,7 @@ EmberVm::EmberVm(std::string dir, pid_t pid)
     : dir_(std::move(dir)), api_(dir_ + "/api.sock"), vsock_(dir_ + "/vsock.sock"), vsock_in_vm_(vsock_), pid_(pid) {}
 
 std::unique_ptr<EmberVm> EmberVm::spawn(const std::string& ember_bin, const std::string& dir, const JailSpec* jail,
-                                        Deadline deadline) {
+                                        std::unique_ptr<VmNetwork> network, Deadline deadline) {
   if (mkdir(dir.c_str(), 0700) != 0) fail("creating ", dir, ": ", std::strerror(errno));
   std::string api = dir + "/api.sock", log = dir + "/ember.log";
   std::vector<std::string> args;
@@ -82,6 +83,7 @@ std::unique_ptr<EmberVm> EmberVm::spawn(const std::string& ember_bin, const std:
             "--gid", std::to_string(jail->gid), "--chroot-base-dir", jail->base_dir,
             "--parent-cgroup", jail->parent_cgroup};
     for (const std::string& c : jail->cgroups) args.insert(args.end(), {"--cgroup", c});
+    if (network) args.insert(args.end(), {"--netns", network->netns_path()});
     args.insert(args.end(), {"--", "--api-sock", "/api.sock", "--prefault", "off"});
   } else {
     args = {ember_bin, "--api-sock", api, "--prefault", "off"};
@@ -102,7 +104,18 @@ std::unique_ptr<EmberVm> EmberVm::spawn(const std::string& ember_bin, const std:
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
+  int rc = 0;
+  auto start = [&] { rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ); };
+  try {
+    // Unjailed, ember is started from a thread inside the namespace (the jailer joins it itself).
+    if (network && !jail) run_in_network_namespace(network->netns_path(), start);
+    else start();
+  } catch (const Error&) {
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    std::filesystem::remove_all(dir);
+    throw;
+  }
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
@@ -110,6 +123,7 @@ std::unique_ptr<EmberVm> EmberVm::spawn(const std::string& ember_bin, const std:
     fail("starting ", argv[0], ": ", std::strerror(rc));
   }
   std::unique_ptr<EmberVm> vm(new EmberVm(dir, pid));
+  vm->network_ = std::move(network);
   std::ofstream(dir + "/pid") << pid << "\n";
   if (jail) {
     vm->jail_dir_ = cat(jail->base_dir, "/", fs::path(ember_bin).filename().string(), "/", id);
@@ -195,6 +209,12 @@ void EmberVm::cold_boot(const FunctionSpec& function, Deadline deadline) {
   // PUT keeps ember's --prefault off (it is not part of Firecracker's JSON).
   call("PUT", "/machine-config", json{{"vcpu_count", spec.vcpus}, {"mem_size_mib", spec.mem_mib}}.dump(), deadline);
   call("PUT", "/vsock", json{{"guest_cid", kGuestCid}, {"uds_path", vsock_in_vm_}}.dump(), deadline);
+  if (network_) {
+    // Every VM's the same: clones of its snapshot open the tap of the same name in their own
+    // namespace, and each guest is alone on its link.
+    json n = {{"iface_id", "eth0"}, {"host_dev_name", kVmTapName}, {"guest_mac", kGuestMac}};
+    call("PUT", "/network-interfaces/eth0", n.dump(), deadline);
+  }
   if (!spec.rootfs.empty()) {
     json d = {{"drive_id", "rootfs"}, {"path_on_host", spec.rootfs}, {"is_root_device", true}, {"is_read_only", true}};
     call("PUT", "/drives/rootfs", d.dump(), deadline);

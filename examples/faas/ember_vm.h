@@ -11,6 +11,7 @@
 
 #include "examples/faas/function_spec.h"
 #include "examples/faas/socket_io.h"
+#include "examples/faas/vm_network.h"
 
 namespace ember::faas {
 
@@ -44,14 +45,16 @@ class EmberVm {
  public:
   // Starts `ember_bin --api-sock DIR/api.sock --prefault off` with DIR created here (through
   // ember-jailer when `jail` is given: the socket is then in the chroot), and waits for the
-  // socket to answer. Throws Error (and leaves nothing behind) when it does not.
+  // socket to answer. With a network, ember runs in its namespace (the jailer's --netns) and
+  // the VM owns it. Throws Error (and leaves nothing behind) when it does not.
   static std::unique_ptr<EmberVm> spawn(const std::string& ember_bin, const std::string& dir, const JailSpec* jail,
-                                        Deadline deadline);
+                                        std::unique_ptr<VmNetwork> network, Deadline deadline);
   ~EmberVm();
   EmberVm(const EmberVm&) = delete;
   EmberVm& operator=(const EmberVm&) = delete;
 
-  // Boots the function's image with a vsock device (CID 3) at vsock_path().
+  // Boots the function's image with a vsock device (CID 3) at vsock_path(), and a virtio-net
+  // device on the network's tap when the VM has one.
   void cold_boot(const FunctionSpec& spec, Deadline deadline);
   // Pauses, writes a Full snapshot (snapshot_path, mem_path), resumes.
   void snapshot(const std::string& snapshot_path, const std::string& mem_path, Deadline deadline);
@@ -70,6 +73,8 @@ class EmberVm {
   // Kills the process now (the destructor still reaps it and removes the folder).
   void kill();
   const std::string& vsock_path() const { return vsock_; }
+  // The VM's network, or null.
+  const VmNetwork* network() const { return network_.get(); }
   // The last lines of ember's output (its log and the guest console), for error messages.
   std::string log_tail() const;
 
@@ -91,6 +96,7 @@ class EmberVm {
   std::string cgroup_dir_;   // removed after the process is reaped
   uint32_t gid_ = 0;
   pid_t pid_;
+  std::unique_ptr<VmNetwork> network_;  // after pid_: removed once ember is reaped
 };
 
 }  // namespace ember::faas

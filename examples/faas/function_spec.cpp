@@ -43,6 +43,7 @@ FunctionSpec parse_function_spec(const std::string& body) {
   s.initramfs = f.string("initramfs").value_or("");
   s.rootfs = f.string("rootfs").value_or("");
   s.code = f.string("code").value_or("");
+  s.network = f.boolean("network").value_or(false);
   s.mem_mib = f.integer("mem_mib", 16, 32768).value_or(s.mem_mib);
   s.vcpus = f.integer("vcpus", 1, 32).value_or(s.vcpus);
   s.handler = f.required(f.string("handler"), "handler");

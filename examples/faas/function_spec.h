@@ -13,6 +13,8 @@ struct FunctionSpec {
   std::string rootfs;     // an ext4 image with the agent as /init, read-only root drive
   std::string code;       // optional: a file the handler reads as the block device $FAAS_CODE (a
                           // read-only drive "code"); PUT /functions/NAME/code swaps it (no new snapshot)
+  bool network = false;   // a virtio-net device on a tap in the VM's own network namespace; the
+                          // guest's eth0 is given its address by the agent (ember-faas as root)
   uint32_t mem_mib = 128;
   uint32_t vcpus = 1;
   std::string handler;    // run as /bin/sh -c HANDLER in the guest

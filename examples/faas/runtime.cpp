@@ -6,12 +6,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "base/util/base64.h"
 #include "base/util/error.h"
 #include "examples/faas/agent_client.h"
 
@@ -24,6 +26,15 @@ namespace {
 
 ApiResponse error(int status, const std::string& message) {
   return {status, json{{"error", message}}.dump()};
+}
+
+bool valid_utf8(const std::string& s) {
+  try {
+    (void)json(s).dump();  // the strict handler throws on invalid UTF-8
+    return true;
+  } catch (const json::type_error&) {
+    return false;
+  }
 }
 
 double ms_since(Clock::time_point t) {
@@ -112,6 +123,11 @@ void Runtime::clean_leftovers() {
   fs::remove_all(vms, ec);
   fs::remove_all(fs::path(options_.state_dir) / "jails", ec);
   fs::remove_all(fs::path(options_.state_dir) / "functions", ec);
+  // After the VMs' processes are gone: a namespace lives on while a process is in it.
+  for (const std::string& p : remove_leftover_networks(options_.state_dir + "/netns")) {
+    std::fprintf(stderr, "ember-faas: a previous daemon's network: %s\n", p.c_str());
+  }
+  fs::create_directories(fs::path(options_.state_dir) / "netns");
   fs::create_directories(vms);
   fs::create_directories(fs::path(options_.state_dir) / "functions");
 }
@@ -130,6 +146,9 @@ ApiResponse Runtime::put_function(const std::string& name, const std::string& bo
     f->spec = parse_function_spec(body);
   } catch (const Error& e) {
     return error(400, e.what());
+  }
+  if (f->spec.network && geteuid() != 0) {
+    return error(400, "function: network needs ember-faas to run as root (it makes a network namespace per VM)");
   }
   // A new registration replaces the old one whole: its VMs and snapshot go.
   std::vector<VmId> idle = scheduler_.remove_function(name);
@@ -242,8 +261,14 @@ Runtime::Started Runtime::start_vm(const Function& f, Grant::Kind kind, VmId id)
   Deadline deadline = t0 + options_.boot_timeout;
   JailSpec jail;
   if (!options_.jailer.empty()) jail = jail_for(f, id);
+  std::unique_ptr<VmNetwork> network;
+  if (f.spec.network) {
+    // The tap's owner: the VM's uid when jailed, else ember runs as the daemon (root).
+    network = VmNetwork::create(cat(options_.state_dir, "/netns"), network_slots_,
+                                options_.jailer.empty() ? geteuid() : jail.uid);
+  }
   std::shared_ptr<EmberVm> vm = EmberVm::spawn(options_.ember_bin, cat(options_.state_dir, "/vms/", id),
-                                               options_.jailer.empty() ? nullptr : &jail, deadline);
+                                               options_.jailer.empty() ? nullptr : &jail, std::move(network), deadline);
   {
     std::lock_guard lock(mu_);
     vms_[id] = {vm};
@@ -255,6 +280,11 @@ Runtime::Started Runtime::start_vm(const Function& f, Grant::Kind kind, VmId id)
     if (!vm->alive()) fail("the VM ended before its agent answered; ember's output ends with: ", vm->log_tail());
     throw Timeout(cat("the agent did not answer within ", options_.boot_timeout.count(), " ms (", ready.error(),
                       "); ember's output ends with: ", vm->log_tail()));
+  }
+  if (const VmNetwork* net = vm->network()) {
+    // After every start: a clone wakes up with its snapshot source's address.
+    SlotAddresses a = net->addresses();
+    agent_configure_network(vm->vsock_path(), faas_network{a.guest, a.prefix_len, a.host}, deadline);
   }
   double start_ms = ms_since(t0);
   if (kind == Grant::ColdBoot) {
@@ -395,6 +425,8 @@ ApiResponse Runtime::finish(const std::string& name, const Function& f, VmId id,
   if (!scheduler_.release(name, id, reusable, Clock::now())) stop(id);
   json out = {{"vm", vm_kind_name(kind)}, {"output", r.output}, {"output_truncated", (r.reply.flags & FAAS_FLAG_TRUNCATED) != 0},
               {"timings", timings}};
+  // "output" is text (invalid UTF-8 replaced); binary output also comes exactly, in base64.
+  if (!valid_utf8(r.output)) out["output_base64"] = base64(r.output);
   if (r.reply.outcome == FAAS_EXITED) out["exit_status"] = r.reply.status;
   else if (r.reply.outcome == FAAS_SIGNALED) out["exit_status"] = nullptr, out["signal"] = r.reply.status;
   else out["exit_status"] = nullptr, out["spawn_error"] = std::strerror(r.reply.status);
@@ -434,6 +466,7 @@ void Runtime::shutdown() {
   fs::remove_all(fs::path(options_.state_dir) / "vms", ec);
   fs::remove_all(fs::path(options_.state_dir) / "functions", ec);
   fs::remove_all(fs::path(options_.state_dir) / "jails", ec);
+  fs::remove(fs::path(options_.state_dir) / "netns", ec);  // empty unless a VM is still held
 }
 
 JailSpec Runtime::jail_for(const Function& f, VmId id) const {

@@ -110,6 +110,8 @@ class Runtime {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<const Function>> functions_;
   std::map<VmId, Vm> vms_;  // every VM from its spawn to its stop
+  // Shared with each VmNetwork, which gives its slot back when the VM is gone.
+  std::shared_ptr<NetworkSlots> network_slots_ = std::make_shared<NetworkSlots>();
   uint64_t next_id_ = 1;
   uint64_t next_generation_ = 1;
   std::atomic<size_t> starting_{0}, busy_{0};

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "perf/bench_util.h"
-#include "tests/e2e/base64.h"
+#include "base/util/base64.h"
 
 namespace ember::perf::echo_vm {
 
@@ -36,7 +36,7 @@ EchoTry try_echo(const std::string& uds, int retry_ms, Clock::time_point deadlin
 }  // namespace
 
 std::string guest_cmdline() {
-  return "console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=" + ember::e2e::util::base64(kGuestScript);
+  return "console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=" + ember::base64(kGuestScript);
 }
 
 std::vector<std::string> ember_boot_argv(const std::string& ember, const std::string& guest_dir, int vcpus, int mem_mib,

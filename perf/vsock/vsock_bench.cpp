@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include "tests/e2e/base64.h"
+#include "base/util/base64.h"
 
 namespace {
 
@@ -225,7 +225,7 @@ int main(int argc, char** argv) {
   std::string script = "i=0; while [ $i -lt " + std::to_string(o.rounds) + " ]; do i=$((i+1)); vsock-io connect 2 " +
                        std::to_string(kPort) + " send " + std::to_string(o.bytes) + " $i; done\n" +
                        "vsock-io listen " + std::to_string(kGuestPort) + " receive " + std::to_string(o.rounds) + "\n";
-  std::string append = kCmdline + " ember_test=" + ember::e2e::util::base64(script);
+  std::string append = kCmdline + " ember_test=" + ember::base64(script);
   std::string kernel = o.guest + "/bzImage", initrd = o.guest + "/initramfs.cpio.gz";
   const char* tmp = std::getenv("TMPDIR");
   std::string uds = std::string(tmp ? tmp : "/tmp") + "/vsock-bench.sock";

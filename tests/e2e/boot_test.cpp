@@ -23,7 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-using util::base64;
 using util::cmdline;
 using util::describe;
 using util::env;

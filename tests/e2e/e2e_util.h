@@ -18,7 +18,7 @@
 #include <map>
 #include <string>
 
-#include "tests/e2e/base64.h"
+#include "base/util/base64.h"
 #include "tests/e2e/process.h"
 
 namespace ember::e2e::util {

@@ -27,6 +27,7 @@
 #include "examples/faas/routes.h"
 #include "examples/faas/runtime.h"
 #include "examples/faas/scheduler.h"
+#include "examples/faas/vm_network.h"
 #include "tests/unit/temp_dir.h"
 
 namespace ember::faas {
@@ -162,7 +163,7 @@ TEST(FaasProtocol, ReplyRoundTripAndHostileHeaders) {
     faas_encode_reply(&hostile, h);
     EXPECT_EQ(faas_decode_reply(h, sizeof h, &back), FAAS_DECODE_TOO_LARGE);
   }
-  for (faas_reply hostile : {faas_reply{FAAS_PONG + 1, 0, 0, 0, 0}, faas_reply{0, 0, 2, 0, 0}}) {
+  for (faas_reply hostile : {faas_reply{FAAS_CONFIGURED + 1, 0, 0, 0, 0}, faas_reply{0, 0, 2, 0, 0}}) {
     faas_encode_reply(&hostile, h);
     EXPECT_EQ(faas_decode_reply(h, sizeof h, &back), FAAS_DECODE_INVALID);
   }
@@ -189,7 +190,9 @@ class FakeAgent {
       (void)!send(c.get(), hello.data(), hello.size(), MSG_NOSIGNAL);
       uint8_t h[FAAS_REQUEST_HEADER_BYTES];
       faas_request q{};
-      if (read(c.get(), h, sizeof h) == ssize_t(sizeof h) && faas_decode_request(h, sizeof h, &q) == FAAS_DECODE_OK) {
+      bool whole = read(c.get(), h, sizeof h) == ssize_t(sizeof h);
+      if (whole) header.assign(reinterpret_cast<char*>(h), sizeof h);
+      if (whole && faas_decode_request(h, sizeof h, &q) == FAAS_DECODE_OK) {
         std::string rest(q.handler_len + q.body_len, '\0');
         size_t got = 0;
         while (got < rest.size()) {
@@ -203,7 +206,7 @@ class FakeAgent {
     });
   }
   ~FakeAgent() { thread_.join(); }
-  std::string connect_line, request;
+  std::string connect_line, header, request;
 
  private:
   std::thread thread_;
@@ -261,6 +264,167 @@ TEST(FaasAgentClient, HostileOrBrokenAgentsAreErrors) {
     EXPECT_NE(invoke_error(sock).find("connection closed"), std::string::npos);
   }
   EXPECT_NE(invoke_error(dir.file("none.sock")).find("connecting to"), std::string::npos);
+}
+
+TEST(FaasProtocol, NetworkRequestRoundTripAndRefusals) {
+  faas_network n{0x0ac80006, 30, 0x0ac80005}, back{};
+  uint8_t h[FAAS_REQUEST_HEADER_BYTES];
+  faas_encode_network(&n, h);
+  ASSERT_EQ(faas_decode_network(h, sizeof h, &back), FAAS_DECODE_OK);
+  EXPECT_EQ(back.address, 0x0ac80006u);
+  EXPECT_EQ(back.prefix_len, 30u);
+  EXPECT_EQ(back.gateway, 0x0ac80005u);
+  // An invocation's decoder refuses it (another magic), and the other way round.
+  faas_request q{};
+  EXPECT_EQ(faas_decode_request(h, sizeof h, &q), FAAS_DECODE_MAGIC);
+  faas_request ping{0, 0, 0};
+  uint8_t p[FAAS_REQUEST_HEADER_BYTES];
+  faas_encode_request(&ping, p);
+  EXPECT_EQ(faas_decode_network(p, sizeof p, &back), FAAS_DECODE_MAGIC);
+  for (size_t len = 0; len < sizeof h; len++) EXPECT_EQ(faas_decode_network(h, len, &back), FAAS_DECODE_SHORT);
+  for (faas_network hostile : {faas_network{0x0ac80006, 7, 0x0ac80005},    // prefix too short
+                               faas_network{0x0ac80006, 31, 0x0ac80005},   // no room for two hosts
+                               faas_network{0x0ac80006, 30, 0x0ac80009},   // gateway in another subnet
+                               faas_network{0x0ac80006, 30, 0x0ac80006},   // gateway is the address
+                               faas_network{0x0ac80004, 30, 0x0ac80005},   // the subnet's own address
+                               faas_network{0x0ac80006, 30, 0x0ac80007}}) {  // gateway is the broadcast
+    faas_encode_network(&hostile, h);
+    EXPECT_EQ(faas_decode_network(h, sizeof h, &back), FAAS_DECODE_INVALID)
+        << std::hex << hostile.address << "/" << std::dec << hostile.prefix_len << " via " << std::hex << hostile.gateway;
+  }
+}
+
+std::string network_error(const std::string& sock) {
+  try {
+    agent_configure_network(sock, {0x0ac80002, 30, 0x0ac80001}, Clock::now() + 5s);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(FaasAgentClient, NetworkRequestAndTheGuestsAnswers) {
+  TempDir dir;
+  std::string sock = dir.file("v.sock");
+  {
+    FakeAgent a(sock, "OK 1\n", reply_bytes({FAAS_CONFIGURED, 0, 0, 0, 0}, ""));
+    EXPECT_EQ(network_error(sock), "");
+    faas_network sent{};
+    ASSERT_EQ(a.header.size(), size_t(FAAS_REQUEST_HEADER_BYTES));
+    ASSERT_EQ(faas_decode_network(reinterpret_cast<const uint8_t*>(a.header.data()), a.header.size(), &sent),
+              FAAS_DECODE_OK);
+    EXPECT_EQ(sent.address, 0x0ac80002u);
+    EXPECT_EQ(sent.gateway, 0x0ac80001u);
+  }
+  unlink(sock.c_str());
+  {
+    FakeAgent a(sock, "OK 1\n", reply_bytes({FAAS_CONFIGURED, ENODEV, 0, 0, 0}, ""));
+    EXPECT_NE(network_error(sock).find(std::strerror(ENODEV)), std::string::npos) << network_error(sock);
+  }
+  unlink(sock.c_str());
+  {
+    // An agent older than network requests refuses the magic.
+    FakeAgent a(sock, "OK 1\n", reply_bytes({FAAS_BAD_REQUEST, FAAS_DECODE_MAGIC, 0, 0, 0}, ""));
+    EXPECT_NE(network_error(sock).find("refused the network request"), std::string::npos);
+  }
+}
+
+// ---------------------------------------------------------------- VM networks
+
+TEST(FaasNetwork, SlotAddressesNamesAndAllocation) {
+  SlotAddresses a = slot_addresses(0);
+  EXPECT_EQ(ipv4_text(a.host), "10.200.0.1");
+  EXPECT_EQ(ipv4_text(a.guest), "10.200.0.2");
+  EXPECT_EQ(a.prefix_len, 30u);
+  a = slot_addresses(kNetworkSlots - 1);
+  EXPECT_EQ(ipv4_text(a.network), "10.200.255.252");
+  EXPECT_EQ(ipv4_text(a.guest), "10.200.255.254");
+  EXPECT_EQ(host_link_name(16383), "efaas16383");
+  EXPECT_LE(host_link_name(16383).size(), 15u);  // IFNAMSIZ - 1
+  EXPECT_EQ(host_link_mac(0x1234), "02:fa:a5:12:34:01");
+
+  NetworkSlots slots;
+  EXPECT_EQ(slots.take(), 0u);
+  EXPECT_EQ(slots.take(), 1u);
+  EXPECT_EQ(slots.take(), 2u);
+  slots.give_back(1);
+  EXPECT_EQ(slots.take(), 1u);  // the lowest free one again
+  EXPECT_EQ(slots.in_use(), 3u);
+  for (uint32_t i = 3; i < kNetworkSlots; i++) slots.take();
+  EXPECT_THROW(slots.take(), Error);
+  slots.give_back(kNetworkSlots + 5);  // not a slot: ignored
+  EXPECT_EQ(slots.in_use(), size_t(kNetworkSlots));
+}
+
+bool link_exists(const std::string& name) { return std::filesystem::exists("/sys/class/net/" + name); }
+
+bool mounted(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find(" " + path + " ") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The links of a namespace file, as a thread that entered it sees them (/proc/thread-self/net:
+// /sys/class/net shows the namespace sysfs was mounted in).
+std::string links_in(const std::string& netns) {
+  std::string names;
+  run_in_network_namespace(netns, [&] {
+    std::ifstream dev("/proc/thread-self/net/dev");
+    std::string line;
+    while (std::getline(dev, line)) {
+      size_t colon = line.find(':');
+      size_t start = line.find_first_not_of(' ');
+      if (colon != std::string::npos && start < colon) names += line.substr(start, colon - start) + " ";
+    }
+  });
+  return names;
+}
+
+TEST(FaasNetwork, MakesTheNamespaceTapBridgeAndHostEndThenRemovesThem) {
+  if (geteuid() != 0) GTEST_SKIP() << "network namespaces, veth and taps need root";
+  TempDir dir;
+  auto slots = std::make_shared<NetworkSlots>();
+  slots->take();  // slot 0 taken: the VM gets slot 1
+  std::string path, link;
+  {
+    std::unique_ptr<VmNetwork> net = VmNetwork::create(dir.path, slots, 12345);
+    EXPECT_EQ(net->slot(), 1u);
+    path = net->netns_path();
+    link = host_link_name(net->slot());
+    EXPECT_EQ(path, dir.path + "/slot-1");
+    EXPECT_TRUE(mounted(path));
+    ASSERT_TRUE(link_exists(link));
+    std::ifstream mac("/sys/class/net/" + link + "/address");
+    std::string m;
+    mac >> m;
+    EXPECT_EQ(m, host_link_mac(1));
+    std::string inside = links_in(path);
+    for (const char* want : {"lo", "veth0", "br0", kVmTapName}) EXPECT_NE(inside.find(want), std::string::npos) << inside;
+    EXPECT_EQ(inside.find(link), std::string::npos) << inside;
+    EXPECT_EQ(slots->in_use(), 2u);
+  }
+  EXPECT_FALSE(link_exists(link));
+  EXPECT_FALSE(mounted(path));
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_EQ(slots->in_use(), 1u);
+}
+
+TEST(FaasNetwork, LeftoversOfAPreviousDaemonAreRemoved) {
+  if (geteuid() != 0) GTEST_SKIP() << "network namespaces, veth and taps need root";
+  TempDir dir;
+  auto slots = std::make_shared<NetworkSlots>();
+  std::unique_ptr<VmNetwork> net = VmNetwork::create(dir.path, slots, 0);
+  std::string path = net->netns_path(), link = host_link_name(net->slot());
+  // A daemon that died keeps neither its objects nor their destructors: leak this one.
+  (void)net.release();
+  { std::ofstream(dir.file("stray")) << "x"; }
+  EXPECT_TRUE(remove_leftover_networks(dir.path).empty());
+  EXPECT_FALSE(link_exists(link));
+  EXPECT_FALSE(mounted(path));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path));
 }
 
 // ---------------------------------------------------------------- scheduler
@@ -463,6 +627,21 @@ TEST(FaasRuntime, StateFolderLeftoversGoAndASecondDaemonIsRefused) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
   }
+}
+
+TEST(FaasRuntime, APreviousDaemonsVmNetworksGoAtStart) {
+  if (geteuid() != 0) GTEST_SKIP() << "network namespaces, veth and taps need root";
+  TempDir dir;
+  std::filesystem::create_directories(dir.file("state/netns"));
+  // What a daemon killed with a VM alive leaves: the namespace mounted, the host link there.
+  std::unique_ptr<VmNetwork> left = VmNetwork::create(dir.file("state/netns"), std::make_shared<NetworkSlots>(), 0);
+  std::string link = host_link_name(left->slot());
+  (void)left.release();
+  ASSERT_TRUE(link_exists(link));
+  Runtime rt(options(dir));
+  EXPECT_FALSE(link_exists(link));
+  EXPECT_FALSE(mounted(dir.file("state/netns/slot-0")));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.file("state/netns")));
 }
 
 // What a jailed VM gets in its chroot: a hard link of a file it can read, else a copy it can.

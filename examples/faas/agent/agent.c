@@ -16,6 +16,9 @@
 #include <string.h>
 #include <dirent.h>
 #include <linux/fs.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -206,11 +209,56 @@ static void run_handler(int conn, const struct faas_request *q, const char *hand
   send_reply(conn, &reply, output);
 }
 
+static struct sockaddr inet_address(uint32_t address) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(address)};
+  struct sockaddr out;
+  memcpy(&out, &a, sizeof a);
+  return out;
+}
+
+/* eth0 gets the request's address and default route (the old default route goes first: a VM
+ * restored from a snapshot still has its source's). 0 or the errno of the step that failed. */
+static int configure_network(const struct faas_network *n) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, "eth0", IFNAMSIZ - 1);
+  int err = 0;
+  ifr.ifr_addr = inet_address(n->address);
+  if (ioctl(s, SIOCSIFADDR, &ifr) < 0) err = errno;
+  ifr.ifr_netmask = inet_address(~0u << (32 - n->prefix_len));
+  if (!err && ioctl(s, SIOCSIFNETMASK, &ifr) < 0) err = errno;
+  if (!err && ioctl(s, SIOCGIFFLAGS, &ifr) < 0) err = errno;
+  ifr.ifr_flags |= IFF_UP;
+  if (!err && ioctl(s, SIOCSIFFLAGS, &ifr) < 0) err = errno;
+  struct rtentry rt;
+  memset(&rt, 0, sizeof rt);
+  rt.rt_dst = inet_address(0);
+  rt.rt_genmask = inet_address(0);
+  if (!err) while (ioctl(s, SIOCDELRT, &rt) == 0) {} /* every old default route */
+  rt.rt_gateway = inet_address(n->gateway);
+  rt.rt_flags = RTF_UP | RTF_GATEWAY;
+  if (!err && ioctl(s, SIOCADDRT, &rt) < 0) err = errno;
+  close(s);
+  return err;
+}
+
 static void serve(int conn, char *output) {
   uint8_t h[FAAS_REQUEST_HEADER_BYTES];
   struct faas_request q;
   struct faas_reply reply = {0};
   if (read_full(conn, h, sizeof h, HEADER_WAIT_MS) < 0) return;
+  uint32_t magic;
+  faas_get_words(h, &magic, 1);
+  if (magic == FAAS_NETWORK_MAGIC) {
+    struct faas_network n;
+    enum faas_decode_error ne = faas_decode_network(h, sizeof h, &n);
+    reply.outcome = ne == FAAS_DECODE_OK ? FAAS_CONFIGURED : FAAS_BAD_REQUEST;
+    reply.status = ne == FAAS_DECODE_OK ? configure_network(&n) : (int32_t)ne;
+    send_reply(conn, &reply, NULL);
+    return;
+  }
   enum faas_decode_error e = faas_decode_request(h, sizeof h, &q);
   if (e != FAAS_DECODE_OK) {
     reply.outcome = FAAS_BAD_REQUEST;

@@ -10,6 +10,7 @@
 #define FAAS_AGENT_PORT 52u
 #define FAAS_REQUEST_MAGIC 0x31514645u  /* "EFQ1" */
 #define FAAS_REPLY_MAGIC 0x31524645u    /* "EFR1" */
+#define FAAS_NETWORK_MAGIC 0x314E4645u  /* "EFN1": a network request instead of an invocation */
 #define FAAS_REQUEST_HEADER_BYTES 16u
 #define FAAS_REPLY_HEADER_BYTES 24u
 /* Bounds, each checked by the decoder before anything is allocated. */
@@ -32,6 +33,7 @@ enum faas_outcome {
   FAAS_SPAWN_FAILED = 3,  /* status: errno */
   FAAS_BAD_REQUEST = 4,   /* the request header was refused; status: a faas_decode_error */
   FAAS_PONG = 5,
+  FAAS_CONFIGURED = 6,    /* a network request's answer; status: 0 or the errno that failed */
 };
 #define FAAS_FLAG_TRUNCATED 1u /* the handler wrote more than FAAS_MAX_OUTPUT_BYTES */
 
@@ -98,7 +100,38 @@ static inline enum faas_decode_error faas_decode_reply(const uint8_t *in, size_t
   struct faas_reply decoded = {w[1], (int32_t)w[2], w[3], w[4], w[5]};
   *r = decoded;
   if (r->output_len > FAAS_MAX_OUTPUT_BYTES) return FAAS_DECODE_TOO_LARGE;
-  if (r->outcome > FAAS_PONG || (r->flags & ~FAAS_FLAG_TRUNCATED)) return FAAS_DECODE_INVALID;
+  if (r->outcome > FAAS_CONFIGURED || (r->flags & ~FAAS_FLAG_TRUNCATED)) return FAAS_DECODE_INVALID;
+  return FAAS_DECODE_OK;
+}
+
+/* A network request (16 bytes, the same size as a request header, told apart by its magic):
+ * the guest's eth0 gets `address`/`prefix_len` and a default route via `gateway` (IPv4
+ * addresses as numbers, 10.0.0.1 = 0x0a000001), replacing what it had: a VM restored from a
+ * snapshot answers with its own address, not its source's. */
+struct faas_network {
+  uint32_t address;
+  uint32_t prefix_len;
+  uint32_t gateway;
+};
+
+static inline void faas_encode_network(const struct faas_network *n, uint8_t out[FAAS_REQUEST_HEADER_BYTES]) {
+  const uint32_t w[4] = {FAAS_NETWORK_MAGIC, n->address, n->prefix_len, n->gateway};
+  faas_put_words(out, w, 4);
+}
+
+/* The gateway must be another address of the address's subnet (prefix 8 to 30). */
+static inline enum faas_decode_error faas_decode_network(const uint8_t *in, size_t len, struct faas_network *n) {
+  uint32_t w[4];
+  enum faas_decode_error e = faas_decode_words(in, len, FAAS_NETWORK_MAGIC, w, 4);
+  if (e != FAAS_DECODE_OK) return e;
+  struct faas_network decoded = {w[1], w[2], w[3]};
+  *n = decoded;
+  if (n->prefix_len < 8 || n->prefix_len > 30) return FAAS_DECODE_INVALID;
+  uint32_t mask = ~0u << (32 - n->prefix_len);
+  uint32_t host = n->address & ~mask, gw_host = n->gateway & ~mask;
+  if ((n->address & mask) != (n->gateway & mask) || n->address == n->gateway || host == 0 || host == ~mask ||
+      gw_host == 0 || gw_host == ~mask)
+    return FAAS_DECODE_INVALID;
   return FAAS_DECODE_OK;
 }
 

@@ -1,11 +1,11 @@
-// Base64 (RFC 4648) for guest test scripts passed on the kernel command line
-// (ember_test=...); shared by the end-to-end tests and the perf drivers.
+// Base64 (RFC 4648, with padding): guest test scripts on the kernel command line (ember_test=...,
+// the end-to-end tests and perf drivers) and ember-faas's binary handler output.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
-namespace ember::e2e::util {
+namespace ember {
 
 inline std::string base64(const std::string& in) {
   static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -25,4 +25,4 @@ inline std::string base64(const std::string& in) {
   return out;
 }
 
-}  // namespace ember::e2e::util
+}  // namespace ember
