@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -105,19 +106,21 @@ std::unique_ptr<EmberVm> EmberVm::spawn(const std::string& ember_bin, const std:
   argv.push_back(nullptr);
   pid_t pid = 0;
   int rc = 0;
+  std::exception_ptr no_namespace;  // entering the network namespace failed
   auto start = [&] { rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ); };
   try {
     // Unjailed, ember is started from a thread inside the namespace (the jailer joins it itself).
     if (network && !jail) run_in_network_namespace(network->netns_path(), start);
     else start();
   } catch (const Error&) {
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    std::filesystem::remove_all(dir);
-    throw;
+    no_namespace = std::current_exception();
   }
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
+  if (no_namespace) {
+    std::filesystem::remove_all(dir);
+    std::rethrow_exception(no_namespace);
+  }
   if (rc != 0) {
     std::filesystem::remove_all(dir);
     fail("starting ", argv[0], ": ", std::strerror(rc));

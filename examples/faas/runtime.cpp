@@ -28,15 +28,6 @@ ApiResponse error(int status, const std::string& message) {
   return {status, json{{"error", message}}.dump()};
 }
 
-bool valid_utf8(const std::string& s) {
-  try {
-    (void)json(s).dump();  // the strict handler throws on invalid UTF-8
-    return true;
-  } catch (const json::type_error&) {
-    return false;
-  }
-}
-
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
@@ -425,12 +416,16 @@ ApiResponse Runtime::finish(const std::string& name, const Function& f, VmId id,
   if (!scheduler_.release(name, id, reusable, Clock::now())) stop(id);
   json out = {{"vm", vm_kind_name(kind)}, {"output", r.output}, {"output_truncated", (r.reply.flags & FAAS_FLAG_TRUNCATED) != 0},
               {"timings", timings}};
-  // "output" is text (invalid UTF-8 replaced); binary output also comes exactly, in base64.
-  if (!valid_utf8(r.output)) out["output_base64"] = base64(r.output);
   if (r.reply.outcome == FAAS_EXITED) out["exit_status"] = r.reply.status;
   else if (r.reply.outcome == FAAS_SIGNALED) out["exit_status"] = nullptr, out["signal"] = r.reply.status;
   else out["exit_status"] = nullptr, out["spawn_error"] = std::strerror(r.reply.status);
-  return {200, out.dump(-1, ' ', false, json::error_handler_t::replace)};
+  try {
+    return {200, out.dump()};  // the strict dump throws on output that is not UTF-8
+  } catch (const json::type_error&) {
+    // Then "output" is text with the invalid bytes replaced, and the exact bytes come in base64.
+    out["output_base64"] = base64(r.output);
+    return {200, out.dump(-1, ' ', false, json::error_handler_t::replace)};
+  }
 }
 
 void Runtime::expire_idle() {
