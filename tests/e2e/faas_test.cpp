@@ -132,6 +132,18 @@ std::string jailed_embers() {
 
 int test_port(int offset) { return 20000 + (getpid() % 20000) + offset; }
 
+// ember-faas's flags that jail its VMs (uids from `uid_base`) when ember is static; none for a
+// sanitized build, which is dynamic (a jail holds only the binary). Empty too, with a test
+// failure, when the host has no cgroup2 to put them in.
+std::vector<std::string> jail_flags_if_static(const char* uid_base) {
+  if (!statically_linked(env("EMBER_BIN"))) return {};
+  if (cgroup2_mount().empty()) {
+    ADD_FAILURE() << "no cgroup2 hierarchy for the jailed VMs";
+    return {};
+  }
+  return {"--jailer", (fs::path(env("EMBER_BIN")).parent_path() / "ember-jailer").string(), "--jail-uid-base", uid_base};
+}
+
 TEST(Faas, ColdRestoredWarmTimeoutAndCleanup) {
   ASSERT_TRUE(host_tools({{"curl", "curl"}}));
   fs::path dir = scratch_dir("faas-main");
@@ -204,6 +216,47 @@ TEST(Faas, ColdRestoredWarmTimeoutAndCleanup) {
   EXPECT_EQ(files_in(state / "functions"), 0);
   EXPECT_EQ(d.call("POST", "/functions/upper/invoke", "x").status, 404);
   EXPECT_EQ(d.stop(), 0) << read_text(dir / "daemon.log");
+}
+
+// A function whose image is a root drive instead of an initramfs (build-image.sh's rootfs.ext4,
+// attached read-only as /dev/vda): the cold VM and a clone restored from its snapshot (which
+// reopens the drive) both run the handler from it, a warm one after them; nothing left after.
+// Jailed when ember is static.
+TEST(Faas, RootDriveImageColdRestoredAndWarm) {
+  ASSERT_TRUE(host_tools({{"curl", "curl"}}));
+  fs::path dir = scratch_dir("faas-rootfs");
+  fs::path state = dir / "state";
+  std::vector<std::string> extra = jail_flags_if_static("330000");
+  Daemon d(state, dir / "daemon.log", test_port(8), extra);
+  const double invoke_timeout = 240;
+  std::string image = env("EMBER_FAAS_IMAGE_DIR");
+  ASSERT_TRUE(fs::exists(image + "/rootfs.ext4")) << image;
+  // The handler names what / is, then upper-cases its input.
+  json spec = json::parse(function_json("", R"(awk '$2 == "/" {print $3, substr($4, 1, 2)}' /proc/mounts; tr a-z A-Z)", 20000));
+  spec.erase("initramfs");
+  spec["rootfs"] = image + "/rootfs.ext4";
+  ASSERT_EQ(d.call("PUT", "/functions/fromdisk", spec.dump()).status, 204) << read_text(dir / "daemon.log");
+
+  auto a = std::async(std::launch::async, [&] { return d.call("POST", "/functions/fromdisk/invoke", "disk a", invoke_timeout); });
+  auto b = std::async(std::launch::async, [&] { return d.call("POST", "/functions/fromdisk/invoke", "disk b", invoke_timeout); });
+  Reply ra = a.get(), rb = b.get();
+  ASSERT_EQ(ra.status, 200) << ra.body << "\n" << read_text(dir / "daemon.log");
+  ASSERT_EQ(rb.status, 200) << rb.body << "\n" << read_text(dir / "daemon.log");
+  EXPECT_EQ(parse(ra)["output"], "ext4 ro\nDISK A") << ra.body;
+  EXPECT_EQ(parse(rb)["output"], "ext4 ro\nDISK B") << rb.body;
+  std::set<std::string> kinds = {parse(ra)["vm"].get<std::string>(), parse(rb)["vm"].get<std::string>()};
+  EXPECT_EQ(kinds, (std::set<std::string>{"cold", "restored"})) << ra.body << "\n" << rb.body;
+  Reply rc = d.call("POST", "/functions/fromdisk/invoke", "disk c", invoke_timeout);
+  ASSERT_EQ(rc.status, 200) << rc.body;
+  EXPECT_EQ(parse(rc)["vm"], "warm");
+  EXPECT_EQ(parse(rc)["output"], "ext4 ro\nDISK C");
+
+  EXPECT_EQ(d.call("DELETE", "/functions/fromdisk").status, 204);
+  EXPECT_EQ(embers_in(state), 0);
+  EXPECT_EQ(files_in(state / "vms"), 0);
+  EXPECT_EQ(files_in(state / "functions"), 0);
+  EXPECT_EQ(d.stop(), 0) << read_text(dir / "daemon.log");
+  fs::remove_all(dir);
 }
 
 // A guest image without the agent (the project's plain initramfs: its /init reboots at once)
@@ -316,12 +369,7 @@ TEST(Faas, CodeDriveSwapsWithoutANewSnapshot) {
   ASSERT_TRUE(host_tools({{"curl", "curl"}}));
   fs::path dir = scratch_dir("faas-code");
   fs::path state = dir / "state";
-  std::vector<std::string> extra;
-  if (statically_linked(env("EMBER_BIN"))) {
-    ASSERT_FALSE(cgroup2_mount().empty());
-    extra = {"--jailer", (fs::path(env("EMBER_BIN")).parent_path() / "ember-jailer").string(), "--jail-uid-base",
-             "310000"};
-  }
+  std::vector<std::string> extra = jail_flags_if_static("310000");
   Daemon d(state, dir / "daemon.log", test_port(5), extra);
   // A code image: the text, then NULs up to 4 KiB (the handler drops them).
   auto code = [&](const std::string& name, const std::string& text) {
@@ -458,12 +506,7 @@ TEST(Faas, NetworkedVmsReachTheHostEachFromItsOwnAddress) {
   ASSERT_TRUE(host_tools({{"curl", "curl"}, {"ip", "iproute2"}}));
   fs::path dir = scratch_dir("faas-net");
   fs::path state = dir / "state";
-  std::vector<std::string> extra;
-  if (statically_linked(env("EMBER_BIN"))) {
-    ASSERT_FALSE(cgroup2_mount().empty());
-    extra = {"--jailer", (fs::path(env("EMBER_BIN")).parent_path() / "ember-jailer").string(), "--jail-uid-base",
-             "320000"};
-  }
+  std::vector<std::string> extra = jail_flags_if_static("320000");
   ASSERT_EQ(host_vm_links(), "") << "links of another ember-faas are on this host";
   int port = test_port(6);
   PeerEchoServer server(port);
