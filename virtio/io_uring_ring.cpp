@@ -1,6 +1,5 @@
 #include "virtio/io_uring_ring.h"
 
-#include <poll.h>
 #include <sys/eventfd.h>
 
 #include <algorithm>
@@ -14,7 +13,7 @@ namespace {
 // The operations ember's backends issue: block reads, writes, flushes and fallocate
 // (DISCARD and WRITE_ZEROES), tap reads and writes, and cancellation at reset.
 constexpr uint8_t kAllowedOps[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_FALLOCATE,
-                                   IORING_OP_ASYNC_CANCEL, IORING_OP_POLL_ADD};
+                                   IORING_OP_ASYNC_CANCEL};
 }  // namespace
 
 IoUringRing::IoUringRing(unsigned entries) {
@@ -127,10 +126,6 @@ bool IoUringRing::fallocate(int fd, int mode, uint64_t offset, uint64_t length, 
   return queue(fd, done, [&](io_uring_sqe* sqe, int index) {
     io_uring_prep_fallocate(sqe, index, mode, static_cast<off_t>(offset), static_cast<off_t>(length));
   });
-}
-
-bool IoUringRing::poll_in(int fd, RingCompletion* done) {
-  return queue(fd, done, [](io_uring_sqe* sqe, int index) { io_uring_prep_poll_add(sqe, index, POLLIN); });
 }
 
 bool IoUringRing::cancel(RingCompletion* target) {

@@ -54,8 +54,6 @@ class IoUringRing {
   bool writev(int fd, const iovec* iov, unsigned count, uint64_t offset, RingCompletion* done);
   bool fdatasync(int fd, RingCompletion* done);
   bool fallocate(int fd, int mode, uint64_t offset, uint64_t length, RingCompletion* done);
-  // Completes once `fd` is readable, with its poll mask (POLLIN, or POLLERR/POLLHUP), or -errno.
-  bool poll_in(int fd, RingCompletion* done);
   // Asks the kernel to cancel the operation whose completion is `target` (it
   // then completes with -ECANCELED, or normally if it was already done).
   bool cancel(RingCompletion* target);

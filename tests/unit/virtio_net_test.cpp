@@ -368,83 +368,6 @@ TEST(NetDevice, LargeRxPacketSpreadsOverMergeableBuffers) {
   EXPECT_TRUE(std::equal(got.begin() + kNetHeaderSize, got.end(), f.begin() + kNetHeaderSize));
 }
 
-// Held chains that can take the largest frame: the tap writes the frame straight into them
-// (no copy through rx_packet_), the header checked and rewritten in place.
-TEST(NetDevice, RxFramesGoStraightIntoBuffersThatCanTakeTheLargestFrame) {
-  NetHarness h;
-  h.add_rx(4096, 40);  // 160 KiB: room for the largest frame
-  h.device->process_queue(kRxQueue);
-  auto big = NetHarness::frame(30000), small = NetHarness::frame(60);
-  h.host_sends(big);
-  h.host_sends(small);
-  uint16_t big_buffers = static_cast<uint16_t>((big.size() + 4095) / 4096);  // 8
-  h.pump([&] { return h.rx.used_idx() == big_buffers + 1; });
-  ASSERT_EQ(h.rx.used_idx(), big_buffers + 1);
-  auto got = h.received(0, big_buffers);
-  ASSERT_EQ(got.size(), big.size());
-  EXPECT_EQ(header_at(got).num_buffers, big_buffers);
-  EXPECT_TRUE(std::equal(got.begin() + kNetHeaderSize, got.end(), big.begin() + kNetHeaderSize));
-  auto got_small = h.received(big_buffers, 1);
-  ASSERT_EQ(got_small.size(), small.size());
-  EXPECT_EQ(header_at(got_small).num_buffers, 1);
-  EXPECT_TRUE(std::equal(got_small.begin() + kNetHeaderSize, got_small.end(), small.begin() + kNetHeaderSize));
-  EXPECT_EQ(h.metric("rx_direct_packets"), 2u);
-  EXPECT_EQ(h.metric("rx_packets_count"), 2u);
-}
-
-// Too few buffers held for the largest frame: read into ember's own buffer and copied, as the
-// frame's actual size then decides how many chains it needs.
-TEST(NetDevice, RxFramesAreCopiedWhenTheBuffersCannotTakeTheLargestFrame) {
-  NetHarness h;
-  h.add_rx(1526, 4);
-  h.device->process_queue(kRxQueue);
-  auto f = NetHarness::frame(3000);
-  h.host_sends(f);
-  h.pump([&] { return h.rx.used_idx() == 2; });
-  ASSERT_EQ(h.rx.used_idx(), 2);
-  EXPECT_EQ(h.received(0, 2).size(), f.size());
-  EXPECT_EQ(h.metric("rx_direct_packets"), 0u);
-}
-
-// Without mergeable buffers only a chain that takes the largest frame by itself is read into;
-// a frame the checks refuse (GSO the driver did not accept) is dropped with its chain kept,
-// and the next frame overwrites it.
-TEST(NetDevice, RxDirectWithoutMergeableBuffersAndARefusedFrameKeepsItsChain) {
-  NetHarness h(bit(kFeatureVersion1));
-  h.add_rx(static_cast<uint32_t>(kMaxPacket));
-  h.device->process_queue(kRxQueue);
-  NetHeader gso{};
-  gso.gso_type = kGsoTcpV4;
-  h.host_sends(NetHarness::frame(5000, gso));
-  auto f = NetHarness::frame(700);
-  h.host_sends(f);
-  h.pump([&] { return h.rx.used_idx() == 1; });
-  ASSERT_EQ(h.rx.used_idx(), 1);
-  auto got = h.received(0, 1);
-  ASSERT_EQ(got.size(), f.size());
-  EXPECT_TRUE(std::equal(got.begin() + kNetHeaderSize, got.end(), f.begin() + kNetHeaderSize));
-  EXPECT_EQ(header_at(got).gso_type, kGsoNone);
-  EXPECT_EQ(h.metric("rx_fails"), 1u);
-  EXPECT_EQ(h.metric("rx_direct_packets"), 1u);
-}
-
-// A tap that keeps failing (here the stand-in's end of file: empty reads, and a poll that
-// always says readable) does not make the event thread spin: after 16 failures in a row RX
-// pauses until the driver next adds buffers.
-TEST(NetDevice, RxPausesAfterATapKeepsFailing) {
-  NetHarness h;
-  h.add_rx(1526, 4);
-  h.device->process_queue(kRxQueue);
-  h.peer.reset();
-  h.pump([&] { return h.metric("rx_fails") >= 16; });
-  h.pump([] { return false; });  // more time: nothing further happens
-  EXPECT_EQ(h.metric("rx_fails"), 16u);
-  h.device->process_queue(kRxQueue);  // the driver's next notification tries again
-  h.pump([&] { return h.metric("rx_fails") >= 32; });
-  EXPECT_EQ(h.metric("rx_fails"), 32u);
-  EXPECT_EQ(h.rx.used_idx(), 0);
-}
-
 TEST(NetDevice, RxStallsWithoutBuffersAndResumesWhenTheDriverAddsSome) {
   NetHarness h;
   auto a = NetHarness::frame(3000), b = NetHarness::frame(50);
@@ -468,10 +391,14 @@ TEST(NetDevice, RxStallsWithoutBuffersAndResumesWhenTheDriverAddsSome) {
 }
 
 // Packets already in the tap when buffers arrive go to the guest at once, read without
-// waiting (the tap is O_NONBLOCK) and without an io_uring round trip each, in order, with one
-// interrupt; a batch is bounded (32 reads) and the rest follow after the ring's poll.
-TEST(NetDeviceRxBatch, PacketsTheTapHoldsAreReadAtOnceInBoundedBatches) {
-  NetHarness h;
+// waiting and without an io_uring round trip each, in order, with one interrupt; a batch is
+// bounded (32 reads) and the rest follow through the ring. Without waiting: RWF_NOWAIT, or
+// O_NONBLOCK set around the batch (a tap that refuses RWF_NOWAIT: Linux 6.1's), and cleared
+// again, since the io_uring read that follows must wait.
+class RxBatch : public testing::TestWithParam<bool> {};
+
+TEST_P(RxBatch, PacketsTheTapHoldsAreReadAtOnceInBoundedBatches) {
+  NetHarness h(kAllOffloads, 0, [](NetDeviceOptions& o) { o.nowait_reads = GetParam(); });
   int device_fd = h.device_tap_fd;
   std::vector<std::vector<uint8_t>> frames;
   for (int i = 0; i < 40; ++i) frames.push_back(NetHarness::frame(200 + i));
@@ -483,7 +410,7 @@ TEST(NetDeviceRxBatch, PacketsTheTapHoldsAreReadAtOnceInBoundedBatches) {
   h.device->process_queue(kRxQueue);
   EXPECT_EQ(h.rx.used_idx(), 1 + 32) << "the waiting packet and one batch, before the ring ran";
   EXPECT_EQ(h.interrupt.raised(), interrupts + 1);
-  EXPECT_NE(::fcntl(device_fd, F_GETFL) & O_NONBLOCK, 0) << "the event thread's reads must never wait";
+  EXPECT_EQ(::fcntl(device_fd, F_GETFL) & O_NONBLOCK, 0) << "the tap is left blocking for the io_uring read";
   h.pump([&] { return h.rx.used_idx() == 40; });
   ASSERT_EQ(h.rx.used_idx(), 40);
   for (uint16_t i = 0; i < 40; ++i) {
@@ -497,8 +424,8 @@ TEST(NetDeviceRxBatch, PacketsTheTapHoldsAreReadAtOnceInBoundedBatches) {
 }
 // Large frames (TCP with GSO) are not batched: each goes to the guest with its own interrupt,
 // the guest taking it in while ember reads the next, instead of 32 of them (2 MiB) at once.
-TEST(NetDeviceRxBatch, LargeFramesAreReadOneAtATime) {
-  NetHarness h;
+TEST_P(RxBatch, LargeFramesAreReadOneAtATime) {
+  NetHarness h(kAllOffloads, 0, [](NetDeviceOptions& o) { o.nowait_reads = GetParam(); });
   std::vector<uint8_t> large = NetHarness::frame(20000), small = NetHarness::frame(100);
   h.host_sends(large);
   h.pump([&] { return h.metric("no_rx_avail_buffer") > 0; });
@@ -510,6 +437,9 @@ TEST(NetDeviceRxBatch, LargeFramesAreReadOneAtATime) {
   EXPECT_EQ(h.rx.used_idx(), 8);
   EXPECT_EQ(h.metric("rx_packets_count"), 8u);
 }
+
+INSTANTIATE_TEST_SUITE_P(NetDevice, RxBatch, testing::Bool(),
+                         [](const auto& info) { return info.param ? "WithNowaitReads" : "WithNonblockingTap"; });
 
 TEST(NetDevice, RxBufferTooShortForTheHeaderIsReturnedEmpty) {
   NetHarness h;

@@ -19,7 +19,7 @@ namespace ember::virtio::net {
 
 namespace {
 
-// Consecutive failed tap reads (or waits) after which RX stops until the driver next adds
+// Consecutive failed tap reads after which RX stops until the driver next adds
 // buffers, so a broken tap cannot make the event thread spin.
 constexpr unsigned kMaxRxReadFailures = 16;
 
@@ -29,9 +29,6 @@ constexpr unsigned kMaxRxReadFailures = 16;
 // one interrupt at a time, the guest taking in one while ember reads the next. Batching them
 // made TCP downloads about a third slower in the emulated host (perf/net/NOTES.md).
 constexpr unsigned kRxBatch = 32;
-// A read straight into the driver's buffers takes at most this many iovecs (the chains that
-// hold the largest frame); more, and the frame goes through rx_packet_ instead.
-constexpr size_t kMaxDirectIovecs = 1024;
 // A small frame: an Ethernet frame and its header, not a GSO one. RX batches only these, and
 // TX writes only these from the event thread (NetDeviceOptions::tap_writes_never_block);
 // larger TX frames (TSO, up to 64 KiB) go through io_uring, whose worker copies them while the
@@ -50,19 +47,13 @@ NetDevice::NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring)
       ring_(ring),
       rx_limiter_(options_.rx_rate_limiter, options_.clock),
       tx_limiter_(options_.tx_rate_limiter, options_.clock) {
+  nowait_reads_ = options_.nowait_reads;
   if (options_.loop) {
     std::string name = "net '" + options_.id + "'";
     rx_timer_ = std::make_unique<ThrottleTimer>(*options_.loop, [this] { process_queue(kRxQueue); }, name);
     tx_timer_ = std::make_unique<ThrottleTimer>(*options_.loop, [this] { process_queue(kTxQueue); }, name);
   } else if (rx_limiter_.enabled() || tx_limiter_.enabled()) {
     fail("net '", options_.id, "': a rate limiter needs the event loop");
-  }
-  // RX reads happen on the event thread after an io_uring poll says the tap holds a frame: they
-  // must never wait. TX is unaffected: the tap never makes a writer wait either (open_tap()).
-  // open_tap() opens it so; this is for other fds. F_SETFL only (the one fcntl seccomp leaves
-  // the main thread); the other flags it sets (O_APPEND, O_ASYNC, O_DIRECT) a tap never has.
-  if (::fcntl(tap_.get(), F_SETFL, O_NONBLOCK) < 0) {
-    fail("net '", options_.id, "': cannot make the tap non-blocking: ", errno_text());
   }
   ring_.add_file(tap_.get());
   if (!options_.set_offloads) options_.set_offloads = set_tap_offloads;
@@ -87,13 +78,12 @@ NetDevice::NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring)
 
 NetDevice::~NetDevice() {
   // The ring and the queues may already be gone (the MMIO bus outlives them): forget
-  // the chains without touching either. The ring's teardown cancels the poll.
+  // the chains without touching either. The ring's teardown cancels the read.
   for (DescriptorChain& chain : rx_chains_) chain.abandon();
   for (TxSlot& slot : tx_slots_) slot.chain.abandon();
   if (tx_held_) tx_held_->abandon();
   const Counters& c = counters_;
-  log::info(cat("net '", options_.id, "': rx ", c.rx_packets.load(), " packets (", c.rx_gso.load(), " GSO, ",
-                c.rx_direct.load(), " read straight into the guest's buffers), ",
+  log::info(cat("net '", options_.id, "': rx ", c.rx_packets.load(), " packets (", c.rx_gso.load(), " GSO), ",
                 c.rx_bytes.load(), " bytes; tx ", c.tx_packets.load(), " packets (", c.tx_tso.load(), " TSO), ",
                 c.tx_bytes.load(), " bytes; errors rx ", c.rx_errors.load(), " tx ",
                 c.tx_errors.load() + c.tx_malformed.load()));
@@ -160,7 +150,7 @@ void NetDevice::drain() {
   bool throttled = std::exchange(tx_throttled_, false);
   cancel_tx();
   tx_throttled_ = throttled;
-  // The RX poll in flight may go on: it writes nothing (reads happen on the event thread).
+  // The RX read in flight fills rx_packet_, host memory: it may go on.
   for (DescriptorChain& chain : rx_chains_) chain.complete(0);
   rx_chains_.clear();
   rx_chain_bytes_ = 0;
@@ -208,7 +198,7 @@ void NetDevice::process_queue(uint16_t index) {
 
 void NetDevice::start_rx_read() {
   if (!may_read_rx()) return;
-  if (!ring_.poll_in(tap_.get(), &rx_read_)) {
+  if (!ring_.readv(tap_.get(), &rx_iov_, 1, 0, &rx_read_)) {
     // Retried when the driver next adds RX buffers.
     ++counters_.rx_errors;
     warn_limited(cat("net '", options_.id, "': io_uring submission queue full, RX paused"));
@@ -217,27 +207,28 @@ void NetDevice::start_rx_read() {
   rx_reading_ = true;
 }
 
-bool NetDevice::count_rx_failure(const std::string& what) {
-  ++counters_.rx_errors;
-  warn_limited(cat("net '", options_.id, "': ", what));
-  if (++rx_read_failures_ < kMaxRxReadFailures) return true;
-  warn_limited(cat("net '", options_.id, "': ", rx_read_failures_, " tap reads failed in a row; RX paused"));
-  return false;
-}
-
 void NetDevice::on_rx_read(int32_t result) {
   rx_reading_ = false;
   if (resetting_ || !interrupt_ || result == -ECANCELED) return;
-  if (result < 0 || !(result & POLLIN)) {
-    // POLLERR or POLLHUP without data (a tap whose interface went away), or poll failed.
-    std::string why = result < 0 ? errno_text(-result) : cat("poll mask ", hex(static_cast<uint32_t>(result)));
-    if (count_rx_failure(cat("waiting for the tap failed: ", why))) start_rx_read();
+  if (result < 0) {
+    ++counters_.rx_errors;
+    warn_limited(cat("net '", options_.id, "': read from tap failed: ", errno_text(-result)));
+    if (++rx_read_failures_ >= kMaxRxReadFailures) {
+      warn_limited(cat("net '", options_.id, "': ", rx_read_failures_, " tap reads failed in a row; RX paused"));
+      return;
+    }
+    start_rx_read();
     return;
   }
-  read_rx(0);
+  rx_read_failures_ = 0;
+  if (take_rx_packet(static_cast<size_t>(result))) read_rx(static_cast<size_t>(result));
 }
 
 bool NetDevice::take_rx_packet(size_t length) {
+  if (length < kNetHeaderSize) {
+    ++counters_.rx_errors;  // the tap always prepends the header: nothing to deliver
+    return true;
+  }
   rx_length_ = length;
   rx_paid_ = false;
   // Otherwise no busy loop and no queue of packets: the tap keeps (or drops) the rest
@@ -246,79 +237,48 @@ bool NetDevice::take_rx_packet(size_t length) {
 }
 
 void NetDevice::read_rx(size_t last_bytes) {
-  // What the tap holds is read now by the event thread (the tap is O_NONBLOCK), each packet
-  // handed to the guest before the next is read: small frames in a bounded batch, one
-  // interrupt for the lot; a large one (TCP with GSO) alone, so the guest takes it in while
-  // ember reads the next. Then an io_uring poll waits for more: no io-wq worker between the
-  // tap and the guest (Linux 6.1's tap refuses non-blocking io_uring reads, so each read was
-  // handed to a worker thread).
+  // What the tap already holds is read now, without waiting, each packet handed to the guest
+  // before the next is read: one wake-up and one interrupt for the lot instead of an io_uring
+  // round trip each. Then one io_uring read waits for more. "Without waiting" is RWF_NOWAIT;
+  // a tap that refuses it (Linux 6.1's) is made O_NONBLOCK for the batch instead (no io_uring
+  // read is in flight meanwhile, and the next one needs the tap blocking again to wait).
+  bool nonblocking = false;
   bool waiting = false;  // a packet waits for buffers or the limiter: no read until then
   for (unsigned i = 0; i < kRxBatch && last_bytes <= kSmallFrameBytes && may_read_rx(); ++i) {
-    bool direct = true;
-    ssize_t n = read_rx_direct();
-    if (n == kNotDirect) {
-      direct = false;
+    ssize_t n = -1;
+    if (nowait_reads_) {
+      n = ::preadv2(tap_.get(), &rx_iov_, 1, -1, RWF_NOWAIT);
+      if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL)) nowait_reads_ = false;
+    }
+    if (!nowait_reads_) {
+      if (!nonblocking) {
+        // Most completions find the tap empty (a download paced by the guest's ACKs): one
+        // poll then, not the fcntl pair and a read that fails.
+        pollfd pending{tap_.get(), POLLIN, 0};
+        if (::poll(&pending, 1, 0) != 1 || !(pending.revents & POLLIN) || !set_tap_nonblocking(true)) break;
+        nonblocking = true;
+      }
       n = ::readv(tap_.get(), &rx_iov_, 1);
     }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;  // empty: the poll waits
-    if (n < static_cast<ssize_t>(kNetHeaderSize)) {
-      // Failed, or a frame without the header the tap always prepends (0: a stand-in's end of
-      // file): nothing to deliver. Counted, so that a tap that keeps failing pauses RX.
-      if (!count_rx_failure(n < 0 ? cat("read from tap failed: ", errno_text())
-                                  : cat("read of ", n, " bytes from the tap, shorter than the header"))) {
-        return;
-      }
-      break;
-    }
-    rx_read_failures_ = 0;
+    if (n < 0) break;  // EAGAIN (empty) and failures alike: the io_uring read reports a failure
     last_bytes = static_cast<size_t>(n);
-    if (!direct && !take_rx_packet(last_bytes)) {
+    if (!take_rx_packet(static_cast<size_t>(n))) {
       waiting = true;
       break;
     }
   }
+  if (nonblocking) set_tap_nonblocking(false);
   if (!waiting) start_rx_read();
 }
 
-ssize_t NetDevice::read_rx_direct() {
-  // Straight into the driver's buffers when the held chains can take the largest frame the
-  // tap may give (so it is never cut short), the limiter does not need to see the size first,
-  // and nothing waits; otherwise the caller reads into rx_packet_ and copies.
-  if (rx_limiter_.enabled() || rx_length_) return kNotDirect;
-  bool merge = (acked_ & bit(kFeatureMrgRxbuf)) != 0;
-  if (gather_rx_chains(merge ? kMaxPacket : 1) != Gather::Enough) return kNotDirect;
-  if (!merge && rx_chains_.front().writer().remaining() < kMaxPacket) return kNotDirect;
-  rx_direct_iov_.clear();
-  size_t capacity = 0;
-  for (const DescriptorChain& chain : rx_chains_) {
-    chain.writer().append_iovecs(rx_direct_iov_);
-    capacity += chain.writer().remaining();
-    if (capacity >= kMaxPacket || !merge) break;
+bool NetDevice::set_tap_nonblocking(bool on) {
+  if (tap_flags_ < 0) tap_flags_ = ::fcntl(tap_.get(), F_GETFL);
+  if (tap_flags_ < 0 || ::fcntl(tap_.get(), F_SETFL, on ? tap_flags_ | O_NONBLOCK : tap_flags_) < 0) {
+    ++counters_.rx_errors;
+    warn_limited(cat("net '", options_.id, "': cannot switch the tap's O_NONBLOCK: ", errno_text()));
+    return false;
   }
-  if (capacity < kMaxPacket || rx_direct_iov_.size() > kMaxDirectIovecs) return kNotDirect;
-  ssize_t n = ::readv(tap_.get(), rx_direct_iov_.data(), static_cast<int>(rx_direct_iov_.size()));
-  size_t length = static_cast<size_t>(n);
-  if (n < 0 || length < kNetHeaderSize) return n;  // the caller counts it; the chains stay held
-  // The header as the tap wrote it, copied out of guest memory before it is checked (the
-  // guest could change it meanwhile), then written back as checked.
-  NetHeader header;
-  auto* to = reinterpret_cast<uint8_t*>(&header);
-  for (size_t i = 0, copied = 0; copied < kNetHeaderSize; ++i) {
-    size_t part = std::min(rx_direct_iov_[i].iov_len, kNetHeaderSize - copied);
-    std::memcpy(to + copied, rx_direct_iov_[i].iov_base, part);
-    copied += part;
-  }
-  uint16_t count = 0;
-  for (size_t bytes = 0; bytes < length; ++count) bytes += rx_chains_[count].writer().remaining();
-  rx_length_ = length;  // for drop_rx's message and the counters
-  if (const char* why = prepare_rx_header(header, acked_, count)) {
-    drop_rx(counters_.rx_errors, why);
-    return n;
-  }
-  rx_chains_.front().writer().write_obj(header);
-  publish_rx(count, header, nullptr);
-  ++counters_.rx_direct;
-  return n;
+  return true;
 }
 
 bool NetDevice::forward_rx() {
@@ -344,8 +304,11 @@ void NetDevice::drop_rx(std::atomic<uint64_t>& counter, const char* why) {
   rx_length_ = 0;
 }
 
-NetDevice::Gather NetDevice::gather_rx_chains(size_t bytes) {
+bool NetDevice::deliver_rx() {
   SplitQueue& queue = queues_[kRxQueue];
+  bool merge = (acked_ & bit(kFeatureMrgRxbuf)) != 0;
+  // 5.1.6.3: without MRG_RXBUF the whole packet goes into one chain.
+  size_t needed = merge ? rx_length_ : 1;
   for (;;) {
     while (!rx_chains_.empty() && rx_chains_.front().writer().remaining() < kNetHeaderSize) {
       ++counters_.rx_errors;
@@ -355,24 +318,15 @@ NetDevice::Gather NetDevice::gather_rx_chains(size_t bytes) {
       rx_chains_.front().complete(0);
       rx_chains_.pop_front();
     }
-    if (!rx_chains_.empty() && rx_chain_bytes_ >= bytes) return Gather::Enough;
-    if (rx_chains_.size() >= queue.size()) return Gather::TooSmall;
-    std::optional<DescriptorChain> chain = queue.pop();
-    if (!chain) return Gather::Dry;
-    rx_chain_bytes_ += chain->writer().remaining();
-    rx_chains_.push_back(std::move(*chain));
-  }
-}
-
-bool NetDevice::deliver_rx() {
-  bool merge = (acked_ & bit(kFeatureMrgRxbuf)) != 0;
-  // 5.1.6.3: without MRG_RXBUF the whole packet goes into one chain.
-  switch (gather_rx_chains(merge ? rx_length_ : 1)) {
-    case Gather::Enough: break;
-    case Gather::Dry: return false;
-    case Gather::TooSmall:
+    if (!rx_chains_.empty() && rx_chain_bytes_ >= needed) break;
+    if (rx_chains_.size() >= queue.size()) {
       drop_rx(counters_.rx_dropped, "the driver's RX buffers together are too small");
       return true;
+    }
+    std::optional<DescriptorChain> chain = queue.pop();
+    if (!chain) return false;
+    rx_chain_bytes_ += chain->writer().remaining();
+    rx_chains_.push_back(std::move(*chain));
   }
   if (!merge && rx_chains_.front().writer().remaining() < rx_length_) {
     drop_rx(counters_.rx_dropped, "RX buffer too small (no VIRTIO_NET_F_MRG_RXBUF)");
@@ -387,29 +341,24 @@ bool NetDevice::deliver_rx() {
     return true;
   }
   std::memcpy(rx_packet_.data(), &header, kNetHeaderSize);
-  publish_rx(count, header, rx_packet_.data());
-  return true;
-}
-
-void NetDevice::publish_rx(uint16_t count, const NetHeader& header, const uint8_t* source) {
   size_t offset = 0;
   for (uint16_t i = 0; i < count; ++i) {
     DescriptorChain chain = std::move(rx_chains_.front());
     rx_chains_.pop_front();
     ChainWriter writer = chain.writer();
     rx_chain_bytes_ -= writer.remaining();
-    size_t n = std::min(writer.remaining(), rx_length_ - offset);
-    if (source) n = writer.write(std::span<const uint8_t>(source + offset, n));
+    size_t n = writer.write(std::span<const uint8_t>(rx_packet_.data() + offset, rx_length_ - offset));
     offset += n;
     chain.complete_unpublished(static_cast<uint32_t>(n));
   }
   // The driver must see every buffer of the packet at once (it reads num_buffers
   // entries in a row).
-  queues_[kRxQueue].publish_used();
+  queue.publish_used();
   ++counters_.rx_packets;
   if (header.gso_type != kGsoNone) ++counters_.rx_gso;
   counters_.rx_bytes += rx_length_ - kNetHeaderSize;
   rx_length_ = 0;
+  return true;
 }
 
 void NetDevice::process_tx() {
@@ -518,7 +467,6 @@ void NetDevice::report_metrics(const MetricSink& sink) const {
   sink("rx_fails", c.rx_errors.load(std::memory_order_relaxed));
   sink("rx_dropped", c.rx_dropped.load(std::memory_order_relaxed));
   sink("no_rx_avail_buffer", c.rx_no_buffer.load(std::memory_order_relaxed));
-  sink("rx_direct_packets", c.rx_direct.load(std::memory_order_relaxed));
   sink("tx_packets_count", c.tx_packets.load(std::memory_order_relaxed));
   sink("tx_bytes_count", c.tx_bytes.load(std::memory_order_relaxed));
   sink("tx_tso_packets", c.tx_tso.load(std::memory_order_relaxed));
@@ -540,7 +488,7 @@ void NetDevice::update_rate_limiters(const RateLimiterConfig& rx, const RateLimi
 
 std::string NetDevice::describe_state() const {
   return cat("tx in flight ", tx_slots_.size() - tx_free_.size(), " of ", tx_slots_.size(),
-             tx_throttled_ ? " (throttled)" : "", ", rx poll ", rx_reading_ ? "pending" : "not pending",
+             tx_throttled_ ? " (throttled)" : "", ", rx read ", rx_reading_ ? "pending" : "not pending",
              rx_waits_for_limiter_ ? ", rx packet waiting for the rate limiter " : ", rx packet waiting for buffers ",
              rx_length_, " bytes, tx packet waiting for the rate limiter ", tx_held_ ? "yes" : "no",
              ", rx chains held ", rx_chains_.size(), " (", rx_chain_bytes_, " bytes), rx read failures ",

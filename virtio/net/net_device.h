@@ -14,7 +14,6 @@
 
 #include "base/util/unique_fd.h"
 #include "virtio/io_uring_ring.h"
-#include "virtio/net/net_header.h"
 #include "virtio/rate_limiter.h"
 #include "virtio/throttle_timer.h"
 #include "virtio/virtio_device.h"
@@ -40,6 +39,9 @@ struct NetDeviceOptions {
   RateLimiterConfig tx_rate_limiter;
   EventLoop* loop = nullptr;  // for the limiters' timers; without it, no limiter
   RateLimiter::Clock clock;   // tests inject one; empty: the steady clock
+  // Batches of RX reads use RWF_NOWAIT until the tap refuses it once, then O_NONBLOCK around
+  // each batch. False starts with the latter (tests: their "tap" is a socket, which takes both).
+  bool nowait_reads = true;
   // The tap never makes a writer wait (open_tap() sets its send buffer unlimited): small TX
   // frames are then written by the event thread itself when no io_uring write is in flight,
   // instead of each costing an io_uring round trip (on Linux 6.1 a hand-off to an io-wq
@@ -50,8 +52,7 @@ struct NetDeviceOptions {
 
 class NetDevice final : public VirtioDevice {
  public:
-  // `tap` carries frames with a 12-byte virtio_net_hdr_v1 (see open_tap()); it is made
-  // O_NONBLOCK. Throws Error.
+  // `tap` carries frames with a 12-byte virtio_net_hdr_v1 (see open_tap()).
   NetDevice(NetDeviceOptions options, UniqueFd tap, IoUringRing& ring);
   ~NetDevice() override;
 
@@ -92,44 +93,30 @@ class NetDevice final : public VirtioDevice {
   };
   struct Counters {
     std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_gso{0}, rx_errors{0}, rx_dropped{0}, rx_no_buffer{0};
-    std::atomic<uint64_t> rx_direct{0};  // frames the tap wrote straight into the driver's buffers
     std::atomic<uint64_t> tx_packets{0}, tx_bytes{0}, tx_tso{0}, tx_errors{0}, tx_malformed{0}, tx_throttled{0};
     std::atomic<uint64_t> rx_rate_limited{0}, tx_rate_limited{0};  // frames a rate limiter held back
   };
 
   // No read in flight, no packet waiting, an active device: the tap may be read.
   bool may_read_rx() const { return !rx_reading_ && !rx_length_ && !resetting_ && interrupt_; }
-  // An io_uring poll for the tap's next frame (rx_read_).
   void start_rx_read();
   void on_rx_read(int32_t result);
-  // Counts a failed read or wait; false once too many failed in a row (RX then pauses).
-  bool count_rx_failure(const std::string& what);
-  // Reads what the tap holds now (small frames in a bounded batch, after a packet of
-  // `last_bytes` went to the guest; a large one alone), then polls for more.
+  // Reads the small packets the tap holds now (a bounded batch, after a packet of
+  // `last_bytes` went to the guest), then starts an io_uring read.
   void read_rx(size_t last_bytes);
-  // One frame read from the tap straight into the held RX chains and published (or dropped,
-  // if its header is refused): its length (shorter than the header: nothing done), -1 with
-  // errno when the read failed (EAGAIN: the tap is empty), or kNotDirect when it must go
-  // through rx_packet_ (chains too few or too small, the RX limiter on, a packet waiting).
-  static constexpr ssize_t kNotDirect = -2;
-  ssize_t read_rx_direct();
-  // Takes a packet of `length` bytes (at least the header) read into rx_packet_; false when it
-  // waits for RX buffers or the limiter (no read until then).
+  // Takes a packet of `length` bytes read into rx_packet_; false when it waits for RX
+  // buffers or the limiter (no read until then).
   bool take_rx_packet(size_t length);
+  // O_NONBLOCK on or off on the tap, for a batch of reads of a tap that refuses RWF_NOWAIT.
+  bool set_tap_nonblocking(bool on);
   // Hands the packet read from the tap to the guest once the RX limiter and the driver's
   // buffers allow; true when it is gone (delivered or dropped), false when it waits.
   bool forward_rx();
   // Copies the pending packet into the driver's RX chains; false when it has to
   // wait for more buffers.
   bool deliver_rx();
-  // Pops RX chains (dropping any too small for the header) until those held can take
-  // `bytes`: Dry when the driver's ring ran out first, TooSmall when all of it would not do.
-  enum class Gather { Enough, Dry, TooSmall };
-  Gather gather_rx_chains(size_t bytes);
-  // Hands the pending packet (rx_length_ bytes, `header` already in place or in `source`) to
-  // the driver in the first `count` held chains, copied from `source` unless it is null (the
-  // tap read it into them), and publishes them at once.
-  void publish_rx(uint16_t count, const NetHeader& header, const uint8_t* source);
+  // Pops RX chains until those held can take `bytes`; false when the ring ran dry.
+  bool gather_rx_chains(size_t bytes);
   void drop_rx(std::atomic<uint64_t>& counter, const char* why);
   void process_tx();
   void send(DescriptorChain chain);
@@ -155,13 +142,14 @@ class NetDevice final : public VirtioDevice {
   uint64_t acked_ = 0;
   bool resetting_ = false;
   bool in_batch_ = false;
-  // RX: one poll in flight, one packet waiting for buffers (in rx_packet_) at most.
+  // RX: one read in flight into rx_packet_, one packet waiting for buffers at most.
   RxRead rx_read_;
   std::vector<uint8_t> rx_packet_;
   iovec rx_iov_{};
   size_t rx_length_ = 0;  // bytes of a packet waiting for RX buffers, 0 if none
   bool rx_reading_ = false;
-  std::vector<iovec> rx_direct_iov_;  // read_rx_direct's, kept to reuse its allocation
+  bool nowait_reads_ = true;  // the tap takes RWF_NOWAIT reads (false once it refused one)
+  int tap_flags_ = -1;        // the tap's file status flags (F_GETFL), read once when needed
   unsigned rx_read_failures_ = 0;  // consecutive
   uint64_t activations_ = 0;
   std::deque<DescriptorChain> rx_chains_;  // popped, not yet used

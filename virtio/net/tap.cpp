@@ -20,8 +20,7 @@ UniqueFd open_tap(const std::string& name) {
   if (::if_nametoindex(name.c_str()) == 0) {
     fail("tap device '", name, "' does not exist (create it first, e.g. `ip tuntap add dev ", name, " mode tap`)");
   }
-  // O_NONBLOCK: the event thread reads and writes it only when that cannot wait (NetDevice).
-  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
   if (!fd.valid()) fail("cannot open /dev/net/tun for tap device '", name, "': ", errno_text());
   ifreq request{};
   std::memcpy(request.ifr_name, name.data(), name.size());

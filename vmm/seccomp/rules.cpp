@@ -117,19 +117,22 @@ void allow_role(Allowlist& a, ThreadRole role) {
       a.allow_ioctls({KVM_RUN, KVM_GET_REGS});
       break;
     case ThreadRole::Event:
-      // Device backends: eventfds, the tap (O_NONBLOCK since the device was made: readv of RX
-      // frames once an io_uring poll says they are there; writev: small TX frames written
-      // without io_uring), vsock's
+      // Device backends: eventfds, the tap (preadv2: RX reads that do not wait; or O_NONBLOCK
+      // set and cleared around such reads where the tap refuses RWF_NOWAIT; writev: small TX
+      // frames written without io_uring), vsock's
       // Unix sockets (guest-initiated connections open new ones: AF_UNIX only), the sync
       // block engine (fallocate: a drive's DISCARD and WRITE_ZEROES), io_uring.
       allow_polling(a);
-      a.allow({SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(fdatasync), SCMP_SYS(fallocate), SCMP_SYS(close), SCMP_SYS(recvfrom),
+      a.allow({SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(preadv), SCMP_SYS(preadv2),
+               SCMP_SYS(pwritev), SCMP_SYS(fdatasync), SCMP_SYS(fallocate), SCMP_SYS(close), SCMP_SYS(recvfrom),
                SCMP_SYS(sendto), SCMP_SYS(recvmsg), SCMP_SYS(sendmsg), SCMP_SYS(accept4), SCMP_SYS(connect),
                SCMP_SYS(shutdown), SCMP_SYS(timerfd_settime), SCMP_SYS(io_uring_enter)});
       // The one registration the sealed ring still takes: a drive's slot moved to its new file.
       a.allow_if(SCMP_SYS(io_uring_register), SCMP_A1(SCMP_CMP_EQ, IORING_REGISTER_FILES_UPDATE));
       a.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
       a.allow_ioctls({TUNSETOFFLOAD});
+      a.allow_if(SCMP_SYS(fcntl), SCMP_A1(SCMP_CMP_EQ, F_GETFL));
+      a.allow_if(SCMP_SYS(fcntl), SCMP_A1(SCMP_CMP_EQ, F_SETFL));
       break;
     case ThreadRole::Api:
       // HTTP on the already bound socket; requests become actions for the main thread.
