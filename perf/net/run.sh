@@ -9,20 +9,22 @@
 # Runs inside the emulated host unless this host's /dev/kvm boots guests; writes
 # results.md and results.json into the output folder and prints the table.
 #   usage: perf/net/run.sh [--out DIR] [--mib N (default 32)] [--rounds R (default 3)] [--ember BIN]
-#                          [--udp-seconds S (default 5)]
-# (--ember: another ember binary than build/ember, e.g. a build before a change, for comparison)
+#                          [--baseline BIN] [--udp-seconds S (default 5)]
+# (--ember: another ember binary than build/ember; --baseline: a second ember binary, e.g. a
+# build before a change, run in every round too and compared with --ember's in its own table)
 set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-out=$src/build/perf-net mib=32 rounds=3 inner=0 ember=$src/build/ember udp_seconds=5
+out=$src/build/perf-net mib=32 rounds=3 inner=0 ember=$src/build/ember udp_seconds=5 baseline=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --out) out=$2; shift 2 ;;
     --mib) mib=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --ember) ember=$(realpath "$2"); shift 2 ;;
+    --baseline) baseline=$(realpath "$2"); shift 2 ;;
     --udp-seconds) udp_seconds=$2; shift 2 ;;
     --inner) inner=1; shift ;;
-    *) echo "usage: $0 [--out DIR] [--mib N] [--rounds R] [--ember BIN] [--udp-seconds S]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--out DIR] [--mib N] [--rounds R] [--ember BIN] [--baseline BIN] [--udp-seconds S]" >&2; exit 2 ;;
   esac
 done
 
@@ -32,13 +34,13 @@ if [[ $inner == 0 ]]; then
   out=$(cd "$out" && pwd)
   if "$src/tests/e2e/kvm-probe.sh" "$src/build/ember" "$guest" >/dev/null; then
     EMBER_GUEST_DIR=$guest unshare -n "$src/perf/net/run.sh" --inner --out "$out" --mib "$mib" --rounds "$rounds" \
-      --ember "$ember" --udp-seconds "$udp_seconds"
+      --ember "$ember" --udp-seconds "$udp_seconds" ${baseline:+--baseline "$baseline"}
   else
     echo "perf/net: measuring inside the emulated host (compare ratios, not absolute figures)" >&2
     # The emulated host sees this machine read-only; results come back through --artifacts.
     "$src/tests/e2e/emulated-host/run.sh" --timeout 3000 --artifacts "$out" -- env EMBER_GUEST_DIR="$guest" \
-      sh -c 'exec unshare -n "$0" --inner --out "$EMBER_ARTIFACTS_DIR" --mib "$1" --rounds "$2" --ember "$3" --udp-seconds "$4"' \
-      "$src/perf/net/run.sh" "$mib" "$rounds" "$ember" "$udp_seconds"
+      sh -c 'exec unshare -n "$0" --inner --out "$EMBER_ARTIFACTS_DIR" --mib "$1" --rounds "$2" --ember "$3" --udp-seconds "$4" ${5:+--baseline "$5"}' \
+      "$src/perf/net/run.sh" "$mib" "$rounds" "$ember" "$udp_seconds" "$baseline"
   fi
   cat "$out/results.md"
   exit 0
@@ -80,8 +82,10 @@ append="console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=$(printf '%s' "$
 
 run_one() {  # vmm -> "up_cs down_cs"
   local log=$out/$1-$2.log
-  if [[ $1 == ember ]]; then
-    timeout 600 "$ember" --kernel "$guest/bzImage" --initrd "$guest/initramfs.cpio.gz" --mem-mib 512 \
+  if [[ $1 == ember* ]]; then
+    local bin=$ember
+    [[ $1 == ember_base ]] && bin=$baseline
+    timeout 600 "$bin" --kernel "$guest/bzImage" --initrd "$guest/initramfs.cpio.gz" --mem-mib 512 \
       --cmdline "$append" --net iface_id=eth0,tap=$tap >"$log" 2>&1 || true
   else
     local vhost=off
@@ -98,6 +102,7 @@ pps() { sed -n 's/.*received=\([0-9]*\) usec=\([0-9]*\).*/\1 \2/p' | tr -d '\r' 
 
 declare -A up down udp_rx udp_tx
 vmms=(ember qemu qemu_vhost)
+[[ -n $baseline ]] && vmms=(ember ember_base qemu qemu_vhost)
 for vmm in "${vmms[@]}"; do up[$vmm]=""; down[$vmm]=""; udp_rx[$vmm]=""; udp_tx[$vmm]=""; done
 for r in $(seq 1 "$rounds"); do
   for vmm in "${vmms[@]}"; do
@@ -141,6 +146,13 @@ row() {
     echo "| $1 | $($3 "$e") | $($3 "$q") | $(ratio "$q" "$e") | $($3 "$v") | $(ratio "$v" "$e") |"
   fi
 }
+base_row() {
+  declare -n values=$2
+  local e b
+  e=$(echo "${values[ember]}" | median) b=$(echo "${values[ember_base]}" | median)
+  if [[ $4 == times ]]; then echo "| $1 | $($3 "$e") | $($3 "$b") | $(ratio "$e" "$b") |"
+  else echo "| $1 | $($3 "$e") | $($3 "$b") | $(ratio "$b" "$e") |"; fi
+}
 {
   echo "| direction (guest view) | ember MiB/s | QEMU MiB/s | ember / QEMU | QEMU vhost=on MiB/s | ember / QEMU vhost=on |"
   echo "| --- | --- | --- | --- | --- | --- |"
@@ -152,19 +164,29 @@ row() {
   row "UDP guest -> host (TX)" udp_tx kpps rates
   row "UDP host -> guest (RX)" udp_rx kpps rates
   echo
+  if [[ -n $baseline ]]; then
+    echo "| ember ($ember) against the baseline ($baseline) | ember | baseline | ember / baseline |"
+    echo "| --- | --- | --- | --- |"
+    base_row "guest -> host (TX), MiB/s" up rate times
+    base_row "host -> guest (RX), MiB/s" down rate times
+    base_row "UDP guest -> host (TX), kpps" udp_tx kpps rates
+    base_row "UDP host -> guest (RX), kpps" udp_rx kpps rates
+    echo
+  fi
   echo "$mib MiB per transfer, UDP for $udp_seconds s each way, median of $rounds rounds, $(date -u +%F), $(uname -r)"
 } >"$out/results.md"
 # results.json: every round's transfer time (centiseconds, guest clock) each way.
 json_list() { echo "[$(echo "$1" | xargs | sed 's/ /, /g')]"; }
 cat >"$out/results.json" <<JSON
 {"mib": $mib, "rounds": $rounds, "unit": "centiseconds per transfer",
- "guest_to_host": {"ember": $(json_list "${up[ember]}"), "qemu": $(json_list "${up[qemu]}"),
+ "baseline": "$baseline",
+ "guest_to_host": {"ember": $(json_list "${up[ember]}"), "ember_base": $(json_list "${up[ember_base]:-}"), "qemu": $(json_list "${up[qemu]}"),
                    "qemu_vhost": $(json_list "${up[qemu_vhost]}")},
- "host_to_guest": {"ember": $(json_list "${down[ember]}"), "qemu": $(json_list "${down[qemu]}"),
+ "host_to_guest": {"ember": $(json_list "${down[ember]}"), "ember_base": $(json_list "${down[ember_base]:-}"), "qemu": $(json_list "${down[qemu]}"),
                    "qemu_vhost": $(json_list "${down[qemu_vhost]}")},
  "udp_64_packets_per_second": {
-   "guest_to_host": {"ember": $(json_list "${udp_tx[ember]}"), "qemu": $(json_list "${udp_tx[qemu]}"),
+   "guest_to_host": {"ember": $(json_list "${udp_tx[ember]}"), "ember_base": $(json_list "${udp_tx[ember_base]:-}"), "qemu": $(json_list "${udp_tx[qemu]}"),
                      "qemu_vhost": $(json_list "${udp_tx[qemu_vhost]}")},
-   "host_to_guest": {"ember": $(json_list "${udp_rx[ember]}"), "qemu": $(json_list "${udp_rx[qemu]}"),
+   "host_to_guest": {"ember": $(json_list "${udp_rx[ember]}"), "ember_base": $(json_list "${udp_rx[ember_base]:-}"), "qemu": $(json_list "${udp_rx[qemu]}"),
                      "qemu_vhost": $(json_list "${udp_rx[qemu_vhost]}")}}}
 JSON
