@@ -368,6 +368,40 @@ TEST(NetDevice, LargeRxPacketSpreadsOverMergeableBuffers) {
   EXPECT_TRUE(std::equal(got.begin() + kNetHeaderSize, got.end(), f.begin() + kNetHeaderSize));
 }
 
+// A tap at end of file (here the stand-in's: a read returns 0 at once, every time) does not
+// make the event thread spin: each empty read counts as a failure, and after 16 in a row RX
+// pauses until the driver next adds buffers.
+TEST(NetDevice, RxPausesAfterATapKeepsReturningNothing) {
+  NetHarness h;
+  h.add_rx(1526, 4);
+  h.device->process_queue(kRxQueue);
+  h.peer.reset();
+  h.pump([&] { return h.metric("rx_fails") >= 16; });
+  h.pump([] { return false; });  // more time: nothing further happens
+  EXPECT_EQ(h.metric("rx_fails"), 16u);
+  EXPECT_NE(h.device->describe_state().find("rx read not pending"), std::string::npos);
+  h.device->process_queue(kRxQueue);  // the driver's next notification tries again
+  h.pump([&] { return h.metric("rx_fails") >= 32; });
+  h.pump([] { return false; });
+  EXPECT_EQ(h.metric("rx_fails"), 32u);
+  EXPECT_EQ(h.rx.used_idx(), 0);
+}
+
+// The hang report says whether a frame waits in the tap: with an RX read pending, "readable"
+// there would mean a lost completion, "empty" that the host sent nothing.
+TEST(NetDevice, StateReportSaysWhetherTheTapHoldsAFrame) {
+  NetHarness h;
+  std::string state = h.device->describe_state();
+  EXPECT_NE(state.find("rx read pending"), std::string::npos) << state;
+  EXPECT_NE(state.find("tap empty"), std::string::npos) << state;
+  h.host_sends(NetHarness::frame(100));  // no RX buffers: read, then it waits for them
+  h.pump([&] { return h.metric("no_rx_avail_buffer") > 0; });
+  h.host_sends(NetHarness::frame(100));  // stays in the tap
+  state = h.device->describe_state();
+  EXPECT_NE(state.find("rx packet waiting for buffers 112 bytes"), std::string::npos) << state;
+  EXPECT_NE(state.find("tap readable"), std::string::npos) << state;
+}
+
 TEST(NetDevice, RxStallsWithoutBuffersAndResumesWhenTheDriverAddsSome) {
   NetHarness h;
   auto a = NetHarness::frame(3000), b = NetHarness::frame(50);

@@ -210,9 +210,14 @@ void NetDevice::start_rx_read() {
 void NetDevice::on_rx_read(int32_t result) {
   rx_reading_ = false;
   if (resetting_ || !interrupt_ || result == -ECANCELED) return;
-  if (result < 0) {
+  if (result < static_cast<int32_t>(kNetHeaderSize)) {
+    // Failed, or a frame without the header the tap always prepends (0: end of file, which a
+    // read returns at once, again and again): nothing to deliver. Counted either way, so that
+    // a tap that keeps doing it pauses RX instead of making the event thread spin.
     ++counters_.rx_errors;
-    warn_limited(cat("net '", options_.id, "': read from tap failed: ", errno_text(-result)));
+    warn_limited(cat("net '", options_.id, "': ",
+                     result < 0 ? cat("read from tap failed: ", errno_text(-result))
+                                : cat("read of ", result, " bytes from the tap, shorter than the header")));
     if (++rx_read_failures_ >= kMaxRxReadFailures) {
       warn_limited(cat("net '", options_.id, "': ", rx_read_failures_, " tap reads failed in a row; RX paused"));
       return;
@@ -225,10 +230,6 @@ void NetDevice::on_rx_read(int32_t result) {
 }
 
 bool NetDevice::take_rx_packet(size_t length) {
-  if (length < kNetHeaderSize) {
-    ++counters_.rx_errors;  // the tap always prepends the header: nothing to deliver
-    return true;
-  }
   rx_length_ = length;
   rx_paid_ = false;
   // Otherwise no busy loop and no queue of packets: the tap keeps (or drops) the rest
@@ -260,7 +261,9 @@ void NetDevice::read_rx(size_t last_bytes) {
       }
       n = ::readv(tap_.get(), &rx_iov_, 1);
     }
-    if (n < 0) break;  // EAGAIN (empty) and failures alike: the io_uring read reports a failure
+    // EAGAIN (empty), failures and reads shorter than the header (end of file) alike: the
+    // io_uring read that follows reports and counts a failure.
+    if (n < static_cast<ssize_t>(kNetHeaderSize)) break;
     last_bytes = static_cast<size_t>(n);
     if (!take_rx_packet(static_cast<size_t>(n))) {
       waiting = true;
@@ -492,7 +495,18 @@ std::string NetDevice::describe_state() const {
              rx_waits_for_limiter_ ? ", rx packet waiting for the rate limiter " : ", rx packet waiting for buffers ",
              rx_length_, " bytes, tx packet waiting for the rate limiter ", tx_held_ ? "yes" : "no",
              ", rx chains held ", rx_chains_.size(), " (", rx_chain_bytes_, " bytes), rx read failures ",
-             rx_read_failures_);
+             rx_read_failures_, ", tap ", tap_readiness(), "; rx packets ", counters_.rx_packets.load(),
+             ", tx packets ", counters_.tx_packets.load(), ", rx errors ", counters_.rx_errors.load(),
+             ", tx errors ", counters_.tx_errors.load());
+}
+
+std::string NetDevice::tap_readiness() const {
+  // Whether a frame waits in the tap: with an RX read pending, one waiting there would mean a
+  // lost completion; none, that the host sent nothing. The tap is not read here.
+  pollfd p{tap_.get(), POLLIN, 0};
+  int n = ::poll(&p, 1, 0);
+  if (n < 0) return cat("poll failed: ", errno_text());
+  return n == 0 ? "empty" : cat("readable (revents ", hex(static_cast<uint32_t>(p.revents)), ")");
 }
 
 }  // namespace ember::virtio::net

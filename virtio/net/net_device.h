@@ -75,6 +75,8 @@ class NetDevice final : public VirtioDevice {
   void restore_state(snapshot::StateReader& in) override;
   void report_metrics(const MetricSink& sink) const override;
   std::string describe_state() const override;
+  // The tap as poll(2) sees it now: "empty" or "readable", for the hang report.
+  std::string tap_readiness() const;
   // PATCH /network-interfaces: the buckets each update names are replaced
   // (RateLimiterConfig). Event thread, or any thread while it is parked.
   void update_rate_limiters(const RateLimiterConfig& rx, const RateLimiterConfig& tx);
@@ -104,8 +106,8 @@ class NetDevice final : public VirtioDevice {
   // Reads the small packets the tap holds now (a bounded batch, after a packet of
   // `last_bytes` went to the guest), then starts an io_uring read.
   void read_rx(size_t last_bytes);
-  // Takes a packet of `length` bytes read into rx_packet_; false when it waits for RX
-  // buffers or the limiter (no read until then).
+  // Takes a packet of `length` bytes (at least the header) read into rx_packet_; false when it
+  // waits for RX buffers or the limiter (no read until then).
   bool take_rx_packet(size_t length);
   // O_NONBLOCK on or off on the tap, for a batch of reads of a tap that refuses RWF_NOWAIT.
   bool set_tap_nonblocking(bool on);
