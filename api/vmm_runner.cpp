@@ -36,7 +36,9 @@ VmConfig VmmRunner::restore_now(const SnapshotLoadParams& params, const SerialCo
   } catch (const ConfigError& e) {
     fail("snapshot ", params.snapshot_path, ": its configuration: ", e.what());
   }
-  check_files(config);  // the drives must still be there (a tap or socket is opened when built)
+  // The drives must still be there (a tap or socket is opened when built); the kernel and
+  // initrd need not: the guest's memory already holds what they were.
+  check_restore_files(config);
   timeline_.mark(BootPhase::InstanceStart);
   RestoreSource source{contents, params};
   build(config, &source);

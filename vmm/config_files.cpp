@@ -47,6 +47,10 @@ void check_serial_output(const SerialConfig& serial) {
 void check_files(const VmConfig& config) {
   check_boot_source_files(config.boot);
   as_config_error([&] { detect_kernel_format(FileImage::open(config.boot.kernel_image_path, "kernel")); });
+  check_restore_files(config);
+}
+
+void check_restore_files(const VmConfig& config) {
   for (const DriveConfig& d : config.drives) check_drive_file(d);
 }
 

@@ -16,5 +16,8 @@ void check_drive_file(const DriveConfig& drive);       // opens as the device wi
 void check_serial_output(const SerialConfig& serial);
 // Main thread, at InstanceStart: the above for the whole VM, and the kernel's format.
 void check_files(const VmConfig& config);
+// Main thread, at a snapshot load: the drives only. A restored VM runs from its memory file,
+// so its kernel and initrd need not exist any more (as with Firecracker).
+void check_restore_files(const VmConfig& config);
 
 }  // namespace ember

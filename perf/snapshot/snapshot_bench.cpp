@@ -55,6 +55,10 @@ struct Options : SuiteOptions {
   int runs = 10;
   std::string uffd_handler;
   std::vector<int> clones = {10};
+  // API restores: how long an ember waits after its socket listens before the PUT is sent. 0
+  // sends it at once (start-up and restore overlap); a pool of started embers, as a FaaS
+  // runtime keeps, has long finished starting (the KVM VM made ahead) when a request comes.
+  int settle_ms = 0;
 };
 
 // ---- the measurements ----
@@ -163,6 +167,7 @@ Sample measure(const Variant& v, const Options& o, const Files& f) {
     return s;
   }
   if (v.api) {
+    if (o.settle_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(o.settle_ms));
     start = Clock::now();
     HttpAnswer a = http(api_sock, "PUT", "/snapshot/load", load_body(f, v.backend, backend_path, f.uds), o.timeout_s);
     s.load_ms = ms_between(start, Clock::now());
@@ -343,6 +348,7 @@ Options parse(int argc, char** argv) {
     if (o.take(flags)) continue;
     if (flags.is("--runs")) o.runs = std::stoi(flags.value());
     else if (flags.is("--uffd-handler")) o.uffd_handler = flags.value();
+    else if (flags.is("--settle-ms")) o.settle_ms = std::stoi(flags.value());
     else if (flags.is("--clones")) {
       o.clones.clear();
       for (int n : ember::perf::int_list(flags.value(), "--clones", 0, 1000)) {
@@ -362,7 +368,7 @@ int main(int argc, char** argv) {
   std::optional<Options> parsed = ember::perf::parse_command_line(
       argc, argv, "snapshot_bench",
       "snapshot_bench --ember BIN --uffd-handler BIN --guest DIR [--runs N] [--out DIR] [--clones N[,N...]|0]"
-      " [--mem-mib N] [--vcpus N] [--timeout S] [--retry-ms MS] [--qemu BIN | --no-qemu]",
+      " [--mem-mib N] [--vcpus N] [--timeout S] [--retry-ms MS] [--settle-ms MS] [--qemu BIN | --no-qemu]",
       parse);
   if (!parsed) return 2;
   Options o = *parsed;
@@ -374,7 +380,7 @@ int main(int argc, char** argv) {
   f.uds = (f.dir / "v.sock").string();
   f.qemu_migration = (f.dir / "qemu.migration").string();
 
-  json results = {{"runs", o.runs}, {"mem_mib", o.mem_mib}, {"vcpus", o.vcpus}, {"guest", o.guest},
+  json results = {{"runs", o.runs}, {"settle_ms", o.settle_ms}, {"mem_mib", o.mem_mib}, {"vcpus", o.vcpus}, {"guest", o.guest},
                   {"guest_script", kGuestScript}, {"retry_ms", o.retry_ms}, {"samples", json::array()},
                   {"qemu", o.no_qemu ? "not measured (--no-qemu)" : o.qemu}};
   std::cerr << "snapshot_bench: booting the guest once to take the snapshot\n";

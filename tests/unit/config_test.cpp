@@ -1,9 +1,15 @@
 // TOML launcher format and command-line flags.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 #include "api/cli.h"
 #include "api/toml_config.h"
 #include "base/util/error.h"
+#include "vmm/config_files.h"
 
 namespace ember {
 namespace {
@@ -302,6 +308,32 @@ TEST(Validate, MacAddresses) {
   EXPECT_FALSE(parse_mac("aa:bb:cc:dd:ee", mac));
   EXPECT_FALSE(parse_mac("aa-bb-cc-dd-ee-ff", mac));
   EXPECT_FALSE(parse_mac("aa:bb:cc:dd:ee:fg", mac));
+}
+
+// A snapshot load checks the drives only: the kernel and initrd a restored VM booted from may
+// be gone, a drive may not.
+TEST(ConfigFiles, ARestoreNeedsItsDrivesButNotItsKernel) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("ember-config-files-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "data.img") << std::string(4096, 'x');
+  VmConfig config;
+  config.boot.kernel_image_path = (dir / "gone-vmlinux").string();
+  config.boot.initrd_path = (dir / "gone-initrd").string();
+  DriveConfig drive;
+  drive.drive_id = "data";
+  drive.path_on_host = (dir / "data.img").string();
+  config.drives.push_back(drive);
+  EXPECT_NO_THROW(check_restore_files(config));
+  EXPECT_THROW(check_files(config), ConfigError) << "a boot needs its kernel";
+  fs::remove(dir / "data.img");
+  try {
+    check_restore_files(config);
+    ADD_FAILURE() << "a missing drive was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.img"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace
