@@ -93,25 +93,29 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   return dir;
 }
 
+// `item` as a number within [low, high]; throws naming `flag` otherwise.
+inline int int_in_range(const std::string& item, const char* flag, int low, int high) {
+  size_t used = 0;
+  int k = 0;
+  try {
+    k = std::stoi(item, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (item.empty() || used != item.size() || k < low || k > high) {
+    throw std::runtime_error(std::string(flag) + ": '" + item + "' is not a number between " + std::to_string(low) +
+                             " and " + std::to_string(high));
+  }
+  return k;
+}
+
 // "1,10,50" as numbers, each within [low, high]; throws naming `flag` otherwise.
 inline std::vector<int> int_list(const std::string& list, const char* flag, int low, int high) {
   std::vector<int> out;
   size_t start = 0;
   while (start <= list.size()) {
     size_t end = std::min(list.find(',', start), list.size());
-    std::string item = list.substr(start, end - start);
-    size_t used = 0;
-    int k = 0;
-    try {
-      k = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size() || k < low || k > high) {
-      throw std::runtime_error(std::string(flag) + ": '" + item + "' is not a number between " + std::to_string(low) +
-                               " and " + std::to_string(high));
-    }
-    out.push_back(k);
+    out.push_back(int_in_range(list.substr(start, end - start), flag, low, high));
     start = end + 1;
   }
   return out;

@@ -348,7 +348,7 @@ Options parse(int argc, char** argv) {
     if (o.take(flags)) continue;
     if (flags.is("--runs")) o.runs = std::stoi(flags.value());
     else if (flags.is("--uffd-handler")) o.uffd_handler = flags.value();
-    else if (flags.is("--settle-ms")) o.settle_ms = std::stoi(flags.value());
+    else if (flags.is("--settle-ms")) o.settle_ms = ember::perf::int_in_range(flags.value(), "--settle-ms", 0, 600000);
     else if (flags.is("--clones")) {
       o.clones.clear();
       for (int n : ember::perf::int_list(flags.value(), "--clones", 0, 1000)) {

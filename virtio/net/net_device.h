@@ -75,8 +75,6 @@ class NetDevice final : public VirtioDevice {
   void restore_state(snapshot::StateReader& in) override;
   void report_metrics(const MetricSink& sink) const override;
   std::string describe_state() const override;
-  // The tap as poll(2) sees it now: "empty" or "readable", for the hang report.
-  std::string tap_readiness() const;
   // PATCH /network-interfaces: the buckets each update names are replaced
   // (RateLimiterConfig). Event thread, or any thread while it is parked.
   void update_rate_limiters(const RateLimiterConfig& rx, const RateLimiterConfig& tx);
@@ -109,6 +107,8 @@ class NetDevice final : public VirtioDevice {
   // Takes a packet of `length` bytes (at least the header) read into rx_packet_; false when it
   // waits for RX buffers or the limiter (no read until then).
   bool take_rx_packet(size_t length);
+  // The tap as poll(2) sees it now: "empty" or "readable", for the hang report.
+  std::string tap_readiness() const;
   // O_NONBLOCK on or off on the tap, for a batch of reads of a tap that refuses RWF_NOWAIT.
   bool set_tap_nonblocking(bool on);
   // Hands the packet read from the tap to the guest once the RX limiter and the driver's
