@@ -25,6 +25,7 @@ void VmmRunner::start_now(const VmConfig& config) {
 }
 
 VmConfig VmmRunner::restore_now(const SnapshotLoadParams& params, const SerialConfig& serial) {
+  timeline_.mark(BootPhase::RestoreRequested);  // the launcher's; the API marked it on arrival
   if (starting_) fail("PUT /snapshot/load: a VM is already started");
   snapshot::SnapshotContents contents = snapshot::read_snapshot_file(params.snapshot_path);
   snapshot::StateReader saved = contents.section("config");
@@ -249,8 +250,14 @@ void VmmRunner::pause() { submit(action::Pause{}); }
 void VmmRunner::resume() { submit(action::Resume{}); }
 void VmmRunner::create_snapshot(const SnapshotCreateParams& params) { submit(action::CreateSnapshot{params}); }
 VmConfig VmmRunner::load_snapshot(const SnapshotLoadParams& params, const SerialConfig& serial) {
+  timeline_.mark(BootPhase::RestoreRequested);  // on the API thread: the hand-over counts too
   VmConfig restored;
-  submit(action::LoadSnapshot{params, serial, &restored});
+  try {
+    submit(action::LoadSnapshot{params, serial, &restored});
+  } catch (...) {
+    timeline_.unmark(BootPhase::RestoreRequested);  // refused: a later load may start it again
+    throw;
+  }
   return restored;
 }
 void VmmRunner::send_ctrl_alt_del() { submit(action::SendCtrlAltDel{}); }

@@ -121,6 +121,11 @@ uint16_t SplitQueue::load_avail_idx() const {
   return load16(avail_.data() + 2, __ATOMIC_ACQUIRE);
 }
 
+void SplitQueue::request_notification() {
+  if (!features_.event_idx || broken_) return;
+  store16(avail_event_ptr(), load_avail_idx());
+}
+
 void SplitQueue::break_ring(const std::string& why) {
   if (!broken_) warn_guest(why + "; the device needs a reset");
   broken_ = true;

@@ -84,6 +84,12 @@ class SplitQueue {
   // The next valid chain, or nullopt when the ring is empty or broken. Chains that
   // fail validation are returned to the guest with length 0 and logged.
   std::optional<DescriptorChain> pop();
+  // With EVENT_IDX, asks the driver to notify at its next new available entry even
+  // while entries are pending (pop() asks only once the ring is empty; 2.7.10).
+  // Without it the driver notifies anyway.
+  void request_notification();
+  // The driver's avail.idx as it is now (guest-written: any value).
+  uint16_t avail_idx() const { return load_avail_idx(); }
   void push_used(uint16_t head, uint32_t len, bool publish = true);
   // Makes every entry pushed so far visible (moves used.idx).
   void publish_used();

@@ -15,6 +15,7 @@ int64_t now_ns(clockid_t clock) {
 const char* boot_phase_name(BootPhase phase) {
   switch (phase) {
     case BootPhase::ArgsParsed: return "args_parsed";
+    case BootPhase::RestoreRequested: return "restore_requested";
     case BootPhase::InstanceStart: return "instance_start";
     case BootPhase::KvmReady: return "kvm_ready";
     case BootPhase::MemoryReady: return "memory_ready";
@@ -40,6 +41,11 @@ void BootTimeline::mark(BootPhase phase) {
   int64_t cpu = (now_ns(CLOCK_PROCESS_CPUTIME_ID) - start_cpu_ns_) / 1000;
   int64_t unset = -1;
   if (wall_us_[index(phase)].compare_exchange_strong(unset, wall)) cpu_us_[index(phase)].store(cpu);
+}
+
+void BootTimeline::unmark(BootPhase phase) {
+  cpu_us_[index(phase)].store(-1);
+  wall_us_[index(phase)].store(-1);
 }
 
 std::string BootTimeline::to_json() const {

@@ -12,6 +12,9 @@ namespace ember {
 
 enum class BootPhase {
   ArgsParsed,      // command line and config read
+  // Restores only: PUT /snapshot/load reached the VMM (or the launcher began --restore),
+  // before the snapshot file is read: where ember's own part of a restore starts.
+  RestoreRequested,
   InstanceStart,   // the VM is started: right after ArgsParsed, or at the API's InstanceStart
   // KvmReady and VcpusReady come from the thread that builds the machine while the
   // main thread loads the kernel: they may fall before or after KernelLoaded.
@@ -32,6 +35,8 @@ class BootTimeline {
   BootTimeline();
   // Records the phase once (later marks of the same phase are ignored).
   void mark(BootPhase phase);
+  // Forgets a mark: a request that failed (a refused snapshot load) did not start the phase.
+  void unmark(BootPhase phase);
   bool marked(BootPhase phase) const { return wall_us_[index(phase)].load() >= 0; }
   int64_t wall_us(BootPhase phase) const { return wall_us_[index(phase)].load(); }
   int64_t cpu_us(BootPhase phase) const { return cpu_us_[index(phase)].load(); }

@@ -46,6 +46,12 @@ std::vector<std::string> ember_boot_argv(const std::string& ember, const std::st
           "--vsock", "cid=3,uds=" + uds, "--boot-timings", timings};
 }
 
+nlohmann::json read_boot_timings(const std::string& path) {
+  std::ifstream in(path);
+  nlohmann::json j = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
+  return j.is_discarded() ? nlohmann::json() : j;
+}
+
 EchoAttempt ember_echo(const std::string& uds, int retry_ms) {
   return [uds, retry_ms](Clock::time_point deadline) { return try_echo(uds, retry_ms, deadline); };
 }

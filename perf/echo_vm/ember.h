@@ -4,6 +4,7 @@
 // the suites speak to ember's API socket.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,9 @@ std::string guest_cmdline();
 // at `uds` and its boot phases written to `timings`.
 std::vector<std::string> ember_boot_argv(const std::string& ember, const std::string& guest_dir, int vcpus, int mem_mib,
                                          const std::string& uds, const std::string& timings);
+
+// ember's --boot-timings file at `path`: null when missing or cut short.
+nlohmann::json read_boot_timings(const std::string& path);
 
 // Repeated echo attempts through ember's vsock socket at `uds` (see wait_for_echo).
 EchoAttempt ember_echo(const std::string& uds, int retry_ms);

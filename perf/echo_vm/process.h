@@ -149,10 +149,12 @@ struct EchoTry {
 using EchoAttempt = std::function<EchoTry(Clock::time_point deadline)>;
 
 // Repeats `attempt` until the guest echoes: its time since `start` in ms, or -1 with `error`.
+// `attempts`, if given, counts the tries (1: the first one echoed).
 inline double wait_for_echo(const EchoAttempt& attempt, Child& vm, Clock::time_point start,
-                            Clock::time_point deadline, std::string& error) {
+                            Clock::time_point deadline, std::string& error, int* attempts = nullptr) {
   for (;;) {
     EchoTry t = attempt(deadline);
+    if (attempts) ++*attempts;
     if (t.error.empty()) return ms_between(start, Clock::now());
     if (vm.exited()) {
       error = "the VMM exited before the guest echoed (" + t.error + ")";

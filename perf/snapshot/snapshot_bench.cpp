@@ -76,6 +76,7 @@ struct Sample {
   double load_ms = -1;     // API: PUT /snapshot/load sent -> its answer
   double vmm_up_ms = -1;   // QEMU: spawn -> its QMP socket listens (before the guest runs)
   long rss_kib = -1, pss_kib = -1, private_kib = -1;  // after the echo
+  int echo_attempts = 0;   // connections tried until one echoed (the guest refused the others)
   json phases;             // ember's --boot-timings
   std::string error;
 };
@@ -102,12 +103,6 @@ void read_memory(Sample& s, pid_t pid) {
   s.private_kib = ember::perf::smaps_rollup_kib(pid, "Private_Clean") + ember::perf::smaps_rollup_kib(pid, "Private_Dirty");
 }
 
-json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  json j = in ? json::parse(in, nullptr, false) : json();
-  return j.is_discarded() ? json() : j;  // missing or cut short: null
-}
-
 QemuGuest qemu_guest(const Options& o) {
   return {o.qemu, o.guest + "/bzImage", o.guest + "/initramfs.cpio.gz", guest_cmdline(), o.vcpus, o.mem_mib, 3};
 }
@@ -124,7 +119,7 @@ Sample measure_qemu(const Variant& v, const Options& o, const Files& f) {
   auto start = Clock::now(), deadline = later(start, o.timeout_s);
   Child vm(qemu_argv(qemu_guest(o), qmp_sock, v.backend == "incoming" ? f.qemu_migration : ""), log);
   if (wait_for_listener(qmp_sock, vm, deadline)) s.vmm_up_ms = ms_between(start, Clock::now());
-  s.ready_ms = wait_for_echo(qemu_echo(o), vm, start, deadline, s.error);
+  s.ready_ms = wait_for_echo(qemu_echo(o), vm, start, deadline, s.error, &s.echo_attempts);
   if (s.error.empty()) read_memory(s, vm.pid());
   vm.stop();
   // The guest's init prints this line once, at boot: a restored guest must not print it again.
@@ -174,12 +169,13 @@ Sample measure(const Variant& v, const Options& o, const Files& f) {
     if (a.status != 204) s.error = "PUT /snapshot/load: " + (a.status ? a.text : "no answer");
   }
   if (s.error.empty()) {
-    s.ready_ms = wait_for_echo(ember_echo(f.uds, o.retry_ms), vm, start, later(start, o.timeout_s), s.error);
+    s.ready_ms = wait_for_echo(ember_echo(f.uds, o.retry_ms), vm, start, later(start, o.timeout_s), s.error,
+                               &s.echo_attempts);
   }
   if (s.error.empty()) read_memory(s, vm.pid());
   vm.stop();  // SIGTERM: ember stops the VM and writes its timings
   if (handler) handler->wait(30);  // it ends when ember closes its connection
-  s.phases = read_json(timings);
+  s.phases = read_boot_timings(timings);
   s.ok = s.error.empty();
   return s;
 }
@@ -234,7 +230,7 @@ json measure_density(int n, const Options& o, const Files& f) {
   for (auto& c : clones) c.vm->terminate();
   for (auto& c : clones) {
     c.vm->wait();
-    c.s.phases = read_json(c.timings);
+    c.s.phases = read_boot_timings(c.timings);
     c.s.ok = c.s.error.empty();
     result["samples"].push_back({{"ok", c.s.ok}, {"ready_ms", c.s.ready_ms}, {"load_ms", c.s.load_ms},
                                  {"rss_kib", c.s.rss_kib}, {"pss_kib", c.s.pss_kib},
@@ -245,8 +241,14 @@ json measure_density(int n, const Options& o, const Files& f) {
 
 // ---- the report ----
 
-// CPU (or wall) milliseconds ember spent from instance_start (the restore or boot begins)
-// to the first KVM_RUN; -1 when the timeline lacks either.
+// Where ember's own part begins: a restore's request (before the snapshot file is read), else
+// the boot's instance_start.
+const char* start_phase(const json& phases) {
+  return phases.is_object() && phases.contains("restore_requested") ? "restore_requested" : "instance_start";
+}
+
+// CPU (or wall) milliseconds ember spent from phase `from` to phase `to`; -1 when the timeline
+// lacks either.
 double phase_delta_ms(const json& phases, const char* from, const char* to, const char* clock) {
   if (!phases.is_object() || !phases.contains(from) || !phases.contains(to)) return -1;
   return (phases[to][clock].get<double>() - phases[from][clock].get<double>()) / 1000;
@@ -261,10 +263,11 @@ std::vector<double> field(const std::vector<Sample>& v, T Sample::* f) {
   return out;
 }
 
-std::vector<double> deltas(const std::vector<Sample>& v, const char* from, const char* clock) {
+// Each sample's start_phase -> first KVM_RUN.
+std::vector<double> deltas(const std::vector<Sample>& v, const char* clock) {
   std::vector<double> out;
   for (const Sample& s : v) {
-    double d = phase_delta_ms(s.phases, from, "first_kvm_run", clock);
+    double d = phase_delta_ms(s.phases, start_phase(s.phases), "first_kvm_run", clock);
     if (d >= 0) out.push_back(d);
   }
   return out;
@@ -289,22 +292,26 @@ std::string variants_table(const std::vector<Variant>& variants, const Options& 
   std::ofstream medians(o.out + "/medians.dat");
   double cold = percentile(field(by_variant["cold boot"], &Sample::ready_ms), 0.5);
   double qemu_cold = percentile(field(by_variant["QEMU cold boot"], &Sample::ready_ms), 0.5);
-  md << "| variant | runs | to first echo, median ms | p90 ms | / ember cold boot (medians) | / QEMU cold boot |"
-        " PUT answered, median ms | ember CPU, instance_start -> first KVM_RUN, median (p90) ms | same, wall ms |"
-        " RSS after echo, MiB |\n|---|---|---|---|---|---|---|---|---|---|\n";
+  md << "| variant | runs | to first echo, median ms | p90 ms | connections tried, median (max) |"
+        " / ember cold boot (medians) | / QEMU cold boot |"
+        " PUT answered, median ms | ember CPU, restore request (cold boot: instance_start) -> first KVM_RUN, median"
+        " (p90) ms | same, wall ms |"
+        " RSS after echo, MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Variant& v : variants) {
     if (v.qemu && o.no_qemu) {
-      md << "| " << v.name << " | 0 | not measured (--no-qemu) | - | - | - | - | - | - | - |\n";
+      md << "| " << v.name << " | 0 | not measured (--no-qemu) | - | - | - | - | - | - | - | - |\n";
       summary[v.name] = "not measured (--no-qemu)";
       continue;
     }
     const auto& samples = by_variant[v.name];
     auto ready = field(samples, &Sample::ready_ms), load = field(samples, &Sample::load_ms),
-         rss = field(samples, &Sample::rss_kib), up = field(samples, &Sample::vmm_up_ms);
-    auto cpu = deltas(samples, "instance_start", "cpu_us"), wall = deltas(samples, "instance_start", "wall_us");
+         rss = field(samples, &Sample::rss_kib), up = field(samples, &Sample::vmm_up_ms),
+         tries = field(samples, &Sample::echo_attempts);
+    auto cpu = deltas(samples, "cpu_us"), wall = deltas(samples, "wall_us");
     double med = percentile(ready, 0.5), to_cold = cold > 0 ? med / cold : 0, to_qemu = qemu_cold > 0 ? med / qemu_cold : 0;
     summary[v.name] = {{"runs", samples.size()}, {"median_ms", med}, {"p90_ms", percentile(ready, 0.9)},
-                       {"ratio_to_cold", to_cold}, {"median_rss_kib", percentile(rss, 0.5)}, {"ready_ms", ready}};
+                       {"ratio_to_cold", to_cold}, {"median_rss_kib", percentile(rss, 0.5)}, {"ready_ms", ready},
+                       {"median_echo_attempts", percentile(tries, 0.5)}, {"max_echo_attempts", percentile(tries, 1)}};
     if (v.qemu) {
       summary[v.name]["ratio_to_qemu_cold"] = to_qemu;
       summary[v.name]["median_qmp_listening_ms"] = percentile(up, 0.5);
@@ -315,6 +322,7 @@ std::string variants_table(const std::vector<Variant>& variants, const Options& 
                               {"median_wall_to_first_kvm_run_ms", percentile(wall, 0.5)}});
     }
     md << "| " << v.name << " | " << samples.size() << " | " << ember::perf::strprintf("%.1f | %.1f | ", med, percentile(ready, 0.9))
+       << ember::perf::strprintf("%.0f (%.0f) | ", percentile(tries, 0.5), percentile(tries, 1))
        << (v.backend.empty() && !v.qemu ? "1" : ember::perf::strprintf("%.3f", to_cold)) << " | "
        << (!v.qemu ? "-" : v.backend.empty() ? "1" : ember::perf::strprintf("%.3f", to_qemu)) << " | "
        << (v.api ? ember::perf::strprintf("%.1f", percentile(load, 0.5)) : "-") << " | "
@@ -420,7 +428,7 @@ int main(int argc, char** argv) {
       std::cerr << "run " << run + 1 << "/" << o.runs << " " << v.name << ": "
                 << (s.ok ? ember::perf::strprintf("%.1f ms", s.ready_ms) : "FAILED: " + s.error) << "\n";
       results["samples"].push_back({{"run", run}, {"variant", v.name}, {"ok", s.ok}, {"ready_ms", s.ready_ms},
-                                    {"load_ms", s.load_ms}, {"vmm_up_ms", s.vmm_up_ms}, {"rss_kib", s.rss_kib},
+                                    {"load_ms", s.load_ms}, {"vmm_up_ms", s.vmm_up_ms}, {"echo_attempts", s.echo_attempts}, {"rss_kib", s.rss_kib},
                                     {"pss_kib", s.pss_kib}, {"private_kib", s.private_kib}, {"phases", s.phases},
                                     {"error", s.error}});
       if (s.ok) by_variant[v.name].push_back(s);
@@ -460,7 +468,7 @@ int main(int argc, char** argv) {
       pss.push_back(s["pss_kib"].get<double>());
       priv.push_back(s["private_kib"].get<double>());
       ready.push_back(s["ready_ms"].get<double>());
-      double c = phase_delta_ms(s["phases"], "instance_start", "first_kvm_run", "cpu_us");
+      double c = phase_delta_ms(s["phases"], start_phase(s["phases"]), "first_kvm_run", "cpu_us");
       if (c >= 0) cpu.push_back(c);
     }
     double total_priv = 0, total_pss = 0;

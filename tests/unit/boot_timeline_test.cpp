@@ -25,5 +25,18 @@ TEST(BootTimeline, RecordsEachPhaseOnceAndInJson) {
   EXPECT_EQ(json.find("memory_ready"), std::string::npos) << json;
 }
 
+TEST(BootTimeline, AnUnmarkedPhaseCanBeMarkedAgain) {
+  BootTimeline t;
+  t.mark(BootPhase::RestoreRequested);
+  ASSERT_TRUE(t.marked(BootPhase::RestoreRequested));
+  EXPECT_NE(t.to_json().find("\"restore_requested\": {\"wall_us\": "), std::string::npos) << t.to_json();
+  t.unmark(BootPhase::RestoreRequested);
+  EXPECT_FALSE(t.marked(BootPhase::RestoreRequested));
+  EXPECT_EQ(t.to_json(), "{}");
+  t.mark(BootPhase::RestoreRequested);
+  EXPECT_TRUE(t.marked(BootPhase::RestoreRequested));
+  EXPECT_GE(t.cpu_us(BootPhase::RestoreRequested), 0);
+}
+
 }  // namespace
 }  // namespace ember

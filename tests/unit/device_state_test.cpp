@@ -391,11 +391,14 @@ struct VsockGuest : vs::vsock_test::GuestRings {
   uint16_t rx_seen = 0;
   std::map<uint16_t, Buffer> rx_buffers;
 
+  std::chrono::milliseconds reset_ack_timeout{1000};
+
   std::unique_ptr<MmioTransport> make(EventLoop& loop, uint64_t cid = 3) {
     vs::VsockDeviceOptions o;
     o.guest_cid = cid;
     o.uds_path = uds;
     o.queue_size = vs::vsock_test::kQ;
+    o.reset_ack_timeout = reset_ack_timeout;
     return std::make_unique<MmioTransport>(std::make_unique<vs::VsockDevice>(o, loop), memory, loop, "vsock");
   }
   void bring_up(MmioTransport& t, EventLoop& loop) {
@@ -510,6 +513,62 @@ TEST(DeviceState, VsockResetWaitsForAnEventBuffer) {
   loop.run_once(0);
   ASSERT_EQ(guest.ev.used_idx(), 1);
   EXPECT_EQ(guest.ev.bytes(b)[0], 0);
+}
+
+// A running guest's vsock device saved with the event queue holding 4 buffers, restored
+// into `t`: the transport reset is on the event queue. `host` has sent CONNECT 5000.
+struct RestoredWithAHostConnection {
+  explicit RestoredWithAHostConnection(VsockGuest& guest) {
+    std::vector<uint8_t> state;
+    {
+      EventLoop first;
+      auto source = guest.make(first);
+      guest.bring_up(*source, first);
+      state = saved(*source);
+    }
+    t = guest.make(loop);
+    StateReader in(state, "snapshot");
+    t->restore_state(in);
+    guest.give_rx(*t, loop, 4);
+    host = vs::vsock_test::unix_connect(guest.uds);
+    EXPECT_EQ(::write(host.get(), "CONNECT 5000\n", 13), 13);
+    for (int i = 0; i < 3; ++i) loop.run_once(50);  // accept, then the line
+  }
+  EventLoop loop;
+  std::unique_ptr<MmioTransport> t;
+  UniqueFd host;
+};
+
+TEST(DeviceState, RestoredVsockHoldsHostConnectionsUntilTheGuestTookTheReset) {
+  VsockGuest guest;
+  RestoredWithAHostConnection r(guest);
+  ASSERT_EQ(guest.ev.used_idx(), 1);
+  // Asked to be told when the driver gives the event buffer back (EVENT_IDX): at the 5th entry.
+  EXPECT_EQ(guest.ev.avail_event(), 4);
+  EXPECT_TRUE(guest.received().empty()) << "the REQUEST went out before the guest took the reset";
+  // The driver handles the event and gives its buffer back, notifying the event queue.
+  guest.ev.add({}, {guest.events[0]});
+  test::MmioDriver(*r.t).wr(mmio::kQueueNotify, vs::kEventQueue);
+  r.loop.run_once(0);
+  auto got = guest.received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].op, vs::kOpRequest);
+  EXPECT_EQ(got[0].dst_port, 5000u);
+  EXPECT_EQ(guest.ev.used_idx(), 1) << "one reset only";
+}
+
+TEST(DeviceState, RestoredVsockSendsHeldConnectionsOnceTheGuestIsTooSlowToTakeTheReset) {
+  VsockGuest guest;
+  guest.reset_ack_timeout = std::chrono::milliseconds(50);
+  RestoredWithAHostConnection r(guest);
+  auto got = guest.received();
+  for (int i = 0; i < 10 && got.empty(); ++i) {
+    r.loop.run_once(100);  // the timerfd
+    got = guest.received();
+  }
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].op, vs::kOpRequest);
+  EXPECT_EQ(got[0].dst_port, 5000u);
 }
 
 TEST(DeviceState, VsockCidMismatchIsRefusedNamingBoth) {

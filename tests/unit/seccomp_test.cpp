@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "base/util/thread.h"
+#include "tests/unit/vsock_harness.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/seccomp/filters.h"
 #include "vmm/seccomp/seccomp.h"
@@ -343,6 +344,19 @@ TEST(Seccomp, MemoryOfAFinishedThreadIsFreedWithinTheMainFilter) {
     EXPECT_EQ(free_a_finished_threads_memory_under_the_main_filter(false), seccomp::kExitBadSyscall)
         << "glibc no longer opens a file when it shrinks an arena: this test shows nothing any more";
   }
+}
+
+// A VM's teardown resets its devices on the main thread (the transport's destructor): a
+// vsock device with a host client still in its handshake must not re-arm its timer there.
+TEST(Seccomp, VsockResetWithAHandshakeInFlightStaysWithinTheMainFilter) {
+  using namespace virtio::vsock::vsock_test;
+  Harness t;
+  t.give_rx(4);
+  UniqueFd host = unix_connect(t.uds);  // no CONNECT line yet: its deadline is armed
+  t.loop.run_once(200);
+  ASSERT_EQ(t.device->connection_count(), 1u);
+  Outcome o = run_restricted(ThreadRole::Main, [&] { t.device->reset(); });
+  EXPECT_EQ(o.status, 0) << o.stderr_text;
 }
 
 TEST(Seccomp, ReportsNameTheSystemCall) {

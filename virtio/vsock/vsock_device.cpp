@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "base/util/error.h"
+#include "base/util/log.h"
 #include "virtio/guest_warning.h"
 #include "virtio/vsock/unix_socket.h"
 
@@ -68,6 +69,7 @@ void VsockDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, u
   interrupt_ = &interrupt;
   active_ = true;
   rx_starved_ = false;
+  if (owe_transport_reset_) start_reset_wait();
   send_transport_reset();
 }
 
@@ -101,10 +103,43 @@ void VsockDevice::send_transport_reset() {
     return signal_if_needed();
   }
   owe_transport_reset_ = false;
+  // Linux gives the buffer back right after handling the event: ask to be told (with
+  // EVENT_IDX the driver notifies only when asked), which ends the wait for it.
+  reset_event_avail_ = queues_[kEventQueue].avail_idx();
+  queues_[kEventQueue].request_notification();
   signal_if_needed();
 }
 
+void VsockDevice::start_reset_wait() {
+  reset_wait_start_ = Clock::now();
+  reset_ack_deadline_ = reset_wait_start_ + options_.reset_ack_timeout;
+  deadlines_.emplace(*reset_ack_deadline_, 0);
+  arm_timer();
+}
+
+void VsockDevice::end_reset_wait(const char* why) {
+  if (!reset_ack_deadline_) return;
+  deadlines_.erase({*reset_ack_deadline_, 0});
+  reset_ack_deadline_.reset();
+  arm_timer();
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - reset_wait_start_);
+  log::debug(cat("vsock: ", why, " after ", waited.count(), " ms; ", held_requests_.size(),
+                 " held host connection(s) go ahead"));
+  for (uint64_t id : held_requests_) {
+    Link* link = find(id);
+    if (link && link->owe_request) owe(*link);
+  }
+  held_requests_.clear();
+}
+
 void VsockDevice::reset() {
+  // The transport's teardown calls this on the main thread, whose seccomp filter has no
+  // timerfd_settime: forget every deadline without re-arming the timer (a later expiry
+  // finds none due).
+  for (auto& [id, link] : links_) link->deadline.reset();
+  deadlines_.clear();
+  reset_ack_deadline_.reset();
+  held_requests_.clear();
   // The driver gave up its buffers: every connection ends without telling it.
   std::vector<Link*> all;
   for (auto& [id, link] : links_) all.push_back(link.get());
@@ -138,8 +173,15 @@ void VsockDevice::process_queue(uint16_t index) {
       }
     }
   }
-  // The event queue only carries TRANSPORT_RESET, after a restore.
-  if (index == kEventQueue) send_transport_reset();
+  // The event queue only carries TRANSPORT_RESET, after a restore. A new buffer there once
+  // it went out is the driver giving one back: it has taken the reset. (The transport also
+  // calls this for every queue once activated, notification or not.)
+  if (index == kEventQueue) {
+    if (owe_transport_reset_) send_transport_reset();
+    else if (reset_ack_deadline_ && queues_[kEventQueue].avail_idx() != reset_event_avail_) {
+      end_reset_wait("the guest took the transport reset");
+    }
+  }
   pump_rx();
   signal_if_needed();
 }
@@ -257,7 +299,8 @@ void VsockDevice::read_connect_line(Link& link) {
     establish(link, allocate_host_port(), link.parser.port(), Connection::State::Connecting);
     set_deadline(link);  // now for the guest's RESPONSE
     link.owe_request = true;
-    owe(link);
+    if (holds_host_requests()) held_requests_.push_back(link.id);
+    else owe(link);
     update_interest(link);  // nothing more from the host until the guest accepts
     return;
   }
@@ -437,6 +480,10 @@ void VsockDevice::on_timer() {
   Clock::time_point now = Clock::now();
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     uint64_t id = deadlines_.begin()->second;
+    if (id == 0) {
+      end_reset_wait("the guest did not take the transport reset in time: host connections go ahead");
+      continue;
+    }
     deadlines_.erase(deadlines_.begin());
     if (Link* link = find(id)) {
       link->deadline.reset();

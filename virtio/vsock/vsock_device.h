@@ -35,6 +35,9 @@ struct VsockDeviceOptions {
   // A host client must send its CONNECT line, and the guest answer our REQUEST,
   // within this (Firecracker's 2 s); else the host stream is closed and the guest gets RST.
   std::chrono::milliseconds handshake_timeout{2000};
+  // After a restore, host connections wait for the guest to take the TRANSPORT_RESET event
+  // (see VsockDevice), at most this long.
+  std::chrono::milliseconds reset_ack_timeout{1000};
 };
 
 // Descriptors kept free for the rest of ember: a connection whose socket would
@@ -60,7 +63,11 @@ class VsockDevice final : public VirtioDevice {
   // The guest CID, which must equal the configured one. Connections are not carried
   // over: a restored device has none and, once active, puts one TRANSPORT_RESET event
   // (5.10.6.6) on the event queue, as soon as the driver gave it a buffer there, so the
-  // guest resets the sockets it had.
+  // guest resets the sockets it had. Host connections made before the guest took that
+  // event wait (their REQUEST is held) until it did, which the driver shows by giving the
+  // event queue a new buffer (and notifying it); at most reset_ack_timeout. Else a guest
+  // that finds the REQUEST and the event in one interrupt (Linux handles rx first) would
+  // accept the new connection and then reset it with the old ones.
   void save_state(snapshot::StateWriter& out) const override;
   void restore_state(snapshot::StateReader& in) override;
   void report_metrics(const MetricSink& sink) const override;
@@ -132,6 +139,10 @@ class VsockDevice final : public VirtioDevice {
   void after_change(Link& link);
   void signal_if_needed();
   void send_transport_reset();
+  bool holds_host_requests() const { return owe_transport_reset_ || reset_ack_deadline_.has_value(); }
+  void start_reset_wait();
+  // The guest took the reset (or reset_ack_timeout passed): held REQUESTs go out.
+  void end_reset_wait(const char* why);
 
   VsockDeviceOptions options_;
   EventLoop& loop_;
@@ -149,6 +160,10 @@ class VsockDevice final : public VirtioDevice {
   std::optional<DescriptorChain> spare_rx_;  // popped, then not needed
   bool rx_starved_ = false;
   bool owe_transport_reset_ = false;  // restored: the guest must drop its connections
+  std::optional<Clock::time_point> reset_ack_deadline_;  // set while host REQUESTs are held
+  Clock::time_point reset_wait_start_;
+  uint16_t reset_event_avail_ = 0;  // the event queue's avail.idx when the reset went out
+  std::vector<uint64_t> held_requests_;  // link ids, each once; bounded by max_connections
   std::unordered_map<uint64_t, std::unique_ptr<Link>> links_;
   std::unordered_map<uint64_t, uint64_t> by_key_;  // key(host, guest port) -> link id
   std::unordered_map<uint32_t, uint32_t> host_ports_;  // host port -> live connections
@@ -156,7 +171,8 @@ class VsockDevice final : public VirtioDevice {
   std::deque<uint64_t> rx_list_;     // links owing control packets
   std::vector<uint64_t> starved_;    // links waiting for rx buffers
   std::deque<PacketHeader> loose_;   // RSTs not tied to a live link
-  // (deadline, link id): links in a handshake, at most one entry each.
+  // (deadline, link id): links in a handshake, at most one entry each; id 0 (no link has
+  // it) is the end of the wait for the guest to take a transport reset.
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
   uint64_t next_id_ = 1;
   uint32_t next_host_port_ = 1024;
