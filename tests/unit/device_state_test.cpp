@@ -392,6 +392,7 @@ struct VsockGuest : vs::vsock_test::GuestRings {
   std::map<uint16_t, Buffer> rx_buffers;
 
   std::chrono::milliseconds reset_ack_timeout{1000};
+  std::chrono::milliseconds handshake_timeout{2000};
 
   std::unique_ptr<MmioTransport> make(EventLoop& loop, uint64_t cid = 3) {
     vs::VsockDeviceOptions o;
@@ -399,6 +400,7 @@ struct VsockGuest : vs::vsock_test::GuestRings {
     o.uds_path = uds;
     o.queue_size = vs::vsock_test::kQ;
     o.reset_ack_timeout = reset_ack_timeout;
+    o.handshake_timeout = handshake_timeout;
     return std::make_unique<MmioTransport>(std::make_unique<vs::VsockDevice>(o, loop), memory, loop, "vsock");
   }
   void bring_up(MmioTransport& t, EventLoop& loop) {
@@ -555,6 +557,32 @@ TEST(DeviceState, RestoredVsockHoldsHostConnectionsUntilTheGuestTookTheReset) {
   EXPECT_EQ(got[0].op, vs::kOpRequest);
   EXPECT_EQ(got[0].dst_port, 5000u);
   EXPECT_EQ(guest.ev.used_idx(), 1) << "one reset only";
+}
+
+// Held connections that end (here by the handshake timeout, as a client that hung up does)
+// leave nothing behind: what is held stays within the live connections.
+TEST(DeviceState, RestoredVsockForgetsHeldConnectionsThatEnd) {
+  VsockGuest guest;
+  guest.reset_ack_timeout = std::chrono::minutes(1);
+  guest.handshake_timeout = std::chrono::milliseconds(100);
+  RestoredWithAHostConnection r(guest);
+  auto* device = dynamic_cast<vs::VsockDevice*>(&r.t->device());
+  ASSERT_NE(device, nullptr);
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 20; ++i) {
+    clients.push_back(vs::vsock_test::unix_connect(guest.uds));
+    EXPECT_EQ(::write(clients.back().get(), "CONNECT 5000\n", 13), 13);
+  }
+  for (int i = 0; i < 10; ++i) r.loop.run_once(10);  // accepted, lines read: all held
+  EXPECT_GE(device->backlog().held_links, 20u);  // and the first one, unless its time ran out already
+  for (int i = 0; i < 100 && device->connection_count() > 0; ++i) r.loop.run_once(50);
+  EXPECT_EQ(device->connection_count(), 0u) << "every handshake ran out";
+  EXPECT_EQ(device->backlog().held_links, 0u);
+  // The guest takes the reset: no REQUEST for a connection that is gone.
+  guest.ev.add({}, {guest.events[0]});
+  test::MmioDriver(*r.t).wr(mmio::kQueueNotify, vs::kEventQueue);
+  r.loop.run_once(0);
+  EXPECT_TRUE(guest.received().empty());
 }
 
 TEST(DeviceState, RestoredVsockSendsHeldConnectionsOnceTheGuestIsTooSlowToTakeTheReset) {

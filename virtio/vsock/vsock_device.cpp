@@ -127,7 +127,9 @@ void VsockDevice::end_reset_wait(const char* why) {
                  " held host connection(s) go ahead"));
   for (uint64_t id : held_requests_) {
     Link* link = find(id);
-    if (link && link->owe_request) owe(*link);
+    if (!link) continue;  // not expected: close_link removes the id
+    link->held = false;
+    if (link->owe_request) owe(*link);
   }
   held_requests_.clear();
 }
@@ -204,6 +206,7 @@ VsockDevice::Backlog VsockDevice::backlog() const {
   b.owing_links = rx_list_.size();
   b.starved_links = starved_.size();
   b.loose_packets = loose_.size();
+  b.held_links = held_requests_.size();
   return b;
 }
 
@@ -299,8 +302,12 @@ void VsockDevice::read_connect_line(Link& link) {
     establish(link, allocate_host_port(), link.parser.port(), Connection::State::Connecting);
     set_deadline(link);  // now for the guest's RESPONSE
     link.owe_request = true;
-    if (holds_host_requests()) held_requests_.push_back(link.id);
-    else owe(link);
+    if (holds_host_requests()) {
+      link.held = true;
+      held_requests_.push_back(link.id);
+    } else {
+      owe(link);
+    }
     update_interest(link);  // nothing more from the host until the guest accepts
     return;
   }
@@ -435,6 +442,7 @@ void VsockDevice::close_link(Link& link, bool rst, bool failed) {
   // Else a guest that never posts rx buffers grows these by one id per connection.
   if (link.in_rx_list) std::erase(rx_list_, link.id);
   if (link.starved) std::erase(starved_, link.id);
+  if (link.held) std::erase(held_requests_, link.id);
   clear_deadline(link);
   loop_.remove(link.fd.get());
   links_.erase(link.id);  // closes the socket

@@ -80,6 +80,7 @@ class VsockDevice final : public VirtioDevice {
     size_t owing_links = 0;    // links queued to send control packets
     size_t starved_links = 0;  // links waiting for rx buffers
     size_t loose_packets = 0;  // RSTs queued for no live link
+    size_t held_links = 0;     // host connections waiting for the guest to take a reset
   };
   Backlog backlog() const;
 
@@ -97,6 +98,7 @@ class VsockDevice final : public VirtioDevice {
     bool shut_wr = false;
     bool in_rx_list = false;
     bool starved = false;          // waits for rx buffers
+    bool held = false;             // its REQUEST waits for the guest to take a transport reset
     std::optional<Clock::time_point> deadline;  // for the CONNECT line or the guest's RESPONSE
     // Control packets owed to the guest.
     bool owe_request = false, owe_response = false, owe_shutdown = false, owe_credit = false;
@@ -163,7 +165,7 @@ class VsockDevice final : public VirtioDevice {
   std::optional<Clock::time_point> reset_ack_deadline_;  // set while host REQUESTs are held
   Clock::time_point reset_wait_start_;
   uint16_t reset_event_avail_ = 0;  // the event queue's avail.idx when the reset went out
-  std::vector<uint64_t> held_requests_;  // link ids, each once; bounded by max_connections
+  std::vector<uint64_t> held_requests_;  // ids of live links only, each once: at most max_connections
   std::unordered_map<uint64_t, std::unique_ptr<Link>> links_;
   std::unordered_map<uint64_t, uint64_t> by_key_;  // key(host, guest port) -> link id
   std::unordered_map<uint32_t, uint32_t> host_ports_;  // host port -> live connections
