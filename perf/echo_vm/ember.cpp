@@ -116,13 +116,24 @@ std::string take_snapshot(const std::vector<std::string>& boot_argv, const std::
   }
   // Let the guest finish the echo connection (its child exits) before the pause.
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  HttpAnswer pause = http(api_sock, "PATCH", "/vm", R"({"state": "Paused"})", 120);
+  error = pause_and_save(api_sock, snapshot, mem_file, 120, 600);
+  if (error.empty()) vm.stop();
+  return error;
+}
+
+std::string pause_and_save(const std::string& api_sock, const std::string& snapshot, const std::string& mem_file,
+                           double pause_timeout_s, double save_timeout_s) {
+  HttpAnswer pause = http(api_sock, "PATCH", "/vm", R"({"state": "Paused"})", pause_timeout_s);
   if (pause.status != 204) return "PATCH /vm Paused: " + pause.text;
   nlohmann::json create = {{"snapshot_path", snapshot}, {"mem_file_path", mem_file}};
-  HttpAnswer made = http(api_sock, "PUT", "/snapshot/create", create.dump(), 600);
+  HttpAnswer made = http(api_sock, "PUT", "/snapshot/create", create.dump(), save_timeout_s);
   if (made.status != 204) return "PUT /snapshot/create: " + made.text;
-  vm.stop();
   return "";
+}
+
+double phase_delta_ms(const nlohmann::json& phases, const char* from, const char* to, const char* clock) {
+  if (!phases.is_object() || !phases.contains(from) || !phases.contains(to)) return -1;
+  return (phases[to][clock].get<double>() - phases[from][clock].get<double>()) / 1000;
 }
 
 }  // namespace ember::perf::echo_vm

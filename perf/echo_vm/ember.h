@@ -25,6 +25,9 @@ std::vector<std::string> ember_boot_argv(const std::string& ember, const std::st
 
 // ember's --boot-timings file at `path`: null when missing or cut short.
 nlohmann::json read_boot_timings(const std::string& path);
+// CPU or wall (`clock`: "cpu_us" or "wall_us") milliseconds from phase `from` to phase `to`
+// of a --boot-timings; -1 when it lacks either.
+double phase_delta_ms(const nlohmann::json& phases, const char* from, const char* to, const char* clock);
 
 // Repeated echo attempts through ember's vsock socket at `uds` (see wait_for_echo).
 EchoAttempt ember_echo(const std::string& uds, int retry_ms);
@@ -48,6 +51,11 @@ int http_send(const std::string& sock, const std::string& method, const std::str
 HttpAnswer http_receive(int fd, Clock::time_point deadline);
 HttpAnswer http(const std::string& sock, const std::string& method, const std::string& path, const std::string& body,
                 double timeout_s);
+
+// Pauses the VM behind `api_sock` and writes a Full snapshot to `snapshot` and `mem_file`;
+// "" on success, else which request failed and its answer.
+std::string pause_and_save(const std::string& api_sock, const std::string& snapshot, const std::string& mem_file,
+                           double pause_timeout_s, double save_timeout_s);
 
 // Boots the guest with the API at `api_sock` (log in `log`), waits for its echo, pauses it
 // and writes a Full snapshot to `snapshot` and `mem_file`; "" on success, else why not.

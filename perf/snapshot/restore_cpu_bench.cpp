@@ -47,7 +47,7 @@ struct Options : SuiteOptions {
 };
 
 // The phases a restore goes through, in order (see vmm/boot_timeline.h).
-const std::vector<std::string> kSteps = {"restore_requested", "instance_start", "memory_ready", "vcpus_ready",
+const std::vector<const char*> kSteps = {"restore_requested", "instance_start", "memory_ready", "vcpus_ready",
                                          "first_kvm_run"};
 
 struct Sample {
@@ -76,13 +76,9 @@ std::string take_snapshot(const Options& o, const fs::path& d, bool& echoed) {
   std::string error;
   echoed = wait_for_echo(ember_echo(uds, o.retry_ms), vm, start, later(start, o.source_ms / 1000.0), error) >= 0;
   if (vm.exited()) return "the source VM ended before it was paused (see source.log)";
-  HttpAnswer pause = http(api, "PATCH", "/vm", R"({"state": "Paused"})", o.timeout_s);
-  if (pause.status != 204) return "PATCH /vm Paused: " + pause.text;
-  json create = {{"snapshot_path", (d / "vm.snap").string()}, {"mem_file_path", (d / "vm.mem").string()}};
-  HttpAnswer made = http(api, "PUT", "/snapshot/create", create.dump(), o.timeout_s);
-  if (made.status != 204) return "PUT /snapshot/create: " + made.text;
-  vm.stop();
-  return "";
+  error = pause_and_save(api, (d / "vm.snap").string(), (d / "vm.mem").string(), o.timeout_s, o.timeout_s);
+  if (error.empty()) vm.stop();
+  return error;
 }
 
 Sample restore(bool over_api, const Options& o, const fs::path& d) {
@@ -104,14 +100,12 @@ Sample restore(bool over_api, const Options& o, const fs::path& d) {
   if (s.error.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(o.running_ms));
   vm.stop();  // SIGTERM: ember writes its timings
   s.phases = read_boot_timings(timings);
-  for (const std::string& step : kSteps) {
-    if (s.error.empty() && !s.phases.contains(step)) s.error = step + " missing from --boot-timings: " + s.phases.dump();
+  for (const char* step : kSteps) {
+    if (s.error.empty() && !s.phases.contains(step)) {
+      s.error = std::string(step) + " missing from --boot-timings: " + s.phases.dump();
+    }
   }
   return s;
-}
-
-double delta_ms(const json& phases, const std::string& from, const std::string& to, const char* clock) {
-  return (phases[to][clock].get<double>() - phases[from][clock].get<double>()) / 1000;
 }
 
 Options parse(int argc, char** argv) {
@@ -141,8 +135,9 @@ int main(int argc, char** argv) {
   fs::path d = ember::perf::scratch_dir("ember-restore-cpu");
   utsname host{};
   uname(&host);
+  const std::string module = kvm_module();
   json results = {{"runs", o.runs}, {"vcpus", o.vcpus}, {"mem_mib", o.mem_mib}, {"settle_ms", o.settle_ms},
-                  {"host_kernel", host.release}, {"kvm_module", kvm_module()}, {"samples", json::array()}};
+                  {"host_kernel", host.release}, {"kvm_module", module}, {"samples", json::array()}};
   bool echoed = false;
   std::cerr << "restore_cpu_bench: booting the guest once to take the snapshot\n";
   std::string error = take_snapshot(o, d, echoed);
@@ -170,7 +165,7 @@ int main(int argc, char** argv) {
   }
 
   std::ostringstream md;
-  md << "ember's own part of a restore on this host's /dev/kvm (" << kvm_module() << ", Linux " << host.release
+  md << "ember's own part of a restore on this host's /dev/kvm (" << module << ", Linux " << host.release
      << "), " << o.vcpus << " vCPU, " << o.mem_mib << " MiB, File backend; the source guest "
      << (echoed ? "had answered on vsock" : "had not answered on vsock (it did not get that far on this /dev/kvm)")
      << " when it was paused. restore_requested -> first_kvm_run, ms:\n\n"
@@ -183,8 +178,8 @@ int main(int argc, char** argv) {
   for (auto& [name, samples] : by_variant) {
     std::vector<double> cpu, wall;
     for (const Sample& s : samples) {
-      cpu.push_back(delta_ms(s.phases, kSteps.front(), kSteps.back(), "cpu_us"));
-      wall.push_back(delta_ms(s.phases, kSteps.front(), kSteps.back(), "wall_us"));
+      cpu.push_back(phase_delta_ms(s.phases, kSteps.front(), kSteps.back(), "cpu_us"));
+      wall.push_back(phase_delta_ms(s.phases, kSteps.front(), kSteps.back(), "wall_us"));
     }
     summary[name] = {{"cpu_median_ms", percentile(cpu, 0.5)}, {"cpu_p10_ms", percentile(cpu, 0.1)},
                      {"cpu_p90_ms", percentile(cpu, 0.9)}, {"wall_median_ms", percentile(wall, 0.5)}};
@@ -193,7 +188,7 @@ int main(int argc, char** argv) {
     // Each step's CPU since the one before (memory_ready also covers taking the KVM VM).
     for (size_t i = 1; i < kSteps.size(); ++i) {
       std::vector<double> step;
-      for (const Sample& s : samples) step.push_back(delta_ms(s.phases, kSteps[i - 1], kSteps[i], "cpu_us"));
+      for (const Sample& s : samples) step.push_back(phase_delta_ms(s.phases, kSteps[i - 1], kSteps[i], "cpu_us"));
       summary[name]["cpu_step_median_ms"][kSteps[i]] = percentile(step, 0.5);
       md << strprintf(" %.2f |", percentile(step, 0.5));
     }

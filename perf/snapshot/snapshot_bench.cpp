@@ -247,13 +247,6 @@ const char* start_phase(const json& phases) {
   return phases.is_object() && phases.contains("restore_requested") ? "restore_requested" : "instance_start";
 }
 
-// CPU (or wall) milliseconds ember spent from phase `from` to phase `to`; -1 when the timeline
-// lacks either.
-double phase_delta_ms(const json& phases, const char* from, const char* to, const char* clock) {
-  if (!phases.is_object() || !phases.contains(from) || !phases.contains(to)) return -1;
-  return (phases[to][clock].get<double>() - phases[from][clock].get<double>()) / 1000;
-}
-
 template <typename T>
 std::vector<double> field(const std::vector<Sample>& v, T Sample::* f) {
   std::vector<double> out;

@@ -111,18 +111,18 @@ void VsockDevice::send_transport_reset() {
 }
 
 void VsockDevice::start_reset_wait() {
-  reset_wait_start_ = Clock::now();
-  reset_ack_deadline_ = reset_wait_start_ + options_.reset_ack_timeout;
+  reset_ack_deadline_ = Clock::now() + options_.reset_ack_timeout;
   deadlines_.emplace(*reset_ack_deadline_, 0);
   arm_timer();
 }
 
 void VsockDevice::end_reset_wait(const char* why) {
   if (!reset_ack_deadline_) return;
+  Clock::time_point started = *reset_ack_deadline_ - options_.reset_ack_timeout;
   deadlines_.erase({*reset_ack_deadline_, 0});
   reset_ack_deadline_.reset();
   arm_timer();
-  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - reset_wait_start_);
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   log::debug(cat("vsock: ", why, " after ", waited.count(), " ms; ", held_requests_.size(),
                  " held host connection(s) go ahead"));
   for (uint64_t id : held_requests_) {

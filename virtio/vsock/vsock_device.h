@@ -163,7 +163,6 @@ class VsockDevice final : public VirtioDevice {
   bool rx_starved_ = false;
   bool owe_transport_reset_ = false;  // restored: the guest must drop its connections
   std::optional<Clock::time_point> reset_ack_deadline_;  // set while host REQUESTs are held
-  Clock::time_point reset_wait_start_;
   uint16_t reset_event_avail_ = 0;  // the event queue's avail.idx when the reset went out
   std::vector<uint64_t> held_requests_;  // ids of live links only, each once: at most max_connections
   std::unordered_map<uint64_t, std::unique_ptr<Link>> links_;
