@@ -517,6 +517,41 @@ TEST(DeviceState, VsockResetWaitsForAnEventBuffer) {
   EXPECT_EQ(guest.ev.bytes(b)[0], 0);
 }
 
+// A driver that gives the event queue no buffer cannot take the reset: once
+// reset_ack_timeout has passed, host connections go to the guest at once, though the reset
+// is still owed.
+TEST(DeviceState, RestoredVsockHoldsNoConnectionOnceTheWaitForAnEventBufferRanOut) {
+  VsockGuest guest;
+  guest.reset_ack_timeout = std::chrono::milliseconds(50);
+  EventLoop loop;
+  auto t = guest.make(loop);
+  test::MmioDriver regs(*t);
+  regs.negotiate();
+  regs.setup_queue(guest.rx.config(), 0);
+  regs.setup_queue(guest.tx.config(), 1);
+  regs.setup_queue(guest.ev.config(), 2);
+  regs.driver_ok();
+  loop.run_once(0);
+  std::vector<uint8_t> state = saved(*t);
+  t.reset();
+
+  auto restored = guest.make(loop);
+  StateReader in(state, "snapshot");
+  restored->restore_state(in);
+  guest.give_rx(*restored, loop, 4);
+  auto* device = dynamic_cast<vs::VsockDevice*>(&restored->device());
+  ASSERT_NE(device, nullptr);
+  for (int i = 0; i < 5; ++i) loop.run_once(50);  // the wait's timerfd
+  EXPECT_EQ(guest.ev.used_idx(), 0) << "no event buffer: the reset is still owed";
+  UniqueFd host = vs::vsock_test::unix_connect(guest.uds);
+  EXPECT_EQ(::write(host.get(), "CONNECT 5000\n", 13), 13);
+  for (int i = 0; i < 3; ++i) loop.run_once(50);  // accept, then the line
+  EXPECT_EQ(device->backlog().held_links, 0u);
+  auto got = guest.received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].op, vs::kOpRequest);
+}
+
 // A running guest's vsock device saved with the event queue holding 4 buffers, restored
 // into `t`: the transport reset is on the event queue. `host` has sent CONNECT 5000.
 struct RestoredWithAHostConnection {

@@ -141,7 +141,9 @@ class VsockDevice final : public VirtioDevice {
   void after_change(Link& link);
   void signal_if_needed();
   void send_transport_reset();
-  bool holds_host_requests() const { return owe_transport_reset_ || reset_ack_deadline_.has_value(); }
+  // activate() starts the wait whenever a reset is owed, so it also covers a reset still
+  // waiting for an event buffer; once it ends, nothing is held.
+  bool holds_host_requests() const { return reset_ack_deadline_.has_value(); }
   void start_reset_wait();
   // The guest took the reset (or reset_ack_timeout passed): held REQUESTs go out.
   void end_reset_wait(const char* why);
