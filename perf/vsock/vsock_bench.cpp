@@ -4,8 +4,10 @@
 // are measured by the same guest-side clock. ember's host side is the hybrid Unix socket
 // (<uds>_7000 to listen, <uds> with CONNECT to reach the guest); QEMU's is AF_VSOCK
 // through vhost-vsock-device. Writes Markdown tables to stdout.
-//   usage: vsock_bench --ember BIN --guest DIR [--qemu BIN] [--bytes N] [--rounds R] [--json FILE]
-// (--json: every round's figures as JSON too)
+//   usage: vsock_bench --ember BIN --guest DIR [--qemu BIN] [--baseline BIN] [--bytes N] [--rounds R]
+//                      [--json FILE]
+// (--baseline: a second ember, e.g. a build of the commit before a change, measured alike
+// between ember and QEMU, for ember / baseline; --json: every round's figures as JSON too)
 #include <linux/vm_sockets.h>
 #include <poll.h>
 #include <signal.h>
@@ -30,7 +32,7 @@
 namespace {
 
 struct Options {
-  std::string ember, qemu = "qemu-system-x86_64", guest, json;
+  std::string ember, qemu = "qemu-system-x86_64", guest, json, baseline;
   uint64_t bytes = 32ull << 20;
   int rounds = 3;
 };
@@ -216,8 +218,10 @@ int main(int argc, char** argv) {
     else if (a == "--bytes") o.bytes = std::stoull(next());
     else if (a == "--rounds") o.rounds = std::stoi(next());
     else if (a == "--json") o.json = next();
+    else if (a == "--baseline") o.baseline = next();
     else {
-      std::cerr << "usage: vsock_bench --ember BIN --guest DIR [--qemu BIN] [--bytes N] [--rounds R] [--json FILE]\n";
+      std::cerr << "usage: vsock_bench --ember BIN --guest DIR [--qemu BIN] [--baseline BIN] [--bytes N] [--rounds R]"
+                   " [--json FILE]\n";
       return 2;
     }
   }
@@ -230,14 +234,15 @@ int main(int argc, char** argv) {
   const char* tmp = std::getenv("TMPDIR");
   std::string uds = std::string(tmp ? tmp : "/tmp") + "/vsock-bench.sock";
 
-  Rates ember, qemu;
-  {
+  auto run_ember = [&](const std::string& binary) {
     Sink sink(unix_listener(uds + "_" + std::to_string(kPort)));
     Source source([&] { return ember_connect(uds); }, o.bytes, o.rounds);
-    ember = run(quote(o.ember) + " --kernel " + quote(kernel) + " --initrd " + quote(initrd) + " --mem-mib 256" +
-                " --cmdline " + quote(append) + " --vsock cid=" + std::to_string(kCid) + ",uds=" + uds,
-                o.bytes);
-  }
+    return run(quote(binary) + " --kernel " + quote(kernel) + " --initrd " + quote(initrd) + " --mem-mib 256" +
+                   " --cmdline " + quote(append) + " --vsock cid=" + std::to_string(kCid) + ",uds=" + uds,
+               o.bytes);
+  };
+  Rates ember = run_ember(o.ember), baseline, qemu;
+  if (!o.baseline.empty()) baseline = run_ember(o.baseline);
   {
     Sink sink(vsock_listener());
     Source source(vsock_connect, o.bytes, o.rounds);
@@ -255,30 +260,41 @@ int main(int argc, char** argv) {
     for (size_t i = v.size(); i < static_cast<size_t>(o.rounds); ++i) std::cout << " - |";
     std::cout << " " << median(v) << " |\n";
   };
-  auto table = [&](const char* direction, const std::vector<double>& e, const std::vector<double>& q) {
+  auto table = [&](const char* direction, const std::vector<double>& e, const std::vector<double>& b,
+                   const std::vector<double>& q) {
     std::cout << direction << ", " << (o.bytes >> 20) << " MiB per round, MiB/s measured by the guest\n\n| VMM |";
     for (int i = 1; i <= o.rounds; ++i) std::cout << " round " << i << " |";
     std::cout << " median |\n|---|";
     for (int i = 0; i <= o.rounds; ++i) std::cout << "---|";
     std::cout << "\n";
     row("ember (hybrid Unix socket)", e);
+    if (!o.baseline.empty()) row("ember baseline (--baseline)", b);
     row("QEMU (vhost-vsock)", q);
-    double qm = median(q);
-    std::cout << "\nember / QEMU median throughput: " << (qm > 0 ? median(e) / qm : 0) << "\n\n";
+    double qm = median(q), bm = median(b);
+    std::cout << "\nember / QEMU median throughput: " << (qm > 0 ? median(e) / qm : 0) << "\n";
+    if (!o.baseline.empty()) std::cout << "ember / baseline median throughput: " << (bm > 0 ? median(e) / bm : 0) << "\n";
+    std::cout << "\n";
   };
-  table("guest -> host", ember.to_host, qemu.to_host);
-  table("host -> guest", ember.to_guest, qemu.to_guest);
+  table("guest -> host", ember.to_host, baseline.to_host, qemu.to_host);
+  table("host -> guest", ember.to_guest, baseline.to_guest, qemu.to_guest);
   if (!o.json.empty()) {
     auto list = [](const std::vector<double>& v) {
       std::string out = "[";
       for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
       return out + "]";
     };
-    std::ofstream(o.json) << "{\"bytes\": " << o.bytes << ", \"rounds\": " << o.rounds
+    std::ofstream out(o.json);
+    out << "{\"bytes\": " << o.bytes << ", \"rounds\": " << o.rounds
                           << ", \"unit\": \"MiB/s\",\n \"guest_to_host\": {\"ember\": " << list(ember.to_host)
                           << ", \"qemu\": " << list(qemu.to_host) << "},\n \"host_to_guest\": {\"ember\": "
-                          << list(ember.to_guest) << ", \"qemu\": " << list(qemu.to_guest) << "}}\n";
+                          << list(ember.to_guest) << ", \"qemu\": " << list(qemu.to_guest) << "}";
+    if (!o.baseline.empty()) {
+      out << ",\n \"baseline\": {\"guest_to_host\": " << list(baseline.to_host)
+          << ", \"host_to_guest\": " << list(baseline.to_guest) << "}";
+    }
+    out << "}\n";
   }
-  bool complete = !ember.to_host.empty() && !qemu.to_host.empty() && !ember.to_guest.empty() && !qemu.to_guest.empty();
+  bool complete = (o.baseline.empty() || (!baseline.to_host.empty() && !baseline.to_guest.empty())) &&
+                  !ember.to_host.empty() && !qemu.to_host.empty() && !ember.to_guest.empty() && !qemu.to_guest.empty();
   return complete ? 0 : 1;
 }

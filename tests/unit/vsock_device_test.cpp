@@ -121,14 +121,49 @@ TEST(VsockDevice, HostDataWaitsForGuestCredit) {
   EXPECT_EQ(got[0].data, "012345");
   t.loop.run_once(50);
   EXPECT_TRUE(t.received().empty());  // no credit, nothing more read
-  PacketHeader credit = t.packet(kOpCreditUpdate, 1234, 5000);
-  credit.buf_alloc = 6;
-  credit.fwd_cnt = 6;
-  t.send(credit);
+  t.grant_credit(1234, 5000, 6, 6);
   t.loop.run_once(200);
   got = t.received();
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].data, "6789");
+}
+
+// One host read fills several rx buffers (4 KiB each here, as Linux gives): the bytes arrive
+// whole and in order, split at the buffers' sizes and at the guest's credit, and the buffers
+// the read did not need carry the next packets.
+TEST(VsockDevice, HostDataSplitsOverSeveralBuffersInOrder) {
+  Harness t;
+  UniqueFd listener = unix_listen(t.uds + "_5000");
+  t.give_rx(8);
+  PacketHeader req = t.packet(kOpRequest, 1234, 5000);
+  req.buf_alloc = 9000;  // room for two full buffers and 808 bytes of a third
+  t.send(req);
+  ASSERT_EQ(t.received().size(), 1u);  // RESPONSE
+  UniqueFd host(::accept(listener.get(), nullptr, nullptr));
+  std::string sent(12000, '\0');
+  for (size_t i = 0; i < sent.size(); ++i) sent[i] = static_cast<char>('a' + (i * 7) % 26);
+  ASSERT_EQ(::write(host.get(), sent.data(), sent.size()), static_cast<ssize_t>(sent.size()));
+  t.loop.run_once(200);
+  auto got = t.received();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].h.len, 4096u);
+  EXPECT_EQ(got[1].h.len, 4096u);
+  EXPECT_EQ(got[2].h.len, 808u);
+  EXPECT_EQ(got[0].data + got[1].data + got[2].data, sent.substr(0, 9000));
+  t.loop.run_once(50);
+  EXPECT_TRUE(t.received().empty());  // the credit is spent
+  t.grant_credit(1234, 5000, 9000, 9000);
+  t.loop.run_once(200);
+  got = t.received();
+  ASSERT_EQ(got.size(), 1u);  // in one of the five buffers the first read left unused
+  EXPECT_EQ(got[0].data, sent.substr(9000));
+  ::shutdown(host.get(), SHUT_WR);
+  t.loop.run_once(200);
+  got = t.received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].h.op, kOpShutdown);
+  EXPECT_EQ(t.rx_returned_empty, 0u);  // none went back unused
+  EXPECT_EQ(t.metric("rx_bytes_count"), sent.size());
 }
 
 TEST(VsockDevice, CreditRequestAnsweredAndOverrunReset) {

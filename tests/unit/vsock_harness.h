@@ -156,6 +156,13 @@ struct Harness : GuestRings {
     h.buf_alloc = 65536;
     return h;
   }
+  // The guest's CREDIT_UPDATE for its connection from `guest_port` to host port `port`.
+  void grant_credit(uint32_t guest_port, uint32_t port, uint32_t buf_alloc, uint32_t fwd_cnt) {
+    PacketHeader credit = packet(kOpCreditUpdate, guest_port, port);
+    credit.buf_alloc = buf_alloc;
+    credit.fwd_cnt = fwd_cnt;
+    send(credit);
+  }
   uint64_t metric(const std::string& name) {
     uint64_t v = ~0ull;
     device->report_metrics([&](std::string_view n, uint64_t value) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "base/util/error.h"
@@ -74,9 +75,9 @@ void VsockDevice::activate(std::span<SplitQueue> queues, Interrupt& interrupt, u
 }
 
 void VsockDevice::drain() {
-  if (!spare_rx_) return;
-  spare_rx_->complete(0);
-  spare_rx_.reset();
+  if (spare_rx_.empty()) return;
+  for (DescriptorChain& chain : spare_rx_) chain.complete(0);
+  spare_rx_.clear();
   signal_if_needed();
 }
 
@@ -146,8 +147,8 @@ void VsockDevice::reset() {
   std::vector<Link*> all;
   for (auto& [id, link] : links_) all.push_back(link.get());
   for (Link* link : all) close_link(*link, false, false);
-  if (spare_rx_) spare_rx_->abandon();
-  spare_rx_.reset();
+  for (DescriptorChain& chain : spare_rx_) chain.abandon();
+  spare_rx_.clear();
   loose_.clear();
   rx_list_.clear();
   starved_.clear();
@@ -332,48 +333,62 @@ void VsockDevice::establish(Link& link, uint32_t host_port, uint32_t guest_port,
 void VsockDevice::read_host(Link& link) {
   Connection& conn = *link.conn;
   if (link.owe_response) return;  // the guest must see RESPONSE before data
-  for (int i = 0; i < kPacketsPerEvent && conn.wants_host_data(); ++i) {
-    auto chain = pop_rx();
-    if (!chain) return;
+  // One readv fills up to kPacketsPerEvent rx buffers (4 KiB each from Linux), instead of one
+  // readv per buffer: where syscalls are dear (a nested or emulated host) they were most of
+  // the cost of moving host data to the guest.
+  rx_batch_.clear();
+  rx_iov_.clear();
+  size_t credit = conn.wants_host_data() ? conn.send_credit() : 0;
+  while (credit > 0 && rx_batch_.size() < kPacketsPerEvent) {
+    // Only a read that finds no buffer at all starves: one that got some has buffers to fill.
+    auto chain = pop_rx(rx_batch_.empty());
+    if (!chain) break;
     ChainWriter header = chain->writer();
     if (header.remaining() < kHeaderSize) {
       refuse_rx(*chain, "vsock: rx buffer smaller than a packet header");
       continue;
     }
     if (header.remaining() == kHeaderSize) {
-      // readv() with no room would return 0, which means the host closed.
+      // readv() with no room at all would return 0, which means the host closed.
       refuse_rx(*chain, "vsock: rx buffer without room for data");
       continue;
     }
     ChainWriter payload = header.split_at(kHeaderSize);
-    payload.split_at(std::min<size_t>({conn.send_credit(), kMaxPayload, payload.remaining()}));
-    std::vector<iovec> iov;
-    payload.append_iovecs(iov);
-    ssize_t n = ::readv(link.fd.get(), iov.data(), static_cast<int>(iov.size()));
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      spare_rx_ = std::move(chain);
-      return;
+    size_t room = std::min<size_t>({credit, kMaxPayload, payload.remaining()});
+    payload.split_at(room);
+    payload.append_iovecs(rx_iov_);
+    credit -= room;
+    rx_batch_.push_back(RxSlot{std::move(*chain), header, room});
+  }
+  if (rx_batch_.empty()) return;
+  // Past IOV_MAX (a guest's many-segment chains) the read fills a prefix; the split below follows
+  // the same order, so it stays right.
+  ssize_t n = ::readv(link.fd.get(), rx_iov_.data(), static_cast<int>(std::min<size_t>(rx_iov_.size(), IOV_MAX)));
+  int read_errno = n < 0 ? errno : 0;
+  size_t left = n > 0 ? static_cast<size_t>(n) : 0;
+  for (RxSlot& slot : rx_batch_) {
+    size_t bytes = std::min(left, slot.room);
+    if (bytes == 0) {
+      spare_rx_.push_back(std::move(slot.chain));  // unused: the next packet takes it
+      continue;
     }
-    if (n < 0) {
-      spare_rx_ = std::move(chain);
-      return close_link(link, true);
-    }
-    if (n == 0) {
-      // The host closed its sending side: so does the guest's peer (5.10.6.5).
-      spare_rx_ = std::move(chain);
-      conn.on_host_eof();
-      link.owe_shutdown = true;
-      owe(link);
-      return;
-    }
+    left -= bytes;
     PacketHeader h = make_header(options_.guest_cid, conn.host_port(), conn.guest_port(), kOpRw, 0,
-                                 static_cast<uint32_t>(n));
+                                 static_cast<uint32_t>(bytes));
     conn.stamp(h);
-    conn.on_sent(static_cast<uint32_t>(n));
-    header.write_obj(h);
-    chain->complete(static_cast<uint32_t>(kHeaderSize + n));
+    conn.on_sent(static_cast<uint32_t>(bytes));
+    slot.header.write_obj(h);
+    slot.chain.complete(static_cast<uint32_t>(kHeaderSize + bytes));
     counters_.rx_packets.fetch_add(1, std::memory_order_relaxed);
-    counters_.rx_bytes.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    counters_.rx_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  rx_batch_.clear();
+  if (n < 0 && read_errno != EAGAIN && read_errno != EINTR) return close_link(link, true);
+  if (n == 0) {
+    // The host closed its sending side: so does the guest's peer (5.10.6.5).
+    conn.on_host_eof();
+    link.owe_shutdown = true;
+    owe(link);
   }
 }
 
@@ -614,15 +629,15 @@ void VsockDevice::owe(Link& link) {
   rx_list_.push_back(link.id);
 }
 
-std::optional<DescriptorChain> VsockDevice::pop_rx() {
-  if (spare_rx_) {
-    std::optional<DescriptorChain> chain = std::move(spare_rx_);
-    spare_rx_.reset();
+std::optional<DescriptorChain> VsockDevice::pop_rx(bool starve_if_none) {
+  if (!spare_rx_.empty()) {
+    std::optional<DescriptorChain> chain = std::move(spare_rx_.back());
+    spare_rx_.pop_back();
     return chain;
   }
   if (!active_) return std::nullopt;
   auto chain = queues_[kRxQueue].pop();
-  if (!chain) rx_starved_ = true;
+  if (!chain && starve_if_none) rx_starved_ = true;
   return chain;
 }
 
@@ -654,7 +669,7 @@ void VsockDevice::pump_rx() {
     Link* link = find(rx_list_.front());
     rx_list_.pop_front();
     if (!link || !write_control(*link, *chain)) {
-      spare_rx_ = std::move(chain);
+      spare_rx_.push_back(std::move(*chain));
       continue;
     }
     if (link->owe_request || link->owe_response || link->owe_shutdown || link->owe_credit) {

@@ -135,7 +135,9 @@ class VsockDevice final : public VirtioDevice {
   void owe(Link& link);
   void pump_rx();
   bool write_control(Link& link, DescriptorChain& chain);
-  std::optional<DescriptorChain> pop_rx();
+  // A spare chain, else the rx queue's next; none there marks rx starved (host reads stop
+  // until the driver adds buffers) unless `starve_if_none` is false.
+  std::optional<DescriptorChain> pop_rx(bool starve_if_none = true);
   void finish_rx(DescriptorChain& chain, PacketHeader h, uint32_t payload);
   void refuse_rx(DescriptorChain& chain, const char* why);
   void after_change(Link& link);
@@ -161,7 +163,18 @@ class VsockDevice final : public VirtioDevice {
   std::span<SplitQueue> queues_;
   Interrupt* interrupt_ = nullptr;
   bool active_ = false;
-  std::optional<DescriptorChain> spare_rx_;  // popped, then not needed
+  // Popped, then not needed; taken again before the queue. At most kPacketsPerEvent: only
+  // one host read's batch (or one control packet) gives chains back, after taking them here.
+  std::vector<DescriptorChain> spare_rx_;
+  // One host read's rx buffers, and the iovecs of their payload parts (reused, no allocation
+  // per read).
+  struct RxSlot {
+    DescriptorChain chain;
+    ChainWriter header;  // the chain's first kHeaderSize bytes
+    size_t room;         // payload bytes this read may put in it
+  };
+  std::vector<RxSlot> rx_batch_;
+  std::vector<iovec> rx_iov_;
   bool rx_starved_ = false;
   bool owe_transport_reset_ = false;  // restored: the guest must drop its connections
   std::optional<Clock::time_point> reset_ack_deadline_;  // set while host REQUESTs are held
