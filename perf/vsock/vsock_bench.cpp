@@ -285,9 +285,9 @@ int main(int argc, char** argv) {
     };
     std::ofstream out(o.json);
     out << "{\"bytes\": " << o.bytes << ", \"rounds\": " << o.rounds
-                          << ", \"unit\": \"MiB/s\",\n \"guest_to_host\": {\"ember\": " << list(ember.to_host)
-                          << ", \"qemu\": " << list(qemu.to_host) << "},\n \"host_to_guest\": {\"ember\": "
-                          << list(ember.to_guest) << ", \"qemu\": " << list(qemu.to_guest) << "}";
+        << ", \"unit\": \"MiB/s\",\n \"guest_to_host\": {\"ember\": " << list(ember.to_host)
+        << ", \"qemu\": " << list(qemu.to_host) << "},\n \"host_to_guest\": {\"ember\": "
+        << list(ember.to_guest) << ", \"qemu\": " << list(qemu.to_guest) << "}";
     if (!o.baseline.empty()) {
       out << ",\n \"baseline\": {\"guest_to_host\": " << list(baseline.to_host)
           << ", \"host_to_guest\": " << list(baseline.to_guest) << "}";
