@@ -96,6 +96,8 @@ class SplitQueue {
   // Whether the driver wants an interrupt for what was pushed since the last call
   // (2.7.10 with EVENT_IDX, else the NO_INTERRUPT flag).
   bool needs_interrupt();
+  // Whether entries were pushed since the last needs_interrupt() (no decision made yet).
+  bool used_undecided() const { return next_used_ != signalled_used_; }
 
   // The driver broke the ring itself (avail.idx jump, head out of range): the
   // device must be reset (2.1.2 DEVICE_NEEDS_RESET).

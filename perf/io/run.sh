@@ -18,15 +18,18 @@
 # Writes results.md (every table), results.json (every measurement) and ratios.png (ember /
 # QEMU per test, medians of the rounds' ratios) into the output folder; each part's own
 # output goes to block/, net/ and vsock/ there.
+# The block part also counts the guest's interrupts of the drive per request (a table of its own).
 # --only PART measures that part again and keeps the others' results from an earlier run in DIR.
+# --baseline BIN adds another ember binary (an earlier build) to the block part, in both cache
+# modes, right after ember's runs in each round, and a table of ember / baseline: what a change bought.
 #   usage: perf/io/run.sh [--out DIR] [--only block|net|vsock] [--rounds R (5)] [--seconds S (3)]
-#                         [--disk-mib N (256)] [--net-mib N (16)] [--vsock-mib N (16)]
+#                         [--disk-mib N (256)] [--net-mib N (16)] [--vsock-mib N (16)] [--baseline BIN]
 set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-out=$src/build/io-perf rounds=5 seconds=3 disk_mib=256 net_mib=16 vsock_mib=16 only= inner=0 guest=
+out=$src/build/io-perf rounds=5 seconds=3 disk_mib=256 net_mib=16 vsock_mib=16 only= inner=0 guest= baseline=
 usage() {
   echo "usage: $0 [--out DIR] [--only block|net|vsock] [--rounds R] [--seconds S] [--disk-mib N] [--net-mib N]" \
-    "[--vsock-mib N]" >&2
+    "[--vsock-mib N] [--baseline BIN]" >&2
   exit 2
 }
 while [[ $# -gt 0 ]]; do
@@ -38,6 +41,7 @@ while [[ $# -gt 0 ]]; do
     --disk-mib) disk_mib=$2; shift 2 ;;
     --net-mib) net_mib=$2; shift 2 ;;
     --vsock-mib) vsock_mib=$2; shift 2 ;;
+    --baseline) baseline=$2; shift 2 ;;
     --inner) inner=1 guest=$2; shift 2 ;;
     *) usage ;;
   esac
@@ -45,6 +49,10 @@ done
 for n in "$rounds" "$seconds" "$disk_mib" "$net_mib" "$vsock_mib"; do [[ $n =~ ^[1-9][0-9]*$ ]] || usage; done
 [[ -z $only || $only == block || $only == net || $only == vsock ]] || usage
 wants() { [[ -z $only || $only == "$1" ]]; }
+if [[ -n $baseline ]]; then
+  [[ -x $baseline ]] || { echo "perf/io: --baseline $baseline is not an executable" >&2; exit 2; }
+  baseline=$(cd "$(dirname "$baseline")" && pwd)/$(basename "$baseline")
+fi
 
 . "$src/perf/suite.sh"
 if [[ $inner == 0 ]]; then
@@ -59,7 +67,7 @@ if [[ $inner == 0 ]]; then
   if wants block; then
     mkdir -p "$out/block"
     measure "io perf (block)" "$out/block" "$src/perf/io/run.sh" --inner "$guest" --rounds "$rounds" \
-      --seconds "$seconds" --disk-mib "$disk_mib" || failed+=(block)
+      --seconds "$seconds" --disk-mib "$disk_mib" ${baseline:+--baseline "$baseline"} || failed+=(block)
   fi
   if wants net; then
     "$src/perf/net/run.sh" --out "$out/net" --mib "$net_mib" --rounds "$rounds" >/dev/null || failed+=(net)
@@ -111,27 +119,38 @@ if [[ $(id -u) == 0 ]] && loop=$(losetup --find --show "$disk" 2>/dev/null); the
 fi
 
 tests=("seqwrite 1" "seqread 1" "randread 1" "randread 32" "randwrite 1" "randwrite 32")
-script="for t in $(printf "'%s' " "${tests[@]}"); do set -- \$t; blk-bench /dev/vda \$1 $seconds \$2 || echo BLKBENCH_FAILED \$t; done"
+# Around each test the drive's interrupt count (/proc/interrupts, the line naming virtio0).
+irq="awk '/virtio0/ { print \$2 }' /proc/interrupts"
+script="for t in $(printf "'%s' " "${tests[@]}"); do set -- \$t; a=\$($irq); blk-bench /dev/vda \$1 $seconds \$2 || echo BLKBENCH_FAILED \$t; echo BLKIRQ test=\$1 depth=\$2 irqs=\$((\$($irq) - a)); done"
 append="console=ttyS0 reboot=k panic=1 pci=off quiet ember_test=$(printf '%s' "$script" | base64 -w0)"
 vmms=(ember ember_cache_none qemu_io_uring_cache_none qemu_default)
+[[ -n $baseline ]] && vmms=(ember ember_baseline ember_cache_none ember_baseline_cache_none qemu_io_uring_cache_none
+  qemu_default)
 
+# A VMM's run takes a minute or two in the emulated host; one still running after 5 minutes and
+# twice its tests' time has hung (QEMU's default did, about one run in five, in 2026-12 runs)
+# and is cut off, its round reported short, rather than costing the suite 15 minutes.
+vmm_timeout=$((300 + 12 * seconds))
 run_one() {  # run_one VMM LOG
   local qemu_drive=(-drive "file=$disk,if=none,id=d0,format=raw")
   case $1 in
-    ember|ember_cache_none)
-      local spec=id=data,path=$disk
-      [[ $1 == ember_cache_none ]] && spec+=,cache=none
-      timeout 900 "$src/build/ember" --kernel "$guest/bzImage" --initrd "$guest/initramfs.cpio.gz" --vcpus 1 \
+    ember*)
+      local spec=id=data,path=$disk bin=$src/build/ember
+      [[ $1 == *_cache_none ]] && spec+=,cache=none
+      [[ $1 == ember_baseline* ]] && bin=$baseline
+      timeout "$vmm_timeout" "$bin" --kernel "$guest/bzImage" --initrd "$guest/initramfs.cpio.gz" --vcpus 1 \
         --mem-mib 256 --cmdline "$append" --drive "$spec" >"$2" 2>&1 </dev/null || true ;;
     qemu_*)
       [[ $1 == qemu_io_uring_cache_none ]] && qemu_drive[1]+=,aio=io_uring,cache=none
       qemu_microvm_argv 256 "$guest" "$append"
-      timeout 900 "${qemu_argv[@]}" "${qemu_drive[@]}" -device virtio-blk-device,drive=d0 >"$2" 2>&1 </dev/null || true ;;
+      timeout "$vmm_timeout" "${qemu_argv[@]}" "${qemu_drive[@]}" -device virtio-blk-device,drive=d0 >"$2" 2>&1 </dev/null || true ;;
   esac
 }
 
-# Results: one line "VMM TEST DEPTH VALUE ROUND" per measurement (MiB/s for seq*, IOPS for rand*).
+# Results: one line "VMM TEST DEPTH VALUE ROUND" per measurement (MiB/s for seq*, IOPS for rand*);
+# interrupts per request in "VMM TEST DEPTH IRQS_PER_REQUEST ROUND" lines of their own.
 : >"$work/values"
+: >"$work/irqs"
 for r in $(seq 1 "$rounds"); do
   for vmm in "${vmms[@]}"; do
     log=$out/$vmm-$r.log
@@ -148,13 +167,17 @@ for r in $(seq 1 "$rounds"); do
         value=$(awk -v o="$ops" -v u="$usec" 'BEGIN { printf "%.0f", o / (u / 1e6) }')
       fi
       echo "$vmm $test $depth $value $r" >>"$work/values"
-      echo "perf/io: round $r $vmm $test depth $depth: $value" >&2
+      irqs=$(sed -n "s/^BLKIRQ test=$test depth=$depth irqs=\([0-9]*\)$/\1/p" <<<"$(tr -d '\r' <"$log")" | head -1)
+      if [[ -n $irqs ]] && ((ops > 0)); then
+        echo "$vmm $test $depth $(awk -v i="$irqs" -v o="$ops" 'BEGIN { printf "%.3f", i / o }') $r" >>"$work/irqs"
+      fi
+      echo "perf/io: round $r $vmm $test depth $depth: $value${irqs:+ ($irqs interrupts)}" >&2
     done
   done
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print ""}'; }
-med() { awk -v v="$1" -v t="$2" -v d="$3" '$1 == v && $2 == t && $3 == d {print $4}' "$work/values" | median; }
+med() { awk -v v="$1" -v t="$2" -v d="$3" '$1 == v && $2 == t && $3 == d {print $4}' "${4:-$work/values}" | median; }
 # The median over rounds of ember / QEMU within a round: the VMMs of one round ran minutes
 # apart, rounds on a shared machine may not, so each round's ratio is the paired figure.
 ratio() {  # ratio VMM QEMU TEST DEPTH
@@ -174,8 +197,34 @@ label() { case $1 in seq*) echo "sequential ${1#seq}, 1 MiB (MiB/s)" ;; *) echo 
       "${en:-n/a} | ${qu:-n/a} | $(ratio ember_cache_none qemu_io_uring_cache_none "$test" "$depth") |"
   done
   echo
-  echo "Figures: medians of $rounds rounds. Ratios: medians of each round's ember / QEMU (a round runs the four"
-  echo "VMMs one after the other). $seconds s per test, ${disk_mib} MiB drive ($([[ -n $loop ]] && echo "loop device over a file in ${TMPDIR:-/tmp}" || echo "file in ${TMPDIR:-/tmp}")), 1 vCPU, 256 MiB; $(date -u +%F), host $(uname -r)."
+  echo "Figures: medians of $rounds rounds. Ratios: medians of each round's ember / QEMU (a round runs the"
+  echo "${#vmms[@]} VMMs one after the other). $seconds s per test, ${disk_mib} MiB drive ($([[ -n $loop ]] && echo "loop device over a file in ${TMPDIR:-/tmp}" || echo "file in ${TMPDIR:-/tmp}")), 1 vCPU, 256 MiB; $(date -u +%F), host $(uname -r)."
+  echo
+  echo "Guest interrupts of the drive per request (medians of the rounds; /proc/interrupts around each test):"
+  echo
+  echo "| test | $(printf '%s | ' "${vmms[@]}")"
+  echo "| --- |$(printf ' --- |%.0s' "${vmms[@]}")"
+  for t in "${tests[@]}"; do
+    read -r test depth <<<"$t"
+    row="| $(label "$test" "$depth" | sed 's/ ([A-Za-z/]*)$//') |"
+    for vmm in "${vmms[@]}"; do
+      v=$(med "$vmm" "$test" "$depth" "$work/irqs")
+      row+=" ${v:-n/a} |"
+    done
+    echo "$row"
+  done
+  if [[ -n $baseline ]]; then
+    echo
+    echo "ember / baseline ($baseline), medians of each round's ratio:"
+    echo
+    echo "| test | cached | cache=none |"
+    echo "| --- | --- | --- |"
+    for t in "${tests[@]}"; do
+      read -r test depth <<<"$t"
+      echo "| $(label "$test" "$depth") | $(ratio ember ember_baseline "$test" "$depth") |" \
+        "$(ratio ember_cache_none ember_baseline_cache_none "$test" "$depth") |"
+    done
+  fi
 } >"$out/results.md"
 {
   for t in "${tests[@]}"; do

@@ -60,7 +60,7 @@ TEST_P(BlkEngines, ManyRequestsInOneNotification) {
   std::vector<Buffer> statuses;
   for (int i = 0; i < 8; ++i) {
     Buffer header = h.driver.alloc(16);
-    RequestHeader hdr{kTypeIn, static_cast<uint64_t>(i), 0};
+    RequestHeader hdr{kTypeIn, 0, static_cast<uint64_t>(i)};
     std::memcpy(h.driver.bytes(header).data(), &hdr, 16);
     statuses.push_back(h.driver.alloc(1, 0xee));
     h.driver.add({header}, {h.driver.alloc(512), statuses.back()}, true);  // 8 chains of 3 exceed 16 descriptors
@@ -426,6 +426,90 @@ TEST(BlkRateLimit, ResetForgetsTheHeldRequestAndTheTimerFindsAnIdleDevice) {
   clock.now += milliseconds(100);
   run_loop(h.loop, 100);
   EXPECT_EQ(h.driver.used_idx(), 1);  // the driver owns its ring again: nothing is written
+}
+
+// Interrupt coalescing (virtio/interrupt_coalescing.h) on the device: the fake clock sets
+// the guest's pace, the loop's timerfd ends a hold (armed for a few real µs here).
+using std::chrono::microseconds;
+
+struct CoalescingHarness : BlkHarness {
+  FakeClock& clock;
+  explicit CoalescingHarness(FakeClock& c)
+      : BlkHarness(Engine::Sync, false, 64 * 1024, "disk0", [&](BlockDeviceOptions& o) { o.clock = c.get(); }),
+        clock(c) {}
+  // One request at `t` µs, with used_event set as the driver would: `wants` false while
+  // its handler is still busy (no interrupt wanted for this entry).
+  void read_at(int64_t t, bool wants) {
+    clock.now = microseconds(t);
+    driver.set_used_event(wants ? driver.used_idx() : static_cast<uint16_t>(driver.used_idx() + 100));
+    queue_reads(*this, 1);
+  }
+  // Three requests 10 µs apart, the first two wanting no interrupt: the pace is 10 µs and
+  // the third completion's interrupt is held for a window of 20, from 20 µs.
+  void start_hold() {
+    read_at(0, false);
+    read_at(10, false);
+    read_at(20, true);
+    ASSERT_EQ(driver.used_idx(), 3);
+    ASSERT_EQ(interrupt.raised(), 0u);
+  }
+};
+
+TEST(BlkInterrupts, RequestsAddedDuringAHoldShareOneInterruptWhenTheGuestStops) {
+  FakeClock clock;
+  CoalescingHarness h(clock);
+  h.start_hold();
+  h.read_at(25, true);
+  h.read_at(35, true);
+  EXPECT_EQ(h.driver.used_idx(), 5);
+  EXPECT_EQ(h.interrupt.raised(), 0u);  // held: the guest is still adding
+  clock.now = microseconds(55);         // quiet for a window since the last one
+  run_loop(h.loop, 1000, [&] { return h.interrupt.raised() > 0; });
+  EXPECT_EQ(h.interrupt.raised(), 1u);
+  run_loop(h.loop, 20);
+  EXPECT_EQ(h.interrupt.raised(), 1u);  // one for the three it wanted
+}
+
+TEST(BlkInterrupts, AHoldEndsOnlyOnceTheGuestWasQuietForAWindow) {
+  FakeClock clock;
+  CoalescingHarness h(clock);
+  h.start_hold();
+  clock.now = microseconds(39);  // the window (20 µs) has not passed: the expiry holds on
+  run_loop(h.loop, 20);
+  EXPECT_EQ(h.interrupt.raised(), 0u);
+  clock.now = microseconds(40);
+  run_loop(h.loop, 1000, [&] { return h.interrupt.raised() > 0; });
+  EXPECT_EQ(h.interrupt.raised(), 1u);
+}
+
+TEST(BlkInterrupts, AGuestWaitingForEachRequestIsInterruptedForEachAtOnce) {
+  FakeClock clock;
+  CoalescingHarness h(clock);
+  for (int i = 0; i < 10; ++i) {
+    h.read_at(i * 30, true);
+    EXPECT_EQ(h.interrupt.raised(), i + 1u) << i;  // without running the loop: no timer
+  }
+}
+
+TEST(BlkInterrupts, DrainSendsAHeldInterrupt) {
+  FakeClock clock;
+  CoalescingHarness h(clock);
+  h.start_hold();
+  h.device->drain();  // before a pause or snapshot: nothing is left for later
+  EXPECT_EQ(h.interrupt.raised(), 1u);
+  clock.now = microseconds(1000);
+  run_loop(h.loop, 20);
+  EXPECT_EQ(h.interrupt.raised(), 1u);
+}
+
+TEST(BlkInterrupts, ResetForgetsAHoldAndItsTimerFindsAnIdleDevice) {
+  FakeClock clock;
+  CoalescingHarness h(clock);
+  h.start_hold();
+  h.device->reset();
+  clock.now = microseconds(1000);
+  run_loop(h.loop, 20);
+  EXPECT_EQ(h.interrupt.raised(), 0u);  // the driver owns its ring again
 }
 
 TEST(BlkRateLimit, ALimiterNeedsTheEventLoop) {

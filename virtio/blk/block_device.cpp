@@ -103,9 +103,16 @@ BackingFile open_backing(const std::string& id, const std::string& path, bool re
 }
 
 BlockDevice::BlockDevice(const BlockDeviceOptions& options, IoUringRing* ring)
-    : options_(options), limiter_(options.rate_limiter, options.clock) {
+    : options_(options), limiter_(options.rate_limiter, options.clock), coalescing_(options.clock) {
   if (options.loop) {
     timer_ = std::make_unique<ThrottleTimer>(*options.loop, [this] { run_queue(); }, "drive '" + options.id + "'");
+    hold_timer_ = std::make_unique<ThrottleTimer>(
+        *options.loop,
+        [this] {
+          hold_armed_ = false;
+          signal_if_needed();
+        },
+        "drive '" + options.id + "' interrupt");
   } else if (limiter_.enabled()) {
     fail("drive '", options.id, "': a rate limiter needs the event loop");
   }
@@ -180,6 +187,7 @@ void BlockDevice::reset() {
   // expire into an idle device: this may run on the main thread, which cannot arm it.
   if (held_) held_->chain.abandon();
   held_.reset();
+  coalescing_.cancel_hold();  // the hold timer, like the limiter's, expires into an idle device
   queues_ = {};
   interrupt_ = nullptr;
 }
@@ -187,7 +195,9 @@ void BlockDevice::reset() {
 void BlockDevice::drain() {
   // io_uring reads land in guest memory from kernel workers, not from the event thread.
   backend_->wait_until([this] { return free_slots_.size() == slots_.size(); });
-  signal_if_needed();
+  // A drained device leaves nothing for later: a held interrupt goes out now.
+  coalescing_.cancel_hold();
+  if (interrupt_) signal_now();
 }
 
 void BlockDevice::process_queue(uint16_t index) {
@@ -209,9 +219,12 @@ void BlockDevice::run_queue() {
       handle(std::move(held.chain), std::move(held.request));
     }
   }
+  bool added = false;
   while (go) {
     std::optional<DescriptorChain> chain = queues_[0].pop();
     if (!chain) break;
+    if (!added) coalescing_.requests_added();
+    added = true;
     BlockRequest request = parse_block_request(*chain);
     // A malformed request costs nothing: it fails at once, without I/O.
     go = request.malformed || admit(*chain, request, data_bytes(request));
@@ -433,9 +446,27 @@ std::string BlockDevice::describe_state() const {
 
 void BlockDevice::signal_if_needed() {
   if (in_batch_ || !interrupt_) return;
+  bool undecided = false;
+  for (const SplitQueue& q : queues_) undecided |= q.used_undecided();
+  if (!undecided) return;
+  if (hold_timer_) {
+    Nanos wait = coalescing_.decide();
+    if (wait.count() > 0) {
+      // Armed once per hold: its end only moves later, and the expiry asks again.
+      if (!hold_armed_) hold_timer_->arm(wait);
+      hold_armed_ = true;
+      return;
+    }
+  }
+  signal_now();
+}
+
+void BlockDevice::signal_now() {
   bool any = false;
   for (SplitQueue& q : queues_) any |= q.needs_interrupt();
-  if (any) interrupt_->signal_used();
+  if (!any) return;
+  interrupt_->signal_used();
+  coalescing_.signalled();
 }
 
 }  // namespace ember::virtio::blk

@@ -14,6 +14,7 @@
 #include "base/util/unique_fd.h"
 #include "virtio/blk/block_backend.h"
 #include "virtio/blk/block_request.h"
+#include "virtio/interrupt_coalescing.h"
 #include "virtio/rate_limiter.h"
 #include "virtio/throttle_timer.h"
 #include "virtio/virtio_device.h"
@@ -127,7 +128,11 @@ class BlockDevice final : public VirtioDevice {
   void discard_or_zero(DescriptorChain chain, BlockRequest request);
   void finish(InFlight& slot, int64_t result);
   void complete_now(DescriptorChain& chain, BlockRequest& request, uint8_t status, uint32_t written = 0);
+  // At the end of a batch: interrupts now, or holds the interrupt (InterruptCoalescing)
+  // with the hold timer armed.
   void signal_if_needed();
+  // Interrupts if the driver wants one for what is on the used ring, holding nothing.
+  void signal_now();
   // The metric counting requests of `type` that reached the backend.
   std::atomic<uint64_t>& request_counter(uint32_t type);
 
@@ -148,6 +153,9 @@ class BlockDevice final : public VirtioDevice {
   RateLimiter limiter_;
   std::unique_ptr<ThrottleTimer> timer_;  // with options.loop
   std::optional<Held> held_;
+  InterruptCoalescing coalescing_;
+  std::unique_ptr<ThrottleTimer> hold_timer_;  // with options.loop; without, no interrupt is held
+  bool hold_armed_ = false;
 
   // Counters for the metrics file: written on the event thread, read by the API's.
   struct Counters {
