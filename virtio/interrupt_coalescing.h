@@ -26,8 +26,8 @@ class InterruptCoalescing {
  public:
   using Clock = std::function<Nanos()>;
   // Bounds on the window: below kMinWindow a timer costs more than it saves; above
-  // kMaxWindow the guest's pace is too slow to be worth waiting for.
-  // kMaxWindow also covers a nested guest, whose pace is tens of times slower.
+  // kMaxWindow the guest's pace is too slow to be worth waiting for (it is set to cover a
+  // nested guest, whose pace is tens of times slower).
   static constexpr Nanos kMinWindow{5'000};
   static constexpr Nanos kMaxWindow{2'000'000};
   static constexpr Nanos kMaxHold{4'000'000};  // the longest a completion waits for its interrupt
@@ -41,7 +41,8 @@ class InterruptCoalescing {
   // Completions are on the used ring and not signalled yet. Zero: interrupt now (then
   // call signalled()). Otherwise hold: ask again after that long (or sooner).
   Nanos decide();
-  // The interrupt decision was made and carried out (sent, or not wanted by the driver).
+  // An interrupt went out (not called when the driver wanted none: no interrupt spoiled
+  // the gap to the next request).
   void signalled();
   // Ends a hold at once (drain, reset): the caller signals what is pending.
   void cancel_hold();
