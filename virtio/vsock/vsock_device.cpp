@@ -504,7 +504,9 @@ void VsockDevice::on_timer() {
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     uint64_t id = deadlines_.begin()->second;
     if (id == 0) {
-      end_reset_wait("the guest did not take the transport reset in time: host connections go ahead");
+      warn_limited(cat("vsock: the guest did not take the transport reset within ", options_.reset_ack_timeout.count(),
+                       " ms of the restore: host connections go ahead, and the guest may reset them"));
+      end_reset_wait("the guest did not take the transport reset in time");
       continue;
     }
     deadlines_.erase(deadlines_.begin());

@@ -36,8 +36,11 @@ struct VsockDeviceOptions {
   // within this (Firecracker's 2 s); else the host stream is closed and the guest gets RST.
   std::chrono::milliseconds handshake_timeout{2000};
   // After a restore, host connections wait for the guest to take the TRANSPORT_RESET event
-  // (see VsockDevice), at most this long.
-  std::chrono::milliseconds reset_ack_timeout{1000};
+  // (see VsockDevice), at most this long. Linux takes it within tens of ms, but a guest
+  // resuming slowly (a loaded host, a sanitized build in the emulated host) took over 1 s:
+  // a connection let through before it did is reset by the guest once it takes the event.
+  // Meanwhile each held connection still ends at handshake_timeout, so clients retry.
+  std::chrono::milliseconds reset_ack_timeout{10000};
 };
 
 // Descriptors kept free for the rest of ember: a connection whose socket would
