@@ -6,11 +6,6 @@ namespace ember::virtio {
 
 InterruptCoalescing::InterruptCoalescing(Clock clock) : clock_(std::move(clock)) {}
 
-Nanos InterruptCoalescing::now() const {
-  if (clock_) return clock_();
-  return std::chrono::duration_cast<Nanos>(std::chrono::steady_clock::now().time_since_epoch());
-}
-
 Nanos InterruptCoalescing::window() const {
   if (pace_.count() == 0 || 2 * pace_ > kMaxWindow) return Nanos{0};
   return std::max(2 * pace_, kMinWindow);

@@ -24,7 +24,7 @@ namespace ember::virtio {
 
 class InterruptCoalescing {
  public:
-  using Clock = std::function<Nanos()>;
+  using Clock = MonotonicClock;
   // Bounds on the window: below kMinWindow a timer costs more than it saves; above
   // kMaxWindow the guest's pace is too slow to be worth waiting for (it is set to cover a
   // nested guest, whose pace is tens of times slower).
@@ -53,7 +53,7 @@ class InterruptCoalescing {
   uint64_t holds() const { return holds_; }
 
  private:
-  Nanos now() const;
+  Nanos now() const { return now_of(clock_); }
 
   Clock clock_;
   Nanos pace_{0};  // moving average of gaps between requests, zero: none seen

@@ -87,11 +87,6 @@ RateLimiter::RateLimiter(const RateLimiterConfig& config, Clock clock) : clock_(
   update(config);
 }
 
-Nanos RateLimiter::now() const {
-  if (clock_) return clock_();
-  return std::chrono::duration_cast<Nanos>(std::chrono::steady_clock::now().time_since_epoch());
-}
-
 Nanos RateLimiter::consume(uint64_t bytes, uint64_t ops) {
   if (!enabled()) return Nanos(0);
   Nanos t = now();

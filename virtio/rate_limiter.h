@@ -44,6 +44,12 @@ void check_token_bucket(const TokenBucketConfig& bucket, const std::string& wher
 void check_rate_limiter(const RateLimiterConfig& config, const std::string& where);
 
 using Nanos = std::chrono::nanoseconds;
+// A monotonic clock the owner injects (tests pass a fake one); empty: std::chrono::steady_clock.
+using MonotonicClock = std::function<Nanos()>;
+inline Nanos now_of(const MonotonicClock& clock) {
+  if (clock) return clock();
+  return std::chrono::duration_cast<Nanos>(std::chrono::steady_clock::now().time_since_epoch());
+}
 
 // One bucket. Tokens refill at size/refill_time continuously (not in steps), up to size.
 // A request for more tokens than `size` would never fit: it is let through when the
@@ -75,7 +81,7 @@ class TokenBucket {
 // A device's limiter: both buckets charged together, or neither.
 class RateLimiter {
  public:
-  using Clock = std::function<Nanos()>;  // monotonic; empty: std::chrono::steady_clock
+  using Clock = MonotonicClock;
   explicit RateLimiter(const RateLimiterConfig& config = {}, Clock clock = {});
   bool enabled() const { return bandwidth_.enabled() || ops_.enabled(); }
   // Charges `bytes` and `ops` and returns 0, or charges nothing and returns how long
@@ -85,7 +91,7 @@ class RateLimiter {
   void update(const RateLimiterConfig& update);
 
  private:
-  Nanos now() const;
+  Nanos now() const { return now_of(clock_); }
   Clock clock_;
   TokenBucket bandwidth_;
   TokenBucket ops_;

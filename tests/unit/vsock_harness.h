@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -75,6 +76,17 @@ struct Packet {
 // The guest side of a vsock device: its socket path, memory and three queues' rings.
 struct GuestRings {
   explicit GuestRings(const std::string& socket_name) : uds(temp_path(socket_name)) {}
+  // The tests' listeners for guest connections (uds + "_PORT") are not the device's to remove.
+  ~GuestRings() {
+    std::error_code ec;
+    std::filesystem::path base(uds);
+    const std::string prefix = base.filename().string() + "_";
+    for (const auto& entry : std::filesystem::directory_iterator(base.parent_path(), ec)) {
+      if (entry.path().filename().string().starts_with(prefix)) std::filesystem::remove(entry.path(), ec);
+    }
+  }
+  GuestRings(const GuestRings&) = delete;
+  GuestRings& operator=(const GuestRings&) = delete;
   std::string uds;
   GuestMemory memory = test::small_guest_memory(8);
   test::VirtioDriver rx{memory, kQ, 0x10000, 0x100000};
