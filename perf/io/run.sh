@@ -12,7 +12,8 @@
 #          else the file itself. Like is compared with like: ember's default with QEMU's (both
 #          through the host's page cache), ember's cache = "none" with QEMU's
 #          io_uring,cache=none (both O_DIRECT).
-#   net    TCP each way over a tap, and 64-byte UDP packets per second each way, QEMU with
+#   net    TCP each way over a tap (busybox nc, 1 KiB writes, and 64 KiB writes: tcp-bulk), and
+#          64-byte UDP packets per second each way, QEMU with
 #          vhost=off (perf/net/run.sh)
 #   vsock  each way, QEMU with vhost-vsock-device (perf/vsock/run.sh)
 # Writes results.md (every table), results.json (every measurement) and ratios.png (ember /
@@ -88,10 +89,12 @@ if [[ $inner == 0 ]]; then
     "$(part vsock results.json null)" >"$out/results.json"
   {
     part block ratios.dat
-    # net: "| host -> guest (RX) | e | q | ratio |"; vsock: "ember / QEMU median throughput: r" per direction.
-    part net results.md | awk -F'|' '/UDP guest -> host/ { print "\"net UDP TX\"", $5, 3; next }
+    # net: "| host -> guest (RX), ... | e | q | ratio | v | ratio |" (the other tables have fewer
+    # columns); vsock: "ember / QEMU median throughput: r" per direction.
+    part net results.md | awk -F'|' 'NF != 8 { next } /UDP guest -> host/ { print "\"net UDP TX\"", $5, 3; next }
       /UDP host -> guest/ { print "\"net UDP RX\"", $5, 3; next }
-      /guest -> host/ { print "\"net TX\"", $5, 3 } /host -> guest/ { print "\"net RX\"", $5, 3 }'
+      /guest -> host.*64 KiB/ { print "\"net TX\"", $5, 3; next } /host -> guest.*64 KiB/ { print "\"net RX\"", $5, 3; next }
+      /guest -> host.*nc/ { print "\"net TX nc\"", $5, 3 } /host -> guest.*nc/ { print "\"net RX nc\"", $5, 3 }'
     part vsock results.md | awk '/^guest -> host/ { d = "to host" } /^host -> guest/ { d = "to guest" }
       /^ember \/ QEMU median throughput:/ { printf "\"vsock %s\" %.2f 4\n", d, $NF }'
   } | awk '$(NF-1) + 0 > 0' >"$out/ratios.dat"

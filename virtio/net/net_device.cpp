@@ -24,19 +24,18 @@ namespace {
 constexpr unsigned kMaxRxReadFailures = 16;
 
 // Packets read from the tap at once, after a read completed, before one interrupt tells the
-// guest of them all; bounded so TX and other devices get the event thread in between. Only
-// small frames are batched: large ones (TCP with GSO, up to 64 KiB each) still reach the guest
-// one interrupt at a time, the guest taking in one while ember reads the next. Batching them
-// made TCP downloads about a third slower in the emulated host (perf/net/NOTES.md).
+// guest of them all; bounded (32 GSO frames are 2 MiB) so TX and other devices get the event
+// thread in between. Large frames too: a bulk download's 64 KiB frames one interrupt each
+// cost the guest three times the interrupts of frames taken in groups, and their
+// time was QEMU's only with groups (perf/net/NOTES.md, 2026-12-03).
 constexpr unsigned kRxBatch = 32;
-// A small frame: an Ethernet frame and its header, not a GSO one. RX batches only these, and
-// TX writes only these from the event thread (NetDeviceOptions::tap_writes_never_block);
-// larger TX frames (TSO, up to 64 KiB) go through io_uring, whose worker copies them while the
-// event thread goes on.
-constexpr size_t kSmallFrameBytes = 2048;
-// Small TX frames the event thread writes in one pass over the TX queue; the rest of a guest that keeps the
-// queue full then goes through io_uring, whose completions resume TX, so RX and the other
-// devices get the event thread in between.
+// TX frames the event thread writes to the tap itself in one pass over the TX queue
+// (NetDeviceOptions::tap_writes_never_block, with tx_now_bytes bounding their bytes); the rest
+// of a guest that keeps the queue full then goes through io_uring, whose completions resume
+// TX, so RX and the other devices get the event thread in between. TSO frames (up to 64 KiB)
+// too: through io_uring each cost a hand-off to an io-wq worker and back on Linux 6.1, and a
+// bulk upload's time then spread over three times the range of QEMU's (perf/net/NOTES.md,
+// 2026-12-03).
 constexpr unsigned kTxNowBatch = 256;
 
 }  // namespace
@@ -184,10 +183,9 @@ void NetDevice::process_queue(uint16_t index) {
   in_batch_ = true;
   if (index == kRxQueue) {
     // New buffers (or the RX limiter's timer): finish the packet that waited, then read the next.
-    size_t waited = rx_length_;
     if (rx_length_) forward_rx();
     rx_read_failures_ = 0;
-    read_rx(waited);
+    read_rx();
   } else {
     process_tx();
   }
@@ -226,7 +224,7 @@ void NetDevice::on_rx_read(int32_t result) {
     return;
   }
   rx_read_failures_ = 0;
-  if (take_rx_packet(static_cast<size_t>(result))) read_rx(static_cast<size_t>(result));
+  if (take_rx_packet(static_cast<size_t>(result))) read_rx();
 }
 
 bool NetDevice::take_rx_packet(size_t length) {
@@ -237,7 +235,7 @@ bool NetDevice::take_rx_packet(size_t length) {
   return forward_rx();
 }
 
-void NetDevice::read_rx(size_t last_bytes) {
+void NetDevice::read_rx() {
   // What the tap already holds is read now, without waiting, each packet handed to the guest
   // before the next is read: one wake-up and one interrupt for the lot instead of an io_uring
   // round trip each. Then one io_uring read waits for more. "Without waiting" is RWF_NOWAIT;
@@ -245,7 +243,7 @@ void NetDevice::read_rx(size_t last_bytes) {
   // read is in flight meanwhile, and the next one needs the tap blocking again to wait).
   bool nonblocking = false;
   bool waiting = false;  // a packet waits for buffers or the limiter: no read until then
-  for (unsigned i = 0; i < kRxBatch && last_bytes <= kSmallFrameBytes && may_read_rx(); ++i) {
+  for (unsigned i = 0; i < kRxBatch && may_read_rx(); ++i) {
     ssize_t n = -1;
     if (nowait_reads_) {
       n = ::preadv2(tap_.get(), &rx_iov_, 1, -1, RWF_NOWAIT);
@@ -264,7 +262,6 @@ void NetDevice::read_rx(size_t last_bytes) {
     // EAGAIN (empty), failures and reads shorter than the header (end of file) alike: the
     // io_uring read that follows reports and counts a failure.
     if (n < static_cast<ssize_t>(kNetHeaderSize)) break;
-    last_bytes = static_cast<size_t>(n);
     if (!take_rx_packet(static_cast<size_t>(n))) {
       waiting = true;
       break;
@@ -367,6 +364,7 @@ bool NetDevice::deliver_rx() {
 void NetDevice::process_tx() {
   SplitQueue& queue = queues_[kTxQueue];
   tx_now_budget_ = kTxNowBatch;
+  tx_now_bytes_ = options_.tx_now_bytes;
   while (!tx_free_.empty()) {
     bool was_held = tx_held_.has_value();
     std::optional<DescriptorChain> chain = was_held ? std::move(tx_held_) : queue.pop();
@@ -411,7 +409,7 @@ void NetDevice::send(DescriptorChain chain) {
     return;
   }
   bool tso = header.gso_type != kGsoNone;
-  if (total <= kSmallFrameBytes && write_tx_now(chain, tso)) return;
+  if (write_tx_now(chain, total, tso)) return;
   TxSlot& slot = *tx_free_.back();
   tx_free_.pop_back();
   slot.iov.clear();
@@ -423,10 +421,14 @@ void NetDevice::send(DescriptorChain chain) {
   }
 }
 
-bool NetDevice::write_tx_now(DescriptorChain& chain, bool tso) {
+bool NetDevice::write_tx_now(DescriptorChain& chain, size_t bytes, bool tso) {
   // Frames reach the tap in the guest's order: none may overtake a write still in flight.
-  if (!options_.tap_writes_never_block || tx_free_.size() != tx_slots_.size() || tx_now_budget_ == 0) return false;
+  if (!options_.tap_writes_never_block || tx_free_.size() != tx_slots_.size() || tx_now_budget_ == 0 ||
+      bytes > tx_now_bytes_) {
+    return false;
+  }
   --tx_now_budget_;
+  tx_now_bytes_ -= bytes;
   tx_now_iov_.clear();
   chain.reader().append_iovecs(tx_now_iov_);
   ssize_t n = ::writev(tap_.get(), tx_now_iov_.data(), static_cast<int>(tx_now_iov_.size()));

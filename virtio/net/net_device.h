@@ -42,12 +42,16 @@ struct NetDeviceOptions {
   // Batches of RX reads use RWF_NOWAIT until the tap refuses it once, then O_NONBLOCK around
   // each batch. False starts with the latter (tests: their "tap" is a socket, which takes both).
   bool nowait_reads = true;
-  // The tap never makes a writer wait (open_tap() sets its send buffer unlimited): small TX
-  // frames are then written by the event thread itself when no io_uring write is in flight,
+  // The tap never makes a writer wait (open_tap() sets its send buffer unlimited): TX frames
+  // (a bounded number and bytes per pass) are then written by the event thread itself when no
+  // io_uring write is in flight,
   // instead of each costing an io_uring round trip (on Linux 6.1 a hand-off to an io-wq
   // worker, as the tap refuses non-blocking attempts). False for stand-ins that can block
   // (a socket whose peer stops reading): every frame goes through io_uring.
   bool tap_writes_never_block = false;
+  // Of those, at most these bytes per pass over the TX queue (TSO frames are up to 64 KiB):
+  // the rest of the pass goes through io_uring, so RX and the other devices get the event thread.
+  size_t tx_now_bytes = 1 << 20;
 };
 
 class NetDevice final : public VirtioDevice {
@@ -101,9 +105,9 @@ class NetDevice final : public VirtioDevice {
   bool may_read_rx() const { return !rx_reading_ && !rx_length_ && !resetting_ && interrupt_; }
   void start_rx_read();
   void on_rx_read(int32_t result);
-  // Reads the small packets the tap holds now (a bounded batch, after a packet of
-  // `last_bytes` went to the guest), then starts an io_uring read.
-  void read_rx(size_t last_bytes);
+  // Reads the packets the tap holds now (a bounded batch, each handed to the guest before
+  // the next is read), then starts an io_uring read.
+  void read_rx();
   // Takes a packet of `length` bytes (at least the header) read into rx_packet_; false when it
   // waits for RX buffers or the limiter (no read until then).
   bool take_rx_packet(size_t length);
@@ -122,8 +126,8 @@ class NetDevice final : public VirtioDevice {
   void drop_rx(std::atomic<uint64_t>& counter, const char* why);
   void process_tx();
   void send(DescriptorChain chain);
-  // Writes a small frame to the tap now; false when it has to go through io_uring instead.
-  bool write_tx_now(DescriptorChain& chain, bool tso);
+  // Writes a frame of `bytes` to the tap now; false when it has to go through io_uring instead.
+  bool write_tx_now(DescriptorChain& chain, size_t bytes, bool tso);
   void count_tx(int32_t result, bool tso);
   void on_tx_done(TxSlot& slot, int32_t result);
   // Cancels the RX read and waits for everything this device has in the ring.
@@ -161,6 +165,7 @@ class NetDevice final : public VirtioDevice {
   std::vector<TxSlot*> tx_free_;
   std::vector<iovec> tx_now_iov_;  // write_tx_now's, kept to reuse its allocation
   unsigned tx_now_budget_ = 0;     // frames write_tx_now may still write in this pass
+  size_t tx_now_bytes_ = 0;        // and their bytes
   bool tx_throttled_ = false;
   // Rate limiting: a frame the limiter held back is the first one handled next.
   RateLimiter rx_limiter_;
