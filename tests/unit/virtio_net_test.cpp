@@ -474,7 +474,7 @@ TEST_P(RxBatch, PacketsTheTapHoldsAreReadAtOnceInBoundedBatches) {
   EXPECT_EQ(h.metric("rx_fails"), 0u);
 }
 // Large frames (TCP with GSO) are batched too: a bulk download's frames one interrupt each
-// cost the guest three times the interrupts (perf/net/NOTES.md, 2026-12-03). Large and small
+// cost the guest about five times the interrupts (perf/net/NOTES.md, 2026-12-03). Large and small
 // frames alike arrive whole, in order, with one interrupt.
 TEST_P(RxBatch, LargeFramesAreReadInTheBatchToo) {
   NetHarness h(kAllOffloads, 0, [](NetDeviceOptions& o) { o.nowait_reads = GetParam(); });

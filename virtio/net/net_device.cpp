@@ -26,7 +26,7 @@ constexpr unsigned kMaxRxReadFailures = 16;
 // Packets read from the tap at once, after a read completed, before one interrupt tells the
 // guest of them all; bounded (32 GSO frames are 2 MiB) so TX and other devices get the event
 // thread in between. Large frames too: a bulk download's 64 KiB frames one interrupt each
-// cost the guest three times the interrupts of frames taken in groups, and their
+// cost the guest about five times the interrupts of frames taken in groups, and their
 // time was QEMU's only with groups (perf/net/NOTES.md, 2026-12-03).
 constexpr unsigned kRxBatch = 32;
 // TX frames the event thread writes to the tap itself in one pass over the TX queue

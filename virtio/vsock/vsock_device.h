@@ -37,8 +37,9 @@ struct VsockDeviceOptions {
   std::chrono::milliseconds handshake_timeout{2000};
   // After a restore, host connections wait for the guest to take the TRANSPORT_RESET event
   // (see VsockDevice), at most this long. Linux takes it within tens of ms, but a guest
-  // resuming slowly (a loaded host, a sanitized build in the emulated host) took over 1 s:
-  // a connection let through before it did is reset by the guest once it takes the event.
+  // resuming slowly (a loaded host, a sanitized build in the emulated host) may take over
+  // 1 s, the old bound (the likeliest cause of one sanitized FaaS endurance failure): a
+  // connection let through before it did is reset by the guest once it takes the event.
   // Meanwhile each held connection still ends at handshake_timeout, so clients retry.
   std::chrono::milliseconds reset_ack_timeout{10000};
 };
